@@ -1,0 +1,16 @@
+"""User-facing errors: one line that says what went wrong and what to do."""
+
+
+class BeexError(Exception):
+    """An error caused by input or environment that the user can fix.
+
+    The CLI prints ``str(error)`` as a single line and exits with status 2;
+    library users catch it like any exception.
+    """
+
+
+class UnknownNameError(BeexError, KeyError):
+    """A model, task, target or suite name that no registry knows."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
