@@ -1,0 +1,179 @@
+"""The target interface: everything device-specific a profiler needs, in one place.
+
+A :class:`Target` says where work runs (``device``), with how many threads, whether it is an
+emulation of another device, and hands out the device's instruments: a :class:`Timer`, an
+:class:`EnergyCounter` and a :class:`MemoryMeter`. Profilers only talk to these, so a new device
+is one subclass, not edits scattered through ``profilers/``.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from abc import ABC, abstractmethod
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Mapping, Protocol
+
+import torch
+
+from beexbench.targets import _host
+
+
+class CounterUnavailable(Exception):
+    """Raised by :meth:`Target.energy_meter` when the device has no readable energy counter.
+
+    ``str(error)`` is the reason, recorded in the energy record's provenance inputs.
+    """
+
+
+class Timer(Protocol):
+    """Times one call: ``elapsed_ms = timer(fn)``. ``name`` is recorded as provenance."""
+
+    name: str
+
+    def __call__(self, fn: Callable[[], Any]) -> float: ...
+
+
+class EnergyCounter(Protocol):
+    """A cumulative energy counter.
+
+    ``read()`` returns joules per domain accumulated since the counter was opened (counter wrap
+    already handled), so callers subtract two reads. ``total(reading)`` sums the domains that do
+    not overlap. ``provenance`` is e.g. ``"measured:rapl"``.
+    """
+
+    provenance: str
+
+    def read(self) -> dict[str, float]: ...
+
+    def total(self, reading: Mapping[str, float]) -> float: ...
+
+
+class MemoryMeter(Protocol):
+    """Watches memory between ``start()`` and ``stop()``; ``stop()`` returns named figures in bytes
+    (``peak_rss_bytes``, ``baseline_rss_bytes`` and, on devices with their own memory,
+    ``device_peak_allocated_bytes``, ``device_baseline_allocated_bytes``) plus ``samples``."""
+
+    method: str
+
+    def start(self) -> None: ...
+
+    def stop(self) -> dict[str, int]: ...
+
+
+class PerfCounterTimer:
+    """Host wall-clock timer around a synchronous call."""
+
+    name = "perf_counter_ns"
+
+    def __call__(self, fn: Callable[[], Any]) -> float:
+        t0 = time.perf_counter_ns()
+        fn()
+        return (time.perf_counter_ns() - t0) / 1e6
+
+
+class Target(ABC):
+    """Where and how work runs. Subclasses set the attributes and may override the instruments.
+
+    ``threads`` is the intra-op thread count applied by :meth:`activate`; ``cores`` (optional) are the
+    logical CPUs the process is pinned to while active; ``interop_threads`` is applied once per
+    process if torch still allows it.
+    """
+
+    name: str
+    device: torch.device
+    threads: int
+    emulated: bool = False
+    description: str = ""
+    cores: tuple[int, ...] | None = None
+    interop_threads: int | None = None
+    # Whether "TDP share x this process's CPU time" is a fair energy estimate when no counter exists.
+    # False where the work happens off the CPU (GPU), so the estimate would undercount.
+    cpu_time_energy_estimate: bool = True
+
+    def __init__(self) -> None:
+        # Notes about what could not be applied as asked (capped threads, no pinning, ...), kept for
+        # describe() so results say what really happened.
+        self.notes: list[str] = []
+
+    # -- availability -----------------------------------------------------------------------
+    def available(self) -> tuple[bool, str]:
+        return True, ""
+
+    # -- execution context ------------------------------------------------------------------
+    @contextmanager
+    def activate(self) -> Iterator["Target"]:
+        """Apply threads (and pinning) for the duration of the block, then restore them.
+
+        Re-entrant: nested activations save and restore whatever was current.
+        """
+        prev_threads = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+        if self.interop_threads is not None:
+            note = _host.set_interop_threads(self.interop_threads)
+            if note:
+                self._note(note)
+        restore_affinity = None
+        if self.cores is not None:
+            restore_affinity, note = _host.pin_process(self.cores)
+            if note:
+                self._note(note)
+        try:
+            yield self
+        finally:
+            if restore_affinity is not None:
+                restore_affinity()
+            torch.set_num_threads(prev_threads)
+
+    def synchronize(self) -> None:
+        """Wait for queued device work; a no-op on the CPU."""
+
+    # -- instruments ------------------------------------------------------------------------
+    def timer(self) -> Timer:
+        return PerfCounterTimer()
+
+    @abstractmethod
+    def energy_meter(self) -> EnergyCounter:
+        """An opened energy counter for this device, or raise :class:`CounterUnavailable`."""
+
+    def memory_meter(self) -> MemoryMeter:
+        return _host.RssSampler()
+
+    # -- provenance -------------------------------------------------------------------------
+    def describe(self) -> dict[str, Any]:
+        """JSON-safe description for results."""
+        ok, reason = self.available()
+        return {
+            "name": self.name,
+            "device": str(self.device),
+            "threads": self.threads,
+            "interop_threads": torch.get_num_interop_threads(),
+            "emulated": self.emulated,
+            "description": self.description,
+            "pinned_cores": list(self.cores) if self.cores is not None else None,
+            "pinning_supported": _host.PINNING_SUPPORTED,
+            "platform": sys.platform,
+            "available": ok,
+            "unavailable_reason": reason or None,
+            "notes": list(self.notes),
+        }
+
+    def _note(self, note: str) -> None:
+        if note not in self.notes:
+            self.notes.append(note)
+
+    def __repr__(self) -> str:
+        flag = ", emulated" if self.emulated else ""
+        return f"<Target {self.name}: {self.device}, {self.threads} threads{flag}>"
+
+
+def physical_cores() -> int:
+    """Physical cores visible to this process's platform (logical count as a fallback)."""
+    import psutil
+
+    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+
+
+def usable_cpus() -> list[int]:
+    """Logical CPUs this process may run on, sorted (all of them where affinity is unknown)."""
+    return _host.usable_cpus()

@@ -1,0 +1,43 @@
+"""The host CPU: threads chosen (default: physical cores) and recorded, RAPL energy where readable."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+import torch
+
+from beexbench.errors import BeexError
+from beexbench.targets import _rapl
+from beexbench.targets._registry import register_target
+from beexbench.targets.base import EnergyCounter, Target, physical_cores
+
+
+class CpuTarget(Target):
+    def __init__(
+        self,
+        threads: int | None = None,
+        cores: Iterable[int] | None = None,
+        interop_threads: int | None = None,
+        rapl_root: Path | str = _rapl.DEFAULT_ROOT,
+        name: str = "cpu",
+        description: str = "host CPU",
+    ) -> None:
+        super().__init__()
+        self.name = name
+        self.device = torch.device("cpu")
+        self.threads = physical_cores() if threads is None else int(threads)
+        if self.threads < 1:
+            raise BeexError(f"threads must be at least 1 (got {threads})")
+        self.cores = tuple(sorted(cores)) if cores is not None else None
+        self.interop_threads = interop_threads
+        self.rapl_root = Path(rapl_root)
+        self.description = description
+
+    def energy_meter(self) -> EnergyCounter:
+        return _rapl.RaplCounter(self.rapl_root)
+
+
+@register_target("cpu")
+def cpu(**overrides) -> CpuTarget:
+    """Host CPU with one thread per physical core (override ``threads=``, ``cores=``)."""
+    return CpuTarget(**overrides)
