@@ -1,0 +1,384 @@
+"""User datasets: local CSV / JSONL / Parquet files and Hugging Face datasets.
+
+Both return a :class:`~beexbench.data.tasks.TaskData` made the same way as
+catalog tasks: whitespace collapsed, empty texts dropped, labels mapped to
+class indices (strings in sorted order unless ``label_names`` is given),
+80/10/10 stratified split with seed 1234, WordPiece tokenizer trained on the
+training split, ``max_len`` = 95th percentile of train token lengths rounded
+up to a multiple of 8 (cap 256).  Nothing here is cached.
+
+Dataset spec strings (accepted by :func:`beexbench.data.load_task` and the CLI)::
+
+    csv:PATH?text=COL&label=COL[&text_b=COL][&name=NAME][&problem=regression][&sep=;]
+    jsonl:PATH?text=COL&label=COL...
+    parquet:PATH?text=COL&label=COL...
+    PATH.csv?text=COL&label=COL        (format taken from the extension)
+    hf:DATASET[/CONFIG]                e.g. hf:glue/sst2, hf:glue/mnli
+    hf:OWNER/DATASET[:CONFIG]          e.g. hf:stanfordnlp/imdb, hf:nyu-mll/glue:rte
+    hf:...?text=COL&label=COL[&text_b=COL]   for datasets without a known column layout
+
+``text`` defaults to ``text`` and ``label`` to ``label`` when omitted.  For
+``hf:``, a ``DATASET/CONFIG`` form is only read as a config for the
+config-style collections ``glue`` and ``super_glue``; otherwise use ``:CONFIG``
+or ``?config=CONFIG``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Sequence
+from urllib.parse import parse_qsl
+
+import pandas as pd
+
+from beexbench.errors import BeexError
+from beexbench.progress import NULL_PROGRESS
+
+from .splits import SPLIT_SEED, strata_for, stratified_split
+from .tasks import TaskData, assemble_task
+
+__all__ = [
+    "load_local_dataset",
+    "load_hf_dataset",
+    "is_dataset_spec",
+    "parse_dataset_spec",
+    "load_dataset_spec",
+    "GLUE_COLUMNS",
+]
+
+_FORMATS = {".csv": "csv", ".tsv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl",
+            ".json": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
+_SCHEMES = ("csv", "jsonl", "parquet", "hf", "local", "file")
+
+# GLUE / SuperGLUE configs: (text column, text_b column or None, problem)
+GLUE_COLUMNS: dict[str, tuple[str, str | None, str]] = {
+    "cola": ("sentence", None, "classification"),
+    "sst2": ("sentence", None, "classification"),
+    "mrpc": ("sentence1", "sentence2", "classification"),
+    "qqp": ("question1", "question2", "classification"),
+    "stsb": ("sentence1", "sentence2", "regression"),
+    "mnli": ("premise", "hypothesis", "classification"),
+    "mnli_matched": ("premise", "hypothesis", "classification"),
+    "mnli_mismatched": ("premise", "hypothesis", "classification"),
+    "qnli": ("question", "sentence", "classification"),
+    "rte": ("sentence1", "sentence2", "classification"),
+    "wnli": ("sentence1", "sentence2", "classification"),
+    "ax": ("premise", "hypothesis", "classification"),
+    "boolq": ("passage", "question", "classification"),
+    "cb": ("premise", "hypothesis", "classification"),
+}
+_CONFIG_COLLECTIONS = {"glue", "super_glue", "nyu-mll/glue", "aps/super_glue"}
+
+
+# --------------------------------------------------------------------------- #
+# Local files
+# --------------------------------------------------------------------------- #
+def _sha256_path(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _read_table(path: Path, fmt: str, sep: str | None) -> pd.DataFrame:
+    try:
+        if fmt == "csv":
+            if sep is None:
+                sep = "\t" if path.suffix.lower() == ".tsv" else ","
+            return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_values=[""])
+        if fmt == "jsonl":
+            rows = []
+            with open(path, encoding="utf-8") as f:
+                for lineno, line in enumerate(f, 1):
+                    if not line.strip():
+                        continue
+                    try:
+                        rows.append(json.loads(line))
+                    except ValueError:
+                        raise BeexError(f"{path}:{lineno} is not valid JSON "
+                                        f"(expected one JSON object per line)") from None
+                    if not isinstance(rows[-1], dict):
+                        raise BeexError(f"{path}:{lineno} is not a JSON object")
+            return pd.DataFrame.from_records(rows)
+        if fmt == "parquet":
+            try:
+                import pyarrow  # noqa: F401
+            except ImportError:
+                try:
+                    import fastparquet  # noqa: F401
+                except ImportError:
+                    raise BeexError(f"reading {path.name} needs a Parquet engine: "
+                                    f"pip install pyarrow") from None
+            return pd.read_parquet(path)
+    except BeexError:
+        raise
+    except UnicodeDecodeError:
+        raise BeexError(f"{path} is not UTF-8 text; re-save it as UTF-8") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
+        raise BeexError(f"cannot parse {path} as {fmt}: {str(exc).splitlines()[0]}") from None
+    raise BeexError(f"unsupported file format {fmt!r}; use .csv, .jsonl or .parquet")
+
+
+def _require_columns(df: pd.DataFrame, cols: dict[str, str | None], where: str) -> None:
+    available = [str(c) for c in df.columns]
+    for role, col in cols.items():
+        if col is not None and col not in df.columns:
+            raise BeexError(
+                f"{where} has no {role} column {col!r}; available columns: {', '.join(available)}"
+            )
+
+
+def load_local_dataset(
+    path: str | os.PathLike,
+    text_column: str = "text",
+    label_column: str = "label",
+    text_b_column: str | None = None,
+    name: str | None = None,
+    *,
+    format: str | None = None,
+    problem: str | None = None,
+    label_names: Sequence[str] | None = None,
+    vocab_size: int = 8000,
+    max_len_cap: int = 256,
+    sep: str | None = None,
+    dedupe: bool = False,
+    progress=NULL_PROGRESS,
+) -> TaskData:
+    """Load a labelled .csv/.tsv/.jsonl/.parquet file as a task.
+
+    ``problem`` defaults to classification (``"regression"`` keeps float
+    labels).  Rows with an empty label are dropped (reported via
+    ``progress.log``); labels outside ``label_names`` raise :class:`BeexError`.
+    ``dedupe=True`` drops repeated texts (conflicting copies removed).
+    """
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise BeexError(f"dataset file {p} does not exist")
+    fmt = format or _FORMATS.get(p.suffix.lower())
+    if fmt is None:
+        raise BeexError(f"cannot tell the format of {p.name}; use a .csv, .jsonl or .parquet "
+                        f"file or pass format='csv'|'jsonl'|'parquet'")
+    problem = problem or "classification"
+    if problem not in ("classification", "regression"):
+        raise BeexError(f"problem must be 'classification' or 'regression', not {problem!r}")
+    df = _read_table(p, fmt, sep)
+    _require_columns(df, {"text": text_column, "label": label_column, "text_b": text_b_column},
+                     p.name)
+    cols = {"text": df[text_column], "label": df[label_column]}
+    if text_b_column:
+        cols["text_b"] = df[text_b_column]
+    frame = pd.DataFrame(cols)
+    empty = frame["label"].isna() | frame["label"].astype(str).str.strip().eq("")
+    if empty.any():
+        progress.log(f"{p.name}: dropped {int(empty.sum())} rows with an empty label")
+        frame = frame[~empty].reset_index(drop=True)
+    if dedupe:
+        from .catalog import dedupe as _dedupe
+
+        frame = _dedupe(frame, regression=(problem == "regression"))
+    name = name or p.stem
+    return assemble_task(
+        frame, name=name, description=f"local dataset {p.name}", source=f"local:{p}",
+        sha256=_sha256_path(p), license_note="user-supplied data", problem=problem,
+        label_names=tuple(label_names or ()),
+        text_fields=("text", "text_b") if text_b_column else ("text",),
+        vocab_size=vocab_size, max_len_cap=max_len_cap, progress=progress,
+    )
+
+
+# --------------------------------------------------------------------------- #
+# Hugging Face datasets
+# --------------------------------------------------------------------------- #
+def _hf_frame(split_ds, text: str, text_b: str | None, label: str, where: str) -> pd.DataFrame:
+    df = split_ds.to_pandas()
+    _require_columns(df, {"text": text, "label": label, "text_b": text_b}, where)
+    cols = {"text": df[text], "label": df[label]}
+    if text_b:
+        cols["text_b"] = df[text_b]
+    return pd.DataFrame(cols)
+
+
+def _has_labels(df: pd.DataFrame, problem: str) -> bool:
+    if len(df) == 0:
+        return False
+    lab = df["label"]
+    if problem == "classification" and pd.api.types.is_numeric_dtype(lab):
+        return bool((lab >= 0).all())
+    return not lab.isna().any()
+
+
+def load_hf_dataset(
+    name: str,
+    config: str | None = None,
+    text_column: str | None = None,
+    label_column: str = "label",
+    text_b_column: str | None = None,
+    *,
+    problem: str | None = None,
+    vocab_size: int = 8000,
+    max_len_cap: int = 256,
+    revision: str | None = None,
+    progress=NULL_PROGRESS,
+) -> TaskData:
+    """Load a Hugging Face dataset (needs ``pip install datasets`` and internet).
+
+    GLUE/SuperGLUE configs map their sentence columns to ``text``/``text_b``
+    automatically.  Splits: the dataset's own train/validation/test are used
+    when all three are labelled; when the test split is unlabelled (GLUE),
+    the validation split becomes our test split and val is a stratified 10%
+    of train (seed 1234); a dataset with only train is split 80/10/10.
+    """
+    try:
+        import datasets  # noqa: F401
+    except ImportError:
+        raise BeexError(f"loading hf:{name} needs the datasets library: pip install datasets") from None
+    from datasets import load_dataset
+
+    known = GLUE_COLUMNS.get(config or "") if name in _CONFIG_COLLECTIONS or name.endswith("glue") else None
+    if known:
+        text_column = text_column or known[0]
+        text_b_column = text_b_column if text_b_column is not None else known[1]
+        problem = problem or known[2]
+    text_column = text_column or "text"
+    problem = problem or "classification"
+    label_name = f"hf:{name}" + (f"/{config}" if config else "")
+    with progress.task(f"Loading {label_name}", total=None):
+        try:
+            dsd = load_dataset(name, config, revision=revision)
+        except Exception as exc:  # network, auth, unknown dataset/config
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise BeexError(f"could not load {label_name}: {first[:300]}") from None
+
+    splits = list(dsd.keys())
+    feature = None
+    try:
+        feature = dsd[splits[0]].features.get(label_column)
+    except Exception:
+        pass
+    label_names = tuple(getattr(feature, "names", None) or ())
+    if getattr(feature, "dtype", None) in ("float32", "float64") and not label_names:
+        problem = "regression"
+
+    def frame(split: str) -> pd.DataFrame:
+        return _hf_frame(dsd[split], text_column, text_b_column, label_column,
+                         f"{label_name} split {split!r}")
+
+    val_key = next((k for k in ("validation", "validation_matched", "valid", "dev") if k in dsd), None)
+    if "train" not in dsd:
+        raise BeexError(f"{label_name} has no 'train' split (has: {', '.join(splits)})")
+    train = frame("train")
+    test = frame("test") if "test" in dsd else None
+    if test is not None and not _has_labels(test, problem):
+        test = None
+    val = frame(val_key) if val_key else None
+    if val is not None and not _has_labels(val, problem):
+        val = None
+
+    if val is not None and test is not None:
+        parts = {"train": train, "val": val, "test": test}
+    elif val is not None or test is not None:
+        held_out = test if test is not None else val
+        train = train[train["label"].notna()].reset_index(drop=True)
+        if problem == "classification" and pd.api.types.is_numeric_dtype(train["label"]):
+            train = train[train["label"] >= 0].reset_index(drop=True)
+        strata = strata_for(train["label"].astype(str) if problem != "regression"
+                            else train["label"].to_numpy(), problem)
+        idx_tr, idx_val = stratified_split(strata, (0.9, 0.1), SPLIT_SEED)
+        parts = {"train": train.iloc[idx_tr].reset_index(drop=True),
+                 "val": train.iloc[idx_val].reset_index(drop=True), "test": held_out}
+    else:
+        return assemble_task(
+            train, name=label_name, description=f"Hugging Face dataset {label_name}",
+            source=label_name, license_note="see the dataset card on huggingface.co",
+            problem=problem, label_names=label_names,
+            text_fields=("text", "text_b") if text_b_column else ("text",),
+            vocab_size=vocab_size, max_len_cap=max_len_cap, progress=progress,
+        )
+    return assemble_task(
+        name=label_name, description=f"Hugging Face dataset {label_name}", source=label_name,
+        license_note="see the dataset card on huggingface.co", problem=problem,
+        label_names=label_names, text_fields=("text", "text_b") if text_b_column else ("text",),
+        vocab_size=vocab_size, max_len_cap=max_len_cap, splits=parts, progress=progress,
+    )
+
+
+# --------------------------------------------------------------------------- #
+# Spec strings
+# --------------------------------------------------------------------------- #
+def is_dataset_spec(name: str) -> bool:
+    """True for strings that name a file or HF dataset rather than a catalog task."""
+    if not isinstance(name, str):
+        return False
+    head = name.split(":", 1)[0].lower()
+    if ":" in name and head in _SCHEMES:
+        return True
+    base = name.split("?", 1)[0]
+    return Path(base).suffix.lower() in _FORMATS and ("/" in base or os.sep in base
+                                                      or Path(base).exists() or "?" in name)
+
+
+def parse_dataset_spec(spec: str) -> tuple[str, str, dict[str, str]]:
+    """``(kind, target, options)``; kind is csv/jsonl/parquet/hf."""
+    if ":" in spec and spec.split(":", 1)[0].lower() in _SCHEMES:
+        kind, rest = spec.split(":", 1)
+        kind = kind.lower()
+    else:
+        kind, rest = "local", spec
+    target, _, query = rest.partition("?")
+    try:
+        opts = dict(parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query)))
+    except ValueError:
+        raise BeexError(f"cannot parse the options in {spec!r}; use ?text=COL&label=COL") from None
+    if kind in ("local", "file"):
+        fmt = _FORMATS.get(Path(target).suffix.lower())
+        if fmt is None:
+            raise BeexError(f"cannot tell the format of {target!r}; prefix it with csv:, jsonl: "
+                            f"or parquet:")
+        kind = fmt
+    if not target:
+        raise BeexError(f"dataset spec {spec!r} names no file or dataset")
+    return kind, target, opts
+
+
+_LOCAL_KEYS = {"text", "label", "text_b", "name", "problem", "sep", "vocab_size", "max_len_cap",
+               "dedupe", "labels"}
+_HF_KEYS = {"text", "label", "text_b", "config", "problem", "vocab_size", "max_len_cap", "revision"}
+
+
+def load_dataset_spec(spec: str, progress=NULL_PROGRESS) -> TaskData:
+    kind, target, opts = parse_dataset_spec(spec)
+    allowed = _HF_KEYS if kind == "hf" else _LOCAL_KEYS
+    unknown = sorted(set(opts) - allowed)
+    if unknown:
+        raise BeexError(f"unknown option {unknown[0]!r} in {spec!r}; "
+                        f"allowed: {', '.join(sorted(allowed))}")
+    ints = {}
+    for k in ("vocab_size", "max_len_cap"):
+        if k in opts:
+            try:
+                ints[k] = int(opts[k])
+            except ValueError:
+                raise BeexError(f"{k} in {spec!r} must be an integer") from None
+    if kind == "hf":
+        name, config = target, opts.get("config")
+        if config is None and ":" in target:
+            name, config = target.rsplit(":", 1)
+        elif config is None and "/" in target:
+            head, tail = target.rsplit("/", 1)
+            if head in _CONFIG_COLLECTIONS:
+                name, config = head, tail
+        return load_hf_dataset(
+            name, config, text_column=opts.get("text"), label_column=opts.get("label", "label"),
+            text_b_column=opts.get("text_b"), problem=opts.get("problem"),
+            revision=opts.get("revision"), progress=progress, **ints,
+        )
+    labels = opts.get("labels")
+    return load_local_dataset(
+        target, opts.get("text", "text"), opts.get("label", "label"), opts.get("text_b"),
+        opts.get("name"), format=kind, problem=opts.get("problem"),
+        label_names=tuple(labels.split(",")) if labels else None, sep=opts.get("sep"),
+        dedupe=opts.get("dedupe", "").lower() in ("1", "true", "yes"), progress=progress, **ints,
+    )

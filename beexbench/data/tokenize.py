@@ -1,0 +1,160 @@
+"""WordPiece tokenizers trained offline, and fixed-length encoding to tensors.
+
+Special tokens (fixed ids): ``[PAD]``=0, ``[UNK]``=1, ``[CLS]``=2, ``[SEP]``=3,
+``[MASK]``=4.  Single texts encode as ``[CLS] a [SEP]``, pairs as
+``[CLS] a [SEP] b [SEP]`` (type ids 0 for the first part, 1 for ``b [SEP]``),
+truncated (longest part first) and padded with ``[PAD]`` to exactly
+``max_len``.
+"""
+from __future__ import annotations
+
+import math
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+__all__ = [
+    "SPECIAL_TOKENS",
+    "PAD_ID",
+    "UNK_ID",
+    "CLS_ID",
+    "SEP_ID",
+    "MASK_ID",
+    "train_wordpiece",
+    "encode",
+    "token_lengths",
+    "choose_max_len",
+]
+
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+PAD_ID, UNK_ID, CLS_ID, SEP_ID, MASK_ID = range(5)
+
+
+def train_wordpiece(
+    texts: Iterable[str],
+    vocab_size: int = 8000,
+    *,
+    min_frequency: int = 2,
+    lowercase: bool = True,
+) -> Tokenizer:
+    """Train a BERT-style WordPiece tokenizer on ``texts`` (offline)."""
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]", max_input_chars_per_word=100))
+    tok.normalizer = normalizers.BertNormalizer(
+        clean_text=True, handle_chinese_chars=True, strip_accents=lowercase, lowercase=lowercase
+    )
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece(prefix="##")
+    trainer = trainers.WordPieceTrainer(
+        vocab_size=int(vocab_size),
+        min_frequency=int(min_frequency),
+        special_tokens=list(SPECIAL_TOKENS),
+        show_progress=False,
+        continuing_subword_prefix="##",
+    )
+    texts = [t for t in texts if isinstance(t, str)]
+    tok.train_from_iterator(texts, trainer=trainer, length=len(texts))
+    for i, s in enumerate(SPECIAL_TOKENS):  # the layout the rest of the code relies on
+        assert tok.token_to_id(s) == i, (s, tok.token_to_id(s))
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", CLS_ID), ("[SEP]", SEP_ID)],
+    )
+    return tok
+
+
+def _prepared(tokenizer: Tokenizer, max_len: int | None) -> Tokenizer:
+    """A copy with truncation/padding set, so callers' tokenizers are untouched."""
+    tok = Tokenizer.from_str(tokenizer.to_str())
+    if max_len is None:
+        tok.no_truncation()
+    else:
+        tok.enable_truncation(max_length=max_len, strategy="longest_first")
+    tok.no_padding()
+    return tok
+
+
+def _as_list(texts: Sequence[str] | Iterable[str], what: str) -> list[str]:
+    if isinstance(texts, str):
+        raise TypeError(f"{what} must be a sequence of strings, not one string")
+    out = []
+    for t in texts:
+        if t is None or (isinstance(t, float) and math.isnan(t)):
+            t = ""
+        out.append(str(t))
+    return out
+
+
+def encode(
+    tokenizer: Tokenizer,
+    texts: Sequence[str],
+    texts_b: Sequence[str] | None = None,
+    max_len: int | None = None,
+    *,
+    return_token_type_ids: bool = False,
+):
+    """Encode to ``(input_ids LongTensor[N, max_len], attention_mask BoolTensor[N, max_len])``.
+
+    With ``return_token_type_ids=True`` a third LongTensor (0 = first segment,
+    1 = second) is returned as well.  ``max_len`` is required.
+    """
+    if max_len is None:
+        raise TypeError("encode() needs max_len")
+    max_len = int(max_len)
+    if max_len < 3:
+        raise ValueError("max_len must be at least 3 ([CLS] x [SEP])")
+    a = _as_list(texts, "texts")
+    tok = _prepared(tokenizer, max_len)
+    tok.enable_padding(length=max_len, pad_id=PAD_ID, pad_token="[PAD]", pad_type_id=0)
+    if texts_b is not None:
+        b = _as_list(texts_b, "texts_b")
+        if len(b) != len(a):
+            raise ValueError(f"texts ({len(a)}) and texts_b ({len(b)}) differ in length")
+        encs = tok.encode_batch(list(zip(a, b)))
+    else:
+        encs = tok.encode_batch(a)
+    n = len(encs)
+    ids = np.zeros((n, max_len), dtype=np.int64)
+    mask = np.zeros((n, max_len), dtype=np.bool_)
+    types = np.zeros((n, max_len), dtype=np.int64) if return_token_type_ids else None
+    for i, e in enumerate(encs):
+        ids[i] = e.ids
+        mask[i] = e.attention_mask
+        if types is not None:
+            types[i] = e.type_ids
+    out = (torch.from_numpy(ids), torch.from_numpy(mask))
+    if types is not None:
+        out = out + (torch.from_numpy(types),)
+    return out
+
+
+def token_lengths(
+    tokenizer: Tokenizer, texts: Sequence[str], texts_b: Sequence[str] | None = None
+) -> np.ndarray:
+    """Untruncated lengths including ``[CLS]``/``[SEP]`` tokens."""
+    tok = _prepared(tokenizer, None)
+    a = _as_list(texts, "texts")
+    if texts_b is not None:
+        encs = tok.encode_batch(list(zip(a, _as_list(texts_b, "texts_b"))))
+    else:
+        encs = tok.encode_batch(a)
+    return np.array([len(e.ids) for e in encs], dtype=np.int64)
+
+
+def choose_max_len(
+    lengths: Sequence[int] | np.ndarray,
+    percentile: float = 95.0,
+    multiple: int = 8,
+    cap: int = 256,
+    floor: int = 16,
+) -> int:
+    """``percentile`` of ``lengths`` rounded up to a multiple of ``multiple``,
+    clipped to ``[floor, cap]``."""
+    arr = np.asarray(lengths)
+    if arr.size == 0:
+        return floor
+    p = float(np.percentile(arr, percentile, method="higher"))
+    m = int(math.ceil(p / multiple) * multiple)
+    return int(max(floor, min(cap, m)))
