@@ -1,0 +1,23 @@
+"""The full-precision counterpart of BEExformer: same architecture, nothing binarized."""
+from __future__ import annotations
+
+from beexbench.adapters.encoder_adapter import EncoderAdapter
+from beexbench.models.beexformer import DELTA_GRID
+
+
+class FP32(EncoderAdapter):
+    """fp32 BEExformer architecture (SLFN, exits after every block, fractional-entropy rule)."""
+
+    defaults = {
+        "encoder": {"weight_bits": 32, "act_bits": 32, "ffn": "slfn", "exit_heads": True},
+        "train": {"lr": 5e-4},
+        "loss": {"kind": "soft_routing"},
+        "exit": {"rule": "fractional-entropy", "delta": 0.1, "min_exit": 2, "answer": "lower_entropy"},
+        "calibration": {"param": "delta", "grid": DELTA_GRID},
+    }
+
+
+class FP32NoEE(FP32):
+    """fp32 counterpart without early exit (all blocks run, same training)."""
+
+    defaults = {"exit": {"rule": "final"}, "calibration": {"param": None, "grid": []}}

@@ -1,0 +1,98 @@
+"""One generic registry for every seam (adapters, tasks, targets).
+
+Entries are registered by decorators inside the tree, lazily as ``"module:attr"``
+strings (so ``beexbench --help`` imports nothing heavy), or from outside through
+an entry-point group. An unknown name raises :class:`UnknownNameError` with the
+closest known names.
+"""
+from __future__ import annotations
+
+import difflib
+import importlib
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any, Callable, Generic, TypeVar
+
+from .errors import BeexError, UnknownNameError
+
+T = TypeVar("T")
+
+
+@dataclass
+class Entry(Generic[T]):
+    name: str
+    target: T | str  # the object, or "module:attr" until first use
+    defaults: dict[str, Any] = field(default_factory=dict)
+    origin: str = "builtin"  # "builtin" or "entry-point:<dist>"
+
+    def load(self) -> T:
+        if isinstance(self.target, str):
+            module_name, _, attr = self.target.partition(":")
+            try:
+                obj = getattr(importlib.import_module(module_name), attr)
+            except (ImportError, AttributeError) as exc:
+                raise BeexError(
+                    f"cannot load '{self.name}' from {self.target} ({self.origin}): {exc}; "
+                    "reinstall the package that provides it or remove it"
+                ) from exc
+            self.target = obj
+        return self.target  # type: ignore[return-value]
+
+
+class Registry(Generic[T]):
+    def __init__(self, kind: str, entry_point_group: str | None = None) -> None:
+        self.kind = kind
+        self.entry_point_group = entry_point_group
+        self._entries: dict[str, Entry[T]] = {}
+        self._entry_points_loaded = entry_point_group is None
+
+    def register(self, name: str | None = None, **defaults: Any) -> Callable[[T], T]:
+        """Decorator: ``@REGISTRY.register("name", max_len=64)``."""
+
+        def deco(obj: T) -> T:
+            key = name or getattr(obj, "__name__", None)
+            if not key:
+                raise ValueError("register() needs a name")
+            self._add(Entry(key, obj, dict(defaults)))
+            return obj
+
+        return deco
+
+    def register_lazy(self, name: str, target: str, **defaults: Any) -> None:
+        self._add(Entry(name, target, dict(defaults)))
+
+    def _add(self, entry: Entry[T]) -> None:
+        old = self._entries.get(entry.name)
+        if old is not None and old.target is not entry.target and old.target != entry.target:
+            raise BeexError(f"{self.kind} '{entry.name}' is registered twice ({old.origin}, {entry.origin})")
+        self._entries[entry.name] = entry
+
+    def _load_entry_points(self) -> None:
+        if self._entry_points_loaded:
+            return
+        self._entry_points_loaded = True
+        for ep in metadata.entry_points(group=self.entry_point_group):
+            if ep.name in self._entries:
+                continue
+            dist = getattr(getattr(ep, "dist", None), "name", "?")
+            self._entries[ep.name] = Entry(ep.name, ep.value, {}, f"entry-point:{dist}")
+
+    def names(self) -> list[str]:
+        self._load_entry_points()
+        return sorted(self._entries)
+
+    def entry(self, name: str) -> Entry[T]:
+        self._load_entry_points()
+        try:
+            return self._entries[name]
+        except KeyError:
+            close = difflib.get_close_matches(name, list(self._entries), n=3, cutoff=0.5)
+            hint = f"did you mean {', '.join(close)}?" if close else f"known: {', '.join(sorted(self._entries))}"
+            raise UnknownNameError(f"unknown {self.kind} '{name}': {hint} (see `beexbench list`)") from None
+
+    def get(self, name: str) -> T:
+        return self.entry(name).load()
+
+    def __contains__(self, name: str) -> bool:
+        self._load_entry_points()
+        return name in self._entries

@@ -1,0 +1,111 @@
+"""The model interface every benchmarked model implements (built-in or plugged in).
+
+Six methods, as small as lm-evaluation-harness's model interface:
+
+* ``build(config, spec)``     - a fresh, untrained model for a task shape;
+* ``fit(train, val, progress)`` - train (or quantize, or calibrate) it;
+* ``forward(ids, mask)``      - every exit's logits (all blocks run);
+* ``predict(ids, mask)``      - deployment inference: answer logits and the exit block
+                                 each sample took (rows that exit leave the batch);
+* ``save(dir)`` / ``load(dir)`` - a safetensors + JSON checkpoint (never pickle);
+* ``precision()``             - the bits of every parameter and every product, which the
+                                 size and operation counters read.
+
+:class:`beexbench.adapters.torch_adapter.TorchAdapter` is an optional helper base that
+implements all of them for an ``nn.Module`` returning per-exit logits.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+
+from ..models.exits import ExitDecision
+from ..progress import NULL_PROGRESS, Progress
+from ..training.batches import EncodedSplit
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """The shape of the task a model is built for."""
+
+    task: str
+    num_labels: int
+    vocab_size: int
+    max_len: int
+    tokenizer_sha256: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Precision:
+    """Declared storage bits of every parameter, and operand bits of every product.
+
+    ``params``: parameter name -> bits at deployment (1 binarized weight, 8 int8, 32 fp32).
+    ``products``: module name -> (bits of input operand, bits of weight/second operand)
+    for every Linear and matrix product the model runs.
+    """
+
+    params: dict[str, int]
+    products: dict[str, tuple[int, int]] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class FitReport:
+    epochs: int
+    steps: int
+    seconds: float
+    best_epoch: int
+    val_accuracy: float
+    history: tuple[dict, ...] = ()
+    calibration: dict | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class ModelAdapter(ABC):
+    name: ClassVar[str] = ""  # registry name; set by the registry when built by name
+    supports_early_exit: ClassVar[bool] = False
+
+    spec: TaskSpec
+    config: dict[str, Any]
+    fit_report: FitReport | None = None
+
+    @classmethod
+    @abstractmethod
+    def build(cls, config: dict[str, Any], spec: TaskSpec) -> "ModelAdapter": ...
+
+    @abstractmethod
+    def fit(self, train: EncodedSplit, val: EncodedSplit, progress: Progress = NULL_PROGRESS) -> FitReport: ...
+
+    @abstractmethod
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> list[torch.Tensor]: ...
+
+    @abstractmethod
+    def predict(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> ExitDecision: ...
+
+    @abstractmethod
+    def save(self, directory: Path) -> Path: ...
+
+    @classmethod
+    @abstractmethod
+    def load(cls, directory: Path) -> "ModelAdapter": ...
+
+    @abstractmethod
+    def precision(self) -> Precision: ...
+
+    # Optional hooks with sensible defaults ---------------------------------------
+    def module(self) -> torch.nn.Module:
+        """The nn.Module that counters and the latency profiler run."""
+        raise NotImplementedError(f"{type(self).__name__} exposes no nn.Module")  # abstract-optional
+
+    def deployable_files(self, directory: Path) -> list[Path]:
+        """The files a deployment ships (for size on disk); default: the checkpoint."""
+        return sorted(p for p in Path(directory).iterdir() if p.is_file())

@@ -1,0 +1,173 @@
+"""Optional helper base: everything a model built on :class:`EarlyExitEncoder` needs.
+
+A variant only declares ``defaults`` (a nested dict merged over its parent's)::
+
+    @register_model("beexformer-ste")
+    class BEExformerSTE(BEExformer):
+        defaults = {"encoder": {"estimator": "ste"}}
+"""
+from __future__ import annotations
+
+import inspect
+import json
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from ..errors import BeexError
+from ..models.attention import MatMul
+from ..models.encoder import BinaryEmbedding, EarlyExitEncoder, EncoderConfig
+from ..models.exits import AbsoluteEntropy, ExitDecision, ExitRule, FractionalEntropy, Patience
+from ..models.layers import QuantLinear
+from ..models.losses import exit_loss
+from ..progress import NULL_PROGRESS, Progress
+from ..training.batches import EncodedSplit
+from ..training.calibrate import all_exit_logits, choose, sweep
+from ..training.config import TrainConfig, build_dataclass, merge
+from ..training.loop import train
+from .base import FitReport, ModelAdapter, Precision, TaskSpec
+from .checkpoint import read_checkpoint, write_checkpoint
+
+RULES = {"final": ExitRule, "fractional-entropy": FractionalEntropy, "absolute-entropy": AbsoluteEntropy, "patience": Patience}
+
+BASE_DEFAULTS: dict[str, Any] = {
+    "encoder": EncoderConfig().to_dict(),
+    "train": TrainConfig().__dict__,
+    "loss": {"kind": "final", "delta": 0.1, "tau": 0.05, "floor": 0.3, "min_exit": 2},
+    # exit rule at inference; parameters a rule does not take stay None
+    "exit": {"rule": "final", "delta": None, "min_exit": None, "answer": None, "threshold": None, "patience": None},
+    # candidate parameter values tried on the validation split; {} = no calibration
+    "calibration": {"param": None, "grid": [], "tolerance": 0.005},
+}
+
+
+def make_rule(spec: dict[str, Any]) -> ExitRule:
+    """Build the rule ``spec["rule"]`` from the parameters it takes (the others are ignored,
+    so a variant can switch rules without clearing its parent's parameters)."""
+    kind = spec.get("rule", "final")
+    if kind not in RULES:
+        raise BeexError(f"unknown exit rule '{kind}': use one of {', '.join(RULES)}")
+    takes = inspect.signature(RULES[kind].__init__).parameters
+    kwargs = {k: v for k, v in spec.items() if k in takes and k != "self" and v is not None}
+    try:
+        return RULES[kind](**kwargs)
+    except TypeError as exc:
+        raise BeexError(f"bad parameters for exit rule '{kind}': {exc}") from None
+
+
+def _merged_defaults(cls: type) -> dict[str, Any]:
+    out = BASE_DEFAULTS
+    for klass in reversed(cls.__mro__):
+        own = klass.__dict__.get("defaults")
+        if own:
+            out = merge(out, own, where="model")
+    return out
+
+
+class EncoderAdapter(ModelAdapter):
+    defaults: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, config: dict[str, Any], spec: TaskSpec) -> None:
+        self.config, self.spec = config, spec
+        self.encoder_config = build_dataclass(EncoderConfig, config["encoder"], where="model.encoder")
+        self.train_config = build_dataclass(TrainConfig, config["train"], where="model.train")
+        self.rule = make_rule(config["exit"])
+        self.model = EarlyExitEncoder(
+            self.encoder_config, vocab_size=spec.vocab_size, max_len=spec.max_len, num_labels=spec.num_labels
+        )
+        self.model.eval()
+        self.fit_report: FitReport | None = None
+
+    @property
+    def supports_early_exit(self) -> bool:  # type: ignore[override]
+        return self.encoder_config.exit_heads and self.model.n_exits > 1
+
+    # -- contract -------------------------------------------------------------------
+    @classmethod
+    def build(cls, config: dict[str, Any], spec: TaskSpec) -> "EncoderAdapter":
+        return cls(merge(_merged_defaults(cls), config, where="model"), spec)
+
+    def loss(self, exit_logits: list[torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
+        lc = self.config["loss"]
+        kind = lc["kind"] if len(exit_logits) > 1 else "final"
+        return exit_loss(kind, exit_logits, labels, delta=lc["delta"], tau=lc["tau"], floor=lc["floor"], min_exit=lc["min_exit"])
+
+    def fit(self, train_split: EncodedSplit, val: EncodedSplit, progress: Progress = NULL_PROGRESS, cost_fn=None) -> FitReport:
+        log = train(self.model, self.loss, train_split, val, self.train_config, description=f"train {self.name}", progress=progress)
+        calibration = self.calibrate(val, cost_fn) if self.config["calibration"]["grid"] else None
+        self.fit_report = FitReport(**log, calibration=calibration)
+        return self.fit_report
+
+    def calibrate(self, val: EncodedSplit, cost_fn=None) -> dict:
+        """Sweep the exit rule's parameter on the validation split; keep the cheapest
+        setting within ``tolerance`` of the no-exit accuracy."""
+        cal = self.config["calibration"]
+        self.model.eval()
+        logits = all_exit_logits(self.model, val)
+        lengths = val.attention_mask.sum(1)
+        reference = float((logits[-1].argmax(-1) == val.labels).float().mean())
+        rules = [make_rule({**self.config["exit"], cal["param"]: v}) for v in cal["grid"]]
+        rows = sweep(rules, logits, val.labels, lengths, cost_fn)
+        best = choose(rows, reference, cal["tolerance"])
+        self.config = merge(self.config, {"exit": {cal["param"]: cal["grid"][best]}})
+        self.rule = make_rule(self.config["exit"])
+        return {"split": "val", "param": cal["param"], "reference_accuracy": reference,
+                "tolerance": cal["tolerance"], "chosen": cal["grid"][best], "sweep": rows}
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> list[torch.Tensor]:
+        return self.model(input_ids, attention_mask)
+
+    def predict(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> ExitDecision:
+        return self.model.infer(input_ids, attention_mask, self.rule)
+
+    def module(self) -> nn.Module:
+        return self.model
+
+    def set_rule(self, rule: ExitRule) -> None:
+        self.rule = rule
+
+    def save(self, directory: Path) -> Path:
+        meta = {
+            "config": self.config,
+            "task": self.spec.to_dict(),
+            "fit": self.fit_report.to_dict() if self.fit_report else None,
+        }
+        return write_checkpoint(Path(directory), self.name, self.model.state_dict(), json.loads(json.dumps(meta)))
+
+    @classmethod
+    def load(cls, directory: Path) -> "EncoderAdapter":
+        tensors, doc = read_checkpoint(Path(directory), cls.name)
+        try:
+            adapter = cls(doc["config"], TaskSpec(**doc["task"]))
+            adapter.model.load_state_dict(tensors, strict=True)
+        except (KeyError, TypeError, RuntimeError, BeexError) as exc:
+            raise BeexError(f"checkpoint {directory} does not match model '{cls.name}' ({str(exc).splitlines()[0]}): retrain it") from None
+        if doc.get("fit"):
+            fit = dict(doc["fit"])
+            fit["history"] = tuple(fit.get("history") or ())
+            adapter.fit_report = FitReport(**fit)
+        adapter.model.eval()
+        return adapter
+
+    def precision(self) -> Precision:
+        return module_precision(self.model)
+
+
+def module_precision(model: nn.Module) -> Precision:
+    """Read the precision each module declares (QuantLinear, MatMul, BinaryEmbedding)."""
+    params: dict[str, int] = {name: 32 for name, _ in model.named_parameters()}
+    products: dict[str, tuple[int, int]] = {}
+    for mname, mod in model.named_modules():
+        prefix = f"{mname}." if mname else ""
+        if isinstance(mod, QuantLinear):
+            params[f"{prefix}weight"] = mod.weight_bits
+            products[mname] = (mod.act_bits, mod.weight_bits)
+        elif isinstance(mod, nn.Linear):
+            products[mname] = (32, 32)
+        elif isinstance(mod, MatMul):
+            products[mname] = (mod.bits, mod.bits)
+        elif isinstance(mod, BinaryEmbedding):
+            params[f"{prefix}weight"] = 1
+    return Precision(params=params, products=products)

@@ -1,0 +1,64 @@
+"""The model registry: decorators in the tree, entry points (group ``beexbench.adapters``)
+from outside, build and load by name."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+from .._registry import Registry
+from ..errors import BeexError
+from .base import ModelAdapter, TaskSpec
+
+ADAPTERS: Registry[type[ModelAdapter]] = Registry("model", entry_point_group="beexbench.adapters")
+
+A = TypeVar("A", bound=type)
+
+# Built-in models, registered lazily so `beexbench --help` imports no torch.
+_BUILTIN_MODULES = ("beexbench.models.beexformer",)
+
+
+def register_model(name: str) -> Callable[[A], A]:
+    """Class decorator: ``@register_model("my-model")``. The class's ``name`` is set to it."""
+
+    def deco(cls: A) -> A:
+        cls.name = name
+        return ADAPTERS.register(name)(cls)
+
+    return deco
+
+
+def _ensure_builtins() -> None:
+    import importlib
+
+    for mod in _BUILTIN_MODULES:
+        importlib.import_module(mod)
+
+
+def get_adapter_class(name: str) -> type[ModelAdapter]:
+    _ensure_builtins()
+    cls = ADAPTERS.get(name)
+    if not (isinstance(cls, type) and issubclass(cls, ModelAdapter)):
+        raise BeexError(f"model '{name}' ({ADAPTERS.entry(name).origin}) is not a beexbench ModelAdapter subclass")
+    if cls.name != name:
+        # an entry point may reuse a class under another name: give it its own subclass
+        cls = type(cls.__name__, (cls,), {"name": name})
+        ADAPTERS._entries[name].target = cls
+    return cls
+
+
+def list_models() -> list[str]:
+    _ensure_builtins()
+    return ADAPTERS.names()
+
+
+def create_model(name: str, spec: TaskSpec, overrides: dict[str, Any] | None = None) -> ModelAdapter:
+    """Build an untrained model by name, with its registered defaults and ``overrides``."""
+    return get_adapter_class(name).build(overrides or {}, spec)
+
+
+def load_model(directory: Path) -> ModelAdapter:
+    """Load a checkpoint written by any registered adapter."""
+    from .checkpoint import read_meta
+
+    doc = read_meta(Path(directory))
+    return get_adapter_class(str(doc.get("adapter"))).load(Path(directory))

@@ -1,0 +1,77 @@
+"""BEExformer (SPEC §1) and its ablations, each a variant that only declares defaults."""
+from __future__ import annotations
+
+from ..adapters.encoder_adapter import EncoderAdapter
+from ..adapters.registry import register_model
+
+DELTA_GRID = [-0.5, -0.2, -0.1, -0.05, 0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.01]
+
+
+@register_model("beexformer")
+class BEExformer(EncoderAdapter):
+    """Binarized (W1A1, sign with g'(x) = 2-2|x|), SLFN, an exit after every block with the
+    fractional-entropy rule (delta calibrated on validation), soft-routing loss."""
+
+    defaults = {
+        "encoder": {"weight_bits": 1, "act_bits": 1, "estimator": "g", "ffn": "slfn", "exit_heads": True},
+        "train": {"lr": 2e-3},
+        "loss": {"kind": "soft_routing"},
+        "exit": {"rule": "fractional-entropy", "delta": 0.1, "min_exit": 2, "answer": "lower_entropy"},
+        "calibration": {"param": "delta", "grid": DELTA_GRID},
+    }
+
+
+@register_model("beexformer-no-ee")
+class BEExformerNoEE(BEExformer):
+    """Ablation: same trained network, no early exit at inference (every block runs)."""
+
+    defaults = {"exit": {"rule": "final"}, "calibration": {"param": None, "grid": []}}
+
+
+@register_model("beexformer-ffn")
+class BEExformerFFN(BEExformer):
+    """Ablation A6: a plain GELU FFN instead of the SLFN."""
+
+    defaults = {"encoder": {"ffn": "gelu"}}
+
+
+@register_model("beexformer-slfn3")
+class BEExformerSLFN3(BEExformer):
+    """A6 option: the three-gate SLFN variant."""
+
+    defaults = {"encoder": {"ffn": "slfn3"}}
+
+
+@register_model("beexformer-ste")
+class BEExformerSTE(BEExformer):
+    """Ablation A1: the clipped straight-through estimator instead of g'(x)."""
+
+    defaults = {"encoder": {"estimator": "ste"}}
+
+
+@register_model("beexformer-w1a32")
+class BEExformerW1A32(BEExformer):
+    """Ablation: binarized weights, full-precision activations."""
+
+    defaults = {"encoder": {"act_bits": 32}}
+
+
+@register_model("beexformer-loss-depth")
+class BEExformerDepthLoss(BEExformer):
+    """Ablation A9: depth-weighted exit losses (w_i proportional to i)."""
+
+    defaults = {"loss": {"kind": "depth_weighted"}}
+
+
+@register_model("beexformer-loss-uniform")
+class BEExformerUniformLoss(BEExformer):
+    """Ablation A9: uniform exit losses."""
+
+    defaults = {"loss": {"kind": "uniform"}}
+
+
+@register_model("beexformer-loss-final")
+class BEExformerFinalLoss(BEExformer):
+    """Ablation A9: only the final exit's loss (the other heads barely learn)."""
+
+    defaults = {"loss": {"kind": "final"}}

@@ -1,0 +1,166 @@
+"""The shared encoder: embeddings -> C post-LN blocks -> an exit head after every block.
+
+BEExformer, its fp32 counterpart, the vanilla transformer and the binarized and
+early-exit baselines are all this module with a different :class:`EncoderConfig`.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from .attention import Attention
+from .exits import ExitDecision, ExitRule
+from .ffn import make_ffn
+from .quantizers import binary_sign, row_scale
+
+
+@dataclass
+class EncoderConfig:
+    """Architecture and precision. Options named A1..A6 are the spec's assumptions."""
+
+    d_model: int = 128
+    n_heads: int = 4
+    n_blocks: int = 6
+    d_ff: int = 256
+    dropout: float = 0.1
+    weight_bits: int = 1  # 1: binarized Linear layers; 32: full precision
+    act_bits: int = 1  # 1: W1A1 (default); 32: W1A32 ablation
+    estimator: str = "g"  # A1: "g" (g'(x) = 2-2|x|) or "ste" (clipped STE)
+    learnable_shift: bool = True  # A3: learnable per-channel shift before sign(activation)
+    binary_qk: bool = True  # Q K^T between binary operands (when weights are binary)
+    attention_probs: str = "softmax"  # A4: "softmax" | "binary" ({0, alpha}) | "bi-attention"
+    binary_embedding: bool = False  # A5: alpha * sign(E) token embedding
+    ffn: str = "slfn"  # A6: "slfn" | "slfn3" | "gelu"
+    exit_heads: bool = True  # an exit head after every block (else only after the last)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class BinaryEmbedding(nn.Embedding):
+    """Token embedding stored as alpha_row * sign(E) (A5)."""
+
+    def __init__(self, num: int, dim: int, estimator: str = "g", **kw) -> None:
+        super().__init__(num, dim, **kw)
+        self.estimator = estimator
+        self.weight_bits = 1
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        w = binary_sign(self.weight, self.estimator) * row_scale(self.weight).unsqueeze(-1)
+        return nn.functional.embedding(ids, w, self.padding_idx)
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: EncoderConfig) -> None:
+        super().__init__()
+        binary = cfg.weight_bits == 1
+        lin = dict(
+            weight_bits=cfg.weight_bits,
+            act_bits=cfg.act_bits if binary else 32,
+            estimator=cfg.estimator,
+            learnable_shift=cfg.learnable_shift,
+        )
+        self.attn = Attention(
+            cfg.d_model,
+            cfg.n_heads,
+            linear_kwargs=lin,
+            binary_qk=binary and cfg.binary_qk and cfg.act_bits == 1,
+            probs=cfg.attention_probs,
+            estimator=cfg.estimator,
+            dropout=cfg.dropout,
+        )
+        self.ln1 = nn.LayerNorm(cfg.d_model)
+        self.ffn = make_ffn(cfg.ffn, cfg.d_model, cfg.d_ff, lin, cfg.dropout)
+        self.ln2 = nn.LayerNorm(cfg.d_model)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        h = self.ln1(h + self.drop(self.attn(h, mask)))
+        return self.ln2(h + self.drop(self.ffn(h)))
+
+
+class ExitHead(nn.Module):
+    """Masked mean-pool over tokens -> LayerNorm -> Linear to classes (full precision)."""
+
+    def __init__(self, d_model: int, num_labels: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(d_model)
+        self.out = nn.Linear(d_model, num_labels)
+
+    def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        m = mask.unsqueeze(-1).to(h.dtype)
+        pooled = (h * m).sum(1) / m.sum(1).clamp_min(1.0)
+        return self.out(self.norm(pooled))
+
+
+class EarlyExitEncoder(nn.Module):
+    def __init__(self, cfg: EncoderConfig, *, vocab_size: int, max_len: int, num_labels: int) -> None:
+        super().__init__()
+        self.cfg, self.max_len, self.num_labels = cfg, max_len, num_labels
+        if cfg.binary_embedding:
+            self.tok = BinaryEmbedding(vocab_size, cfg.d_model, cfg.estimator, padding_idx=0)
+        else:
+            self.tok = nn.Embedding(vocab_size, cfg.d_model, padding_idx=0)
+        self.pos = nn.Embedding(max_len, cfg.d_model)
+        self.emb_norm = nn.LayerNorm(cfg.d_model)
+        self.emb_drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_blocks))
+        n_heads = cfg.n_blocks if cfg.exit_heads else 1
+        self.heads = nn.ModuleList(ExitHead(cfg.d_model, num_labels) for _ in range(n_heads))
+
+    @property
+    def n_exits(self) -> int:
+        return len(self.heads)
+
+    def head_for(self, block: int) -> nn.Module | None:
+        """The exit head after ``block`` (1-based), or None when that block has none."""
+        if self.cfg.exit_heads:
+            return self.heads[block - 1]
+        return self.heads[0] if block == self.cfg.n_blocks else None
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        if ids.shape[1] > self.max_len:
+            raise ValueError(f"sequence length {ids.shape[1]} exceeds the model's max_len {self.max_len}")
+        pos = torch.arange(ids.shape[1], device=ids.device)
+        return self.emb_drop(self.emb_norm(self.tok(ids) + self.pos(pos)))
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
+        """Logits of every exit, [n_exits] x [B, C] (all blocks run)."""
+        h = self.embed(ids)
+        out = []
+        for i, block in enumerate(self.blocks, start=1):
+            h = block(h, mask)
+            head = self.head_for(i)
+            if head is not None:
+                out.append(head(h, mask))
+        return out
+
+    @torch.no_grad()
+    def infer(self, ids: torch.Tensor, mask: torch.Tensor, rule: ExitRule) -> ExitDecision:
+        """Early-exit inference: rows that exit leave the batch, so the remaining blocks
+        really run only for the rows still pending."""
+        n = ids.shape[0]
+        if n == 0:
+            raise ValueError("empty batch")
+        h = self.embed(ids)
+        rows = torch.arange(n, device=ids.device)
+        logits_out = torch.empty(n, self.num_labels, device=ids.device)
+        blocks_out = torch.empty(n, dtype=torch.long, device=ids.device)
+        state = rule.start(n)
+        last_block = len(self.blocks)
+        for i, block in enumerate(self.blocks, start=1):
+            h = block(h, mask)
+            head = self.head_for(i)
+            if head is None:
+                continue
+            done, answer, state = rule.step(i, head(h, mask), state, last=i == last_block)
+            if done.any():
+                logits_out[rows[done]] = answer[done]
+                blocks_out[rows[done]] = i
+                keep = ~done
+                if not keep.any():
+                    break
+                h, mask, rows, state = h[keep], mask[keep], rows[keep], state.select(keep)
+        return ExitDecision(logits_out, blocks_out)

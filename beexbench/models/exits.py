@@ -1,0 +1,154 @@
+"""Exit rules. Blocks are numbered from 1; "exit at block i" means blocks 1..i ran.
+
+A rule is a small object with ``start(batch)`` and ``step(block, logits, state, last)``
+that returns which rows are done, the logits each done row answers with, and the new
+state. The same object drives real early-exit inference (rows that are done leave the
+batch) and the offline simulation over all exits' logits used for the delta sweep.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+def entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Shannon entropy (nats) of softmax(logits) along the last dim."""
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    return -(logp.exp() * logp).sum(-1)
+
+
+@dataclass(frozen=True)
+class ExitState:
+    prev_logits: torch.Tensor | None = None  # [b, C]
+    prev_entropy: torch.Tensor | None = None  # [b]
+    streak: torch.Tensor | None = None  # [b] (patience)
+
+    def select(self, keep: torch.Tensor) -> "ExitState":
+        pick = lambda t: None if t is None else t[keep]  # noqa: E731
+        return ExitState(pick(self.prev_logits), pick(self.prev_entropy), pick(self.streak))
+
+
+class ExitRule:
+    name = "final"
+    description = "no early exit: every sample runs every block"
+
+    def start(self, batch: int) -> ExitState:
+        return ExitState()
+
+    def step(self, block: int, logits: torch.Tensor, state: ExitState, last: bool):
+        done = torch.full((logits.shape[0],), last, dtype=torch.bool, device=logits.device)
+        return done, logits, state
+
+    def to_dict(self) -> dict:
+        return {"rule": self.name}
+
+
+class FractionalEntropy(ExitRule):
+    """BEExformer's rule (A7): exit at the first block i >= min_exit whose fractional
+    entropy reduction r_i = (H_{i-1} - H_i) / max(H_{i-1}, eps) falls below delta.
+    When entropy rose (r_i < 0), ``answer="lower_entropy"`` returns block i-1's
+    prediction, ``answer="current"`` block i's (A8)."""
+
+    name = "fractional-entropy"
+
+    def __init__(self, delta: float, min_exit: int = 2, answer: str = "lower_entropy", eps: float = 1e-6):
+        if min_exit < 2:
+            raise ValueError("min_exit must be >= 2: r_i needs the previous exit's entropy")
+        if answer not in ("lower_entropy", "current"):
+            raise ValueError("answer must be 'lower_entropy' or 'current'")
+        self.delta, self.min_exit, self.answer, self.eps = float(delta), int(min_exit), answer, eps
+
+    @property
+    def description(self) -> str:
+        return f"fractional entropy reduction < {self.delta:g} from block {self.min_exit}, answer={self.answer}"
+
+    def step(self, block, logits, state, last):
+        h = entropy(logits)
+        done = torch.full_like(h, last, dtype=torch.bool)
+        answer = logits
+        if state.prev_entropy is not None and block >= self.min_exit:
+            r = (state.prev_entropy - h) / state.prev_entropy.clamp_min(self.eps)
+            done = done | (r < self.delta)
+            if self.answer == "lower_entropy":
+                rose = (r < 0).unsqueeze(-1)
+                answer = torch.where(rose, state.prev_logits, logits)
+        return done, answer, ExitState(prev_logits=logits, prev_entropy=h)
+
+    def to_dict(self) -> dict:
+        return {"rule": self.name, "delta": self.delta, "min_exit": self.min_exit, "answer": self.answer}
+
+
+class AbsoluteEntropy(ExitRule):
+    """DeeBERT-style: exit at the first block whose entropy is below a fixed threshold."""
+
+    name = "absolute-entropy"
+
+    def __init__(self, threshold: float, min_exit: int = 1):
+        self.threshold, self.min_exit = float(threshold), int(min_exit)
+
+    @property
+    def description(self) -> str:
+        return f"entropy < {self.threshold:g} nats from block {self.min_exit}"
+
+    def step(self, block, logits, state, last):
+        done = entropy(logits) < self.threshold
+        if block < self.min_exit:
+            done = torch.zeros_like(done)
+        return done | last, logits, state
+
+    def to_dict(self) -> dict:
+        return {"rule": self.name, "threshold": self.threshold, "min_exit": self.min_exit}
+
+
+class Patience(ExitRule):
+    """PABEE-style: exit once ``patience`` consecutive exits after the first agree."""
+
+    name = "patience"
+
+    def __init__(self, patience: int):
+        if patience < 1:
+            raise ValueError("patience must be >= 1")
+        self.patience = int(patience)
+
+    @property
+    def description(self) -> str:
+        return f"{self.patience} consecutive agreeing exits"
+
+    def step(self, block, logits, state, last):
+        pred = logits.argmax(-1)
+        if state.prev_logits is None:
+            streak = torch.zeros_like(pred)
+        else:
+            streak = torch.where(pred == state.prev_logits.argmax(-1), state.streak + 1, torch.zeros_like(pred))
+        done = (streak >= self.patience) | last
+        return done, logits, ExitState(prev_logits=logits, streak=streak)
+
+    def to_dict(self) -> dict:
+        return {"rule": self.name, "patience": self.patience}
+
+
+@dataclass(frozen=True)
+class ExitDecision:
+    logits: torch.Tensor  # [N, C] answer logits
+    exit_block: torch.Tensor  # [N] number of blocks run (1-based)
+
+
+def simulate(rule: ExitRule, exit_logits: list[torch.Tensor] | torch.Tensor) -> ExitDecision:
+    """Apply ``rule`` offline to every exit's logits ([n_exits, N, C]) of a full forward.
+    Equivalent to real early-exit inference because samples do not interact."""
+    stacked = torch.stack(list(exit_logits)) if isinstance(exit_logits, (list, tuple)) else exit_logits
+    n_exits, n = stacked.shape[:2]
+    out = torch.empty_like(stacked[0])
+    blocks = torch.zeros(n, dtype=torch.long)
+    pending = torch.ones(n, dtype=torch.bool)
+    state = rule.start(n)
+    for i in range(n_exits):
+        done, answer, state = rule.step(i + 1, stacked[i], state, last=i == n_exits - 1)
+        newly = done & pending
+        out[newly] = answer[newly]
+        blocks[newly] = i + 1
+        pending &= ~done
+        if not pending.any():
+            break
+    return ExitDecision(out, blocks)

@@ -1,0 +1,60 @@
+"""Linear layers that declare the precision of their weights and of their product.
+
+Every Linear in the models is a :class:`QuantLinear`; ``weight_bits`` and
+``act_bits`` are what the size and operation counters read.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .quantizers import ActivationBinarizer, WeightBinarizer
+
+
+class QuantLinear(nn.Linear):
+    """A Linear whose weight (and optionally input) is binarized.
+
+    * ``weight_bits=32``: an ordinary fp32 Linear.
+    * ``weight_bits=1, act_bits=32`` (W1A32): y = (x @ sign(W)^T) * alpha + b.
+    * ``weight_bits=1, act_bits=1`` (W1A1): y = (sign(x+s) @ sign(W)^T) * alpha + b,
+      an XNOR-popcount product on packed bits at deployment.
+
+    The scale is applied after the +-1 product, which is the same function as
+    (alpha * sign(W)) and lets the packed engine be bit-exact with this layer.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        *,
+        weight_bits: int = 32,
+        act_bits: int = 32,
+        estimator: str = "g",
+        learnable_shift: bool = True,
+    ) -> None:
+        super().__init__(in_features, out_features, bias=bias)
+        if weight_bits not in (1, 32) or act_bits not in (1, 32):
+            raise ValueError("QuantLinear supports weight_bits/act_bits in {1, 32}")
+        if act_bits == 1 and weight_bits != 1:
+            raise ValueError("binary activations need binary weights (W1A1)")
+        self.weight_bits = weight_bits
+        self.act_bits = act_bits
+        self.weight_quantizer = WeightBinarizer(estimator) if weight_bits == 1 else None
+        self.input_quantizer = (
+            ActivationBinarizer(in_features, estimator, learnable_shift) if act_bits == 1 else None
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.weight_quantizer is None:
+            return F.linear(x, self.weight, self.bias)
+        if self.input_quantizer is not None:
+            x = self.input_quantizer(x)
+        w_sign, alpha = self.weight_quantizer(self.weight)
+        y = F.linear(x, w_sign) * alpha
+        return y + self.bias if self.bias is not None else y
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", W{self.weight_bits}A{self.act_bits}"

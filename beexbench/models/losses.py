@@ -1,0 +1,66 @@
+"""How the exits' losses are combined during training (A9 and its ablation variants).
+
+Each variant returns per-sample weights ``w[N, n_exits]`` summing to 1; the loss is
+``mean_n sum_i w[n, i] * CE_i[n]``.
+
+* ``soft_routing`` (A9 default): the exit rule made differentiable,
+  s_i = sigmoid((delta - r_i) / tau) for i >= min_exit (0 before),
+  q_i = s_i * prod_{j<i} (1 - s_j), the last exit takes the rest; mixed with a floor
+  w = (1 - floor) * q + floor / n_exits so every exit keeps learning.
+* ``depth_weighted``: w_i proportional to i (PABEE).
+* ``uniform``: w_i = 1 / n_exits.
+* ``final``: only the last exit.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .exits import entropy
+
+LOSSES = ("soft_routing", "depth_weighted", "uniform", "final")
+
+
+def exit_weights(
+    kind: str,
+    exit_logits: list[torch.Tensor],
+    *,
+    delta: float = 0.1,
+    tau: float = 0.05,
+    floor: float = 0.3,
+    min_exit: int = 2,
+    eps: float = 1e-6,
+) -> torch.Tensor:
+    n_exits, n = len(exit_logits), exit_logits[0].shape[0]
+    device = exit_logits[0].device
+    if kind == "uniform":
+        return torch.full((n, n_exits), 1.0 / n_exits, device=device)
+    if kind == "depth_weighted":
+        w = torch.arange(1, n_exits + 1, dtype=torch.float32, device=device)
+        return (w / w.sum()).expand(n, n_exits)
+    if kind == "final":
+        w = torch.zeros(n, n_exits, device=device)
+        w[:, -1] = 1.0
+        return w
+    if kind != "soft_routing":
+        raise ValueError(f"unknown exit loss '{kind}': use one of {LOSSES}")
+    h = torch.stack([entropy(lg) for lg in exit_logits], dim=1)  # [N, n_exits]
+    q = torch.zeros(n, n_exits, device=device)
+    remaining = torch.ones(n, device=device)
+    for i in range(n_exits - 1):
+        block = i + 1
+        if block >= min_exit and i > 0:
+            r = (h[:, i - 1] - h[:, i]) / h[:, i - 1].clamp_min(eps)
+            s = torch.sigmoid((delta - r) / tau)
+        else:
+            s = torch.zeros(n, device=device)
+        q[:, i] = s * remaining
+        remaining = remaining * (1 - s)
+    q[:, -1] = remaining
+    return (1 - floor) * q + floor / n_exits
+
+
+def exit_loss(kind: str, exit_logits: list[torch.Tensor], labels: torch.Tensor, **kw) -> torch.Tensor:
+    w = exit_weights(kind, exit_logits, **kw)
+    ce = torch.stack([F.cross_entropy(lg, labels, reduction="none") for lg in exit_logits], dim=1)
+    return (w * ce).sum(1).mean()

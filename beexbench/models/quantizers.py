@@ -1,0 +1,101 @@
+"""Binarizers in the style of larq: a pure function with a custom gradient, and
+a thin module that declares its precision.
+
+``sign`` maps 0 to +1 everywhere (forward), so the packed-bit engine, which
+stores bit=1 for x >= 0, reproduces the simulated model exactly.
+
+Estimators (the backward of sign):
+
+* ``"g"`` (A1, default): derivative of the piecewise quadratic
+  g(x) = -1 (x<-1); 2x+x^2 (-1<=x<0); 2x-x^2 (0<=x<1); 1 (x>=1), i.e.
+  g'(x) = 2 - 2|x| on [-1, 1], 0 outside.
+* ``"ste"``: the clipped straight-through estimator, 1 on [-1, 1], 0 outside.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+ESTIMATORS = ("g", "ste")
+
+
+def hard_sign(x: torch.Tensor) -> torch.Tensor:
+    """sign with sign(0) = +1, no gradient."""
+    return torch.where(x >= 0, torch.ones_like(x), -torch.ones_like(x))
+
+
+class _SignG(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return hard_sign(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * torch.clamp(2.0 - 2.0 * x.abs(), min=0.0)
+
+
+class _SignSTE(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return hard_sign(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * (x.abs() <= 1).to(grad.dtype)
+
+
+def sign_g(x: torch.Tensor) -> torch.Tensor:
+    """sign forward, g'(x) = 2 - 2|x| (clipped to [-1, 1]) backward (A1)."""
+    return _SignG.apply(x)
+
+
+def sign_ste(x: torch.Tensor) -> torch.Tensor:
+    """sign forward, clipped straight-through backward."""
+    return _SignSTE.apply(x)
+
+
+def binary_sign(x: torch.Tensor, estimator: str = "g") -> torch.Tensor:
+    if estimator == "g":
+        return sign_g(x)
+    if estimator == "ste":
+        return sign_ste(x)
+    raise ValueError(f"unknown sign estimator '{estimator}': use one of {ESTIMATORS}")
+
+
+def row_scale(w: torch.Tensor) -> torch.Tensor:
+    """alpha = mean |W| per output row (A2); differentiable, so gradient flows through it."""
+    return w.abs().mean(dim=-1)
+
+
+class WeightBinarizer(nn.Module):
+    """W_b = alpha * sign(W), alpha per output row. Returns (sign(W), alpha) so callers
+    can apply the scale after the product, as the packed engine does."""
+
+    precision = 1
+
+    def __init__(self, estimator: str = "g") -> None:
+        super().__init__()
+        self.estimator = estimator
+
+    def forward(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return binary_sign(w, self.estimator), row_scale(w)
+
+
+class ActivationBinarizer(nn.Module):
+    """sign(x + b) with an optional learnable per-channel shift b (A3)."""
+
+    precision = 1
+
+    def __init__(self, channels: int, estimator: str = "g", learnable_shift: bool = True) -> None:
+        super().__init__()
+        self.estimator = estimator
+        self.shift = nn.Parameter(torch.zeros(channels)) if learnable_shift else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.shift is not None:
+            x = x + self.shift
+        return binary_sign(x, self.estimator)

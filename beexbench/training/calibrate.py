@@ -1,0 +1,52 @@
+"""Exit-rule calibration on the validation split (never test) and the trade-off sweep."""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+
+from ..models.exits import ExitRule, simulate
+from .batches import EncodedSplit
+
+CostFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (exit_block, lengths) -> MACs per sample
+
+
+@torch.no_grad()
+def all_exit_logits(forward, split: EncodedSplit, batch_size: int = 256) -> torch.Tensor:
+    """[n_exits, N, C] logits of every exit for every sample (all blocks run)."""
+    chunks = [torch.stack(forward(b.input_ids, b.attention_mask)) for b in split.batches(batch_size)]
+    return torch.cat(chunks, dim=1)
+
+
+def sweep(
+    rules: Sequence[ExitRule],
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    lengths: torch.Tensor,
+    cost_fn: CostFn | None = None,
+) -> list[dict]:
+    """Accuracy, mean exit block, exit histogram and (with ``cost_fn``) mean MACs per rule."""
+    n_exits = logits.shape[0]
+    rows = []
+    for rule in rules:
+        d = simulate(rule, logits)
+        row = {
+            **rule.to_dict(),
+            "accuracy": float((d.logits.argmax(-1) == labels).float().mean()),
+            "mean_exit_block": float(d.exit_block.float().mean()),
+            "exit_histogram": torch.bincount(d.exit_block, minlength=n_exits + 1)[1:].tolist(),
+        }
+        if cost_fn is not None:
+            row["mean_macs"] = float(cost_fn(d.exit_block, lengths).double().mean())
+        rows.append(row)
+    return rows
+
+
+def choose(rows: list[dict], reference_accuracy: float, tolerance: float) -> int:
+    """Index of the cheapest rule whose accuracy is within ``tolerance`` of the reference
+    (the same model without exits); ties go to the more accurate rule."""
+    key = "mean_macs" if all("mean_macs" in r for r in rows) else "mean_exit_block"
+    ok = [i for i, r in enumerate(rows) if r["accuracy"] >= reference_accuracy - tolerance]
+    if not ok:
+        ok = [max(range(len(rows)), key=lambda i: rows[i]["accuracy"])]
+    return min(ok, key=lambda i: (rows[i][key], -rows[i]["accuracy"]))

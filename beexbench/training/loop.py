@@ -1,0 +1,102 @@
+"""The shared training loop: AdamW, warm-up then cosine/linear decay, gradient
+clipping, fixed seeds, and model selection on the validation split."""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ..progress import NULL_PROGRESS, Progress
+from .batches import Batch, EncodedSplit
+from .config import TrainConfig
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig, total_steps: int):
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.dim() >= 2 else no_decay).append(p)
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr
+    )
+    warmup = max(1, int(cfg.warmup_ratio * total_steps))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        t = (step - warmup) / max(1, total_steps - warmup)
+        return 0.5 * (1 + math.cos(math.pi * t)) if cfg.schedule == "cosine" else max(0.0, 1 - t)
+
+    if cfg.schedule not in ("cosine", "linear"):
+        raise ValueError(f"unknown schedule '{cfg.schedule}': use cosine or linear")
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+@torch.no_grad()
+def final_exit_accuracy(model: nn.Module, split: EncodedSplit, batch_size: int = 256) -> float:
+    was_training = model.training
+    model.eval()
+    correct = 0
+    for b in split.batches(batch_size):
+        correct += int((model(b.input_ids, b.attention_mask)[-1].argmax(-1) == b.labels).sum())
+    model.train(was_training)
+    return correct / max(1, len(split))
+
+
+def train(
+    model: nn.Module,
+    loss_fn: Callable[[list[torch.Tensor], torch.Tensor], torch.Tensor],
+    train_split: EncodedSplit,
+    val_split: EncodedSplit,
+    cfg: TrainConfig,
+    *,
+    description: str = "train",
+    progress: Progress = NULL_PROGRESS,
+) -> dict:
+    """Train in place; load the epoch with the best validation accuracy (final exit)."""
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    if cfg.max_train_examples:
+        idx = torch.randperm(len(train_split), generator=gen)[: cfg.max_train_examples]
+        train_split = EncodedSplit(train_split.input_ids[idx], train_split.attention_mask[idx], train_split.labels[idx])
+    steps_per_epoch = math.ceil(len(train_split) / cfg.batch_size)
+    total = steps_per_epoch * cfg.epochs
+    opt, sched = make_optimizer(model, cfg, total)
+    best_acc, best_epoch, best_state, history = -1.0, 0, None, []
+    start = time.perf_counter()
+    with progress.task(description, total=total) as task:
+        for epoch in range(1, cfg.epochs + 1):
+            model.train()
+            running, n = 0.0, 0
+            batch: Batch
+            for batch in train_split.batches(cfg.batch_size, shuffle=True, generator=gen):
+                loss = loss_fn(model(batch.input_ids, batch.attention_mask), batch.labels)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.clip_norm:
+                    nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm)
+                opt.step()
+                sched.step()
+                running, n = running + float(loss), n + 1
+                task.advance(1, loss=f"{running / n:.3f}")
+            acc = final_exit_accuracy(model, val_split)
+            history.append({"epoch": epoch, "train_loss": running / max(1, n), "val_accuracy": acc})
+            progress.log(f"{description}: epoch {epoch} loss {running / max(1, n):.4f} val acc {acc:.4f}")
+            if acc > best_acc:
+                best_acc, best_epoch = acc, epoch
+                best_state = copy.deepcopy(model.state_dict())
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    return {
+        "epochs": cfg.epochs,
+        "steps": total,
+        "seconds": time.perf_counter() - start,
+        "best_epoch": best_epoch,
+        "val_accuracy": best_acc,
+        "history": tuple(history),
+    }
