@@ -1,0 +1,209 @@
+"""What a result was measured on: versions, commit, CPU, GPU, OS, seed, config, time; and noise checks.
+
+Everything here reads, nothing writes. ``capture_environment()`` returns a JSON-safe dict.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Mapping
+
+import psutil
+
+PACKAGES = ("torch", "numpy", "pandas", "fvcore", "tokenizers", "psutil", "nvidia-ml-py", "beexbench")
+# CPU flags that matter for these kernels (SIMD width, popcount, int8/bf16 dot products).
+_RELEVANT_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "popcnt", "bmi2", "avx_vnni", "amx",
+                   "neon", "asimd", "asimddp", "sve", "sve2", "i8mm", "bf16", "fphp", "asimdhp")
+_CPUINFO = Path("/proc/cpuinfo")
+_CPUFREQ = Path("/sys/devices/system/cpu")
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _cpuinfo_fields(path: Path = _CPUINFO) -> dict[str, str]:
+    """The first value of each key in /proc/cpuinfo (empty off Linux)."""
+    fields: dict[str, str] = {}
+    try:
+        text = path.read_text()
+    except OSError:
+        return fields
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() not in fields:
+            fields[key.strip()] = value.strip()
+    return fields
+
+
+def cpu_model() -> str:
+    """A human CPU model string on Linux (x86 and ARM), macOS and elsewhere."""
+    info = _cpuinfo_fields()
+    for key in ("model name", "Model", "Hardware", "cpu model"):
+        if info.get(key):
+            return info[key]
+    if sys.platform == "darwin":
+        try:
+            out = subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True,
+                                 text=True, timeout=5)
+            if out.stdout.strip():
+                return out.stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def cpu_flags(info: Mapping[str, str] | None = None) -> list[str]:
+    """SIMD/ISA flags relevant to our kernels (x86 ``flags`` or ARM ``Features``)."""
+    info = _cpuinfo_fields() if info is None else info
+    raw = set((info.get("flags") or info.get("Features") or "").split())
+    if not raw and platform.machine() in ("arm64", "aarch64"):
+        raw = {"neon", "asimd"}  # mandatory on AArch64 (macOS has no /proc/cpuinfo)
+    return sorted(f for f in raw if f in _RELEVANT_FLAGS or f.startswith(("avx512", "amx")))
+
+
+def git_state(path: Path | str | None = None) -> dict[str, Any]:
+    """Commit and dirty flag of the git checkout holding ``path`` (this package by default)."""
+    cwd = Path(path) if path is not None else Path(__file__).resolve().parent
+
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    if commit is None:
+        return {"commit": None, "dirty": None}
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit, "dirty": bool(status) if status is not None else None}
+
+
+def gpu_info() -> list[dict[str, Any]]:
+    """Name, memory and driver of each visible NVIDIA GPU (empty without one)."""
+    gpus: list[dict[str, Any]] = []
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            for i in range(torch.cuda.device_count()):
+                p = torch.cuda.get_device_properties(i)
+                gpus.append({"index": i, "name": p.name, "memory_bytes": int(p.total_memory),
+                             "compute_capability": f"{p.major}.{p.minor}", "cuda": torch.version.cuda})
+    except Exception:
+        pass
+    if gpus:
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            driver = pynvml.nvmlSystemGetDriverVersion()
+            driver = driver.decode() if isinstance(driver, bytes) else driver
+            for g in gpus:
+                g["driver"] = driver
+        except Exception as err:
+            for g in gpus:
+                g["driver"] = f"unknown ({type(err).__name__})"
+    return gpus
+
+
+def capture_environment(target=None, seed: int | None = None,
+                        config: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Everything a result must carry about where and how it was produced (JSON-safe)."""
+    import torch
+
+    info = _cpuinfo_fields()
+    return {
+        "timestamp_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "packages": {name: _version(name) for name in PACKAGES},
+        "git": git_state(),
+        "os": {"system": platform.system(), "release": platform.release(), "platform": platform.platform(),
+               "machine": platform.machine()},
+        "hostname_sha256": hashlib.sha256(socket.gethostname().encode()).hexdigest()[:16],
+        "cpu": {
+            "model": cpu_model(),
+            "flags": cpu_flags(info),
+            "physical_cores": psutil.cpu_count(logical=False),
+            "logical_cores": psutil.cpu_count(logical=True),
+            "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        },
+        "torch_threads": {"intra_op": torch.get_num_threads(), "inter_op": torch.get_num_interop_threads()},
+        "target": target.describe() if target is not None else None,
+        "threads_used": target.threads if target is not None else torch.get_num_threads(),
+        "gpus": gpu_info(),
+        "seed": seed,
+        "config": dict(config) if config is not None else None,
+    }
+
+
+# -- noise -------------------------------------------------------------------------------------
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None
+
+
+def frequency_warnings(cores: list[int], root: Path = _CPUFREQ, samples: int = 5,
+                       interval_s: float = 0.02) -> list[str]:
+    """Warnings when cpufreq shows a non-performance governor or a moving clock on ``cores``."""
+    warnings = []
+    governors = {g for c in cores if (g := _read(root / f"cpu{c}/cpufreq/scaling_governor"))}
+    if governors - {"performance"}:
+        warnings.append(f"CPU frequency scaling is active (governor: {', '.join(sorted(governors))}); "
+                        "set the 'performance' governor for stable timings")
+    freqs: dict[int, list[int]] = {}
+    for i in range(samples):
+        for c in cores:
+            f = _read(root / f"cpu{c}/cpufreq/scaling_cur_freq")
+            if f and f.isdigit():
+                freqs.setdefault(c, []).append(int(f))
+        if i + 1 < samples:
+            time.sleep(interval_s)
+    moving = [c for c, fs in freqs.items() if len(fs) > 1 and (max(fs) - min(fs)) > 0.05 * max(fs)]
+    if moving:
+        warnings.append(f"CPU clock varied by more than 5% within {samples * interval_s * 1e3:.0f} ms on "
+                        f"core(s) {moving}: frequency scaling or thermal throttling")
+    return warnings
+
+
+def load_warnings(cores: int, window_s: float = 0.2) -> list[str]:
+    """Warnings when other work competes for the CPU."""
+    warnings = []
+    try:
+        load1 = psutil.getloadavg()[0]
+    except (AttributeError, OSError):
+        load1 = None
+    if load1 is not None and load1 > 0.75 * cores:
+        warnings.append(f"the machine is loaded: 1-minute load average {load1:.2f} on {cores} cores")
+    me = psutil.Process()
+    me.cpu_percent(None)
+    psutil.cpu_percent(None)
+    time.sleep(window_s)
+    busy_cores = psutil.cpu_percent(None) / 100 * cores
+    mine = me.cpu_percent(None) / 100
+    others = busy_cores - mine
+    if others > 0.5:
+        warnings.append(f"other processes used about {others:.1f} cores during a {window_s:g} s check; "
+                        "timings will be noisy")
+    return warnings
+
+
+def noise_warnings(target=None) -> list[str]:
+    """Sentences describing why timings on this machine may be noisy (empty when none found)."""
+    cores_list = list(target.cores) if target is not None and target.cores else (
+        sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1)))
+    return frequency_warnings(cores_list) + load_warnings(psutil.cpu_count(logical=True) or 1)

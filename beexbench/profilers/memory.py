@@ -1,0 +1,76 @@
+"""Peak memory of a block of work: host RSS always, device allocations where the target has them.
+
+    with track_memory("cpu") as mem:
+        model(x)
+    mem.record.peak_rss_bytes
+
+The RSS sampler is a background thread (1 ms); do not wrap latency measurements in it.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from typing import Any, Iterator, Mapping
+
+from beexbench.profilers._stats import Pending
+from beexbench.targets import Target, get_target
+
+
+@dataclass(frozen=True)
+class MemoryRecord:
+    """Bytes. ``peak_rss_delta_bytes`` is what the work added over the RSS it started with."""
+
+    peak_rss_bytes: int
+    baseline_rss_bytes: int
+    peak_rss_delta_bytes: int
+    device_peak_allocated_bytes: int | None  # None on targets without device memory
+    device_baseline_allocated_bytes: int | None
+    device_peak_reserved_bytes: int | None
+    method: str  # how the figures were obtained
+    samples: int  # RSS samples taken
+    target: str = "cpu"
+    warnings: tuple[str, ...] = ()
+    unit: str = "bytes"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["warnings"] = list(self.warnings)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "MemoryRecord":
+        d = dict(d)
+        d["warnings"] = tuple(d.get("warnings", ()))
+        return cls(**d)
+
+
+@contextmanager
+def track_memory(target: Target | str = "cpu") -> Iterator[Pending[MemoryRecord]]:
+    """Measure peak memory of the block; ``.record`` is set when the block exits normally."""
+    target = get_target(target)
+    meter = target.memory_meter()
+    pending: Pending[MemoryRecord] = Pending("memory")
+    meter.start()
+    try:
+        yield pending
+    finally:
+        figures = meter.stop()
+    warnings = []
+    if figures["samples"] < 3 and not figures.get("peak_from_getrusage"):
+        warnings.append("the block was too short for RSS sampling; the peak may be missed")
+    if figures.get("peak_from_getrusage"):
+        method = meter.method + " (peak from getrusage)"
+    else:
+        method = meter.method
+    pending._set(MemoryRecord(
+        peak_rss_bytes=figures["peak_rss_bytes"],
+        baseline_rss_bytes=figures["baseline_rss_bytes"],
+        peak_rss_delta_bytes=figures["peak_rss_bytes"] - figures["baseline_rss_bytes"],
+        device_peak_allocated_bytes=figures.get("device_peak_allocated_bytes"),
+        device_baseline_allocated_bytes=figures.get("device_baseline_allocated_bytes"),
+        device_peak_reserved_bytes=figures.get("device_peak_reserved_bytes"),
+        method=method,
+        samples=figures["samples"],
+        target=target.name,
+        warnings=tuple(warnings),
+    ))
