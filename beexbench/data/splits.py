@@ -8,6 +8,8 @@ import numpy as np
 __all__ = ["SPLIT_SEED", "SPLIT_FRACTIONS", "strata_for", "stratified_split", "stratified_subsample"]
 
 SPLIT_SEED = 1234
+# Bump when the split algorithm changes its output; part of every task cache recipe.
+SPLIT_RECIPE = "strat-cells-1"
 SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
 
 
@@ -36,6 +38,32 @@ def _allocate(n: int, fractions: Sequence[float]) -> list[int]:
     return counts
 
 
+def _cell_counts(class_sizes: Sequence[int], fractions: Sequence[float]) -> list[list[int]]:
+    """Per-class, per-split counts: split totals follow ``fractions`` of the
+    whole (largest remainder) and each class is divided as evenly as allowed."""
+    totals = _allocate(sum(class_sizes), fractions)
+    table = [[int(np.floor(n * f)) for f in fractions] for n in class_sizes]
+    left = [n - sum(row) for n, row in zip(class_sizes, table)]
+    need = [t - sum(row[k] for row in table) for k, t in enumerate(totals)]
+    cells = sorted(
+        ((n * f - np.floor(n * f), ci, k) for ci, n in enumerate(class_sizes)
+         for k, f in enumerate(fractions)),
+        key=lambda x: (-x[0], x[1], -x[2]),
+    )
+    for _, ci, k in cells:  # largest remainders first
+        if left[ci] > 0 and need[k] > 0:
+            table[ci][k] += 1
+            left[ci] -= 1
+            need[k] -= 1
+    for ci in range(len(class_sizes)):  # whatever is left, in fixed order
+        for k in range(len(fractions)):
+            while left[ci] > 0 and need[k] > 0:
+                table[ci][k] += 1
+                left[ci] -= 1
+                need[k] -= 1
+    return table
+
+
 def stratified_split(
     strata: Sequence[int] | np.ndarray,
     fractions: Sequence[float] = SPLIT_FRACTIONS,
@@ -49,12 +77,14 @@ def stratified_split(
     """
     s = np.asarray(strata).reshape(-1)
     rng = np.random.Generator(np.random.PCG64(seed))
+    values = np.unique(s)
+    table = _cell_counts([int((s == v).sum()) for v in values], fractions)
     parts: list[list[np.ndarray]] = [[] for _ in fractions]
-    for value in np.unique(s):
+    for ci, value in enumerate(values):
         idx = np.flatnonzero(s == value)
         idx = idx[rng.permutation(idx.size)]
         start = 0
-        for k, c in enumerate(_allocate(idx.size, fractions)):
+        for k, c in enumerate(table[ci]):
             parts[k].append(idx[start:start + c])
             start += c
     out = []

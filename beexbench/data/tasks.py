@@ -37,8 +37,8 @@ from beexbench.errors import BeexError, UnknownNameError
 from beexbench.progress import NULL_PROGRESS
 
 from .sources import cache_root, sha256_file
-from .splits import SPLIT_FRACTIONS, SPLIT_SEED, strata_for, stratified_split, stratified_subsample
-from .tokenize import choose_max_len, encode, token_lengths, train_wordpiece
+from .splits import SPLIT_FRACTIONS, SPLIT_RECIPE, SPLIT_SEED, strata_for, stratified_split, stratified_subsample
+from .tokenize import TOKENIZER_RECIPE, choose_max_len, encode, token_lengths, train_wordpiece
 
 __all__ = [
     "CACHE_VERSION",
@@ -178,8 +178,10 @@ class TaskSpec:
             "text_fields": list(self.text_fields),
             "revision": self.revision,
             "seed": SPLIT_SEED,
+            "split": SPLIT_RECIPE,
             "fractions": list(SPLIT_FRACTIONS),
             "max_len_percentile": MAX_LEN_PERCENTILE,
+            "tokenizer": TOKENIZER_RECIPE,
         }
 
 

@@ -9,11 +9,13 @@ truncated (longest part first) and padded with ``[PAD]`` to exactly
 from __future__ import annotations
 
 import math
+from collections import Counter, defaultdict
+from heapq import heapify, heappop, heappush
 from typing import Iterable, Sequence
 
 import numpy as np
 import torch
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
 __all__ = [
     "SPECIAL_TOKENS",
@@ -27,6 +29,9 @@ __all__ = [
     "token_lengths",
     "choose_max_len",
 ]
+
+# Bump when train_wordpiece changes its output; part of every task cache recipe.
+TOKENIZER_RECIPE = "wordpiece-detbpe-1"
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 PAD_ID, UNK_ID, CLS_ID, SEP_ID, MASK_ID = range(5)
@@ -46,15 +51,15 @@ def train_wordpiece(
     )
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.decoder = decoders.WordPiece(prefix="##")
-    trainer = trainers.WordPieceTrainer(
-        vocab_size=int(vocab_size),
-        min_frequency=int(min_frequency),
-        special_tokens=list(SPECIAL_TOKENS),
-        show_progress=False,
-        continuing_subword_prefix="##",
-    )
     texts = [t for t in texts if isinstance(t, str)]
-    tok.train_from_iterator(texts, trainer=trainer, length=len(texts))
+    counts: Counter[str] = Counter()
+    norm, pre = tok.normalizer, tok.pre_tokenizer
+    for t in texts:
+        counts.update(w for w, _ in pre.pre_tokenize_str(norm.normalize_str(t)))
+    vocab = _bpe_vocab(counts, int(vocab_size), int(min_frequency))
+    tok.model = models.WordPiece(
+        vocab={w: i for i, w in enumerate(vocab)}, unk_token="[UNK]", max_input_chars_per_word=100
+    )
     for i, s in enumerate(SPECIAL_TOKENS):  # the layout the rest of the code relies on
         assert tok.token_to_id(s) == i, (s, tok.token_to_id(s))
     tok.post_processor = processors.TemplateProcessing(
@@ -63,6 +68,74 @@ def train_wordpiece(
         special_tokens=[("[CLS]", CLS_ID), ("[SEP]", SEP_ID)],
     )
     return tok
+
+
+def _bpe_vocab(word_counts: Counter, vocab_size: int, min_frequency: int,
+               prefix: str = "##", max_word_chars: int = 100) -> list[str]:
+    """WordPiece vocabulary learned with byte-pair merges, deterministically.
+
+    Same recipe as ``tokenizers``' WordPieceTrainer (characters, ``##``
+    continuation pieces, most frequent pair merged first) but ties are broken
+    by the pair's text instead of hash-map order, so the vocabulary is
+    identical across runs and machines.
+    """
+    words = sorted(w for w in word_counts if 0 < len(w) <= max_word_chars)
+    syms = [[w[0]] + [prefix + c for c in w[1:]] for w in words]
+    freq = [word_counts[w] for w in words]
+    vocab = list(SPECIAL_TOKENS)
+    seen = set(vocab)
+    for s in sorted({s for ws in syms for s in ws}):
+        if s not in seen:
+            vocab.append(s)
+            seen.add(s)
+    pair_counts: dict[tuple[str, str], int] = defaultdict(int)
+    where: dict[tuple[str, str], set[int]] = defaultdict(set)
+    for i, ws in enumerate(syms):
+        c = freq[i]
+        for p in zip(ws, ws[1:]):
+            pair_counts[p] += c
+            where[p].add(i)
+    heap = [(-c, a, b) for (a, b), c in pair_counts.items()]
+    heapify(heap)
+    plen = len(prefix)
+    while len(vocab) < vocab_size and heap:
+        negc, a, b = heappop(heap)
+        c = pair_counts.get((a, b), 0)
+        if c != -negc:  # stale entry
+            if c > 0:
+                heappush(heap, (-c, a, b))
+            continue
+        if c < min_frequency:
+            break
+        new = a + (b[plen:] if b.startswith(prefix) else b)
+        if new not in seen:
+            vocab.append(new)
+            seen.add(new)
+        changed = set()
+        for i in where.pop((a, b), ()):
+            ws = syms[i]
+            cnt = freq[i]
+            for p in zip(ws, ws[1:]):
+                pair_counts[p] -= cnt
+            out, j, n = [], 0, len(ws)
+            while j < n:
+                if j < n - 1 and ws[j] == a and ws[j + 1] == b:
+                    out.append(new)
+                    j += 2
+                else:
+                    out.append(ws[j])
+                    j += 1
+            syms[i] = out
+            for p in zip(out, out[1:]):
+                pair_counts[p] += cnt
+                where[p].add(i)
+                changed.add(p)
+        pair_counts.pop((a, b), None)
+        for p in changed:
+            c2 = pair_counts.get(p, 0)
+            if c2 > 0:
+                heappush(heap, (-c2, p[0], p[1]))
+    return vocab
 
 
 def _prepared(tokenizer: Tokenizer, max_len: int | None) -> Tokenizer:
