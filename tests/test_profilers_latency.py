@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import time
 
 import numpy as np
@@ -135,16 +136,30 @@ def test_sweep_records_shapes():
 
 
 def test_median_agrees_with_torch_benchmark_timer():
-    """Same callable, same thread count: medians within 10% (one retry on a noisy machine)."""
+    """Same callable, same thread count: medians within 10%.
+
+    Rounds of both timers are interleaved and the best median of each compared, so a burst of other
+    load hits both; on a machine saturated by other processes the check is skipped, saying so.
+    """
     import torch.utils.benchmark as benchmark
 
-    a = torch.randn(512, 512)
+    from beexbench.profilers.environment import load_warnings
+
+    a = torch.randn(512, 512)  # ~3-5 ms per call on one thread
     target = CpuTarget(threads=1)
-    for attempt in range(2):
-        ours = measure_latency(lambda: a @ a, target=target, warmup=5, min_iters=20, min_seconds=0.5).median
-        with target.activate():
-            theirs = benchmark.Timer("a @ a", globals={"a": a}, num_threads=1).blocked_autorange(
-                min_run_time=0.5).median * 1e3
-        if abs(ours - theirs) / theirs <= 0.10:
+    for attempt in range(3):
+        ours, theirs = [], []
+        for _ in range(3):
+            ours.append(measure_latency(lambda: a @ a, target=target, warmup=3, min_iters=10,
+                                        min_seconds=0.15).median)
+            with target.activate():
+                theirs.append(benchmark.Timer("a @ a", globals={"a": a}, num_threads=1)
+                              .blocked_autorange(min_run_time=0.15).median * 1e3)
+        if abs(min(ours) - min(theirs)) / min(theirs) <= 0.10:
             break
-    assert ours == pytest.approx(theirs, rel=0.10), (ours, theirs)
+    else:
+        busy = load_warnings(cores=os.cpu_count() or 1)
+        if busy:
+            pytest.skip(f"machine too loaded to compare timers ({min(ours):.2f} vs {min(theirs):.2f} ms): "
+                        + "; ".join(busy))
+    assert min(ours) == pytest.approx(min(theirs), rel=0.10), (ours, theirs)

@@ -9,7 +9,7 @@ import torch
 from beexbench.errors import BeexError
 from beexbench.targets import _rapl
 from beexbench.targets._registry import register_target
-from beexbench.targets.base import EnergyCounter, Target, physical_cores
+from beexbench.targets.base import EnergyCounter, Target, physical_cores, usable_cpus
 
 
 class CpuTarget(Target):
@@ -32,6 +32,9 @@ class CpuTarget(Target):
         self.interop_threads = interop_threads
         self.rapl_root = Path(rapl_root)
         self.description = description
+        usable = len(usable_cpus())
+        if self.threads > usable:
+            self._note(f"{self.threads} threads on {usable} usable cores: oversubscribed, timings will suffer")
 
     def energy_meter(self) -> EnergyCounter:
         return _rapl.RaplCounter(self.rapl_root)
