@@ -1,0 +1,706 @@
+// Packed-bit binary matrix products for beexbench (BEExformer binarized layers).
+//
+// Bit layout: element k of a row lives in word k / 64, bit k % 64 (LSB first).
+// A bit is 1 where x >= 0 (sign maps 0, and -0.0, to +1; NaN maps to -1).
+// Padding bits of the last word are always 0 in both operands, so they add
+// nothing to popcount(a XOR b) and  dot = K - 2 * popcount(a XOR b).
+//
+// One build runs everywhere: the SIMD paths use function-level target
+// attributes and are picked at run time with __builtin_cpu_supports, so the
+// object code never needs -march=native.
+//
+// Ops (namespace beexbench_kernels, reached as torch.ops.beexbench_kernels.*):
+//   pack_rows(Tensor x[N,K] float32)                  -> Tensor uint64 [N, ceil(K/64)]
+//   binary_matmul(Tensor a[M,W], Tensor b[N,W], int K) -> Tensor int32 [M, N]
+//   binary_linear(Tensor x[M,K] f32, Tensor w[N,W], Tensor alpha[N] f32,
+//                 Tensor? bias[N] f32, int K)           -> Tensor float32 [M, N]
+//   backend() -> str ; available_backends() -> str (comma separated)
+//   set_backend(str) -> str  ("auto" | "avx512-vpopcnt" | "avx2" | "portable")
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
+#define BEEX_X86 1
+#include <immintrin.h>
+#else
+#define BEEX_X86 0
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define BEEX_INLINE inline __attribute__((always_inline))
+#else
+#define BEEX_INLINE inline
+#endif
+
+namespace {
+
+using u64 = uint64_t;
+
+// ---------------------------------------------------------------------------
+// Epilogues: how a tile of popcounts becomes output.
+// ---------------------------------------------------------------------------
+struct IntEpilogue {
+  int32_t* out;
+  int64_t ldo;
+  int64_t K;
+  BEEX_INLINE void operator()(int64_t i, int64_t j, int64_t pc) const {
+    out[i * ldo + j] = static_cast<int32_t>(K - 2 * pc);
+  }
+};
+
+struct FloatEpilogue {
+  float* out;
+  int64_t ldo;
+  int64_t K;
+  const float* alpha;
+  const float* bias;  // may be null
+  BEEX_INLINE void operator()(int64_t i, int64_t j, int64_t pc) const {
+    float d = static_cast<float>(K - 2 * pc);
+    float v = d * alpha[j];
+    if (bias) v += bias[j];
+    out[i * ldo + j] = v;
+  }
+};
+
+// ---------------------------------------------------------------------------
+// Scalar popcount micro-kernel: MR rows of A against NR rows of B.
+// Written once, always inlined into per-target wrappers so that under
+// target("popcnt") __builtin_popcountll becomes the POPCNT instruction.
+// ---------------------------------------------------------------------------
+template <int MR, int NR>
+BEEX_INLINE void micro_scalar(const u64* A, int64_t lda, const u64* B, int64_t ldb,
+                              int64_t W, int64_t* res) {
+  int64_t acc[MR][NR];
+  for (int r = 0; r < MR; ++r)
+    for (int c = 0; c < NR; ++c) acc[r][c] = 0;
+  for (int64_t w = 0; w < W; ++w) {
+    u64 a[MR], b[NR];
+    for (int r = 0; r < MR; ++r) a[r] = A[r * lda + w];
+    for (int c = 0; c < NR; ++c) b[c] = B[c * ldb + w];
+    for (int r = 0; r < MR; ++r)
+      for (int c = 0; c < NR; ++c) acc[r][c] += __builtin_popcountll(a[r] ^ b[c]);
+  }
+  for (int r = 0; r < MR; ++r)
+    for (int c = 0; c < NR; ++c) res[r * NR + c] = acc[r][c];
+}
+
+constexpr int kMR = 2;
+constexpr int kNR = 4;
+
+// Tile [i0,i1) x [j0,j1) of the product, scalar micro-kernels.
+template <class Epi>
+BEEX_INLINE void tile_scalar(const u64* A, int64_t lda, const u64* B, int64_t ldb,
+                             int64_t W, int64_t i0, int64_t i1, int64_t j0, int64_t j1,
+                             const Epi& epi) {
+  int64_t res[kMR * kNR];
+  int64_t j = j0;
+  for (; j + kNR <= j1; j += kNR) {
+    const u64* Bj = B + j * ldb;
+    int64_t i = i0;
+    for (; i + kMR <= i1; i += kMR) {
+      micro_scalar<kMR, kNR>(A + i * lda, lda, Bj, ldb, W, res);
+      for (int r = 0; r < kMR; ++r)
+        for (int c = 0; c < kNR; ++c) epi(i + r, j + c, res[r * kNR + c]);
+    }
+    for (; i < i1; ++i) {
+      micro_scalar<1, kNR>(A + i * lda, lda, Bj, ldb, W, res);
+      for (int c = 0; c < kNR; ++c) epi(i, j + c, res[c]);
+    }
+  }
+  for (; j < j1; ++j) {
+    const u64* Bj = B + j * ldb;
+    int64_t i = i0;
+    for (; i + kMR <= i1; i += kMR) {
+      micro_scalar<kMR, 1>(A + i * lda, lda, Bj, ldb, W, res);
+      for (int r = 0; r < kMR; ++r) epi(i + r, j, res[r]);
+    }
+    for (; i < i1; ++i) {
+      micro_scalar<1, 1>(A + i * lda, lda, Bj, ldb, W, res);
+      epi(i, j, res[0]);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Activation packing.
+// ---------------------------------------------------------------------------
+BEEX_INLINE void pack_row_scalar(const float* x, int64_t K, u64* out, int64_t W) {
+  for (int64_t w = 0; w < W; ++w) {
+    const int64_t base = w * 64;
+    const int64_t n = std::min<int64_t>(64, K - base);
+    u64 bits = 0;
+    for (int64_t t = 0; t < n; ++t) bits |= static_cast<u64>(x[base + t] >= 0.0f) << t;
+    out[w] = bits;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Parallel helpers (no intrinsics in here: lambdas do not inherit target
+// attributes, so they only ever call named per-target functions).
+// ---------------------------------------------------------------------------
+constexpr int64_t kBM = 32;               // rows of A per parallel tile
+constexpr int64_t kBN = 64;               // rows of B per parallel tile
+constexpr int64_t kSerialWork = 1 << 15;  // word-pairs below which threading does not pay
+
+inline int64_t words_for(int64_t K) { return (K + 63) / 64; }
+
+template <class F>
+void for_tiles(int64_t M, int64_t N, int64_t W, const F& f) {
+  const int64_t tm = (M + kBM - 1) / kBM;
+  const int64_t tn = (N + kBN - 1) / kBN;
+  const int64_t ntiles = tm * tn;
+  if (M * N * W <= kSerialWork || ntiles == 1 || at::get_num_threads() == 1) {
+    f(int64_t(0), M, int64_t(0), N);
+    return;
+  }
+  at::parallel_for(0, ntiles, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t bi = t / tn, bj = t % tn;
+      const int64_t i0 = bi * kBM, j0 = bj * kBN;
+      f(i0, std::min(M, i0 + kBM), j0, std::min(N, j0 + kBN));
+    }
+  });
+}
+
+// f(r0, r1) over rows; cost_per_row in words.
+template <class F>
+void for_rows(int64_t R, int64_t cost_per_row, const F& f) {
+  if (R * cost_per_row <= kSerialWork || at::get_num_threads() == 1) {
+    f(int64_t(0), R);
+    return;
+  }
+  const int64_t grain = std::max<int64_t>(1, 4096 / std::max<int64_t>(cost_per_row, 1));
+  at::parallel_for(0, R, grain, f);
+}
+
+template <class T>
+std::unique_ptr<T[]> scratch(int64_t n) {  // uninitialised scratch
+  return std::unique_ptr<T[]>(new T[static_cast<size_t>(std::max<int64_t>(n, 1))]);
+}
+
+// ---------------------------------------------------------------------------
+// Backend table.
+// ---------------------------------------------------------------------------
+using PackFn = void (*)(const float* x, int64_t ldx, int64_t r0, int64_t r1, int64_t K,
+                        u64* out, int64_t W);
+using MatmulFn = void (*)(const u64* A, const u64* B, int64_t M, int64_t N, int64_t W,
+                          const IntEpilogue& epi);
+using LinearFn = void (*)(const float* x, int64_t M, int64_t K, const u64* B, int64_t N,
+                          int64_t W, const FloatEpilogue& epi);
+
+struct Backend {
+  const char* name;
+  PackFn pack;
+  MatmulFn matmul;
+  LinearFn linear;
+};
+
+// Generic drivers for backends that work on the bit-packed words directly.
+template <class TileFn, class Epi>
+void matmul_bits(TileFn tile, const u64* A, const u64* B, int64_t M, int64_t N, int64_t W,
+                 const Epi& epi) {
+  for_tiles(M, N, W, [&](int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
+    tile(A, W, B, W, W, i0, i1, j0, j1, epi);
+  });
+}
+
+template <class TileFn>
+void linear_bits(PackFn pack, TileFn tile, const float* x, int64_t M, int64_t K, const u64* B,
+                 int64_t N, int64_t W, const FloatEpilogue& epi) {
+  auto Abits = scratch<u64>(M * W);
+  u64* Ap = Abits.get();
+  for_rows(M, W, [&](int64_t r0, int64_t r1) { pack(x, K, r0, r1, K, Ap, W); });
+  matmul_bits(tile, Ap, B, M, N, W, epi);
+}
+
+// ---- portable --------------------------------------------------------------
+void pack_portable(const float* x, int64_t ldx, int64_t r0, int64_t r1, int64_t K, u64* out,
+                   int64_t W) {
+  for (int64_t r = r0; r < r1; ++r) pack_row_scalar(x + r * ldx, K, out + r * W, W);
+}
+void tile_int_portable(const u64* A, int64_t lda, const u64* B, int64_t ldb, int64_t W,
+                       int64_t i0, int64_t i1, int64_t j0, int64_t j1, const IntEpilogue& e) {
+  tile_scalar(A, lda, B, ldb, W, i0, i1, j0, j1, e);
+}
+void tile_float_portable(const u64* A, int64_t lda, const u64* B, int64_t ldb, int64_t W,
+                         int64_t i0, int64_t i1, int64_t j0, int64_t j1,
+                         const FloatEpilogue& e) {
+  tile_scalar(A, lda, B, ldb, W, i0, i1, j0, j1, e);
+}
+void matmul_portable(const u64* A, const u64* B, int64_t M, int64_t N, int64_t W,
+                     const IntEpilogue& e) {
+  matmul_bits(tile_int_portable, A, B, M, N, W, e);
+}
+void linear_portable(const float* x, int64_t M, int64_t K, const u64* B, int64_t N, int64_t W,
+                     const FloatEpilogue& e) {
+  linear_bits(pack_portable, tile_float_portable, x, M, K, B, N, W, e);
+}
+
+#if BEEX_X86
+// ---- AVX2 ----------------------------------------------------------------------
+// Popcount by nibble lookup (VPSHUFB).  Both operands are first re-laid out
+// "nibble split": per 4-word (256-bit) chunk, 32 bytes holding the low
+// nibbles and 32 bytes holding the high nibbles of those words.  Then
+// nibble(a XOR b) = nibble(a) XOR nibble(b), so each 4-word pair costs
+// 2 x (XOR + VPSHUFB + ADD) with no shifting/masking in the inner loop.
+// Byte counters gain <= 8 per chunk, so they are flushed (VPSADBW) every 31
+// chunks.  Padding words/bits are zero in both operands and add nothing.
+#define BEEX_AVX2 __attribute__((target("avx2,popcnt,bmi,bmi2")))
+
+BEEX_AVX2 void pack_avx2(const float* x, int64_t ldx, int64_t r0, int64_t r1, int64_t K,
+                         u64* out, int64_t W) {
+  const __m256 zero = _mm256_setzero_ps();
+  const int64_t Wfull = K / 64;
+  for (int64_t r = r0; r < r1; ++r) {
+    const float* xr = x + r * ldx;
+    u64* o = out + r * W;
+    for (int64_t w = 0; w < Wfull; ++w) {
+      const float* p = xr + w * 64;
+      u64 bits = 0;
+      for (int g = 0; g < 8; ++g) {
+        __m256 v = _mm256_loadu_ps(p + 8 * g);
+        u64 m = static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps(v, zero, _CMP_GE_OQ)));
+        bits |= m << (8 * g);
+      }
+      o[w] = bits;
+    }
+    if (Wfull < W) {  // tail word: scalar, leaves padding bits at 0
+      const int64_t base = Wfull * 64;
+      u64 bits = 0;
+      for (int64_t t = 0; base + t < K; ++t) bits |= static_cast<u64>(xr[base + t] >= 0.0f) << t;
+      o[Wfull] = bits;
+    }
+  }
+}
+
+inline int64_t split_chunks(int64_t W) { return (W + 3) / 4; }
+inline int64_t split_ld(int64_t W) { return split_chunks(W) * 64; }  // bytes per split row
+
+BEEX_AVX2 void split_rows_avx2(const u64* bits, int64_t W, int64_t r0, int64_t r1,
+                               uint8_t* out) {
+  const __m256i m = _mm256_set1_epi8(0x0f);
+  const int64_t C = split_chunks(W), ld = C * 64;
+  for (int64_t r = r0; r < r1; ++r) {
+    const u64* b = bits + r * W;
+    uint8_t* o = out + r * ld;
+    for (int64_t c = 0; c < C; ++c) {
+      __m256i v;
+      if (4 * c + 4 <= W) {
+        v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 4 * c));
+      } else {
+        u64 t[4] = {0, 0, 0, 0};
+        for (int64_t q = 0; 4 * c + q < W; ++q) t[q] = b[4 * c + q];
+        v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t));
+      }
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + 64 * c), _mm256_and_si256(v, m));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + 64 * c + 32),
+                          _mm256_and_si256(_mm256_srli_epi16(v, 4), m));
+    }
+  }
+}
+
+// Four vectors of 4 x u64 -> one vector {sum(a), sum(b), sum(c), sum(d)}.
+BEEX_AVX2 BEEX_INLINE __m256i hsum4_epi64(__m256i a, __m256i b, __m256i c, __m256i d) {
+  __m256i ab = _mm256_add_epi64(_mm256_unpacklo_epi64(a, b), _mm256_unpackhi_epi64(a, b));
+  __m256i cd = _mm256_add_epi64(_mm256_unpacklo_epi64(c, d), _mm256_unpackhi_epi64(c, d));
+  return _mm256_add_epi64(_mm256_permute2x128_si256(ab, cd, 0x20),
+                          _mm256_permute2x128_si256(ab, cd, 0x31));
+}
+BEEX_AVX2 BEEX_INLINE int64_t hsum1_epi64(__m256i a) {
+  __m128i s = _mm_add_epi64(_mm256_castsi256_si128(a), _mm256_extracti128_si256(a, 1));
+  return _mm_cvtsi128_si64(s) + _mm_extract_epi64(s, 1);
+}
+
+template <int MR, int NR>
+BEEX_AVX2 BEEX_INLINE void micro_split_avx2(const uint8_t* A, const uint8_t* B, int64_t ld,
+                                            int64_t C, int64_t* res) {
+  const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,  //
+                                       0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
+  const __m256i z = _mm256_setzero_si256();
+  __m256i tot[MR][NR];
+  for (int64_t c0 = 0; c0 < C; c0 += 31) {
+    const int64_t c1 = std::min<int64_t>(C, c0 + 31);
+    __m256i acc[MR][NR];
+    for (int r = 0; r < MR; ++r)
+      for (int k = 0; k < NR; ++k) acc[r][k] = z;
+    for (int64_t off = c0 * 64; off < c1 * 64; off += 32) {
+      __m256i a[MR];
+      for (int r = 0; r < MR; ++r)
+        a[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(A + r * ld + off));
+      for (int k = 0; k < NR; ++k) {
+        const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(B + k * ld + off));
+        for (int r = 0; r < MR; ++r)
+          acc[r][k] = _mm256_add_epi8(acc[r][k], _mm256_shuffle_epi8(lut, _mm256_xor_si256(a[r], b)));
+      }
+    }
+    for (int r = 0; r < MR; ++r)
+      for (int k = 0; k < NR; ++k) {
+        const __m256i s = _mm256_sad_epu8(acc[r][k], z);
+        tot[r][k] = c0 == 0 ? s : _mm256_add_epi64(tot[r][k], s);
+      }
+  }
+  if (C == 0) {
+    for (int r = 0; r < MR; ++r)
+      for (int k = 0; k < NR; ++k) tot[r][k] = z;
+  }
+  for (int r = 0; r < MR; ++r) {
+    if (NR == 4) {
+      alignas(32) int64_t t[4];
+      _mm256_store_si256(reinterpret_cast<__m256i*>(t),
+                         hsum4_epi64(tot[r][0], tot[r][NR > 1 ? 1 : 0], tot[r][NR > 2 ? 2 : 0],
+                                     tot[r][NR > 3 ? 3 : 0]));
+      for (int k = 0; k < 4; ++k) res[r * NR + k] = t[k];
+    } else {
+      for (int k = 0; k < NR; ++k) res[r * NR + k] = hsum1_epi64(tot[r][k]);
+    }
+  }
+}
+
+template <class Epi>
+BEEX_AVX2 BEEX_INLINE void tile_split_avx2(const uint8_t* A, const uint8_t* B, int64_t ld,
+                                           int64_t C, int64_t i0, int64_t i1, int64_t j0,
+                                           int64_t j1, const Epi& epi) {
+  constexpr int MR = 2, NR = 4;
+  int64_t res[MR * NR];
+  int64_t j = j0;
+  for (; j + NR <= j1; j += NR) {
+    const uint8_t* Bj = B + j * ld;
+    int64_t i = i0;
+    for (; i + MR <= i1; i += MR) {
+      micro_split_avx2<MR, NR>(A + i * ld, Bj, ld, C, res);
+      for (int r = 0; r < MR; ++r)
+        for (int k = 0; k < NR; ++k) epi(i + r, j + k, res[r * NR + k]);
+    }
+    for (; i < i1; ++i) {
+      micro_split_avx2<1, NR>(A + i * ld, Bj, ld, C, res);
+      for (int k = 0; k < NR; ++k) epi(i, j + k, res[k]);
+    }
+  }
+  for (; j < j1; ++j) {
+    const uint8_t* Bj = B + j * ld;
+    int64_t i = i0;
+    for (; i + MR <= i1; i += MR) {
+      micro_split_avx2<MR, 1>(A + i * ld, Bj, ld, C, res);
+      for (int r = 0; r < MR; ++r) epi(i + r, j, res[r]);
+    }
+    for (; i < i1; ++i) {
+      micro_split_avx2<1, 1>(A + i * ld, Bj, ld, C, res);
+      epi(i, j, res[0]);
+    }
+  }
+}
+BEEX_AVX2 void tile_split_int_avx2(const uint8_t* A, const uint8_t* B, int64_t ld, int64_t C,
+                                   int64_t i0, int64_t i1, int64_t j0, int64_t j1,
+                                   const IntEpilogue& e) {
+  tile_split_avx2(A, B, ld, C, i0, i1, j0, j1, e);
+}
+BEEX_AVX2 void tile_split_float_avx2(const uint8_t* A, const uint8_t* B, int64_t ld, int64_t C,
+                                     int64_t i0, int64_t i1, int64_t j0, int64_t j1,
+                                     const FloatEpilogue& e) {
+  tile_split_avx2(A, B, ld, C, i0, i1, j0, j1, e);
+}
+
+// A rows are either given as bits (x == nullptr) or packed here from floats.
+template <class Epi, class TileFn>
+void run_avx2(TileFn tile, const float* x, int64_t K, const u64* A, const u64* B, int64_t M,
+              int64_t N, int64_t W, const Epi& epi) {
+  const int64_t C = split_chunks(W), ld = split_ld(W);
+  auto As = scratch<uint8_t>(M * ld);
+  auto Bs = scratch<uint8_t>(N * ld);
+  std::unique_ptr<u64[]> Abits;
+  if (x) Abits = scratch<u64>(M * W);
+  uint8_t* Ap = As.get();
+  uint8_t* Bp = Bs.get();
+  u64* Abp = Abits.get();
+  // One pass over M + N rows: pack (if needed) + nibble-split A, split B.
+  for_rows(M + N, W, [&](int64_t r0, int64_t r1) {
+    const int64_t a1 = std::min(r1, M);
+    if (r0 < a1) {
+      if (x) {
+        pack_avx2(x, K, r0, a1, K, Abp, W);
+        split_rows_avx2(Abp, W, r0, a1, Ap);
+      } else {
+        split_rows_avx2(A, W, r0, a1, Ap);
+      }
+    }
+    const int64_t b0 = std::max(r0, M);
+    if (b0 < r1) split_rows_avx2(B - M * W, W, b0, r1, Bp - M * ld);
+  });
+  for_tiles(M, N, W, [&](int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
+    tile(Ap, Bp, ld, C, i0, i1, j0, j1, epi);
+  });
+}
+void matmul_avx2(const u64* A, const u64* B, int64_t M, int64_t N, int64_t W,
+                 const IntEpilogue& e) {
+  run_avx2(tile_split_int_avx2, nullptr, 0, A, B, M, N, W, e);
+}
+void linear_avx2(const float* x, int64_t M, int64_t K, const u64* B, int64_t N, int64_t W,
+                 const FloatEpilogue& e) {
+  run_avx2(tile_split_float_avx2, x, K, nullptr, B, M, N, W, e);
+}
+
+// ---- AVX-512F + VPOPCNTDQ -------------------------------------------------------
+#define BEEX_AVX512 __attribute__((target("avx512f,avx512vpopcntdq,avx2,popcnt,bmi,bmi2")))
+
+BEEX_AVX512 void pack_avx512(const float* x, int64_t ldx, int64_t r0, int64_t r1, int64_t K,
+                             u64* out, int64_t W) {
+  const __m512 zero = _mm512_setzero_ps();
+  for (int64_t r = r0; r < r1; ++r) {
+    const float* xr = x + r * ldx;
+    u64* o = out + r * W;
+    for (int64_t w = 0; w < W; ++w) {
+      const int64_t base = w * 64;
+      const int64_t n = std::min<int64_t>(64, K - base);
+      u64 bits = 0;
+      for (int g = 0; g < 4; ++g) {
+        const int64_t left = n - 16 * g;
+        if (left <= 0) break;
+        __mmask16 lm = left >= 16 ? static_cast<__mmask16>(0xFFFF)
+                                  : static_cast<__mmask16>((1u << left) - 1u);
+        __m512 v = _mm512_maskz_loadu_ps(lm, xr + base + 16 * g);
+        // masked compare: lanes outside lm give 0, so padding bits stay 0
+        __mmask16 m = _mm512_mask_cmp_ps_mask(lm, v, zero, _CMP_GE_OQ);
+        bits |= static_cast<u64>(static_cast<uint16_t>(m)) << (16 * g);
+      }
+      o[w] = bits;
+    }
+  }
+}
+
+// MR x NR tile with 512-bit words; the last chunk uses a masked load (zeros
+// XOR zeros = 0, so masked lanes add nothing).
+template <int MR, int NR>
+BEEX_AVX512 BEEX_INLINE void micro_avx512(const u64* A, int64_t lda, const u64* B, int64_t ldb,
+                                          int64_t W, int64_t* res) {
+  __m512i acc[MR][NR];
+  for (int r = 0; r < MR; ++r)
+    for (int c = 0; c < NR; ++c) acc[r][c] = _mm512_setzero_si512();
+  int64_t w = 0;
+  for (; w + 8 <= W; w += 8) {
+    __m512i a[MR], b[NR];
+    for (int r = 0; r < MR; ++r) a[r] = _mm512_loadu_si512(A + r * lda + w);
+    for (int c = 0; c < NR; ++c) b[c] = _mm512_loadu_si512(B + c * ldb + w);
+    for (int r = 0; r < MR; ++r)
+      for (int c = 0; c < NR; ++c)
+        acc[r][c] = _mm512_add_epi64(acc[r][c], _mm512_popcnt_epi64(_mm512_xor_si512(a[r], b[c])));
+  }
+  if (w < W) {
+    const __mmask8 m = static_cast<__mmask8>((1u << (W - w)) - 1u);
+    __m512i a[MR], b[NR];
+    for (int r = 0; r < MR; ++r) a[r] = _mm512_maskz_loadu_epi64(m, A + r * lda + w);
+    for (int c = 0; c < NR; ++c) b[c] = _mm512_maskz_loadu_epi64(m, B + c * ldb + w);
+    for (int r = 0; r < MR; ++r)
+      for (int c = 0; c < NR; ++c)
+        acc[r][c] = _mm512_add_epi64(acc[r][c], _mm512_popcnt_epi64(_mm512_xor_si512(a[r], b[c])));
+  }
+  for (int r = 0; r < MR; ++r)
+    for (int c = 0; c < NR; ++c) res[r * NR + c] = _mm512_reduce_add_epi64(acc[r][c]);
+}
+
+template <class Epi>
+BEEX_AVX512 BEEX_INLINE void tile_avx512_impl(const u64* A, int64_t lda, const u64* B,
+                                              int64_t ldb, int64_t W, int64_t i0, int64_t i1,
+                                              int64_t j0, int64_t j1, const Epi& epi) {
+  int64_t res[kMR * kNR];
+  int64_t j = j0;
+  for (; j + kNR <= j1; j += kNR) {
+    const u64* Bj = B + j * ldb;
+    int64_t i = i0;
+    for (; i + kMR <= i1; i += kMR) {
+      micro_avx512<kMR, kNR>(A + i * lda, lda, Bj, ldb, W, res);
+      for (int r = 0; r < kMR; ++r)
+        for (int c = 0; c < kNR; ++c) epi(i + r, j + c, res[r * kNR + c]);
+    }
+    for (; i < i1; ++i) {
+      micro_avx512<1, kNR>(A + i * lda, lda, Bj, ldb, W, res);
+      for (int c = 0; c < kNR; ++c) epi(i, j + c, res[c]);
+    }
+  }
+  for (; j < j1; ++j) {
+    const u64* Bj = B + j * ldb;
+    for (int64_t i = i0; i < i1; ++i) {
+      micro_avx512<1, 1>(A + i * lda, lda, Bj, ldb, W, res);
+      epi(i, j, res[0]);
+    }
+  }
+}
+BEEX_AVX512 void tile_int_avx512(const u64* A, int64_t lda, const u64* B, int64_t ldb,
+                                 int64_t W, int64_t i0, int64_t i1, int64_t j0, int64_t j1,
+                                 const IntEpilogue& e) {
+  tile_avx512_impl(A, lda, B, ldb, W, i0, i1, j0, j1, e);
+}
+BEEX_AVX512 void tile_float_avx512(const u64* A, int64_t lda, const u64* B, int64_t ldb,
+                                   int64_t W, int64_t i0, int64_t i1, int64_t j0, int64_t j1,
+                                   const FloatEpilogue& e) {
+  tile_avx512_impl(A, lda, B, ldb, W, i0, i1, j0, j1, e);
+}
+void matmul_avx512(const u64* A, const u64* B, int64_t M, int64_t N, int64_t W,
+                   const IntEpilogue& e) {
+  matmul_bits(tile_int_avx512, A, B, M, N, W, e);
+}
+void linear_avx512(const float* x, int64_t M, int64_t K, const u64* B, int64_t N, int64_t W,
+                   const FloatEpilogue& e) {
+  linear_bits(pack_avx512, tile_float_avx512, x, M, K, B, N, W, e);
+}
+#endif  // BEEX_X86
+
+const Backend kPortable{"portable", pack_portable, matmul_portable, linear_portable};
+#if BEEX_X86
+const Backend kAvx2{"avx2", pack_avx2, matmul_avx2, linear_avx2};
+const Backend kAvx512{"avx512-vpopcnt", pack_avx512, matmul_avx512, linear_avx512};
+#endif
+
+bool cpu_has_avx512_vpopcnt() {
+#if BEEX_X86 && (defined(__GNUC__) || defined(__clang__))
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vpopcntdq");
+#else
+  return false;
+#endif
+}
+bool cpu_has_avx2() {
+#if BEEX_X86 && (defined(__GNUC__) || defined(__clang__))
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("popcnt");
+#else
+  return false;
+#endif
+}
+
+std::vector<const Backend*> available() {
+  std::vector<const Backend*> v;
+#if BEEX_X86
+  if (cpu_has_avx512_vpopcnt()) v.push_back(&kAvx512);
+  if (cpu_has_avx2()) v.push_back(&kAvx2);
+#endif
+  v.push_back(&kPortable);
+  return v;
+}
+
+const Backend*& current_backend() {
+  static const Backend* b = available().front();
+  return b;
+}
+
+// ---------------------------------------------------------------------------
+// Ops.
+// ---------------------------------------------------------------------------
+void check_packed(const at::Tensor& t, const char* what) {
+  TORCH_CHECK(t.dim() == 2, what, " must be 2-D [rows, words], got ", t.dim(), "-D");
+  TORCH_CHECK(t.scalar_type() == at::kUInt64 || t.scalar_type() == at::kLong, what,
+              " must be uint64 (or an int64 view of it), got ", t.scalar_type());
+  TORCH_CHECK(t.device().is_cpu(), what, " must be on the CPU");
+}
+
+const u64* packed_ptr(const at::Tensor& t) {
+  return reinterpret_cast<const u64*>(t.data_ptr());
+}
+
+at::Tensor pack_rows(const at::Tensor& x_in) {
+  TORCH_CHECK(x_in.dim() == 2, "pack_rows expects a 2-D [N, K] tensor, got ", x_in.dim(), "-D");
+  TORCH_CHECK(x_in.device().is_cpu(), "pack_rows expects a CPU tensor");
+  TORCH_CHECK(at::isFloatingType(x_in.scalar_type()), "pack_rows expects a floating tensor, got ",
+              x_in.scalar_type());
+  at::Tensor x = x_in.to(at::kFloat).contiguous();
+  const int64_t N = x.size(0), K = x.size(1);
+  const int64_t W = words_for(K);
+  at::Tensor out = at::empty({N, W}, x.options().dtype(at::kUInt64));
+  if (N == 0 || W == 0) return out;
+  const Backend* be = current_backend();
+  const float* xp = x.data_ptr<float>();
+  u64* op = reinterpret_cast<u64*>(out.data_ptr());
+  for_rows(N, W, [&](int64_t r0, int64_t r1) { be->pack(xp, K, r0, r1, K, op, W); });
+  return out;
+}
+
+at::Tensor binary_matmul(const at::Tensor& a_in, const at::Tensor& b_in, int64_t K) {
+  check_packed(a_in, "a_packed");
+  check_packed(b_in, "b_packed");
+  TORCH_CHECK(K >= 1, "K must be >= 1, got ", K);
+  const int64_t W = words_for(K);
+  TORCH_CHECK(a_in.size(1) == W && b_in.size(1) == W, "packed operands need ceil(K/64)=", W,
+              " words per row for K=", K, ", got ", a_in.size(1), " and ", b_in.size(1));
+  at::Tensor a = a_in.contiguous(), b = b_in.contiguous();
+  const int64_t M = a.size(0), N = b.size(0);
+  at::Tensor out = at::empty({M, N}, a.options().dtype(at::kInt));
+  if (M == 0 || N == 0) return out;
+  IntEpilogue epi{out.data_ptr<int32_t>(), N, K};
+  current_backend()->matmul(packed_ptr(a), packed_ptr(b), M, N, W, epi);
+  return out;
+}
+
+at::Tensor binary_linear(const at::Tensor& x_in, const at::Tensor& w_in, const at::Tensor& alpha_in,
+                         const c10::optional<at::Tensor>& bias_in, int64_t K) {
+  TORCH_CHECK(x_in.dim() == 2, "x must be 2-D [M, K], got ", x_in.dim(), "-D");
+  TORCH_CHECK(K >= 1, "K must be >= 1, got ", K);
+  TORCH_CHECK(x_in.size(1) == K, "x has ", x_in.size(1), " features, expected K=", K);
+  TORCH_CHECK(x_in.device().is_cpu(), "x must be on the CPU");
+  check_packed(w_in, "w_packed");
+  const int64_t W = words_for(K);
+  TORCH_CHECK(w_in.size(1) == W, "w_packed needs ceil(K/64)=", W, " words per row, got ",
+              w_in.size(1));
+  const int64_t M = x_in.size(0), N = w_in.size(0);
+  TORCH_CHECK(alpha_in.dim() == 1 && alpha_in.size(0) == N, "alpha must be [", N, "]");
+  at::Tensor x = x_in.to(at::kFloat).contiguous();
+  at::Tensor w = w_in.contiguous();
+  at::Tensor alpha = alpha_in.to(at::kFloat).contiguous();
+  at::Tensor bias;
+  if (bias_in.has_value() && bias_in->defined()) {
+    TORCH_CHECK(bias_in->dim() == 1 && bias_in->size(0) == N, "bias must be [", N, "]");
+    bias = bias_in->to(at::kFloat).contiguous();
+  }
+  at::Tensor out = at::empty({M, N}, x.options().dtype(at::kFloat));
+  if (M == 0 || N == 0) return out;
+  FloatEpilogue epi{out.data_ptr<float>(), N, K, alpha.data_ptr<float>(),
+                    bias.defined() ? bias.data_ptr<float>() : nullptr};
+  current_backend()->linear(x.data_ptr<float>(), M, K, packed_ptr(w), N, W, epi);
+  return out;
+}
+
+std::string backend_name() { return current_backend()->name; }
+
+std::string available_backends() {
+  std::string s;
+  for (const Backend* b : available()) {
+    if (!s.empty()) s += ",";
+    s += b->name;
+  }
+  return s;
+}
+
+std::string set_backend(const std::string& name) {
+  auto av = available();
+  if (name == "auto") {
+    current_backend() = av.front();
+    return current_backend()->name;
+  }
+  for (const Backend* b : av) {
+    if (name == b->name) {
+      current_backend() = b;
+      return b->name;
+    }
+  }
+  TORCH_CHECK(false, "kernel backend '", name, "' is not available on this CPU (available: ",
+              available_backends(), ")");
+}
+
+}  // namespace
+
+TORCH_LIBRARY(beexbench_kernels, m) {
+  m.def("pack_rows(Tensor x) -> Tensor", &pack_rows);
+  m.def("binary_matmul(Tensor a, Tensor b, int K) -> Tensor", &binary_matmul);
+  m.def("binary_linear(Tensor x, Tensor w, Tensor alpha, Tensor? bias, int K) -> Tensor",
+        &binary_linear);
+  m.def("backend() -> str", &backend_name);
+  m.def("available_backends() -> str", &available_backends);
+  m.def("set_backend(str name) -> str", &set_backend);
+}
