@@ -21,7 +21,7 @@ def test_registry_lists_builtin_targets():
 
 
 def test_unknown_target_suggests_close_names():
-    with pytest.raises(UnknownNameError, match="did you mean 'edge-1t'"):
+    with pytest.raises(UnknownNameError, match="did you mean edge-1t"):
         get_target("edge1t")
 
 
@@ -30,6 +30,12 @@ def test_bad_override_is_a_beex_error():
         get_target("cpu", bogus=1)
     with pytest.raises(BeexError, match="at least 1"):
         get_target("cpu", threads=0)
+
+
+def test_edge_thread_count_is_fixed():
+    assert get_target("edge-2t", threads=2).threads == 2
+    with pytest.raises(BeexError, match="thread count is fixed"):
+        get_target("edge-1t", threads=4)
 
 
 def test_target_instance_passes_through():
@@ -85,7 +91,7 @@ def test_nested_activation_restores_outer_setting():
 
 
 def test_edge_profile_capped_at_usable_cores_with_note():
-    t = EdgeTarget("huge-like", threads=10_000)
+    t = EdgeTarget("huge-like", 10_000)
     assert t.threads == len(_host.usable_cpus())
     assert any("capped" in n for n in t.describe()["notes"])
 
@@ -109,9 +115,22 @@ def test_cuda_unavailable_gives_clear_error():
         pytest.skip("a GPU is present")
     ok, reason = CudaTarget().available()
     assert not ok and "use --target cpu" in reason
-    with pytest.raises(BeexError, match="no CUDA device.*use --target cpu"):
-        get_target("cuda")
+    t = get_target("cuda")  # still built, so it can be listed and described
+    assert t.describe()["available"] is False
     assert "cuda" not in list_targets(available_only=True)
+    with pytest.raises(BeexError, match="no CUDA device.*use --target cpu"):
+        t.require_available()
+    with pytest.raises(BeexError, match="no CUDA device.*use --target cpu"):
+        with t.activate():
+            pass
+    from beexbench.profilers.latency import measure_latency
+    from beexbench.profilers.memory import track_memory
+
+    with pytest.raises(BeexError, match="no CUDA device"):
+        measure_latency(lambda: None, target="cuda")
+    with pytest.raises(BeexError, match="no CUDA device"):
+        with track_memory("cuda"):
+            pass
 
 
 @pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU")

@@ -151,7 +151,7 @@ def track_energy(
     ``idle_seconds`` of idle power are measured before the block when a counter exists.
     ``tdp_watts`` overrides the TDP lookup for the estimate.
     """
-    target = get_target(target)
+    target = get_target(target).require_available()
     pending: Pending[EnergyRecord] = Pending("energy")
     base_warnings = []
     if target.emulated:

@@ -114,7 +114,7 @@ def measure_latency(
         raise BeexError("max_seconds must be positive")
     if inputs is not None and len(inputs) == 0:
         raise BeexError("inputs is empty: give at least one sample or leave inputs unset")
-    target = get_target(target)
+    target = get_target(target).require_available()
 
     def call(i: int) -> Callable[[], Any]:
         return fn if inputs is None else functools.partial(fn, inputs[i % len(inputs)])
@@ -159,7 +159,7 @@ def latency_sweep(
 
     ``make_fn`` builds the inputs for that shape once, outside the timed region.
     """
-    target = get_target(target)
+    target = get_target(target).require_available()
     seq_lens = list(seq_lens)
     return [
         measure_latency(make_fn(bs, sl), target=target, batch_size=bs, seq_len=sl, **kwargs)

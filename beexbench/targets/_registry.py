@@ -1,55 +1,38 @@
-"""Targets by name: ``@register_target`` in the tree, ``beexbench.targets`` entry points outside it."""
+"""Targets by name, on the project's generic :class:`~beexbench._registry.Registry`:
+``@register_target`` in the tree, the ``beexbench.targets`` entry-point group outside it."""
 from __future__ import annotations
 
-import difflib
-from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Callable
 
-from beexbench.errors import BeexError, UnknownNameError
+from beexbench._registry import Registry
+from beexbench.errors import BeexError
 
 if TYPE_CHECKING:
     from beexbench.targets.base import Target
 
-_FACTORIES: dict[str, Callable[..., "Target"]] = {}
-_PLUGINS_LOADED = False
+TARGETS: Registry[Callable[..., "Target"]] = Registry("target", entry_point_group="beexbench.targets")
 
 
 def register_target(name: str):
     """Register ``factory(**overrides) -> Target`` under ``name``."""
-
-    def deco(factory: Callable[..., "Target"]):
-        if name in _FACTORIES and _FACTORIES[name] is not factory:
-            raise ValueError(f"target {name!r} is already registered")
-        _FACTORIES[name] = factory
-        return factory
-
-    return deco
-
-
-def _load_plugins() -> None:
-    global _PLUGINS_LOADED
-    if _PLUGINS_LOADED:
-        return
-    _PLUGINS_LOADED = True
-    for ep in entry_points(group="beexbench.targets"):
-        if ep.name not in _FACTORIES:
-            _FACTORIES[ep.name] = ep.load()
+    return TARGETS.register(name)
 
 
 def list_targets(available_only: bool = False) -> list[str]:
     """Registered target names (only those usable on this machine with ``available_only``)."""
-    _load_plugins()
-    names = sorted(_FACTORIES)
+    names = TARGETS.names()
     if available_only:
-        names = [n for n in names if _FACTORIES[n]().available()[0]]
+        names = [n for n in names if TARGETS.get(n)().available()[0]]
     return names
 
 
 def get_target(name: "str | Target", **overrides) -> "Target":
     """Build the target ``name`` with ``overrides``; a Target passes through unchanged.
 
-    Raises :class:`UnknownNameError` (with suggestions) for an unknown name and :class:`BeexError`
-    when the target cannot run here (e.g. ``cuda`` without a GPU).
+    Raises :class:`~beexbench.errors.UnknownNameError` (with suggestions) for an unknown name. A
+    target that cannot run here (``cuda`` without a GPU) is still built, so it can be listed and
+    described; using it (``activate()``, any profiler) raises :class:`BeexError` with the reason,
+    and ``target.require_available()`` does so up front.
     """
     from beexbench.targets.base import Target
 
@@ -57,16 +40,8 @@ def get_target(name: "str | Target", **overrides) -> "Target":
         if overrides:
             raise BeexError(f"cannot apply overrides {sorted(overrides)} to an already built target")
         return name
-    _load_plugins()
-    if name not in _FACTORIES:
-        close = difflib.get_close_matches(name, list(_FACTORIES), n=3, cutoff=0.5)
-        hint = f"did you mean {', '.join(repr(c) for c in close)}? " if close else ""
-        raise UnknownNameError(f"unknown target {name!r}: {hint}(known: {', '.join(sorted(_FACTORIES))})")
+    factory = TARGETS.get(name)
     try:
-        target = _FACTORIES[name](**overrides)
+        return factory(**overrides)
     except TypeError as err:
         raise BeexError(f"bad option for target {name!r}: {err}") from err
-    ok, reason = target.available()
-    if not ok:
-        raise BeexError(reason)
-    return target

@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterator, Mapping, Protocol
 
 import torch
 
+from beexbench.errors import BeexError
 from beexbench.targets import _host
 
 
@@ -98,15 +99,25 @@ class Target(ABC):
 
     # -- availability -----------------------------------------------------------------------
     def available(self) -> tuple[bool, str]:
+        """``(True, "")`` when the target can run here, else ``(False, reason)``."""
         return True, ""
+
+    def require_available(self) -> "Target":
+        """Return self, or raise :class:`BeexError` with the reason it cannot run here."""
+        ok, reason = self.available()
+        if not ok:
+            raise BeexError(reason)
+        return self
 
     # -- execution context ------------------------------------------------------------------
     @contextmanager
     def activate(self) -> Iterator["Target"]:
         """Apply threads (and pinning) for the duration of the block, then restore them.
 
-        Re-entrant: nested activations save and restore whatever was current.
+        Re-entrant: nested activations save and restore whatever was current. Raises
+        :class:`BeexError` when the target cannot run here.
         """
+        self.require_available()
         prev_threads = torch.get_num_threads()
         torch.set_num_threads(self.threads)
         if self.interop_threads is not None:
@@ -136,8 +147,8 @@ class Target(ABC):
     def energy_meter(self) -> EnergyCounter:
         """An opened energy counter for this device, or raise :class:`CounterUnavailable`."""
 
-    def memory_meter(self) -> MemoryMeter:
-        return _host.RssSampler()
+    def memory_meter(self, interval_s: float = 0.001) -> MemoryMeter:
+        return _host.RssSampler(interval_s)
 
     # -- provenance -------------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:

@@ -107,8 +107,8 @@ class CudaTarget(Target):
 
         return NvmlCounter(self.index)
 
-    def memory_meter(self) -> MemoryMeter:
-        return _BothMeters(_host.RssSampler(), CudaPeakMeter(self.device))
+    def memory_meter(self, interval_s: float = 0.001) -> MemoryMeter:
+        return _BothMeters(_host.RssSampler(interval_s), CudaPeakMeter(self.device))
 
     def describe(self) -> dict[str, Any]:
         out = super().describe()

@@ -7,10 +7,11 @@ board, install beexbench on it and use the ``cpu`` target there.
 A new profile is one registration::
 
     @register_target("my-board-like")
-    def my_board_like(**o): return EdgeTarget("my-board-like", threads=4, mimics="My Board", **o)
+    def my_board_like(**o): return EdgeTarget("my-board-like", 4, mimics="My Board", **o)
 """
 from __future__ import annotations
 
+from beexbench.errors import BeexError
 from beexbench.targets._host import PINNING_SUPPORTED
 from beexbench.targets._registry import register_target
 from beexbench.targets.base import usable_cpus
@@ -20,7 +21,12 @@ from beexbench.targets.cpu import CpuTarget
 class EdgeTarget(CpuTarget):
     emulated = True
 
-    def __init__(self, name: str, threads: int, mimics: str = "", pin: bool = True, **overrides) -> None:
+    def __init__(self, name: str, profile_threads: int, mimics: str = "", pin: bool = True,
+                 threads: int | None = None, **overrides) -> None:
+        asked, threads = threads, profile_threads
+        if asked is not None and int(asked) != threads:
+            raise BeexError(f"{name} emulates a {threads}-thread device, so its thread count is fixed: "
+                            f"drop the threads option ({asked}) or use --target cpu with threads")
         cpus = usable_cpus()
         capped = min(int(threads), len(cpus))
         description = f"emulated on the host: {threads} thread(s)" + (f", like {mimics}" if mimics else "")
@@ -46,16 +52,16 @@ class EdgeTarget(CpuTarget):
 @register_target("edge-1t")
 def edge_1t(**overrides) -> EdgeTarget:
     """One thread pinned to one core: a single-core microcontroller-class CPU budget."""
-    return EdgeTarget("edge-1t", threads=1, mimics="a single-core edge CPU", **overrides)
+    return EdgeTarget("edge-1t", 1, mimics="a single-core edge CPU", **overrides)
 
 
 @register_target("edge-2t")
 def edge_2t(**overrides) -> EdgeTarget:
     """Two threads pinned to two cores."""
-    return EdgeTarget("edge-2t", threads=2, mimics="a dual-core edge CPU", **overrides)
+    return EdgeTarget("edge-2t", 2, mimics="a dual-core edge CPU", **overrides)
 
 
 @register_target("rpi4-like")
 def rpi4_like(**overrides) -> EdgeTarget:
     """Four threads (Raspberry Pi 4: 4x Cortex-A72), capped at the host's usable cores."""
-    return EdgeTarget("rpi4-like", threads=4, mimics="Raspberry Pi 4 (4x Cortex-A72)", **overrides)
+    return EdgeTarget("rpi4-like", 4, mimics="Raspberry Pi 4 (4x Cortex-A72)", **overrides)
