@@ -3,7 +3,7 @@
 Six methods, as small as lm-evaluation-harness's model interface:
 
 * ``build(config, spec)``     - a fresh, untrained model for a task shape;
-* ``fit(train, val, progress)`` - train (or quantize, or calibrate) it;
+* ``fit(train, val, ...)``   - train (or quantize, or calibrate) it;
 * ``forward(ids, mask)``      - every exit's logits (all blocks run);
 * ``predict(ids, mask)``      - deployment inference: answer logits and the exit block
                                  each sample took (rows that exit leave the batch);
@@ -26,6 +26,7 @@ import torch
 from ..models.exits import ExitDecision
 from ..progress import NULL_PROGRESS, Progress
 from ..training.batches import EncodedSplit
+from ..training.calibrate import CostFn
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,11 @@ class ModelAdapter(ABC):
     def build(cls, config: dict[str, Any], spec: TaskSpec) -> "ModelAdapter": ...
 
     @abstractmethod
-    def fit(self, train: EncodedSplit, val: EncodedSplit, progress: Progress = NULL_PROGRESS) -> FitReport: ...
+    def fit(
+        self, train: EncodedSplit, val: EncodedSplit, progress: Progress = NULL_PROGRESS, cost_fn: CostFn | None = None
+    ) -> FitReport:
+        """Train on ``train``, select and calibrate on ``val`` only. ``cost_fn(exit_block,
+        lengths)`` gives per-sample MACs, for calibrating exit rules against real cost."""
 
     @abstractmethod
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> list[torch.Tensor]: ...

@@ -24,7 +24,7 @@ from ..models.layers import QuantLinear
 from ..models.losses import exit_loss
 from ..progress import NULL_PROGRESS, Progress
 from ..training.batches import EncodedSplit
-from ..training.calibrate import all_exit_logits, choose, sweep
+from ..training.calibrate import CostFn, all_exit_logits, choose, sweep
 from ..training.config import TrainConfig, build_dataclass, merge
 from ..training.loop import train
 from .base import FitReport, ModelAdapter, Precision, TaskSpec
@@ -94,7 +94,7 @@ class EncoderAdapter(ModelAdapter):
         kind = lc["kind"] if len(exit_logits) > 1 else "final"
         return exit_loss(kind, exit_logits, labels, delta=lc["delta"], tau=lc["tau"], floor=lc["floor"], min_exit=lc["min_exit"])
 
-    def fit(self, train_split: EncodedSplit, val: EncodedSplit, progress: Progress = NULL_PROGRESS, cost_fn=None) -> FitReport:
+    def fit(self, train_split: EncodedSplit, val: EncodedSplit, progress: Progress = NULL_PROGRESS, cost_fn: CostFn | None = None) -> FitReport:
         log = train(self.model, self.loss, train_split, val, self.train_config, description=f"train {self.name}", progress=progress)
         calibration = self.calibrate(val, cost_fn) if self.config["calibration"]["grid"] else None
         self.fit_report = FitReport(**log, calibration=calibration)

@@ -1,0 +1,31 @@
+"""Shared ``Annotated`` options, declared once."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+ResultsDir = Annotated[Path, typer.Option("--results", help="Folder of runs (or one run folder).")]
+Suite = Annotated[Optional[str], typer.Option("--suite", help="Built-in suite: smoke, default, paper.")]
+ConfigFile = Annotated[Optional[Path], typer.Option("--config", help="A suite file (TOML) to use instead of a built-in suite.")]
+Models = Annotated[Optional[str], typer.Option("--models", help="Comma-separated model names (see `beexbench list models`).")]
+Tasks = Annotated[Optional[str], typer.Option("--tasks", help="Comma-separated task names or dataset specs.")]
+TargetOpt = Annotated[Optional[str], typer.Option("--target", help="cpu, cuda, or an emulated edge profile.")]
+Threads = Annotated[Optional[int], typer.Option("--threads", help="Intra-op threads (recorded in results).")]
+BatchSizes = Annotated[Optional[str], typer.Option("--batch-sizes", help="Comma-separated latency batch sizes.")]
+Seeds = Annotated[Optional[str], typer.Option("--seeds", help="Comma-separated training seeds.")]
+Limit = Annotated[Optional[int], typer.Option("--limit", help="Use at most N examples per split (quick runs).")]
+ModelsDir = Annotated[Optional[Path], typer.Option("--models-dir", help="Checkpoint store to train into / reuse.")]
+ModelsFrom = Annotated[Optional[Path], typer.Option("--models-from", help="A model store from another machine: measure without training.")]
+Format = Annotated[str, typer.Option("--format", help="text or json.")]
+
+
+def split_csv(value: str | None, kind=str):
+    if value is None:
+        return None
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    try:
+        return [kind(v) for v in items]
+    except ValueError:
+        raise typer.BadParameter(f"expected comma-separated {kind.__name__} values, got {value!r}") from None

@@ -1,0 +1,44 @@
+"""The end-of-run summary table (text) or JSON for scripts."""
+from __future__ import annotations
+
+import json
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+
+def print_summary(summary, fmt: str = "text") -> None:
+    from ..results.store import RunDir
+
+    records = list(RunDir(summary.run_dir).cells())
+    if fmt == "json":
+        typer.echo(json.dumps({
+            "run_dir": str(summary.run_dir),
+            "written": [k.slug for k in summary.written],
+            "skipped": [k.slug for k in summary.skipped],
+            "failed": [{"cell": k.slug, "error": e} for k, e in summary.failed],
+            "seconds": summary.seconds,
+        }, indent=2))
+        return
+    table = Table(title=f"beexbench run {summary.run_dir.name} ({summary.seconds:.0f} s)")
+    for col in ("model", "task", "target", "accuracy", "size (KiB)", "MACs/sample", "BOPs/sample", "latency bs=1 median (ms)", "mean exit"):
+        table.add_column(col, justify="left" if col in ("model", "task", "target") else "right")
+    for r in records:
+        m = r.metrics
+        if r.status != "ok":
+            table.add_row(r.key.model, r.key.task, r.key.target, f"[red]failed: {r.error}", "", "", "", "", "")
+            continue
+        ops = m["ops"]["per_sample_mean"]
+        macs = sum(v for k, v in ops.items() if k.startswith("macs_") and k != "macs_binary")
+        table.add_row(
+            r.key.model, r.key.task, r.key.target,
+            f"{m['accuracy']['value']:.4f}",
+            f"{m['size']['total_bits'] / 8 / 1024:.1f}",
+            f"{macs / 1e6:.2f} M",
+            f"{ops.get('bops', 0) / 1e6:.2f} M",
+            f"{m['batch1']['median']:.3f}",
+            f"{m['exits']['mean_exit_block']:.2f}/{m['exits']['n_blocks']}",
+        )
+    Console().print(table)
+    typer.echo(f"results: {summary.run_dir}  (next: beexbench report --results {summary.run_dir.parent})")

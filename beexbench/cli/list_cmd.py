@@ -1,0 +1,67 @@
+"""``beexbench list``: registered models, tasks and targets."""
+from __future__ import annotations
+
+import json
+from typing import Annotated, Optional
+
+import typer
+
+from ._options import Format
+
+WHAT = ("models", "tasks", "targets", "suites")
+
+
+def list_(
+    what: Annotated[Optional[str], typer.Argument(help="models, tasks, targets or suites (default: all).")] = None,
+    fmt: Format = "text",
+) -> None:
+    """Show the registered models, tasks, targets and suites."""
+    from ..errors import BeexError
+
+    if what is not None and what not in WHAT:
+        raise BeexError(f"cannot list '{what}': use one of {', '.join(WHAT)}")
+    data = {w: _collect(w) for w in (WHAT if what is None else (what,))}
+    if fmt == "json":
+        typer.echo(json.dumps(data, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    for kind, rows in data.items():
+        table = Table(title=kind)
+        table.add_column("name", style="bold")
+        table.add_column("origin")
+        table.add_column("description")
+        for row in rows:
+            table.add_row(row["name"], row.get("origin", ""), row.get("description", ""))
+        console.print(table)
+
+
+def _collect(what: str) -> list[dict]:
+    if what == "models":
+        from ..adapters.registry import ADAPTERS, get_adapter_class, list_models
+
+        out = []
+        for name in list_models():
+            cls = get_adapter_class(name)
+            doc = (cls.__doc__ or "").strip().splitlines()
+            out.append({"name": name, "origin": ADAPTERS.entry(name).origin, "description": doc[0] if doc else ""})
+        return out
+    if what == "tasks":
+        from ..data.tasks import get_spec, list_tasks
+
+        return [{"name": n, "origin": get_spec(n).source, "description": get_spec(n).description} for n in list_tasks()]
+    if what == "targets":
+        from ..targets import get_target, list_targets
+
+        out = []
+        for n in list_targets():
+            t = get_target(n)
+            ok, reason = t.available()
+            out.append({"name": n, "origin": "emulated" if t.emulated else "native",
+                        "description": t.description + ("" if ok else f" [unavailable: {reason}]")})
+        return out
+    from ..config import suite_names
+
+    return [{"name": n, "origin": "builtin", "description": ""} for n in suite_names()]

@@ -1,0 +1,133 @@
+"""Run configuration: plain dataclasses with one parse path shared by suite files
+(TOML) and CLI flags. An unknown key or a wrong type is an error naming the key."""
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from .errors import BeexError, UnknownNameError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+@dataclass
+class LatencySettings:
+    warmup: int = 10
+    min_iters: int = 50
+    min_seconds: float = 2.0
+    max_seconds: float = 30.0
+    batch_sizes: list[int] = field(default_factory=lambda: [1, 8])
+    samples: int = 256  # test samples cycled through at batch size 1 (real inputs, real exits)
+
+
+@dataclass
+class RunConfig:
+    suite: str = "default"
+    models: list[str] = field(default_factory=lambda: ["beexformer", "fp32"])
+    tasks: list[str] = field(default_factory=lambda: ["rotten_tomatoes"])
+    target: str = "cpu"
+    threads: int | None = None
+    seeds: list[int] = field(default_factory=lambda: [0])
+    limit: int | None = None  # examples per split, for tiny runs
+    model: dict[str, Any] = field(default_factory=dict)  # overrides applied to every model
+    model_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # per model name
+    latency: LatencySettings = field(default_factory=LatencySettings)
+    energy: bool = True
+    results_dir: str = "results"
+    models_dir: str | None = None  # checkpoint store (default: $BEEXBENCH_CACHE/models)
+    models_from: str | None = None  # a store copied from another machine: measure, never train
+    run_id: str | None = None
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+_NESTED = {"latency": LatencySettings}
+_FREE = {"model", "model_overrides"}  # validated later against each model's own config
+
+
+def _check_type(where: str, default: Any, value: Any, annotation: str) -> Any:
+    if value is None:
+        if "None" in annotation:
+            return None
+        raise BeexError(f"'{where}' must not be empty")
+    if isinstance(default, bool) or annotation == "bool":
+        ok = isinstance(value, bool)
+    elif isinstance(default, float) or annotation.startswith("float"):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif isinstance(default, int) or annotation.startswith("int"):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, list) or annotation.startswith("list"):
+        ok = isinstance(value, list)
+        inner = "int" if "int" in annotation else "str"
+        ok = ok and all(isinstance(v, int) and not isinstance(v, bool) if inner == "int" else isinstance(v, str) for v in value)
+    elif isinstance(default, dict) or annotation.startswith("dict"):
+        ok = isinstance(value, dict)
+    else:
+        ok = isinstance(value, str)
+    if not ok:
+        raise BeexError(f"'{where}' has the wrong type: got {type(value).__name__} ({value!r}), expected {annotation}")
+    return value
+
+
+def _build(cls: type, values: dict[str, Any], where: str, base: Any = None):
+    base = base if base is not None else cls()
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {name: getattr(base, name) for name in fields}
+    for key, value in values.items():
+        if key not in fields:
+            raise BeexError(f"unknown config key '{where}{key}': known keys are {', '.join(fields)}")
+        if key in _NESTED:
+            if not isinstance(value, dict):
+                raise BeexError(f"'{where}{key}' must be a table")
+            kwargs[key] = _build(_NESTED[key], value, f"{where}{key}.", getattr(base, key))
+        else:
+            kwargs[key] = _check_type(f"{where}{key}", getattr(cls(), key), value, str(fields[key].type))
+    return cls(**kwargs)
+
+
+def suite_names() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files("beexbench.suites").iterdir() if p.name.endswith(".toml"))
+
+
+def read_toml(path: Path) -> dict:
+    try:
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BeexError(f"config file {path} not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise BeexError(f"config file {path} is not valid TOML ({exc})") from None
+
+
+def suite_path(name: str) -> Path:
+    if name not in suite_names():
+        import difflib
+
+        close = difflib.get_close_matches(name, suite_names(), n=2)
+        raise UnknownNameError(f"unknown suite '{name}': {'did you mean ' + ', '.join(close) + '?' if close else 'known: ' + ', '.join(suite_names())}")
+    return Path(str(resources.files("beexbench.suites") / f"{name}.toml"))
+
+
+def load_config(suite: str | None = None, config_file: Path | None = None, **flags: Any) -> RunConfig:
+    """Suite file, then an optional user config file, then CLI flags (None = not given)."""
+    cfg = RunConfig()
+    if config_file is None:
+        doc = read_toml(suite_path(suite or "default"))
+        cfg = _build(RunConfig, doc, "", cfg)
+    else:
+        doc = read_toml(Path(config_file))
+        cfg = _build(RunConfig, doc, "", cfg)
+    if suite and config_file is None:
+        cfg.suite = suite
+    given = {k: v for k, v in flags.items() if v is not None}
+    if "latency_batch_sizes" in given:
+        cfg.latency.batch_sizes = given.pop("latency_batch_sizes")
+    return _build(RunConfig, given, "", cfg)

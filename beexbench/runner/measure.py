@@ -1,0 +1,186 @@
+"""Measure one trained model on one target: accuracy, exits, operations, size,
+latency, memory and energy. Each profiler returns a record; this module only composes them."""
+from __future__ import annotations
+
+import math
+from contextlib import nullcontext
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..adapters.base import ModelAdapter
+from ..config import LatencySettings
+from ..models.exits import entropy
+from ..profilers.energy import track_energy
+from ..profilers.latency import measure_latency
+from ..profilers.memory import track_memory
+from ..profilers.ops import DepthCost
+from ..profilers.size import measure_size
+from ..progress import NULL_PROGRESS, Progress
+from ..targets import Target
+from ..training.batches import EncodedSplit
+from ..training.calibrate import all_exit_logits, sweep
+
+
+def wilson_ci(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion."""
+    if n == 0:
+        return (math.nan, math.nan)
+    p = correct / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (centre - half, centre + half)
+
+
+def accuracy_record(correct: int, n: int, split: str, note: str) -> dict:
+    lo, hi = wilson_ci(correct, n)
+    return {"value": correct / n if n else math.nan, "correct": correct, "n": n, "ci95": [lo, hi],
+            "ci_method": "wilson", "split": split, "note": note}
+
+
+@torch.no_grad()
+def predict_all(adapter: ModelAdapter, split: EncodedSplit, batch_size: int = 256):
+    logits, blocks = [], []
+    for b in split.batches(batch_size):
+        d = adapter.predict(b.input_ids, b.attention_mask)
+        logits.append(d.logits)
+        blocks.append(d.exit_block)
+    return torch.cat(logits), torch.cat(blocks)
+
+
+def measure_accuracy_and_exits(adapter: ModelAdapter, test: EncodedSplit, depth: DepthCost) -> dict[str, Any]:
+    logits, blocks = predict_all(adapter, test)
+    labels = test.labels
+    correct = int((logits.argmax(-1) == labels).sum())
+    out: dict[str, Any] = {"accuracy": accuracy_record(correct, len(test), "test", "deployed model, exit rule applied")}
+    all_logits = all_exit_logits(adapter.forward, test)  # [n_exits, N, C]
+    n_exits = all_logits.shape[0]
+    final_correct = int((all_logits[-1].argmax(-1) == labels).sum())
+    out["accuracy_no_exit"] = accuracy_record(final_correct, len(test), "test", "final exit, every block run")
+    lengths = test.attention_mask.sum(1)
+    hist = torch.bincount(blocks, minlength=depth.n_blocks + 1)[1:]
+    per_exit_acc = []
+    for i in range(depth.n_blocks):
+        sel = blocks == i + 1
+        per_exit_acc.append(float((logits[sel].argmax(-1) == labels[sel]).float().mean()) if sel.any() else None)
+    out["exits"] = {
+        "n_exits": n_exits,
+        "n_blocks": depth.n_blocks,
+        "rule": getattr(adapter, "rule").to_dict() if hasattr(adapter, "rule") else None,
+        "histogram": hist.tolist(),
+        "accuracy_at_taken_exit": per_exit_acc,
+        "accuracy_if_all_exit_at": [float((all_logits[i].argmax(-1) == labels).float().mean()) for i in range(n_exits)],
+        "mean_entropy_per_exit": [float(entropy(all_logits[i]).mean()) for i in range(n_exits)],
+        "mean_exit_block": float(blocks.float().mean()),
+    }
+    cal = (adapter.fit_report.calibration if adapter.fit_report else None) or None
+    if cal:
+        out["exits"]["calibration"] = cal  # chosen on validation
+        rules = _calibration_rules(adapter, cal)
+        out["exits"]["test_sweep"] = sweep(rules, all_logits, labels, lengths, depth.macs)
+    out["ops"] = ops_summary(depth, blocks, lengths)
+    return out
+
+
+def _calibration_rules(adapter, cal: dict):
+    from ..adapters.encoder_adapter import make_rule
+
+    return [make_rule({**adapter.config["exit"], cal["param"]: v}) for v in [r[cal["param"]] for r in cal["sweep"]]]
+
+
+def ops_summary(depth: DepthCost, blocks: torch.Tensor, lengths: torch.Tensor) -> dict[str, Any]:
+    """Mean per-sample operations over what each test sample really ran, and the same
+    with every block run; keyed by precision bucket."""
+    pairs = Counter(zip(blocks.tolist(), lengths.tolist()))
+    full = Counter(lengths.tolist())
+    n = len(blocks)
+
+    def mean_of(counter: Counter, fixed_block: int | None) -> dict[str, float]:
+        acc: dict[str, float] = {}
+        for key, count in counter.items():
+            block, length = (fixed_block, key) if fixed_block else key
+            rec = depth.record(block, length).to_dict()
+            for field in ("flops", "bops", "ops", "elementwise_flops"):
+                acc[field] = acc.get(field, 0.0) + rec[field] * count
+            for bucket, macs in rec["macs"].items():
+                acc[f"macs_{bucket}"] = acc.get(f"macs_{bucket}", 0.0) + macs * count
+        return {k: v / n for k, v in acc.items()}
+
+    taken = mean_of(pairs, None)
+    every = mean_of(full, depth.n_blocks)
+    total = lambda d: sum(v for k, v in d.items() if k.startswith("macs_"))  # noqa: E731
+    reduction = 1 - total(taken) / total(every) if total(every) else 0.0
+    return {
+        "per_sample_mean": taken,
+        "per_sample_mean_all_blocks": every,
+        "macs_reduction_from_exits": reduction,
+        "per_depth_at_mean_length": [depth.record(i + 1, int(round(float(lengths.float().mean())))).to_dict() for i in range(depth.n_blocks)],
+        "convention": depth.record(depth.n_blocks, 1).convention,
+        "counter": depth.record(depth.n_blocks, 1).counter,
+        "uncounted": depth.record(depth.n_blocks, 1).uncounted,
+    }
+
+
+def measure_speed(adapter: ModelAdapter, test: EncodedSplit, target: Target, settings: LatencySettings,
+                  energy: bool, progress: Progress = NULL_PROGRESS) -> dict[str, Any]:
+    """Batch-1 latency on real test samples (each trimmed to its own length, so exits and
+    lengths vary as in deployment), with memory and energy around the same loop; then
+    larger batch sizes of real samples."""
+    module = adapter.module() if hasattr(adapter, "module") else None
+    if module is not None:
+        module.to(target.device)
+    n = min(settings.samples, len(test))
+    singles = []
+    for i in range(n):
+        b = test.batch(slice(i, i + 1))
+        singles.append((b.input_ids.to(target.device), b.attention_mask.to(target.device)))
+
+    def one(sample):
+        return adapter.predict(*sample)
+
+    out: dict[str, Any] = {}
+    with torch.inference_mode():
+        with progress.task(f"latency {adapter.name} bs=1", total=None):
+            with track_memory(target) as mem, (track_energy(target, n_samples=None) if energy else nullcontext()) as en:
+                rec = measure_latency(one, target=target, inputs=singles, warmup=settings.warmup,
+                                      min_iters=settings.min_iters, min_seconds=settings.min_seconds,
+                                      max_seconds=settings.max_seconds, batch_size=1)
+        out["batch1"] = rec.to_dict()
+        out["memory"] = mem.record.to_dict()
+        if energy:
+            erec = en.record
+            out["energy"] = _energy_per_sample(erec.to_dict(), rec.n + settings.warmup)
+        sweep_out = []
+        for bs in settings.batch_sizes:
+            if bs == 1 or bs > len(test):
+                continue
+            batches = []
+            for start in range(0, min(len(test), bs * 16), bs):
+                b = test.batch(slice(start, start + bs))
+                if len(b) == bs:
+                    batches.append((b.input_ids.to(target.device), b.attention_mask.to(target.device)))
+            with progress.task(f"latency {adapter.name} bs={bs}", total=None):
+                r = measure_latency(one, target=target, inputs=batches, warmup=max(2, settings.warmup // 2),
+                                    min_iters=max(5, settings.min_iters // 2), min_seconds=settings.min_seconds / 2,
+                                    max_seconds=settings.max_seconds / 2, batch_size=bs)
+            sweep_out.append(r.to_dict())
+        out["batch_sweep"] = sweep_out
+    return out
+
+
+def _energy_per_sample(doc: dict, calls: int) -> dict:
+    """The energy loop ran ``calls`` batch-1 predictions (warm-up included)."""
+    doc = dict(doc)
+    if doc.get("joules") is not None:
+        doc["joules_per_sample"] = doc["joules"] / calls
+        doc["samples"] = calls
+    return doc
+
+
+
+
+def measure_model_size(adapter: ModelAdapter, checkpoint: Path) -> dict:
+    return measure_size(adapter, adapter.deployable_files(checkpoint)).to_dict()

@@ -1,0 +1,87 @@
+"""Checkpoint store: train a model once per (task, model, config, seed), reuse it after."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from ..adapters.base import ModelAdapter, TaskSpec
+from ..adapters.checkpoint import META
+from ..adapters.encoder_adapter import EncoderAdapter
+from ..adapters.registry import get_adapter_class, load_model
+from ..config import RunConfig
+from ..data import cache_root
+from ..errors import BeexError
+from ..progress import NULL_PROGRESS, Progress
+from ..training.batches import EncodedSplit
+
+
+def model_store(cfg: RunConfig) -> Path:
+    if cfg.models_from:
+        return Path(cfg.models_from)
+    return Path(cfg.models_dir) if cfg.models_dir else Path(cache_root()) / "models"
+
+
+def overrides_for(name: str, cfg: RunConfig, seed: int) -> dict[str, Any]:
+    """Suite-wide ``model`` overrides (for models built on the shared encoder), then the
+    per-model ones, then the seed."""
+    cls = get_adapter_class(name)
+    out: dict[str, Any] = {}
+    if issubclass(cls, EncoderAdapter):
+        out = json.loads(json.dumps(cfg.model))
+    for key, value in cfg.model_overrides.get(name, {}).items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = {**out[key], **value}
+        else:
+            out[key] = value
+    if issubclass(cls, EncoderAdapter):
+        out.setdefault("train", {})
+        out["train"] = {**out["train"], "seed": seed}
+    return out
+
+
+def checkpoint_dir(store: Path, name: str, spec: TaskSpec, overrides: dict, seed: int, limit: int | None) -> Path:
+    ident = json.dumps({"model": name, "task": spec.to_dict(), "overrides": overrides, "limit": limit}, sort_keys=True)
+    digest = hashlib.sha256(ident.encode()).hexdigest()[:10]
+    return store / spec.task / name / f"{digest}-seed{seed}"
+
+
+def obtain_model(
+    name: str,
+    spec: TaskSpec,
+    train: EncodedSplit,
+    val: EncodedSplit,
+    cfg: RunConfig,
+    seed: int,
+    *,
+    cost_fn_factory=None,
+    progress: Progress = NULL_PROGRESS,
+) -> tuple[ModelAdapter, Path, bool]:
+    """Load the checkpoint for this cell, or train and save it. Returns (model, dir, trained)."""
+    overrides = overrides_for(name, cfg, seed)
+    directory = checkpoint_dir(model_store(cfg), name, spec, overrides, seed, cfg.limit)
+    if (directory / META).is_file():
+        adapter = load_model(directory)
+        if adapter.spec != spec:
+            raise BeexError(f"checkpoint {directory} was trained for {adapter.spec}, not {spec}: delete it and retrain")
+        return adapter, directory, False
+    if cfg.models_from:
+        raise BeexError(
+            f"no checkpoint for {name} on {spec.task} (seed {seed}) in --models-from {cfg.models_from}: "
+            "train it there with `beexbench train` using the same suite/config"
+        )
+    adapter = get_adapter_class(name).build(overrides, spec)
+    cost_fn = cost_fn_factory(adapter) if cost_fn_factory else None
+    adapter.fit(train, val, progress=progress, cost_fn=cost_fn)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = directory.with_name(directory.name + f".tmp{os.getpid()}")
+    adapter.save(tmp)
+    if directory.exists():  # another process finished first: keep theirs
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+        return load_model(directory), directory, False
+    os.replace(tmp, directory)
+    return adapter, directory, True

@@ -1,0 +1,137 @@
+"""``run_suite``: the main job. Validates every name before any work, trains what is
+missing, measures every (model, task, target, seed) cell and writes each record
+atomically as soon as it finishes; ``resume`` skips cells already written."""
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..adapters.base import TaskSpec
+from ..adapters.registry import get_adapter_class
+from ..config import RunConfig
+from ..data import load_task
+from ..data.local import is_dataset_spec
+from ..data.tasks import get_spec
+from ..errors import BeexError
+from ..profilers.environment import capture_environment, noise_warnings
+from ..profilers.ops import DepthCost
+from ..progress import NULL_PROGRESS, Progress
+from ..results.schema import CellKey, CellRecord
+from ..results.store import RunDir, new_run_id, now_iso
+from ..targets import get_target
+from ..training.batches import EncodedSplit
+from .measure import measure_accuracy_and_exits, measure_model_size, measure_speed
+from .models import model_store, obtain_model
+
+
+@dataclass
+class RunSummary:
+    run_dir: Path
+    written: list[CellKey] = field(default_factory=list)
+    skipped: list[CellKey] = field(default_factory=list)
+    failed: list[tuple[CellKey, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def encode_splits(data) -> dict[str, EncodedSplit]:
+    return {name: EncodedSplit(*data.encode(name)) for name in ("train", "val", "test")}
+
+
+def task_spec(data) -> TaskSpec:
+    import hashlib
+
+    tok_sha = hashlib.sha256(data.tokenizer.to_str().encode()).hexdigest()
+    return TaskSpec(task=data.card.name, num_labels=data.card.num_labels, vocab_size=data.tokenizer.get_vocab_size(),
+                    max_len=data.card.max_len, tokenizer_sha256=tok_sha)
+
+
+def validate_names(cfg: RunConfig) -> None:
+    """Fail before any work on an unknown model, task or target."""
+    for name in cfg.models:
+        get_adapter_class(name)
+    for name in cfg.tasks:
+        if not is_dataset_spec(name):
+            get_spec(name)
+    if not cfg.models or not cfg.tasks or not cfg.seeds:
+        raise BeexError("nothing to run: give at least one model, one task and one seed")
+
+
+def run_suite(cfg: RunConfig, progress: Progress = NULL_PROGRESS, *, resume_dir: Path | None = None) -> RunSummary:
+    start = time.perf_counter()
+    validate_names(cfg)
+    target = get_target(cfg.target, **({"threads": cfg.threads} if cfg.threads else {}))
+    ok, reason = target.available()
+    if not ok:
+        raise BeexError(f"target '{cfg.target}' is not available here ({reason}): choose another with --target (see `beexbench list targets`)")
+    if resume_dir is not None:
+        run = RunDir(Path(resume_dir))
+    else:
+        run = RunDir(Path(cfg.results_dir) / (cfg.run_id or new_run_id(cfg.suite)))
+    summary = RunSummary(run.path)
+    environment = capture_environment(target, seed=cfg.seeds[0], config=cfg.to_dict())
+    if not (run.path / "run.json").is_file():
+        run.write_run({"run_id": run.run_id, "suite": cfg.suite, "config": cfg.to_dict(), "started_at": now_iso(),
+                       "environment": environment, "model_store": str(model_store(cfg))})
+    for task_name in cfg.tasks:
+        keys = [CellKey(m, task_name, target.name, s) for m in cfg.models for s in cfg.seeds]
+        todo = [k for k in keys if not run.has_cell(k)]
+        summary.skipped += [k for k in keys if k not in todo]
+        if not todo:
+            continue
+        data = load_task(task_name, progress=progress, limit=cfg.limit)
+        splits = encode_splits(data)
+        spec = task_spec(data)
+        for key in todo:
+            started = now_iso()
+            try:
+                record = _run_cell(key, cfg, spec, data.card.to_dict(), splits, target, progress)
+            except BeexError:
+                raise
+            except Exception as exc:  # one broken model must not lose the other cells
+                record = CellRecord(key=key, run_id=run.run_id, status="failed", error=f"{type(exc).__name__}: {exc}",
+                                    model={"traceback": traceback.format_exc(limit=8)})
+                summary.failed.append((key, record.error or ""))
+                progress.log(f"[red]{key.model} on {key.task} failed: {record.error}")
+            record.run_id = run.run_id
+            record.started_at, record.finished_at = started, now_iso()
+            record.environment = environment
+            run.write_cell(record)
+            summary.written.append(key)
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def _run_cell(key: CellKey, cfg: RunConfig, spec: TaskSpec, card: dict, splits, target, progress) -> CellRecord:
+    adapter, ckpt, trained = obtain_model(
+        key.model, spec, splits["train"], splits["val"], cfg, key.seed,
+        cost_fn_factory=lambda a: DepthCost.measure(a).macs, progress=progress,
+    )
+    depth = DepthCost.measure(adapter)
+    metrics = measure_accuracy_and_exits(adapter, splits["test"], depth)
+    metrics["size"] = measure_model_size(adapter, ckpt)
+    with target.activate():
+        warnings = list(noise_warnings(target))
+    metrics.update(measure_speed(adapter, splits["test"], target, cfg.latency, cfg.energy, progress))
+    for section in ("batch1", "memory", "energy"):
+        warnings += [f"{section}: {w}" for w in metrics.get(section, {}).get("warnings", [])]
+    entry = get_adapter_class(key.model)
+    return CellRecord(
+        key=key,
+        run_id="",
+        model={
+            "name": key.model,
+            "description": (entry.__doc__ or "").strip().splitlines()[0] if entry.__doc__ else "",
+            "config": adapter.config,
+            "fit": adapter.fit_report.to_dict() if adapter.fit_report else None,
+            "checkpoint": str(ckpt),
+            "trained_this_run": trained,
+            "precision_notes": list(adapter.precision().notes),
+            "training_note": "trained from scratch on the task's train split; no distillation",
+        },
+        task=card,
+        target=target.describe(),
+        metrics=metrics,
+        warnings=warnings,
+    )

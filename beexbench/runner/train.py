@@ -1,0 +1,25 @@
+"""``train_suite``: fill a model store (portable: copy it and measure elsewhere)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..config import RunConfig
+from ..data import load_task
+from ..profilers.ops import DepthCost
+from ..progress import NULL_PROGRESS, Progress
+from .models import obtain_model
+from .run import encode_splits, task_spec, validate_names
+
+
+def train_suite(cfg: RunConfig, progress: Progress = NULL_PROGRESS) -> list[Path]:
+    validate_names(cfg)
+    written = []
+    for task_name in cfg.tasks:
+        data = load_task(task_name, progress=progress, limit=cfg.limit)
+        splits, spec = encode_splits(data), task_spec(data)
+        for model in cfg.models:
+            for seed in cfg.seeds:
+                _, directory, _ = obtain_model(model, spec, splits["train"], splits["val"], cfg, seed,
+                                               cost_fn_factory=lambda a: DepthCost.measure(a).macs, progress=progress)
+                written.append(directory)
+    return written
