@@ -1,0 +1,253 @@
+"""Packed-bit binary kernels: native backends and the pure-PyTorch fallback
+against a float reference (torch.sign with 0 -> +1)."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import beexbench.kernels as K
+from beexbench.errors import BeexError
+from beexbench.kernels import _fallback
+
+# One native build for the whole module (compiled on first use, then cached).
+BACKENDS = K.available_backends()  # native ones available here + "torch-fallback"
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    prev = K.backend()
+    K.set_backend(request.param)
+    assert K.backend() == request.param
+    yield request.param
+    K.set_backend(prev)
+
+
+def signs(x: torch.Tensor) -> torch.Tensor:
+    return torch.where(x >= 0, 1.0, -1.0).to(torch.float64)
+
+
+def ref_dot(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    return signs(x) @ signs(w).T
+
+
+def rand_with_zeros(*shape, gen):
+    t = torch.randn(*shape, generator=gen)
+    t[torch.rand(*shape, generator=gen) < 0.1] = 0.0  # exact zeros must map to +1
+    return t
+
+
+KS = [1, 63, 64, 65, 130, 511]
+MS = [1, 3, 17]
+NS = [1, 5, 70]
+
+
+def test_native_backend_detected():
+    name = K.backend()
+    assert name in ("avx512-vpopcnt", "avx2", "portable", "torch-fallback")
+    if os.environ.get("BEEXBENCH_KERNELS", "auto") in ("", "auto"):
+        # a compiler is part of the dev environment: the fallback here is a bug
+        assert name != "torch-fallback", K.fallback_reason()
+        assert K.fallback_reason() is None
+
+
+@pytest.mark.parametrize("k", KS)
+def test_pack_rows_layout(backend, k):
+    g = torch.Generator().manual_seed(k)
+    x = rand_with_zeros(7, k, gen=g)
+    p = K.pack_rows(x)
+    assert p.dtype == torch.uint64 and p.shape == (7, (k + 63) // 64)
+    words = p.view(torch.int64)
+    for r in range(7):
+        for c in range(k):
+            bit = (int(words[r, c // 64]) >> (c % 64)) & 1
+            assert bit == int(x[r, c] >= 0)
+        # padding bits are zero
+        tail = k % 64
+        if tail:
+            assert (int(words[r, -1]) & ~((1 << tail) - 1)) & ((1 << 64) - 1) == 0
+    assert torch.equal(p, _fallback.pack_rows(x))
+
+
+@pytest.mark.parametrize("k", KS)
+@pytest.mark.parametrize("m", MS)
+@pytest.mark.parametrize("n", NS)
+def test_binary_matmul_exact(backend, m, n, k):
+    g = torch.Generator().manual_seed(m * 1000 + n * 10 + k)
+    a = rand_with_zeros(m, k, gen=g)
+    b = rand_with_zeros(n, k, gen=g)
+    out = K.binary_matmul(K.pack_rows(a), K.pack_rows(b), k)
+    assert out.dtype == torch.int32 and out.shape == (m, n)
+    assert torch.equal(out, ref_dot(a, b).to(torch.int32))
+
+
+@pytest.mark.parametrize("k", KS)
+@pytest.mark.parametrize("m", MS)
+@pytest.mark.parametrize("n", NS)
+def test_binary_linear_matches_reference(backend, m, n, k):
+    g = torch.Generator().manual_seed(7 + m * 1000 + n * 10 + k)
+    x = rand_with_zeros(m, k, gen=g)
+    w = rand_with_zeros(n, k, gen=g)
+    alpha = torch.rand(n, generator=g) + 0.1
+    bias = torch.randn(n, generator=g)
+    wp = K.pack_rows(w)
+    want = (ref_dot(x, w) * alpha.double() + bias.double()).float()
+    torch.testing.assert_close(K.binary_linear(x, wp, alpha, bias, k), want, atol=1e-4, rtol=1e-5)
+    want_nb = (ref_dot(x, w) * alpha.double()).float()
+    torch.testing.assert_close(K.binary_linear(x, wp, alpha, None, k), want_nb, atol=1e-4, rtol=1e-5)
+
+
+@pytest.mark.parametrize("m,k,n", [(128, 512, 512), (64, 4096, 40), (33, 8000, 9), (2, 130, 300)])
+def test_larger_shapes_tiles_threads_and_byte_counter_flush(backend, m, k, n):
+    # 128x512x512 takes the multi-threaded tiled path; K=8000 needs > 31
+    # nibble chunks (AVX2 byte counters are flushed every 31 chunks).
+    if backend == "torch-fallback" and m * k * n > 10**7:
+        pytest.skip("reference path is slow")
+    g = torch.Generator().manual_seed(m + k + n)
+    x = torch.randn(m, k, generator=g)
+    w = torch.randn(n, k, generator=g)
+    alpha = torch.rand(n, generator=g)
+    wp = K.pack_rows(w)
+    assert torch.equal(K.binary_matmul(K.pack_rows(x), wp, k), ref_dot(x, w).to(torch.int32))
+    torch.testing.assert_close(K.binary_linear(x, wp, alpha, None, k),
+                               (ref_dot(x, w) * alpha.double()).float(), atol=1e-3, rtol=1e-5)
+
+
+def test_all_equal_signs_extremes(backend):
+    k = 130
+    x = torch.zeros(2, k)  # zeros -> all +1
+    w = torch.stack([torch.ones(k), -torch.ones(k)])
+    out = K.binary_matmul(K.pack_rows(x), K.pack_rows(w), k)
+    assert out.tolist() == [[k, -k], [k, -k]]
+    y = K.binary_linear(torch.full((1, k), -0.0), K.pack_rows(w), torch.ones(2), None, k)
+    assert y.tolist() == [[k, -k]]  # -0.0 >= 0 -> +1
+
+
+def test_zero_maps_to_plus_one(backend):
+    x = torch.tensor([[0.0, -1.0, 0.0, 2.0]])
+    p = K.pack_rows(x)
+    assert int(p.view(torch.int64)[0, 0]) == 0b1101
+    y = K.binary_linear(x, K.pack_rows(torch.ones(1, 4)), torch.ones(1), None, 4)
+    assert y.item() == 2.0  # (+1) + (-1) + (+1) + (+1)
+
+
+def test_threads_do_not_change_results(backend):
+    g = torch.Generator().manual_seed(3)
+    x, w = torch.randn(128, 512, generator=g), torch.randn(512, 512, generator=g)
+    wp, a = K.pack_rows(w), torch.rand(512, generator=g)
+    prev = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        y1 = K.binary_linear(x, wp, a, None, 512)
+        torch.set_num_threads(2)
+        y2 = K.binary_linear(x, wp, a, None, 512)
+    finally:
+        torch.set_num_threads(prev)
+    assert torch.equal(y1, y2)
+
+
+def test_batched_input_and_dtype(backend):
+    g = torch.Generator().manual_seed(5)
+    w = torch.randn(6, 70, generator=g)
+    x = torch.randn(2, 3, 70, generator=g)
+    wp, a, b = K.pack_rows(w), torch.rand(6, generator=g), torch.randn(6, generator=g)
+    y = K.binary_linear(x, wp, a, b)
+    assert y.shape == (2, 3, 6)
+    torch.testing.assert_close(y.reshape(6, 6), K.binary_linear(x.reshape(6, 70), wp, a, b, 70))
+    yb = K.binary_linear(x.to(torch.bfloat16), wp, a, b)
+    assert yb.dtype == torch.bfloat16
+
+
+def test_binary_qk_scales(backend):
+    g = torch.Generator().manual_seed(9)
+    q, k = torch.randn(5, 64, generator=g), torch.randn(7, 64, generator=g)
+    qs, ks = torch.rand(5, generator=g), torch.rand(7, generator=g)
+    want = (ref_dot(q, k) * qs.double()[:, None] * ks.double()[None, :]).float()
+    torch.testing.assert_close(K.binary_qk(q, k, qs, ks), want, atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(K.binary_qk(q, k), ref_dot(q, k).float())
+
+
+# --------------------------------------------------------------------------- errors
+def test_empty_batch_rejected(backend):
+    wp = K.pack_rows(torch.randn(4, 16))
+    with pytest.raises(K.KernelInputError, match="empty batch"):
+        K.binary_linear(torch.empty(0, 16), wp, torch.ones(4), None, 16)
+    with pytest.raises(ValueError, match="empty batch"):
+        K.binary_matmul(torch.empty(0, 1, dtype=torch.uint64), wp, 16)
+    mod = K.PackedBinaryLinear.from_float(torch.randn(4, 16))
+    with pytest.raises(BeexError, match="empty batch"):
+        mod(torch.empty(2, 0, 16))
+
+
+def test_bad_inputs_rejected_clearly():
+    w = torch.randn(4, 16)
+    wp = K.pack_rows(w)
+    with pytest.raises(K.KernelInputError, match="floating"):
+        K.pack_rows(torch.ones(2, 3, dtype=torch.int32))
+    with pytest.raises(K.KernelInputError, match="2-D"):
+        K.pack_rows(torch.ones(3))
+    with pytest.raises(K.KernelInputError, match="packed uint64"):
+        K.binary_linear(torch.randn(2, 16), w, torch.ones(4), None, 16)  # unpacked weight
+    with pytest.raises(K.KernelInputError, match="features"):
+        K.binary_linear(torch.randn(2, 17), wp, torch.ones(4), None, 16)
+    with pytest.raises(K.KernelInputError, match="words per row"):
+        K.binary_linear(torch.randn(2, 65), wp, torch.ones(4), None, 65)
+    with pytest.raises(K.KernelInputError, match="alpha"):
+        K.binary_linear(torch.randn(2, 16), wp, torch.ones(3), None, 16)
+    with pytest.raises(K.KernelInputError, match="bias"):
+        K.binary_linear(torch.randn(2, 16), wp, torch.ones(4), torch.ones(5), 16)
+    with pytest.raises(K.KernelInputError, match="floating"):
+        K.binary_linear(torch.ones(2, 16, dtype=torch.int64), wp, torch.ones(4), None, 16)
+    with pytest.raises(K.KernelInputError, match="K must be"):
+        K.binary_matmul(wp, wp, 0)
+    with pytest.raises(BeexError, match="unavailable"):
+        K.set_backend("no-such-backend")
+
+
+# --------------------------------------------------------------------------- module
+def test_packed_binary_linear_module_and_state_dict(tmp_path):
+    g = torch.Generator().manual_seed(11)
+    w, a, b = torch.randn(70, 130, generator=g), torch.rand(70, generator=g), torch.randn(70, generator=g)
+    mod = K.PackedBinaryLinear.from_float(w, a, b)
+    x = torch.randn(3, 130, generator=g)
+    want = (ref_dot(x, w) * a.double() + b.double()).float()
+    torch.testing.assert_close(mod(x), want, atol=1e-4, rtol=1e-5)
+    sd = mod.state_dict()
+    assert sd["weight_packed"].dtype == torch.uint64 and sd["weight_packed"].shape == (70, 3)
+
+    from safetensors.torch import load_file, save_file
+    save_file(sd, str(tmp_path / "m.safetensors"))
+    mod2 = K.PackedBinaryLinear(130, 70)
+    mod2.load_state_dict(load_file(str(tmp_path / "m.safetensors")))
+    torch.testing.assert_close(mod2(x), mod(x))
+
+    buf = io.BytesIO()
+    torch.save(sd, buf)
+    buf.seek(0)
+    mod3 = K.PackedBinaryLinear(130, 70)
+    mod3.load_state_dict(torch.load(buf))
+    torch.testing.assert_close(mod3(x), mod(x))
+
+    nob = K.PackedBinaryLinear.from_float(w)  # alpha defaults to mean |w| per row
+    assert "bias" not in nob.state_dict()
+    torch.testing.assert_close(nob(x), (ref_dot(x, w) * w.abs().mean(1).double()).float(),
+                               atol=1e-4, rtol=1e-5)
+
+
+def test_env_forces_fallback_in_fresh_process():
+    code = ("import beexbench.kernels as k, torch;"
+            "print(k.backend()); print(k.fallback_reason());"
+            "x=torch.randn(3,70); w=torch.randn(5,70);"
+            "print(torch.equal(k.binary_matmul(k.pack_rows(x),k.pack_rows(w),70),"
+            "(torch.where(x>=0,1.,-1.)@torch.where(w>=0,1.,-1.).T).int()))")
+    env = dict(os.environ, BEEXBENCH_KERNELS="fallback")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=120, check=True).stdout.split("\n")
+    assert out[0] == "torch-fallback"
+    assert "BEEXBENCH_KERNELS" in out[1]
+    assert out[2] == "True"
