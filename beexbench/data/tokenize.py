@@ -95,18 +95,17 @@ def _bpe_vocab(word_counts: Counter, vocab_size: int, min_frequency: int,
         for p in zip(ws, ws[1:]):
             pair_counts[p] += c
             where[p].add(i)
-    heap = [(-c, a, b) for (a, b), c in pair_counts.items()]
+    # A pair of existing symbols only loses occurrences, so pairs below
+    # min_frequency never need a heap entry.  Every pair whose count changes is
+    # re-pushed, so an entry whose count is not current is simply dropped.
+    heap = [(-c, a, b) for (a, b), c in pair_counts.items() if c >= min_frequency]
     heapify(heap)
     plen = len(prefix)
     while len(vocab) < vocab_size and heap:
         negc, a, b = heappop(heap)
         c = pair_counts.get((a, b), 0)
         if c != -negc:  # stale entry
-            if c > 0:
-                heappush(heap, (-c, a, b))
             continue
-        if c < min_frequency:
-            break
         new = a + (b[plen:] if b.startswith(prefix) else b)
         if new not in seen:
             vocab.append(new)
@@ -115,25 +114,40 @@ def _bpe_vocab(word_counts: Counter, vocab_size: int, min_frequency: int,
         for i in where.pop((a, b), ()):
             ws = syms[i]
             cnt = freq[i]
-            for p in zip(ws, ws[1:]):
-                pair_counts[p] -= cnt
             out, j, n = [], 0, len(ws)
+            gone: set[int] = set()  # indices k of old pairs (ws[k], ws[k+1]) that vanish
+            born: list[int] = []    # positions of new symbols in out
             while j < n:
                 if j < n - 1 and ws[j] == a and ws[j + 1] == b:
+                    gone.update((j - 1, j, j + 1))
+                    born.append(len(out))
                     out.append(new)
                     j += 2
                 else:
                     out.append(ws[j])
                     j += 1
+            if not born:
+                continue
+            for k in gone:
+                if 0 <= k < n - 1:
+                    p = (ws[k], ws[k + 1])
+                    pair_counts[p] -= cnt
+                    changed.add(p)
+            m = len(out)
+            fresh = set()
+            for pos in born:
+                fresh.update((pos - 1, pos))
+            for k in fresh:
+                if 0 <= k < m - 1:
+                    p = (out[k], out[k + 1])
+                    pair_counts[p] += cnt
+                    where[p].add(i)
+                    changed.add(p)
             syms[i] = out
-            for p in zip(out, out[1:]):
-                pair_counts[p] += cnt
-                where[p].add(i)
-                changed.add(p)
         pair_counts.pop((a, b), None)
         for p in changed:
             c2 = pair_counts.get(p, 0)
-            if c2 > 0:
+            if c2 >= min_frequency and p != (a, b):
                 heappush(heap, (-c2, p[0], p[1]))
     return vocab
 
