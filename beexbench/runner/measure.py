@@ -144,15 +144,19 @@ def measure_speed(adapter: ModelAdapter, test: EncodedSplit, target: Target, set
     out: dict[str, Any] = {}
     with torch.inference_mode():
         with progress.task(f"latency {adapter.name} bs=1", total=None):
-            with track_memory(target) as mem, (track_energy(target, n_samples=None) if energy else nullcontext()) as en:
+            # energy counters are read before and after: they do not disturb the timed loop
+            with (track_energy(target, n_samples=None) if energy else nullcontext()) as en:
                 rec = measure_latency(one, target=target, inputs=singles, warmup=settings.warmup,
                                       min_iters=settings.min_iters, min_seconds=settings.min_seconds,
                                       max_seconds=settings.max_seconds, batch_size=1)
         out["batch1"] = rec.to_dict()
-        out["memory"] = mem.record.to_dict()
         if energy:
-            erec = en.record
-            out["energy"] = _energy_per_sample(erec.to_dict(), rec.n + settings.warmup)
+            out["energy"] = _energy_per_sample(en.record.to_dict(), rec.n + settings.warmup)
+        # memory in its own pass: the RSS sampling thread would compete with the timed code
+        with target.activate(), track_memory(target) as mem:
+            for sample in singles:
+                one(sample)
+        out["memory"] = mem.record.to_dict()
         sweep_out = []
         for bs in settings.batch_sizes:
             if bs == 1 or bs > len(test):
@@ -176,7 +180,7 @@ def _energy_per_sample(doc: dict, calls: int) -> dict:
     doc = dict(doc)
     if doc.get("joules") is not None:
         doc["joules_per_sample"] = doc["joules"] / calls
-        doc["samples"] = calls
+    doc["n_samples"] = calls
     return doc
 
 
