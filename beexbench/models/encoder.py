@@ -29,6 +29,7 @@ class EncoderConfig:
     act_bits: int = 1  # 1: W1A1 (default); 32: W1A32 ablation
     estimator: str = "g"  # A1: "g" (g'(x) = 2-2|x|) or "ste" (clipped STE)
     learnable_shift: bool = True  # A3: learnable per-channel shift before sign(activation)
+    learnable_act_scale: bool = False  # BiT elastic binarization: learnable scale of sign(activation)
     binary_qk: bool = True  # Q K^T between binary operands (when weights are binary)
     attention_probs: str = "softmax"  # A4: "softmax" | "binary" ({0, alpha}) | "bi-attention"
     binary_embedding: bool = False  # A5: alpha * sign(E) token embedding
@@ -61,6 +62,7 @@ class Block(nn.Module):
             act_bits=cfg.act_bits if binary else 32,
             estimator=cfg.estimator,
             learnable_shift=cfg.learnable_shift,
+            learnable_act_scale=cfg.learnable_act_scale,
         )
         self.attn = Attention(
             cfg.d_model,

@@ -19,6 +19,8 @@ class QuantLinear(nn.Linear):
     * ``weight_bits=1, act_bits=32`` (W1A32): y = (x @ sign(W)^T) * alpha + b.
     * ``weight_bits=1, act_bits=1`` (W1A1): y = (sign(x+s) @ sign(W)^T) * alpha + b,
       an XNOR-popcount product on packed bits at deployment.
+    * ``learnable_act_scale`` (W1A1, BiT's elastic binarization): y is also multiplied by
+      a learnable scalar beta, the scale of the binarized input beta * sign(x+s).
 
     The scale is applied after the +-1 product, which is the same function as
     (alpha * sign(W)) and lets the packed engine be bit-exact with this layer.
@@ -34,6 +36,7 @@ class QuantLinear(nn.Linear):
         act_bits: int = 32,
         estimator: str = "g",
         learnable_shift: bool = True,
+        learnable_act_scale: bool = False,
     ) -> None:
         super().__init__(in_features, out_features, bias=bias)
         if weight_bits not in (1, 32) or act_bits not in (1, 32):
@@ -46,6 +49,9 @@ class QuantLinear(nn.Linear):
         self.input_quantizer = (
             ActivationBinarizer(in_features, estimator, learnable_shift) if act_bits == 1 else None
         )
+        # BiT's elastic binarization: a learnable scale of the binarized input, applied
+        # after the +-1 product like alpha (W1A1 only)
+        self.act_scale = nn.Parameter(torch.ones(())) if learnable_act_scale and act_bits == 1 else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.weight_quantizer is None:
@@ -54,6 +60,8 @@ class QuantLinear(nn.Linear):
             x = self.input_quantizer(x)
         w_sign, alpha = self.weight_quantizer(self.weight)
         y = F.linear(x, w_sign) * alpha
+        if self.act_scale is not None:
+            y = y * self.act_scale
         return y + self.bias if self.bias is not None else y
 
     def extra_repr(self) -> str:
