@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
+from contextlib import contextmanager
 from heapq import heapify, heappop, heappush
 from typing import Iterable, Sequence
 
@@ -152,15 +153,29 @@ def _bpe_vocab(word_counts: Counter, vocab_size: int, min_frequency: int,
     return vocab
 
 
-def _prepared(tokenizer: Tokenizer, max_len: int | None) -> Tokenizer:
-    """A copy with truncation/padding set, so callers' tokenizers are untouched."""
-    tok = Tokenizer.from_str(tokenizer.to_str())
-    if max_len is None:
-        tok.no_truncation()
-    else:
-        tok.enable_truncation(max_length=max_len, strategy="longest_first")
-    tok.no_padding()
-    return tok
+@contextmanager
+def _configured(tokenizer: Tokenizer, max_len: int | None, pad: bool):
+    """Temporarily set truncation/padding on ``tokenizer``; restores the caller's settings."""
+    old_trunc, old_pad = tokenizer.truncation, tokenizer.padding
+    try:
+        if max_len is None:
+            tokenizer.no_truncation()
+        else:
+            tokenizer.enable_truncation(max_length=max_len, strategy="longest_first")
+        if pad:
+            tokenizer.enable_padding(length=max_len, pad_id=PAD_ID, pad_token="[PAD]", pad_type_id=0)
+        else:
+            tokenizer.no_padding()
+        yield tokenizer
+    finally:
+        if old_trunc is None:
+            tokenizer.no_truncation()
+        else:
+            tokenizer.enable_truncation(**old_trunc)
+        if old_pad is None:
+            tokenizer.no_padding()
+        else:
+            tokenizer.enable_padding(**old_pad)
 
 
 def _as_list(texts: Sequence[str] | Iterable[str], what: str) -> list[str]:
@@ -193,26 +208,19 @@ def encode(
     if max_len < 3:
         raise ValueError("max_len must be at least 3 ([CLS] x [SEP])")
     a = _as_list(texts, "texts")
-    tok = _prepared(tokenizer, max_len)
-    tok.enable_padding(length=max_len, pad_id=PAD_ID, pad_token="[PAD]", pad_type_id=0)
+    b = None
     if texts_b is not None:
         b = _as_list(texts_b, "texts_b")
         if len(b) != len(a):
             raise ValueError(f"texts ({len(a)}) and texts_b ({len(b)}) differ in length")
-        encs = tok.encode_batch(list(zip(a, b)))
-    else:
-        encs = tok.encode_batch(a)
-    n = len(encs)
-    ids = np.zeros((n, max_len), dtype=np.int64)
-    mask = np.zeros((n, max_len), dtype=np.bool_)
-    types = np.zeros((n, max_len), dtype=np.int64) if return_token_type_ids else None
-    for i, e in enumerate(encs):
-        ids[i] = e.ids
-        mask[i] = e.attention_mask
-        if types is not None:
-            types[i] = e.type_ids
+    with _configured(tokenizer, max_len, pad=True) as tok:
+        encs = tok.encode_batch(list(zip(a, b)) if b is not None else a)
+    shape = (len(encs), max_len)
+    ids = np.array([e.ids for e in encs], dtype=np.int64).reshape(shape)
+    mask = np.array([e.attention_mask for e in encs], dtype=np.bool_).reshape(shape)
     out = (torch.from_numpy(ids), torch.from_numpy(mask))
-    if types is not None:
+    if return_token_type_ids:
+        types = np.array([e.type_ids for e in encs], dtype=np.int64).reshape(shape)
         out = out + (torch.from_numpy(types),)
     return out
 
@@ -221,12 +229,12 @@ def token_lengths(
     tokenizer: Tokenizer, texts: Sequence[str], texts_b: Sequence[str] | None = None
 ) -> np.ndarray:
     """Untruncated lengths including ``[CLS]``/``[SEP]`` tokens."""
-    tok = _prepared(tokenizer, None)
     a = _as_list(texts, "texts")
-    if texts_b is not None:
-        encs = tok.encode_batch(list(zip(a, _as_list(texts_b, "texts_b"))))
-    else:
-        encs = tok.encode_batch(a)
+    with _configured(tokenizer, None, pad=False) as tok:
+        if texts_b is not None:
+            encs = tok.encode_batch(list(zip(a, _as_list(texts_b, "texts_b"))))
+        else:
+            encs = tok.encode_batch(a)
     return np.array([len(e.ids) for e in encs], dtype=np.int64)
 
 
