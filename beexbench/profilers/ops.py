@@ -292,7 +292,9 @@ def _tally(adapter, seq_len: int) -> _Tally:
     prefixes, rest, _, _ = _layout(module)
     wrapper = _Forward(adapter)
     modes = {m: m.training for m in module.modules()}
+    threads = torch.get_num_threads()
     module.eval()
+    torch.set_num_threads(1)  # the trace runs tiny kernels: threads only add contention
     try:
         with warnings.catch_warnings(), torch.no_grad(), _traceable(module):
             warnings.simplefilter("ignore")
@@ -301,6 +303,7 @@ def _tally(adapter, seq_len: int) -> _Tally:
             unsupported = analysis.unsupported_ops()
             uncalled = analysis.uncalled_modules()
     finally:
+        torch.set_num_threads(threads)
         for m, training in modes.items():
             m.train(training)
 

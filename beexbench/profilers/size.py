@@ -1,0 +1,174 @@
+"""Model size: bits per component from the declared precision, and bytes on disk.
+
+Like larq's ``summary()``, memory is bit-width x count, read from
+``adapter.precision().params``; and, because users found that figure did not match the
+file (larq compute-engine#669), the size of the deployable artifact on disk is reported
+beside it when its files are given.
+
+Components (bits):
+
+* ``binary_weights`` 1 bit per element of every 1-bit parameter;
+* ``scales``         one 32-bit alpha per output row of every 1-bit weight (``row_scale``);
+* ``int8``           8 bits per element of every int8 parameter;
+* ``int8_scales``    a 32-bit scale and a 32-bit zero point per quantization group
+                     (per tensor or per channel) of every int8 weight;
+* ``fp32``           everything else (biases, LayerNorms, shifts, heads, fp32 embeddings,
+                     buffers), at its declared bits (32 unless declared otherwise);
+* ``embeddings``     the bits of embedding tables (with their scales); these bits are
+                     also inside the components above, so they are not added to the total.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from beexbench.errors import BeexError
+
+SCALE_BITS = 32
+COMPONENTS = ("binary_weights", "scales", "int8", "int8_scales", "fp32")
+
+
+@dataclass(frozen=True)
+class SizeRecord:
+    """Sizes in bits (``bits``, ``total_bits*``) and bytes (``total_bytes``, ``disk_bytes``)."""
+
+    params: int  # parameter (and declared buffer) elements
+    bits: dict[str, int]
+    total_bits: int
+    total_bits_without_embeddings: int
+    total_bytes: float
+    disk_bytes: int | None
+    disk_files: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["disk_files"] = list(self.disk_files)
+        d["notes"] = list(self.notes)
+        d["units"] = {"bits": "bit", "total_bits": "bit", "total_bytes": "byte", "disk_bytes": "byte"}
+        return d
+
+
+def _tensors(adapter, names) -> tuple[nn.Module | None, dict[str, Any]]:
+    """Name -> tensor (or quantized weight) for the declared names, from the module."""
+    try:
+        module = adapter.module()
+    except NotImplementedError:
+        return None, {}
+    found: dict[str, Any] = dict(module.named_parameters())
+    found.update(dict(module.named_buffers()))
+    for name in names:
+        if name in found:
+            continue
+        owner, _, attr = name.rpartition(".")
+        try:
+            obj = getattr(module.get_submodule(owner) if owner else module, attr)
+        except AttributeError:
+            continue
+        if callable(obj) and not isinstance(obj, torch.Tensor):  # quantized modules: weight()
+            try:
+                obj = obj()
+            except TypeError:
+                continue
+        if isinstance(obj, torch.Tensor):
+            found[name] = obj
+    return module, found
+
+
+def _groups(t: torch.Tensor) -> int:
+    """Quantization groups of a quantized tensor (1 per tensor, or one per channel)."""
+    if t.is_quantized and t.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric,
+                                          torch.per_channel_affine_float_qparams):
+        return int(t.q_per_channel_scales().numel())
+    return 1
+
+
+def measure_size(adapter, deployable_files: list[Path] | None = None) -> SizeRecord:
+    """Bits per component of ``adapter`` (from ``adapter.precision().params``) and, when
+    ``deployable_files`` are given, their total size on disk."""
+    declared = dict(adapter.precision().params)
+    module, tensors = _tensors(adapter, declared)
+    notes = [
+        f"1-bit weights: 1 bit per element + one {SCALE_BITS}-bit alpha per output row",
+        "int8 weights: 8 bits per element + a 32-bit scale and a 32-bit zero point per quantization group",
+    ]
+    # undeclared buffers count too, at their storage width
+    buffers = dict(module.named_buffers()) if module is not None else {}
+    for name, t in tensors.items():
+        if name not in declared and name in buffers and t.is_floating_point():
+            declared[name] = t.element_size() * 8
+            notes.append(f"buffer {name} counted at {declared[name]} bits")
+
+    embeddings = set()
+    if module is not None:
+        for mname, mod in module.named_modules():
+            if isinstance(mod, nn.Embedding):
+                embeddings.add(f"{mname}.weight" if mname else "weight")
+    else:
+        notes.append("the adapter exposes no module: embedding tables unknown, counted as ordinary weights")
+
+    bits = {c: 0 for c in COMPONENTS}
+    bits["embeddings"] = 0
+    params = 0
+    for name, b in declared.items():
+        t = tensors.get(name)
+        if t is None:
+            raise BeexError(f"declared parameter '{name}' ({b} bits) is not found on the model; cannot size it")
+        n = int(t.numel())
+        params += n
+        if b == 1:
+            rows = int(t.shape[0]) if t.dim() else 1
+            part = {"binary_weights": n, "scales": SCALE_BITS * rows}
+        elif b == 8:
+            part = {"int8": 8 * n, "int8_scales": 2 * SCALE_BITS * _groups(t)} if t.dim() > 1 else {"int8": 8 * n}
+        elif b == 32:
+            part = {"fp32": 32 * n}
+        else:
+            part = {f"bits{b}": b * n}
+        for c, v in part.items():
+            bits[c] = bits.get(c, 0) + v
+        if name in embeddings:
+            bits["embeddings"] += sum(part.values())
+    total = sum(v for c, v in bits.items() if c != "embeddings")
+    disk_bytes, files = None, ()
+    if deployable_files is not None:
+        paths = [Path(p) for p in deployable_files]
+        missing = [str(p) for p in paths if not p.is_file()]
+        if missing:
+            raise BeexError(f"deployable files not found: {', '.join(missing)}")
+        disk_bytes = sum(os.path.getsize(p) for p in paths)
+        files = tuple(str(p) for p in paths)
+    return SizeRecord(
+        params=params,
+        bits=bits,
+        total_bits=total,
+        total_bits_without_embeddings=total - bits["embeddings"],
+        total_bytes=total / 8,
+        disk_bytes=disk_bytes,
+        disk_files=files,
+        notes=tuple(notes),
+    )
+
+
+def size_ratio(model: SizeRecord, reference: SizeRecord) -> dict:
+    """``*_ratio`` = model / reference (fraction of the reference's size);
+    ``*_compression`` = reference / model ("x times smaller"). Disk figures are None
+    unless both records have ``disk_bytes``."""
+
+    def div(a, b):
+        return None if a is None or b is None or b == 0 else a / b
+
+    disk = (model.disk_bytes, reference.disk_bytes)
+    return {
+        "bits_ratio": div(model.total_bits, reference.total_bits),
+        "bits_ratio_without_embeddings": div(model.total_bits_without_embeddings, reference.total_bits_without_embeddings),
+        "disk_ratio": div(*disk),
+        "bits_compression": div(reference.total_bits, model.total_bits),
+        "bits_compression_without_embeddings": div(reference.total_bits_without_embeddings, model.total_bits_without_embeddings),
+        "disk_compression": div(disk[1], disk[0]),
+    }

@@ -1,0 +1,233 @@
+"""Operation counter: hand-computed formulas, an independent counter (torch.utils.flop_counter),
+the precision split, nothing uncounted for any built-in model, and DepthCost."""
+from __future__ import annotations
+
+import json
+import warnings
+from functools import lru_cache
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from beexbench.adapters.base import TaskSpec
+from beexbench.adapters.encoder_adapter import EncoderAdapter, module_precision
+from beexbench.adapters.registry import create_model, get_adapter_class, list_models
+from beexbench.errors import BeexError
+from beexbench.profilers.ops import CONVENTION, DepthCost, OpsRecord, count_ops, register_op_handle
+
+D, H, DFF, C, V, MAXLEN = 16, 2, 24, 3, 100, 16
+SPEC = TaskSpec("t", C, V, MAXLEN)
+SMALL = {"encoder": {"n_blocks": 2, "d_model": D, "n_heads": H, "d_ff": DFF, "dropout": 0.0}}
+
+
+@lru_cache(maxsize=None)
+def model(name: str, n_blocks: int = 2, **encoder):
+    cls = get_adapter_class(name)
+    if not issubclass(cls, EncoderAdapter):  # a plugged-in model: its own defaults
+        return create_model(name, SPEC)
+    enc = {**SMALL["encoder"], "n_blocks": n_blocks, **encoder}
+    return create_model(name, SPEC, {"encoder": enc})
+
+
+@lru_cache(maxsize=None)
+def ops(name: str, seq_len: int = 8, n_blocks: int = 2) -> OpsRecord:
+    return count_ops(model(name, n_blocks), seq_len)
+
+
+def torch_flops(adapter, seq_len: int) -> int:
+    ids = torch.arange(1, seq_len + 1).unsqueeze(0)
+    mask = torch.ones(1, seq_len, dtype=torch.bool)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        adapter.forward(ids, mask)
+    return counter.get_total_flops()
+
+
+class ToyAdapter:
+    """The smallest thing count_ops accepts: module(), forward(), precision(), spec."""
+
+    name = "toy"
+
+    def __init__(self, module: nn.Module, spec: TaskSpec = SPEC) -> None:
+        self.model, self.spec = module, spec
+
+    def module(self) -> nn.Module:
+        return self.model
+
+    def forward(self, ids, mask):
+        return self.model(ids, mask)
+
+    def precision(self):
+        return module_precision(self.model)
+
+
+# -- (1) hand-computed formula -----------------------------------------------------------
+@pytest.mark.parametrize("L", [5, 8])
+def test_fp32_block_and_head_match_formula(L):
+    rec = ops("fp32", L)
+    block = 4 * L * D * D + 4 * L * D * DFF + 2 * L * L * D  # Q,K,V,O + SLFN + QK^T, A.V
+    assert rec.by_module["block.1"]["macs_fp32"] == block
+    assert rec.by_module["block.2"]["macs_fp32"] == block
+    assert rec.by_module["head.1"]["macs_fp32"] == D * C
+    assert rec.by_module["embed"]["macs_fp32"] == 0
+    assert rec.products["blocks.0.attn.qk"]["macs"] == L * L * D
+    assert rec.products["blocks.0.attn.av"]["macs"] == L * L * D
+    assert rec.macs["fp32"] == 2 * (block + D * C)
+    assert rec.bops == 0 and rec.flops == 2 * rec.macs["fp32"] + rec.elementwise_flops
+    # exit head elementwise: h*m, sum over tokens, m.sum, clamp, divide, LayerNorm (5/elt), bias
+    assert rec.by_module["head.1"]["elementwise_flops"] == L * D + L * D + L + 1 + D + 5 * D + C
+
+
+def test_embedding_is_recorded_at_zero_cost():
+    rec = ops("fp32")
+    assert rec.op_calls["embedding"] == 2  # token + position tables
+    assert rec.by_module["embed"]["macs_fp32"] == 0
+
+
+# -- (2) independent counter --------------------------------------------------------------
+@pytest.mark.parametrize("name", ["fp32", "beexformer", "beexformer-ffn", "beexformer-slfn3", "beexformer-w1a32"])
+def test_product_flops_equal_torch_flop_counter(name):
+    """FlopCounterMode counts 2 per MAC of mm/bmm/addmm (it ignores bias adds, elementwise
+    ops and precision), so it must equal 2 x our MACs summed over every bucket, exactly."""
+    L = 8
+    rec = ops(name, L)
+    assert 2 * rec.total_macs == torch_flops(model(name), L)
+
+
+# -- (3) precision split ----------------------------------------------------------------------
+def test_beexformer_bops_equal_fp32_macs_of_binarized_products():
+    b, f = ops("beexformer"), ops("fp32")
+    binary = [n for n, p in b.products.items() if p["bucket"] == "binary"]
+    assert any(n.endswith("attn.qk") for n in binary) and any(n.endswith("ffn.w1") for n in binary)
+    assert b.bops == b.macs["binary"] == sum(f.products[n]["macs"] for n in binary)
+    assert b.macs["fp32"] == sum(p["macs"] for n, p in f.products.items() if n not in binary)
+    assert b.total_macs == f.total_macs
+    assert b.ops == b.flops + b.bops / 64
+    assert b.flops == 2 * b.macs["fp32"] + b.elementwise_flops
+
+
+def test_w1a32_products_are_flops_reported_apart():
+    w, f = ops("beexformer-w1a32"), ops("fp32")
+    assert w.bops == 0
+    linears = [n for n, p in w.products.items() if p["bucket"] == "w1a32"]
+    assert linears and all(".attn.q" in n or ".ffn." in n or ".attn." in n for n in linears)
+    assert w.macs["w1a32"] == sum(f.products[n]["macs"] for n in linears)
+    assert w.flops == 2 * (w.macs["fp32"] + w.macs["w1a32"]) + w.elementwise_flops
+
+
+def test_weight_only_work_is_folded_not_counted():
+    b, f = ops("beexformer"), ops("fp32")
+    assert f.folded_flops == 0
+    assert b.folded_flops > 0  # sign(W) and alpha = mean|W| are stored at deployment
+
+
+# -- (4) nothing uncounted ----------------------------------------------------------------
+@pytest.mark.parametrize("name", list_models())
+def test_nothing_uncounted_for_builtin_models(name):
+    rec = count_ops(model(name), 6)
+    assert rec.uncounted == {}, rec.uncounted
+    assert rec.notes == ()  # every MAC sits in a module that declares its precision
+    assert rec.total_macs > 0 and rec.convention == CONVENTION
+    json.dumps(rec.to_dict())
+
+
+class _Cube(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x * x * x
+
+
+class _ToyCustom(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(V, 4)
+        self.out = nn.Linear(4, C)
+
+    def forward(self, ids, mask):
+        return [self.out(_Cube.apply(self.emb(ids)).mean(1))]
+
+
+def test_unknown_op_is_recorded_then_countable_after_registering():
+    rec = count_ops(ToyAdapter(_ToyCustom()), 5)
+    assert rec.uncounted == {"prim::PythonOp._Cube": 1}
+    register_op_handle("prim::PythonOp._Cube", lambda i, o: {"flop": 2 * o[0].type().sizes()[-1] * 5})
+    try:
+        rec = count_ops(ToyAdapter(_ToyCustom()), 5)
+        assert rec.uncounted == {} and rec.op_calls["PythonOp._Cube"] == 1
+    finally:
+        register_op_handle("prim::PythonOp._Cube", None)
+
+
+def test_int8_dynamic_linear_counts_as_int8():
+    class Toy(_ToyCustom):
+        def forward(self, ids, mask):
+            return [self.out(torch.relu(self.emb(ids)).mean(1))]
+
+    toy = Toy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's deprecation notice for eager quantization
+        q = torch.ao.quantization.quantize_dynamic(toy, {nn.Linear}, dtype=torch.qint8)
+    rec = count_ops(ToyAdapter(q), 5)
+    assert rec.uncounted == {}
+    assert rec.macs["int8"] == 4 * C and rec.macs["fp32"] == 0
+    assert rec.flops == 2 * 4 * C + rec.elementwise_flops
+    assert isinstance(q.out, torch.ao.nn.quantized.dynamic.Linear)  # restored after tracing
+
+
+# -- (5) DepthCost -------------------------------------------------------------------------
+@lru_cache(maxsize=None)
+def depth(name: str = "beexformer", n_blocks: int = 6) -> DepthCost:
+    return DepthCost.measure(model(name, n_blocks))
+
+
+@pytest.mark.parametrize("L", [7, 16])
+def test_depth_cost_final_exit_equals_count_ops(L):
+    dc = depth()
+    full = count_ops(model("beexformer", 6), L)
+    assert dc.macs(torch.tensor([6]), torch.tensor([L])).item() == full.total_macs
+    assert dc.macs(torch.tensor([6]), torch.tensor([L]), bucket="binary").item() == full.bops
+    rec = dc.record(6, L)
+    assert rec.macs == full.macs and rec.flops == full.flops and rec.by_module == full.by_module
+
+
+def test_depth_cost_partial_exit_and_ordering():
+    dc = depth()
+    L = 9
+    costs = dc.macs(torch.arange(1, 7), torch.full((6,), L))
+    assert torch.all(costs[1:] > costs[:-1])
+    assert costs[1] < costs[5]
+    rec2 = dc.record(2, L)
+    assert set(rec2.by_module) == {"embed", "block.1", "block.2", "head.1", "head.2"}
+    assert rec2.total_macs == costs[1].item()
+    full = count_ops(model("beexformer", 6), L)
+    expected = sum(full.by_module[g][f"macs_{b}"] for g in rec2.by_module for b in ("fp32", "binary"))
+    assert rec2.total_macs == expected
+    json.dumps(dc.to_dict())
+
+
+def test_depth_cost_rejects_blocks_without_heads():
+    adapter = model("fp32", 2, exit_heads=False)
+    dc = DepthCost.measure(adapter)
+    assert dc.exits == [2]
+    assert dc.macs(torch.tensor([2]), torch.tensor([8])).item() == count_ops(adapter, 8).total_macs
+    with pytest.raises(BeexError, match="no exit after block"):
+        dc.macs(torch.tensor([1]), torch.tensor([8]))
+
+
+class _Cubic(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(V, 4)
+        self.out = nn.Linear(4, C)
+
+    def forward(self, ids, mask):
+        h = self.emb(ids)  # [1, L, 4]
+        s = h @ h.transpose(1, 2)  # L^2
+        s = s @ s  # L^3: not a polynomial of degree 2
+        return [self.out((s @ h).mean(1))]
+
+
+def test_depth_cost_verifies_the_polynomial():
+    with pytest.raises(BeexError, match="not a polynomial"):
+        DepthCost.measure(ToyAdapter(_Cubic()))
