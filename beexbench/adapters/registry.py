@@ -41,7 +41,7 @@ def get_adapter_class(name: str) -> type[ModelAdapter]:
         raise BeexError(f"model '{name}' ({ADAPTERS.entry(name).origin}) is not a beexbench ModelAdapter subclass")
     if cls.name != name:
         # an entry point may reuse a class under another name: give it its own subclass
-        cls = type(cls.__name__, (cls,), {"name": name})
+        cls = type(cls.__name__, (cls,), {"name": name, "__doc__": cls.__doc__, "__module__": cls.__module__})
         ADAPTERS._entries[name].target = cls
     return cls
 
