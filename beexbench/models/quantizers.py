@@ -21,7 +21,7 @@ ESTIMATORS = ("g", "ste")
 
 def hard_sign(x: torch.Tensor) -> torch.Tensor:
     """sign with sign(0) = +1, no gradient."""
-    return torch.where(x >= 0, torch.ones_like(x), -torch.ones_like(x))
+    return torch.where(x >= 0, 1.0, -1.0).to(x.dtype)
 
 
 class _SignG(torch.autograd.Function):
@@ -59,6 +59,8 @@ def sign_ste(x: torch.Tensor) -> torch.Tensor:
 
 
 def binary_sign(x: torch.Tensor, estimator: str = "g") -> torch.Tensor:
+    if not (torch.is_grad_enabled() and x.requires_grad):
+        return hard_sign(x)  # inference: the estimator only matters for the backward
     if estimator == "g":
         return sign_g(x)
     if estimator == "ste":

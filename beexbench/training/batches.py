@@ -31,8 +31,23 @@ class EncodedSplit:
         width = max(int(mask.sum(1).max()), 1) if len(ids) else 1
         return Batch(ids[:, :width], mask[:, :width], self.labels[index])
 
-    def batches(self, batch_size: int, *, shuffle: bool = False, generator: torch.Generator | None = None) -> Iterator[Batch]:
+    def batches(self, batch_size: int, *, shuffle: bool = False, generator: torch.Generator | None = None,
+                bucket: int = 0) -> Iterator[Batch]:
+        """Batches in order, or shuffled. ``bucket=k`` (with shuffle) sorts each window of
+        ``k`` batches by length before cutting it, then shuffles the batches: much less
+        padding, still random."""
         order = torch.randperm(len(self), generator=generator) if shuffle else torch.arange(len(self))
+        if shuffle and bucket > 1:
+            lengths = self.attention_mask.sum(1)
+            window = batch_size * bucket
+            chunks = []
+            for start in range(0, len(order), window):
+                part = order[start : start + window]
+                part = part[torch.argsort(lengths[part], stable=True)]
+                chunks += list(part.split(batch_size))
+            for i in torch.randperm(len(chunks), generator=generator).tolist():
+                yield self.batch(chunks[i])
+            return
         for start in range(0, len(self), batch_size):
             yield self.batch(order[start : start + batch_size])
 

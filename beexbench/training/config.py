@@ -20,6 +20,7 @@ class TrainConfig:
     clip_norm: float = 1.0
     seed: int = 0
     max_train_examples: int | None = None  # subsample the train split (tiny runs)
+    length_buckets: int = 50  # sort windows of this many batches by length (less padding); 0 = off
 
 
 def merge(base: dict, overrides: dict, *, where: str = "config") -> dict:

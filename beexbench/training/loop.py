@@ -73,7 +73,7 @@ def train(
             model.train()
             running, n = 0.0, 0
             batch: Batch
-            for batch in train_split.batches(cfg.batch_size, shuffle=True, generator=gen):
+            for batch in train_split.batches(cfg.batch_size, shuffle=True, generator=gen, bucket=cfg.length_buckets):
                 loss = loss_fn(model(batch.input_ids, batch.attention_mask), batch.labels)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -81,7 +81,7 @@ def train(
                     nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm)
                 opt.step()
                 sched.step()
-                running, n = running + float(loss), n + 1
+                running, n = running + loss.item(), n + 1
                 task.advance(1, loss=f"{running / n:.3f}")
             acc = final_exit_accuracy(model, val_split)
             history.append({"epoch": epoch, "train_loss": running / max(1, n), "val_accuracy": acc})
