@@ -102,10 +102,10 @@ def test_binary_linear_matches_reference(backend, m, n, k):
     torch.testing.assert_close(K.binary_linear(x, wp, alpha, None, k), want_nb, atol=1e-4, rtol=1e-5)
 
 
-@pytest.mark.parametrize("m,k,n", [(128, 512, 512), (64, 4096, 40), (33, 8000, 9), (2, 130, 300)])
+@pytest.mark.parametrize("m,k,n", [(128, 512, 512), (64, 4096, 40), (33, 8200, 9), (2, 130, 300)])
 def test_larger_shapes_tiles_threads_and_byte_counter_flush(backend, m, k, n):
-    # 128x512x512 takes the multi-threaded tiled path; K=8000 needs > 31
-    # nibble chunks (AVX2 byte counters are flushed every 31 chunks).
+    # 128x512x512 takes the multi-threaded tiled path; K=8200 needs > 63
+    # nibble vectors (AVX2 byte counters are flushed every 63 vectors).
     if backend == "torch-fallback" and m * k * n > 10**7:
         pytest.skip("reference path is slow")
     g = torch.Generator().manual_seed(m + k + n)

@@ -24,7 +24,10 @@ from pathlib import Path
 import torch
 
 SOURCE = Path(__file__).with_name("binary_gemm.cpp")
-CFLAGS = ["-O3", "-std=c++17", "-fno-math-errno", "-Wall", "-Wno-unused-function"]
+CFLAGS = ["-O3", "-std=c++17", "-fno-math-errno", "-fopenmp", "-Wall", "-Wno-unused-function"]
+# at::parallel_for is an inline OpenMP loop in the headers: without -fopenmp
+# it silently runs on one thread.  libgomp resolves to the copy torch loaded.
+LDFLAGS = ["-fopenmp"]
 OPS_NAMESPACE = "beexbench_kernels"
 _SIMD_FLAGS = ("popcnt", "avx2", "avx512f", "avx512vpopcntdq", "avx512bw", "asimd", "neon", "sve")
 
@@ -76,7 +79,7 @@ def cache_key() -> str:
     for part in (
         torch.__version__,
         sys.version,
-        " ".join(CFLAGS),
+        " ".join(CFLAGS + LDFLAGS),
         os.environ.get("CXX", "c++"),
         cpu_signature(),
     ):
@@ -104,6 +107,7 @@ def load_native(verbose: bool = False) -> BuildInfo:
                 name=name,
                 sources=[str(SOURCE)],
                 extra_cflags=CFLAGS,
+                extra_ldflags=LDFLAGS,
                 build_directory=str(build_dir),
                 is_python_module=False,
                 verbose=verbose,

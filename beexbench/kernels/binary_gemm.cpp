@@ -41,6 +41,11 @@
 #define BEEX_INLINE inline
 #endif
 
+#if BEEX_X86
+#define BEEX_AVX2 __attribute__((target("avx2,popcnt,bmi,bmi2")))
+#define BEEX_AVX512 __attribute__((target("avx512f,avx512vpopcntdq,avx2,popcnt,bmi,bmi2")))
+#endif
+
 namespace {
 
 using u64 = uint64_t;
@@ -55,6 +60,14 @@ struct IntEpilogue {
   BEEX_INLINE void operator()(int64_t i, int64_t j, int64_t pc) const {
     out[i * ldo + j] = static_cast<int32_t>(K - 2 * pc);
   }
+  IntEpilogue shifted(int64_t i0, int64_t j0) const { return {out + i0 * ldo + j0, ldo, K}; }
+#if BEEX_X86
+  // four popcounts (int32) for columns j..j+3
+  BEEX_AVX2 BEEX_INLINE void store4(int64_t i, int64_t j, __m128i pc) const {
+    const __m128i d = _mm_sub_epi32(_mm_set1_epi32(static_cast<int>(K)), _mm_add_epi32(pc, pc));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i * ldo + j), d);
+  }
+#endif
 };
 
 struct FloatEpilogue {
@@ -69,6 +82,18 @@ struct FloatEpilogue {
     if (bias) v += bias[j];
     out[i * ldo + j] = v;
   }
+  FloatEpilogue shifted(int64_t i0, int64_t j0) const {
+    return {out + i0 * ldo + j0, ldo, K, alpha + j0, bias ? bias + j0 : nullptr};
+  }
+#if BEEX_X86
+  // same arithmetic as operator(): float(K - 2 pc) * alpha (+ bias), no FMA
+  BEEX_AVX2 BEEX_INLINE void store4(int64_t i, int64_t j, __m128i pc) const {
+    const __m128i d = _mm_sub_epi32(_mm_set1_epi32(static_cast<int>(K)), _mm_add_epi32(pc, pc));
+    __m128 v = _mm_mul_ps(_mm_cvtepi32_ps(d), _mm_loadu_ps(alpha + j));
+    if (bias) v = _mm_add_ps(v, _mm_loadu_ps(bias + j));
+    _mm_storeu_ps(out + i * ldo + j, v);
+  }
+#endif
 };
 
 // ---------------------------------------------------------------------------
@@ -147,26 +172,39 @@ BEEX_INLINE void pack_row_scalar(const float* x, int64_t K, u64* out, int64_t W)
 // Parallel helpers (no intrinsics in here: lambdas do not inherit target
 // attributes, so they only ever call named per-target functions).
 // ---------------------------------------------------------------------------
-constexpr int64_t kBM = 32;               // rows of A per parallel tile
-constexpr int64_t kBN = 64;               // rows of B per parallel tile
+// Rows of A per cache block inside a chunk: keep the block within ~16 KiB of
+// L1 while all B rows of the chunk stream past it.
+inline int64_t block_rows(int64_t row_bytes) {
+  return std::max<int64_t>(2, (16384 / std::max<int64_t>(row_bytes, 1)) & ~int64_t(1));
+}
 constexpr int64_t kSerialWork = 1 << 15;  // word-pairs below which threading does not pay
 
 inline int64_t words_for(int64_t K) { return (K + 63) / 64; }
 
+// Split the [M, N] output into one chunk per thread along the longer
+// dimension (in micro-tile units), so a call opens a single parallel region.
+// Each chunk prepares (packs / re-lays out) the operand rows it needs itself:
+// the shorter operand is prepared redundantly by every thread, which is cheap
+// next to the product.  f(i0, i1, j0, j1).
 template <class F>
-void for_tiles(int64_t M, int64_t N, int64_t W, const F& f) {
-  const int64_t tm = (M + kBM - 1) / kBM;
-  const int64_t tn = (N + kBN - 1) / kBN;
-  const int64_t ntiles = tm * tn;
-  if (M * N * W <= kSerialWork || ntiles == 1 || at::get_num_threads() == 1) {
+void for_chunks(int64_t M, int64_t N, int64_t W, const F& f) {
+  const int64_t T = at::get_num_threads();
+  if (T <= 1 || M * N * W <= kSerialWork || at::in_parallel_region()) {
     f(int64_t(0), M, int64_t(0), N);
     return;
   }
-  at::parallel_for(0, ntiles, 1, [&](int64_t t0, int64_t t1) {
-    for (int64_t t = t0; t < t1; ++t) {
-      const int64_t bi = t / tn, bj = t % tn;
-      const int64_t i0 = bi * kBM, j0 = bj * kBN;
-      f(i0, std::min(M, i0 + kBM), j0, std::min(N, j0 + kBN));
+  const bool split_n = (N + 3) / 4 >= (M + 1) / 2;
+  const int64_t len = split_n ? N : M;
+  const int64_t unit = split_n ? 4 : 2;
+  const int64_t units = (len + unit - 1) / unit;
+  const int64_t chunks = std::min<int64_t>(T, units);
+  at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+      const int64_t lo = std::min(len, (units * c / chunks) * unit);
+      const int64_t hi = std::min(len, (units * (c + 1) / chunks) * unit);
+      if (lo >= hi) continue;
+      if (split_n) f(int64_t(0), M, lo, hi);
+      else f(lo, hi, int64_t(0), N);
     }
   });
 }
@@ -204,22 +242,25 @@ struct Backend {
   LinearFn linear;
 };
 
-// Generic drivers for backends that work on the bit-packed words directly.
+// Generic driver for backends that work on the bit-packed words directly.
+// A rows come as bits (x == nullptr) or are packed here from floats x.
 template <class TileFn, class Epi>
-void matmul_bits(TileFn tile, const u64* A, const u64* B, int64_t M, int64_t N, int64_t W,
-                 const Epi& epi) {
-  for_tiles(M, N, W, [&](int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
-    tile(A, W, B, W, W, i0, i1, j0, j1, epi);
+void run_bits(PackFn pack, TileFn tile, const float* x, int64_t K, const u64* A, const u64* B,
+              int64_t M, int64_t N, int64_t W, const Epi& epi) {
+  for_chunks(M, N, W, [&](int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
+    const int64_t m = i1 - i0, n = j1 - j0;
+    std::unique_ptr<u64[]> Abuf;
+    const u64* Ap = A ? A + i0 * W : nullptr;
+    if (x) {
+      Abuf = scratch<u64>(m * W);
+      pack(x + i0 * K, K, 0, m, K, Abuf.get(), W);
+      Ap = Abuf.get();
+    }
+    const Epi e = epi.shifted(i0, j0);
+    const int64_t bm = block_rows(W * 8);
+    for (int64_t b0 = 0; b0 < m; b0 += bm)
+      tile(Ap, W, B + j0 * W, W, W, b0, std::min(m, b0 + bm), int64_t(0), n, e);
   });
-}
-
-template <class TileFn>
-void linear_bits(PackFn pack, TileFn tile, const float* x, int64_t M, int64_t K, const u64* B,
-                 int64_t N, int64_t W, const FloatEpilogue& epi) {
-  auto Abits = scratch<u64>(M * W);
-  u64* Ap = Abits.get();
-  for_rows(M, W, [&](int64_t r0, int64_t r1) { pack(x, K, r0, r1, K, Ap, W); });
-  matmul_bits(tile, Ap, B, M, N, W, epi);
 }
 
 // ---- portable --------------------------------------------------------------
@@ -238,24 +279,22 @@ void tile_float_portable(const u64* A, int64_t lda, const u64* B, int64_t ldb, i
 }
 void matmul_portable(const u64* A, const u64* B, int64_t M, int64_t N, int64_t W,
                      const IntEpilogue& e) {
-  matmul_bits(tile_int_portable, A, B, M, N, W, e);
+  run_bits(pack_portable, tile_int_portable, nullptr, 0, A, B, M, N, W, e);
 }
 void linear_portable(const float* x, int64_t M, int64_t K, const u64* B, int64_t N, int64_t W,
                      const FloatEpilogue& e) {
-  linear_bits(pack_portable, tile_float_portable, x, M, K, B, N, W, e);
+  run_bits(pack_portable, tile_float_portable, x, K, nullptr, B, M, N, W, e);
 }
 
 #if BEEX_X86
 // ---- AVX2 ----------------------------------------------------------------------
 // Popcount by nibble lookup (VPSHUFB).  Both operands are first re-laid out
-// "nibble split": per 4-word (256-bit) chunk, 32 bytes holding the low
-// nibbles and 32 bytes holding the high nibbles of those words.  Then
-// nibble(a XOR b) = nibble(a) XOR nibble(b), so each 4-word pair costs
-// 2 x (XOR + VPSHUFB + ADD) with no shifting/masking in the inner loop.
-// Byte counters gain <= 8 per chunk, so they are flushed (VPSADBW) every 31
-// chunks.  Padding words/bits are zero in both operands and add nothing.
-#define BEEX_AVX2 __attribute__((target("avx2,popcnt,bmi,bmi2")))
-
+// "nibble split": per 2-word (128-bit) chunk, one 32-byte vector holding the
+// 16 low nibbles then the 16 high nibbles of those bytes, one nibble per byte.
+// Since nibble(a XOR b) = nibble(a) XOR nibble(b), each 2-word pair costs one
+// XOR + VPSHUFB + ADD in the inner loop (no shifting or masking there).
+// Byte counters gain <= 4 per vector, so they are flushed (VPSADBW) every 63
+// vectors.  Padding words/bits are zero in both operands and add nothing.
 BEEX_AVX2 void pack_avx2(const float* x, int64_t ldx, int64_t r0, int64_t r1, int64_t K,
                          u64* out, int64_t W) {
   const __m256 zero = _mm256_setzero_ps();
@@ -282,28 +321,23 @@ BEEX_AVX2 void pack_avx2(const float* x, int64_t ldx, int64_t r0, int64_t r1, in
   }
 }
 
-inline int64_t split_chunks(int64_t W) { return (W + 3) / 4; }
-inline int64_t split_ld(int64_t W) { return split_chunks(W) * 64; }  // bytes per split row
+inline int64_t split_chunks(int64_t W) { return (W + 1) / 2; }  // 32-byte vectors per row
+inline int64_t split_ld(int64_t W) { return split_chunks(W) * 32; }  // bytes per split row
 
 BEEX_AVX2 void split_rows_avx2(const u64* bits, int64_t W, int64_t r0, int64_t r1,
                                uint8_t* out) {
-  const __m256i m = _mm256_set1_epi8(0x0f);
-  const int64_t C = split_chunks(W), ld = C * 64;
+  const __m128i m = _mm_set1_epi8(0x0f);
+  const int64_t C = split_chunks(W), ld = C * 32;
   for (int64_t r = r0; r < r1; ++r) {
     const u64* b = bits + r * W;
     uint8_t* o = out + r * ld;
     for (int64_t c = 0; c < C; ++c) {
-      __m256i v;
-      if (4 * c + 4 <= W) {
-        v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 4 * c));
-      } else {
-        u64 t[4] = {0, 0, 0, 0};
-        for (int64_t q = 0; 4 * c + q < W; ++q) t[q] = b[4 * c + q];
-        v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t));
-      }
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + 64 * c), _mm256_and_si256(v, m));
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + 64 * c + 32),
-                          _mm256_and_si256(_mm256_srli_epi16(v, 4), m));
+      const __m128i v = 2 * c + 2 <= W
+                            ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 2 * c))
+                            : _mm_cvtsi64_si128(static_cast<long long>(b[2 * c]));
+      const __m128i lo = _mm_and_si128(v, m);
+      const __m128i hi = _mm_and_si128(_mm_srli_epi16(v, 4), m);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + 32 * c), _mm256_set_m128i(hi, lo));
     }
   }
 }
@@ -320,81 +354,82 @@ BEEX_AVX2 BEEX_INLINE int64_t hsum1_epi64(__m256i a) {
   return _mm_cvtsi128_si64(s) + _mm_extract_epi64(s, 1);
 }
 
+// Byte counters for vectors [c0, c1) (at most 63, so bytes cannot overflow).
 template <int MR, int NR>
-BEEX_AVX2 BEEX_INLINE void micro_split_avx2(const uint8_t* A, const uint8_t* B, int64_t ld,
-                                            int64_t C, int64_t* res) {
+BEEX_AVX2 BEEX_INLINE void accum_bytes_avx2(const uint8_t* A, const uint8_t* B, int64_t ld,
+                                            int64_t c0, int64_t c1, __m256i (&acc)[MR][NR]) {
   const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,  //
                                        0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
-  const __m256i z = _mm256_setzero_si256();
-  __m256i tot[MR][NR];
-  for (int64_t c0 = 0; c0 < C; c0 += 31) {
-    const int64_t c1 = std::min<int64_t>(C, c0 + 31);
-    __m256i acc[MR][NR];
+  for (int r = 0; r < MR; ++r)
+    for (int k = 0; k < NR; ++k) acc[r][k] = _mm256_setzero_si256();
+  for (int64_t off = c0 * 32; off < c1 * 32; off += 32) {
+    __m256i a[MR];
     for (int r = 0; r < MR; ++r)
-      for (int k = 0; k < NR; ++k) acc[r][k] = z;
-    for (int64_t off = c0 * 64; off < c1 * 64; off += 32) {
-      __m256i a[MR];
+      a[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(A + r * ld + off));
+    for (int k = 0; k < NR; ++k) {
+      const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(B + k * ld + off));
       for (int r = 0; r < MR; ++r)
-        a[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(A + r * ld + off));
-      for (int k = 0; k < NR; ++k) {
-        const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(B + k * ld + off));
-        for (int r = 0; r < MR; ++r)
-          acc[r][k] = _mm256_add_epi8(acc[r][k], _mm256_shuffle_epi8(lut, _mm256_xor_si256(a[r], b)));
-      }
-    }
-    for (int r = 0; r < MR; ++r)
-      for (int k = 0; k < NR; ++k) {
-        const __m256i s = _mm256_sad_epu8(acc[r][k], z);
-        tot[r][k] = c0 == 0 ? s : _mm256_add_epi64(tot[r][k], s);
-      }
-  }
-  if (C == 0) {
-    for (int r = 0; r < MR; ++r)
-      for (int k = 0; k < NR; ++k) tot[r][k] = z;
-  }
-  for (int r = 0; r < MR; ++r) {
-    if (NR == 4) {
-      alignas(32) int64_t t[4];
-      _mm256_store_si256(reinterpret_cast<__m256i*>(t),
-                         hsum4_epi64(tot[r][0], tot[r][NR > 1 ? 1 : 0], tot[r][NR > 2 ? 2 : 0],
-                                     tot[r][NR > 3 ? 3 : 0]));
-      for (int k = 0; k < 4; ++k) res[r * NR + k] = t[k];
-    } else {
-      for (int k = 0; k < NR; ++k) res[r * NR + k] = hsum1_epi64(tot[r][k]);
+        acc[r][k] = _mm256_add_epi8(acc[r][k], _mm256_shuffle_epi8(lut, _mm256_xor_si256(a[r], b)));
     }
   }
+}
+
+// tot[r][k]: 4 x u64 partial popcounts of A row r against B row k.
+template <int MR, int NR>
+BEEX_AVX2 BEEX_INLINE void accum_split_avx2(const uint8_t* A, const uint8_t* B, int64_t ld,
+                                            int64_t C, __m256i (&tot)[MR][NR]) {
+  const __m256i z = _mm256_setzero_si256();
+  __m256i acc[MR][NR];
+  accum_bytes_avx2<MR, NR>(A, B, ld, 0, std::min<int64_t>(C, 63), acc);
+  for (int r = 0; r < MR; ++r)
+    for (int k = 0; k < NR; ++k) tot[r][k] = _mm256_sad_epu8(acc[r][k], z);
+  for (int64_t c0 = 63; c0 < C; c0 += 63) {  // only for K > 63 * 128
+    accum_bytes_avx2<MR, NR>(A, B, ld, c0, std::min<int64_t>(C, c0 + 63), acc);
+    for (int r = 0; r < MR; ++r)
+      for (int k = 0; k < NR; ++k) tot[r][k] = _mm256_add_epi64(tot[r][k], _mm256_sad_epu8(acc[r][k], z));
+  }
+}
+
+// 4 x (4 x u64 partial sums) -> 4 x int32 totals
+BEEX_AVX2 BEEX_INLINE __m128i reduce4_epi32(const __m256i (&t)[4]) {
+  const __m256i s = hsum4_epi64(t[0], t[1], t[2], t[3]);
+  return _mm256_castsi256_si128(
+      _mm256_permutevar8x32_epi32(s, _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7)));
 }
 
 template <class Epi>
 BEEX_AVX2 BEEX_INLINE void tile_split_avx2(const uint8_t* A, const uint8_t* B, int64_t ld,
                                            int64_t C, int64_t i0, int64_t i1, int64_t j0,
-                                           int64_t j1, const Epi& epi) {
+                                           int64_t j1, const Epi& epi_in) {
   constexpr int MR = 2, NR = 4;
-  int64_t res[MR * NR];
+  const Epi epi = epi_in;  // local copy: its fields stay in registers
   int64_t j = j0;
   for (; j + NR <= j1; j += NR) {
     const uint8_t* Bj = B + j * ld;
     int64_t i = i0;
     for (; i + MR <= i1; i += MR) {
-      micro_split_avx2<MR, NR>(A + i * ld, Bj, ld, C, res);
-      for (int r = 0; r < MR; ++r)
-        for (int k = 0; k < NR; ++k) epi(i + r, j + k, res[r * NR + k]);
+      __m256i tot[MR][NR];
+      accum_split_avx2<MR, NR>(A + i * ld, Bj, ld, C, tot);
+      for (int r = 0; r < MR; ++r) epi.store4(i + r, j, reduce4_epi32(tot[r]));
     }
     for (; i < i1; ++i) {
-      micro_split_avx2<1, NR>(A + i * ld, Bj, ld, C, res);
-      for (int k = 0; k < NR; ++k) epi(i, j + k, res[k]);
+      __m256i tot[1][NR];
+      accum_split_avx2<1, NR>(A + i * ld, Bj, ld, C, tot);
+      epi.store4(i, j, reduce4_epi32(tot[0]));
     }
   }
   for (; j < j1; ++j) {
     const uint8_t* Bj = B + j * ld;
     int64_t i = i0;
     for (; i + MR <= i1; i += MR) {
-      micro_split_avx2<MR, 1>(A + i * ld, Bj, ld, C, res);
-      for (int r = 0; r < MR; ++r) epi(i + r, j, res[r]);
+      __m256i tot[MR][1];
+      accum_split_avx2<MR, 1>(A + i * ld, Bj, ld, C, tot);
+      for (int r = 0; r < MR; ++r) epi(i + r, j, hsum1_epi64(tot[r][0]));
     }
     for (; i < i1; ++i) {
-      micro_split_avx2<1, 1>(A + i * ld, Bj, ld, C, res);
-      epi(i, j, res[0]);
+      __m256i tot[1][1];
+      accum_split_avx2<1, 1>(A + i * ld, Bj, ld, C, tot);
+      epi(i, j, hsum1_epi64(tot[0][0]));
     }
   }
 }
@@ -414,29 +449,22 @@ template <class Epi, class TileFn>
 void run_avx2(TileFn tile, const float* x, int64_t K, const u64* A, const u64* B, int64_t M,
               int64_t N, int64_t W, const Epi& epi) {
   const int64_t C = split_chunks(W), ld = split_ld(W);
-  auto As = scratch<uint8_t>(M * ld);
-  auto Bs = scratch<uint8_t>(N * ld);
-  std::unique_ptr<u64[]> Abits;
-  if (x) Abits = scratch<u64>(M * W);
-  uint8_t* Ap = As.get();
-  uint8_t* Bp = Bs.get();
-  u64* Abp = Abits.get();
-  // One pass over M + N rows: pack (if needed) + nibble-split A, split B.
-  for_rows(M + N, W, [&](int64_t r0, int64_t r1) {
-    const int64_t a1 = std::min(r1, M);
-    if (r0 < a1) {
-      if (x) {
-        pack_avx2(x, K, r0, a1, K, Abp, W);
-        split_rows_avx2(Abp, W, r0, a1, Ap);
-      } else {
-        split_rows_avx2(A, W, r0, a1, Ap);
-      }
+  for_chunks(M, N, W, [&](int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
+    const int64_t m = i1 - i0, n = j1 - j0;
+    auto As = scratch<uint8_t>(m * ld);
+    auto Bs = scratch<uint8_t>(n * ld);
+    if (x) {
+      auto bits = scratch<u64>(m * W);
+      pack_avx2(x + i0 * K, K, 0, m, K, bits.get(), W);
+      split_rows_avx2(bits.get(), W, 0, m, As.get());
+    } else {
+      split_rows_avx2(A + i0 * W, W, 0, m, As.get());
     }
-    const int64_t b0 = std::max(r0, M);
-    if (b0 < r1) split_rows_avx2(B - M * W, W, b0, r1, Bp - M * ld);
-  });
-  for_tiles(M, N, W, [&](int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
-    tile(Ap, Bp, ld, C, i0, i1, j0, j1, epi);
+    split_rows_avx2(B + j0 * W, W, 0, n, Bs.get());
+    const Epi e = epi.shifted(i0, j0);
+    const int64_t bm = block_rows(ld);
+    for (int64_t b0 = 0; b0 < m; b0 += bm)
+      tile(As.get(), Bs.get(), ld, C, b0, std::min(m, b0 + bm), int64_t(0), n, e);
   });
 }
 void matmul_avx2(const u64* A, const u64* B, int64_t M, int64_t N, int64_t W,
@@ -449,8 +477,6 @@ void linear_avx2(const float* x, int64_t M, int64_t K, const u64* B, int64_t N, 
 }
 
 // ---- AVX-512F + VPOPCNTDQ -------------------------------------------------------
-#define BEEX_AVX512 __attribute__((target("avx512f,avx512vpopcntdq,avx2,popcnt,bmi,bmi2")))
-
 BEEX_AVX512 void pack_avx512(const float* x, int64_t ldx, int64_t r0, int64_t r1, int64_t K,
                              u64* out, int64_t W) {
   const __m512 zero = _mm512_setzero_ps();
@@ -545,11 +571,11 @@ BEEX_AVX512 void tile_float_avx512(const u64* A, int64_t lda, const u64* B, int6
 }
 void matmul_avx512(const u64* A, const u64* B, int64_t M, int64_t N, int64_t W,
                    const IntEpilogue& e) {
-  matmul_bits(tile_int_avx512, A, B, M, N, W, e);
+  run_bits(pack_avx512, tile_int_avx512, nullptr, 0, A, B, M, N, W, e);
 }
 void linear_avx512(const float* x, int64_t M, int64_t K, const u64* B, int64_t N, int64_t W,
                    const FloatEpilogue& e) {
-  linear_bits(pack_avx512, tile_float_avx512, x, M, K, B, N, W, e);
+  run_bits(pack_avx512, tile_float_avx512, x, K, nullptr, B, M, N, W, e);
 }
 #endif  // BEEX_X86
 
