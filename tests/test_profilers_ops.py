@@ -86,13 +86,22 @@ def test_embedding_is_recorded_at_zero_cost():
 
 
 # -- (2) independent counter --------------------------------------------------------------
-@pytest.mark.parametrize("name", ["fp32", "beexformer", "beexformer-ffn", "beexformer-slfn3", "beexformer-w1a32"])
+# torch's counter has no formula for these kernels (it counts them as 0)
+TORCH_UNCOUNTED = ("quantized::linear_dynamic", "aten::_weight_int8pack_mm", "aten::_weight_int4pack_mm_for_cpu")
+
+
+@pytest.mark.parametrize("name", list_models())
 def test_product_flops_equal_torch_flop_counter(name):
-    """FlopCounterMode counts 2 per MAC of mm/bmm/addmm (it ignores bias adds, elementwise
-    ops and precision), so it must equal 2 x our MACs summed over every bucket, exactly."""
+    """FlopCounterMode counts 2 per MAC of mm/bmm/addmm/sdpa (it ignores bias adds,
+    elementwise ops and precision), so it must equal 2 x our MACs summed over every
+    bucket, exactly - except the MACs of quantized kernels ``TORCH_UNCOUNTED``, which
+    it does not see (ours: the int8 and weight-only buckets)."""
     L = 8
     rec = ops(name, L)
-    assert 2 * rec.total_macs == torch_flops(model(name), L)
+    invisible = sum(v for b, v in rec.macs.items() if b == "int8" or (b.startswith("w") and b != "w1a32"))
+    assert 2 * (rec.total_macs - invisible) == torch_flops(model(name), L)
+    if name == "fp32" or name.startswith("beexformer"):
+        assert invisible == 0
 
 
 # -- (3) precision split ----------------------------------------------------------------------
@@ -116,16 +125,20 @@ def test_w1a32_products_are_flops_reported_apart():
     assert w.flops == 2 * (w.macs["fp32"] + w.macs["w1a32"]) + w.elementwise_flops
 
 
-def test_weight_only_work_is_folded_not_counted():
-    b, f = ops("beexformer"), ops("fp32")
-    assert f.folded_flops == 0
-    assert b.folded_flops > 0  # sign(W) and alpha = mean|W| are stored at deployment
+def test_parameter_only_work_is_folded_not_counted():
+    """A binarized token embedding recomputes alpha * sign(E) every call; at deployment it
+    is stored, so that work is folded, and the counted FLOPs do not change."""
+    plain = ops("beexformer")
+    binemb = count_ops(model("beexformer", 2, binary_embedding=True), 8)
+    assert ops("fp32").folded_flops == 0
+    assert binemb.folded_flops >= V * D  # at least sign(E)
+    assert binemb.elementwise_flops == plain.elementwise_flops and binemb.macs == plain.macs
 
 
 # -- (4) nothing uncounted ----------------------------------------------------------------
 @pytest.mark.parametrize("name", list_models())
 def test_nothing_uncounted_for_builtin_models(name):
-    rec = count_ops(model(name), 6)
+    rec = ops(name, 8)
     assert rec.uncounted == {}, rec.uncounted
     assert rec.notes == ()  # every MAC sits in a module that declares its precision
     assert rec.total_macs > 0 and rec.convention == CONVENTION

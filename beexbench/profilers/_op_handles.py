@@ -37,7 +37,8 @@ CONVENTION = (
     "int8 dynamic Linear: the product is int8 x int8 MACs, plus 2 FLOPs per input element (range, "
     "quantize) and 2 per output element (rescale, bias). Ops whose inputs are all parameters or constants "
     "(weight sign, alpha = mean|W|) are folded into the deployed weights and reported in folded_flops, not "
-    "in flops. Cost is for one sample of seq_len real tokens (no padding), eval mode (dropout is identity)."
+    "in flops. The trace is taken in eval mode under no_grad after one warm-up call (the steady inference "
+    "path, with caches a deployed model stores in place). Cost is for one sample of seq_len real tokens (no padding), eval mode (dropout is identity)."
 )
 
 

@@ -298,7 +298,11 @@ def _tally(adapter, seq_len: int) -> _Tally:
     try:
         with warnings.catch_warnings(), torch.no_grad(), _traceable(module):
             warnings.simplefilter("ignore")
-            analysis = _Analysis(wrapper, _example(adapter, seq_len))
+            example = _example(adapter, seq_len)
+            # one warm-up call first: the trace then sees the steady inference path, with
+            # whatever a deployed model stores (e.g. cached sign(W) and alpha) in place
+            wrapper(*example)
+            analysis = _Analysis(wrapper, example)
             per_module = analysis.by_module_and_operator()
             unsupported = analysis.unsupported_ops()
             uncalled = analysis.uncalled_modules()
@@ -319,14 +323,26 @@ def _tally(adapter, seq_len: int) -> _Tally:
             uncounted[op] += v
             notes.append(f"{op}: {analysis.why.get(op, 'not countable')}")
     for name in sorted(uncalled):
-        if name.startswith("model.") or name == "model":
-            uncounted[f"module:{name[6:] or '(root)'} (never called)"] += 1
+        if not (name.startswith("model.") or name == "model"):
+            continue
+        sub = wrapper.get_submodule(name)
+        if next(sub.parameters(), None) is None and next(sub.buffers(), None) is None:
+            # a parameter-less function module whose result is cached or not needed at
+            # inference (e.g. the weight binarizer): the trace holds everything that ran
+            continue
+        uncounted[f"module:{name[6:] or '(root)'} (never called)"] += 1
 
     # products, attributed to the module that declares their precision
     products: dict[str, tuple[str, tuple[int, int], str, int]] = {}
+    declared_macs: dict[str, int] = {}  # MACs whose precision the module declares
     for name, bits in precision.products.items():
         bits = (int(bits[0]), int(bits[1]))
-        products[name] = (bucket_of(bits), bits, _group_of(name, prefixes, rest), _sum(counts(name), "mac:"))
+        c = counts(name)
+        declared_macs[name] = _sum(c, "mac:")
+        fixed = {k.split(":", 1)[0][4:] for k in c if k.startswith("mac@")}
+        if fixed - {bucket_of(bits)}:
+            notes.append(f"{name}: declared {bits} but runs {sorted(fixed)} products; those are counted as the op's precision")
+        products[name] = (bucket_of(bits), bits, _group_of(name, prefixes, rest), declared_macs[name] + _sum(c, "mac@"))
 
     # groups: explicit prefixes, the rest is everything else under the wrapper
     groups: dict[str, Counter] = {}
@@ -347,10 +363,10 @@ def _tally(adapter, seq_len: int) -> _Tally:
             elif key.startswith("mac@"):
                 out[f"macs:{key[4:].split(':', 1)[0]}"] += v
         declared = 0
-        for bucket, _, pg, macs in products.values():
+        for name, (bucket, _, pg, _) in products.items():
             if pg == g:
-                out[f"macs:{bucket}"] += macs
-                declared += macs
+                out[f"macs:{bucket}"] += declared_macs[name]
+                declared += declared_macs[name]
         unattributed = _sum(c, "mac:") - declared
         if unattributed < 0:
             raise BeexError(f"products declared in group {g} overlap (nested product modules?); cannot attribute MACs")

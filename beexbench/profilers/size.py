@@ -9,9 +9,11 @@ Components (bits):
 
 * ``binary_weights`` 1 bit per element of every 1-bit parameter;
 * ``scales``         one 32-bit alpha per output row of every 1-bit weight (``row_scale``);
-* ``int8``           8 bits per element of every int8 parameter;
-* ``int8_scales``    a 32-bit scale and a 32-bit zero point per quantization group
-                     (per tensor or per channel) of every int8 weight;
+* ``int8``           8 bits per element of every int8 parameter (``int4`` ... likewise);
+* ``int8_scales``    the scale / zero-point tensors declared beside an int8 weight
+                     (``weight_scale``, ``weight_zero_point``, ``scales_and_zeros``) at their
+                     declared bits; when none is declared, a 32-bit scale and a 32-bit zero
+                     point per quantization group (per tensor or per channel);
 * ``fp32``           everything else (biases, LayerNorms, shifts, heads, fp32 embeddings,
                      buffers), at its declared bits (32 unless declared otherwise);
 * ``embeddings``     the bits of embedding tables (with their scales); these bits are
@@ -31,6 +33,8 @@ from beexbench.errors import BeexError
 
 SCALE_BITS = 32
 COMPONENTS = ("binary_weights", "scales", "int8", "int8_scales", "fp32")
+# names of the scale / zero-point tensors stored beside a low-bit integer weight
+SCALE_NAMES = ("weight_scale", "weight_zero_point", "scales_and_zeros", "scale", "zero_point", "scales", "zeros")
 
 
 @dataclass(frozen=True)
@@ -55,28 +59,34 @@ class SizeRecord:
 
 
 def _tensors(adapter, names) -> tuple[nn.Module | None, dict[str, Any]]:
-    """Name -> tensor (or quantized weight) for the declared names, from the module."""
+    """Name -> tensor for the declared names: parameters, buffers and state-dict tensors of
+    the module, a quantized module's ``weight()``, or (for packed low-bit weights declared
+    by their logical name) an empty ``[out_features, in_features]`` meta tensor."""
     try:
         module = adapter.module()
     except NotImplementedError:
         return None, {}
-    found: dict[str, Any] = dict(module.named_parameters())
+    found: dict[str, Any] = {k: v for k, v in module.state_dict(keep_vars=True).items() if isinstance(v, torch.Tensor)}
+    found.update(dict(module.named_parameters()))
     found.update(dict(module.named_buffers()))
     for name in names:
         if name in found:
             continue
-        owner, _, attr = name.rpartition(".")
+        owner_name, _, attr = name.rpartition(".")
         try:
-            obj = getattr(module.get_submodule(owner) if owner else module, attr)
+            owner = module.get_submodule(owner_name) if owner_name else module
         except AttributeError:
             continue
+        obj = getattr(owner, attr, None)
         if callable(obj) and not isinstance(obj, torch.Tensor):  # quantized modules: weight()
             try:
                 obj = obj()
             except TypeError:
-                continue
+                obj = None
         if isinstance(obj, torch.Tensor):
             found[name] = obj
+        elif attr == "weight" and hasattr(owner, "in_features") and hasattr(owner, "out_features"):
+            found[name] = torch.empty(owner.out_features, owner.in_features, device="meta")
     return module, found
 
 
@@ -91,11 +101,13 @@ def _groups(t: torch.Tensor) -> int:
 def measure_size(adapter, deployable_files: list[Path] | None = None) -> SizeRecord:
     """Bits per component of ``adapter`` (from ``adapter.precision().params``) and, when
     ``deployable_files`` are given, their total size on disk."""
-    declared = dict(adapter.precision().params)
+    precision = adapter.precision()
+    declared = dict(precision.params)
     module, tensors = _tensors(adapter, declared)
     notes = [
         f"1-bit weights: 1 bit per element + one {SCALE_BITS}-bit alpha per output row",
-        "int8 weights: 8 bits per element + a 32-bit scale and a 32-bit zero point per quantization group",
+        "low-bit integer weights: their bits per element + their declared scale/zero-point tensors",
+        *precision.notes,
     ]
     # undeclared buffers count too, at their storage width
     buffers = dict(module.named_buffers()) if module is not None else {}
@@ -112,6 +124,10 @@ def measure_size(adapter, deployable_files: list[Path] | None = None) -> SizeRec
     else:
         notes.append("the adapter exposes no module: embedding tables unknown, counted as ordinary weights")
 
+    # low-bit integer weights and the scale / zero-point tensors declared beside them
+    owners = {name.rpartition(".")[0]: b for name, b in declared.items() if 1 < b < 32}
+    explicit = {n.rpartition(".")[0] for n in declared if n.rpartition(".")[2] in SCALE_NAMES} & set(owners)
+
     bits = {c: 0 for c in COMPONENTS}
     bits["embeddings"] = 0
     params = 0
@@ -121,11 +137,17 @@ def measure_size(adapter, deployable_files: list[Path] | None = None) -> SizeRec
             raise BeexError(f"declared parameter '{name}' ({b} bits) is not found on the model; cannot size it")
         n = int(t.numel())
         params += n
+        owner, _, leaf = name.rpartition(".")
         if b == 1:
             rows = int(t.shape[0]) if t.dim() else 1
             part = {"binary_weights": n, "scales": SCALE_BITS * rows}
-        elif b == 8:
-            part = {"int8": 8 * n, "int8_scales": 2 * SCALE_BITS * _groups(t)} if t.dim() > 1 else {"int8": 8 * n}
+        elif 1 < b < 32:
+            part = {f"int{b}": b * n}
+            if owner not in explicit and t.dim() > 1:
+                part[f"int{b}_scales"] = 2 * SCALE_BITS * _groups(t)
+                notes.append(f"{name}: no scale declared; counted {_groups(t)} x (32-bit scale + 32-bit zero point)")
+        elif owner in owners and leaf in SCALE_NAMES:
+            part = {f"int{owners[owner]}_scales": b * n}
         elif b == 32:
             part = {"fp32": 32 * n}
         else:
