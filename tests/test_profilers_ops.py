@@ -145,6 +145,30 @@ def test_nothing_uncounted_for_builtin_models(name):
     json.dumps(rec.to_dict())
 
 
+class _SignToy(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(V, 4)
+        self.out = nn.Linear(4, C)
+
+    def forward(self, ids, mask):
+        from beexbench.models.quantizers import binary_sign, sign_g
+
+        h = self.emb(ids)
+        return [self.out((binary_sign(h) + sign_g(h)).mean(1))]
+
+
+def test_sign_costs_one_flop_per_element_on_either_path():
+    """Inference sign is where(x >= 0, 1, -1) (ge + a free select), the training path an
+    autograd Function (prim::PythonOp): both 1 FLOP per element."""
+    L = 5
+    rec = count_ops(ToyAdapter(_SignToy()), L)
+    assert rec.uncounted == {}
+    assert rec.op_calls["PythonOp._SignG"] == 1 and rec.op_calls["ge"] == 1 and rec.op_calls["where"] == 1
+    signs, add, mean, bias = 2 * L * 4, L * 4, L * 4, C
+    assert rec.elementwise_flops == signs + add + mean + bias
+
+
 class _Cube(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x):

@@ -30,7 +30,7 @@ CONVENTION = (
     "Binary MACs (both operands 1-bit) are BOPs, counted apart and not in FLOPs; "
     "OPs = FLOPs + BOPs/64 is a literature convention (Rastegari et al. / Liu et al., Bi-Real Net), not a measurement. "
     "Elementwise FLOPs per element of the output: add, sub, mul, div, neg, abs, sign (incl. the custom "
-    "sign autograd Functions), comparisons, clamp, masked_fill, where, sigmoid, tanh, gelu, relu, exp, log, "
+    "sign autograd Functions), comparisons, clamp, masked_fill, where (0 between two scalars: where(x >= 0, 1, -1) is a sign, 1 FLOP with its comparison), sigmoid, tanh, gelu, relu, exp, log, "
     "sqrt: 1; reductions (sum, mean, max): 1 per input element; softmax: 5 per element (max, subtract, exp, "
     "sum, divide); layer_norm: 5 per element with affine, 4 without (fvcore's estimate); a Linear/addmm "
     "bias: 1 per output element. Embedding lookups and shape/copy ops: 0 (lookups are recorded in op_calls). "
@@ -156,6 +156,14 @@ def layer_norm(inputs: list, outputs: list) -> dict[str, int]:
     return {"flop": (5 if affine else 4) * numel(inputs[0])}
 
 
+def where(inputs: list, outputs: list) -> dict[str, int]:
+    """aten::where(cond, a, b): a select, 1 FLOP per element - except between two scalars
+    (``where(x >= 0, 1., -1.)`` is sign: the comparison's mask relabelled, 0 more)."""
+    if len(inputs) == 3 and all(v.type().kind() != "TensorType" for v in inputs[1:]):
+        return {}
+    return {"flop": numel(outputs[0])}
+
+
 def free(inputs: list, outputs: list) -> dict[str, int]:
     """Costs nothing (table lookups); the call is still recorded."""
     return {}
@@ -165,7 +173,7 @@ _ELEMENTWISE_1 = (
     "add", "add_", "sub", "sub_", "rsub", "mul", "mul_", "div", "div_", "neg", "abs", "sign", "sgn",
     "reciprocal", "pow", "sqrt", "rsqrt", "exp", "log", "sigmoid", "tanh", "gelu", "relu", "relu_",
     "silu", "hardtanh", "clamp", "clamp_", "clamp_min", "clamp_max", "masked_fill", "masked_fill_",
-    "where", "gt", "ge", "lt", "le", "eq", "ne", "logical_not", "bitwise_not", "__and__", "__or__",
+    "gt", "ge", "lt", "le", "eq", "ne", "logical_not", "bitwise_not", "__and__", "__or__",
     "logical_and", "logical_or", "floor", "round", "square",
 )
 _REDUCTIONS = ("sum", "mean", "max", "min", "amax", "amin", "argmax", "norm", "var", "std", "cumsum")
@@ -189,6 +197,7 @@ _TABLE: dict[str, Handle] = {
     "aten::log_softmax": per_output(5),
     "aten::layer_norm": layer_norm,
     "aten::embedding": free,
+    "aten::where": where,
     **{f"aten::{name}": per_output(1) for name in _ELEMENTWISE_1},
     **{f"aten::{name}": per_input(1) for name in _REDUCTIONS},
     **{f"prim::PythonOp.{name}": per_output(1) for name in PYTHON_OPS_ELEMENTWISE},
