@@ -109,7 +109,7 @@ class EncoderAdapter(ModelAdapter):
         lengths = val.attention_mask.sum(1)
         reference = float((logits[-1].argmax(-1) == val.labels).float().mean())
         rules = [make_rule({**self.config["exit"], cal["param"]: v}) for v in cal["grid"]]
-        rows = sweep(rules, logits, val.labels, lengths, cost_fn)
+        rows = sweep(rules, logits, val.labels, lengths, cost_fn, self.model.exit_blocks)
         best = choose(rows, reference, cal["tolerance"])
         self.config = merge(self.config, {"exit": {cal["param"]: cal["grid"][best]}})
         self.rule = make_rule(self.config["exit"])

@@ -49,7 +49,14 @@ class BinaryEmbedding(nn.Embedding):
         self.weight_bits = 1
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        w = binary_sign(self.weight, self.estimator) * row_scale(self.weight).unsqueeze(-1)
+        if self.training or torch.is_grad_enabled():
+            self._cache = None
+            w = binary_sign(self.weight, self.estimator) * row_scale(self.weight).unsqueeze(-1)
+        else:  # inference: binarize the table once while it is unchanged
+            key = (self.weight._version, self.weight.data_ptr())
+            if getattr(self, "_cache", None) is None or self._cache[0] != key:
+                self._cache = (key, binary_sign(self.weight, self.estimator) * row_scale(self.weight).unsqueeze(-1))
+            w = self._cache[1]
         return nn.functional.embedding(ids, w, self.padding_idx)
 
 
@@ -115,6 +122,11 @@ class EarlyExitEncoder(nn.Module):
     @property
     def n_exits(self) -> int:
         return len(self.heads)
+
+    @property
+    def exit_blocks(self) -> list[int]:
+        """The block (1-based) each exit head follows."""
+        return list(range(1, self.cfg.n_blocks + 1)) if self.cfg.exit_heads else [self.cfg.n_blocks]
 
     def head_for(self, block: int) -> nn.Module | None:
         """The exit head after ``block`` (1-based), or None when that block has none."""

@@ -134,20 +134,23 @@ class ExitDecision:
     exit_block: torch.Tensor  # [N] number of blocks run (1-based)
 
 
-def simulate(rule: ExitRule, exit_logits: list[torch.Tensor] | torch.Tensor) -> ExitDecision:
+def simulate(rule: ExitRule, exit_logits: list[torch.Tensor] | torch.Tensor,
+             exit_blocks: list[int] | None = None) -> ExitDecision:
     """Apply ``rule`` offline to every exit's logits ([n_exits, N, C]) of a full forward.
+    ``exit_blocks[i]`` is the block exit i follows (default: exit i follows block i + 1).
     Equivalent to real early-exit inference because samples do not interact."""
     stacked = torch.stack(list(exit_logits)) if isinstance(exit_logits, (list, tuple)) else exit_logits
     n_exits, n = stacked.shape[:2]
+    exit_blocks = exit_blocks or list(range(1, n_exits + 1))
     out = torch.empty_like(stacked[0])
     blocks = torch.zeros(n, dtype=torch.long)
     pending = torch.ones(n, dtype=torch.bool)
     state = rule.start(n)
     for i in range(n_exits):
-        done, answer, state = rule.step(i + 1, stacked[i], state, last=i == n_exits - 1)
+        done, answer, state = rule.step(exit_blocks[i], stacked[i], state, last=i == n_exits - 1)
         newly = done & pending
         out[newly] = answer[newly]
-        blocks[newly] = i + 1
+        blocks[newly] = exit_blocks[i]
         pending &= ~done
         if not pending.any():
             break

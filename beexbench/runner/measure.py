@@ -80,7 +80,7 @@ def measure_accuracy_and_exits(adapter: ModelAdapter, test: EncodedSplit, depth:
     if cal:
         out["exits"]["calibration"] = cal  # chosen on validation
         rules = _calibration_rules(adapter, cal)
-        out["exits"]["test_sweep"] = sweep(rules, all_logits, labels, lengths, depth.macs)
+        out["exits"]["test_sweep"] = sweep(rules, all_logits, labels, lengths, depth.macs, depth.exits)
     out["ops"] = ops_summary(depth, blocks, lengths)
     return out
 

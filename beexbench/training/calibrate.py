@@ -24,17 +24,18 @@ def sweep(
     labels: torch.Tensor,
     lengths: torch.Tensor,
     cost_fn: CostFn | None = None,
+    exit_blocks: list[int] | None = None,
 ) -> list[dict]:
     """Accuracy, mean exit block, exit histogram and (with ``cost_fn``) mean MACs per rule."""
-    n_exits = logits.shape[0]
+    n_blocks = max(exit_blocks) if exit_blocks else logits.shape[0]
     rows = []
     for rule in rules:
-        d = simulate(rule, logits)
+        d = simulate(rule, logits, exit_blocks)
         row = {
             **rule.to_dict(),
             "accuracy": float((d.logits.argmax(-1) == labels).float().mean()),
             "mean_exit_block": float(d.exit_block.float().mean()),
-            "exit_histogram": torch.bincount(d.exit_block, minlength=n_exits + 1)[1:].tolist(),
+            "exit_histogram": torch.bincount(d.exit_block, minlength=n_blocks + 1)[1:].tolist(),
         }
         if cost_fn is not None:
             row["mean_macs"] = float(cost_fn(d.exit_block, lengths).double().mean())
