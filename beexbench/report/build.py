@@ -1,7 +1,6 @@
-"""``build_report``: saved results -> one self-contained HTML file."""
+"""``build_report``: saved results -> one self-contained HTML file (+ Markdown/CSV tables)."""
 from __future__ import annotations
 
-import html
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -10,78 +9,120 @@ import pandas as pd
 from ..adapters.checkpoint import atomic_write_text
 from ..errors import BeexError
 from ..results.store import load_records
+from ._html import anchor, esc, figure, page, table_html, unavailable
+from .aggregate import aggregate, dedupe
+from .export import write_tables
 from .frame import records_frame
-from .pareto import pareto_mask
-from .plots import pareto_plot
+from .notes import dataset_notes, environment_table, failed_section, method_notes, target_notes, warnings_section
+from .plots import exit_histogram_plot, pareto_plot, tradeoff_plot
+from .tables import Table, ablation_table, summary_table
 
-CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1150px;color:#222;padding:0 1rem}
-table{border-collapse:collapse;margin:1rem 0;font-size:.9rem}th,td{border:1px solid #ccc;padding:.3rem .55rem;text-align:right}
-th{background:#f3f3f3}td.l,th.l{text-align:left}tr.front td{font-weight:600}.note{color:#555;font-size:.9rem}
-.warn{color:#8a4b00}img{max-width:100%;height:auto}code{background:#f4f4f4;padding:0 .2rem}
-"""
-
-
-def esc(value) -> str:
-    return html.escape("" if value is None else str(value), quote=True)
-
-
-def _fmt(v, spec: str) -> str:
-    if v is None or (isinstance(v, float) and pd.isna(v)):
-        return "—"
-    return format(v, spec)
+# (cost column, x-axis label, scale to the shown unit, log x, x error-bar columns)
+PARETO_AXES = [
+    ("size_bits", "model size, total incl. embeddings (KiB)", 1 / 8 / 1024, True, None),
+    ("ops", "operations per sample, OPs = FLOPs + BOPs/64 (M)", 1e-6, True, None),
+    ("latency_ms", "latency at batch size 1, median (ms)", 1.0, True, ("latency_lo", "latency_hi")),
+    ("energy_j", "energy per sample (mJ)", 1e3, True, None),
+]
+AXIS_NAME = {"size_bits": "size", "ops": "operations", "latency_ms": "latency", "energy_j": "energy"}
 
 
-def summary_table(df: pd.DataFrame) -> str:
-    d = df.copy()
-    d["front"] = pareto_mask(d, "latency_ms")
-    cols = [("model", "l"), ("accuracy", ""), ("size", ""), ("MACs/sample", ""), ("BOPs/sample", ""),
-            ("latency bs=1 median / p90 (ms)", ""), ("energy / sample", ""), ("mean exit", "")]
-    head = "".join(f'<th class="{c}">{esc(n)}</th>' for n, c in cols)
-    body = []
-    for _, r in d.sort_values("accuracy", ascending=False).iterrows():
-        energy = f"{_fmt(r.energy_j, '.4g')} J ({esc(r.energy_provenance)})" if r.energy_j is not None and not pd.isna(r.energy_j) else esc(r.energy_provenance)
-        body.append(
-            f'<tr class="{"front" if r.front else ""}"><td class="l">{esc(r.model)}{" ★" if r.front else ""}</td>'
-            f"<td>{_fmt(r.accuracy, '.4f')} [{_fmt(r.accuracy_lo, '.3f')}, {_fmt(r.accuracy_hi, '.3f')}]</td>"
-            f"<td>{_fmt((r.size_bits or 0) / 8 / 1024, ',.1f')} KiB</td>"
-            f"<td>{_fmt((r.macs or 0) / 1e6, '.2f')} M</td><td>{_fmt((r.bops or 0) / 1e6, '.2f')} M</td>"
-            f"<td>{_fmt(r.latency_ms, '.3f')} / {_fmt(r.latency_p90_ms, '.3f')}</td><td>{energy}</td>"
-            f"<td>{_fmt(r.mean_exit, '.2f')} / {_fmt(r.n_blocks, '.0f')}</td></tr>"
-        )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+def default_tables_dir(out: Path) -> Path:
+    """Where the tables go unless told otherwise: ``<out stem>-tables/`` next to the HTML."""
+    out = Path(out)
+    return out.with_name(out.stem + "-tables")
 
 
-def build_report(results: list[Path] | Path, out: Path) -> Path:
-    """Read every run under ``results`` and write one self-contained HTML file to ``out``."""
+def _pareto_figures(g: pd.DataFrame, title: str) -> str:
+    figs = []
+    for cost, label, scale, log_x, err in PARETO_AXES:
+        name = AXIS_NAME[cost]
+        have = g.dropna(subset=[cost, "accuracy"])
+        missing = sorted(set(g["label"]) - set(have["label"]))
+        if have.empty:
+            why = "no model in this group has a figure"
+            if cost == "energy_j":
+                why += f" (provenance: {', '.join(sorted(set(g['energy_provenance'])))}); nothing is plotted rather than zeros."
+            figs.append(unavailable(f"Accuracy vs {name} — {title}", why))
+            continue
+        uri = pareto_plot(g, cost, label, f"Accuracy vs {name} — {title}", scale=scale, log_x=log_x, err=err)
+        bars = "Error bars: accuracy " + ("± std over seeds" if (g["n_seeds"] > 1).any() else "95% Wilson interval")
+        if err:
+            bars += "; latency " + ("± std over seeds" if (g["n_seeds"] > 1).any() else "bootstrap 95% interval of the median")
+        cap = f"Non-dominated models are ringed and joined by the dashed front. {bars}."
+        if cost == "energy_j":
+            cap += " Provenance: " + "; ".join(f"{r.label}: {r.energy_provenance}" for r in have.itertuples()) + "."
+        if missing:
+            cap += f" Not plotted ({name} unavailable): {', '.join(missing)}."
+        figs.append(figure(uri, f"accuracy vs {name}, {title}", cap))
+    return f'<div class="figs">{"".join(figs)}</div>'
+
+
+def _exit_figures(g: pd.DataFrame, title: str) -> str:
+    ee = g[g["n_blocks"].notna()]
+    figs = []
+    hist = exit_histogram_plot(ee, f"Exit histogram (test split) — {title}")
+    if hist:
+        figs.append(figure(hist, f"exit histogram, {title}", "Share of test samples that leave at each exit block "
+                           "(summed over seeds). Models without early exits are absent."))
+    curve = tradeoff_plot(ee, f"δ trade-off — {title}")
+    if curve:
+        figs.append(figure(curve, f"delta trade-off, {title}",
+                           "Accuracy against mean MACs per sample as the exit threshold δ is swept: dashed = validation "
+                           "split (where δ is calibrated), solid = test split (reported for reference only, never used "
+                           "to choose δ). The star marks the deployed δ on the test curve."))
+    if not figs:
+        return '<p class="note">No model in this group records exit statistics.</p>'
+    return f'<div class="figs">{"".join(figs)}</div>'
+
+
+def build_report(results: list[Path] | Path, out: Path, *, tables_dir: Path | None = None) -> Path:
+    """Read every run under ``results`` and write one self-contained HTML file to ``out``, plus
+    its tables as Markdown and CSV in ``tables_dir`` (default :func:`default_tables_dir`)."""
     roots = [Path(results)] if isinstance(results, (str, Path)) else [Path(p) for p in results]
     records = load_records(roots)
     ok = [r for r in records if r.status == "ok"]
     if not ok:
         raise BeexError(f"no finished results under {', '.join(map(str, roots))}: run `beexbench run` first")
-    df = records_frame(ok)
-    sections = []
-    for (task, target), g in df.groupby(["task", "target"], sort=True):
-        emulated = " (emulated)" if g["emulated"].any() else ""
-        title = f"{task} on {target}{emulated}"
-        img = pareto_plot(g, "latency_ms", "latency at batch size 1, median (ms)", f"Accuracy vs latency — {title}",
-                          err=("latency_lo", "latency_hi"))
+    cells, duplicates = dedupe(records_frame(ok))
+    agg = aggregate(cells)
+
+    tables: list[Table] = []
+    sections, toc = [], []
+    for (task, target), g in agg.groupby(["task", "target_label"], sort=True):
+        title = f"{task} on {target}"
+        sid = anchor(task, target)
+        toc.append(f'<li><a href="#{sid}">{esc(title)}</a></li>')
+        summary = summary_table(g)
+        ablation = ablation_table(g)
+        tables += [summary] + ([ablation] if ablation else [])
+        emulated = ('<p class="warn">Emulated target: latency and energy are the host\'s, with the target\'s thread count.</p>'
+                    if g["emulated"].any() else "")
         sections.append(
-            f"<section><h2>{esc(title)}</h2>{summary_table(g)}"
-            f'<figure><img alt="{esc("accuracy vs latency, " + title)}" src="{img}"><figcaption class="note">'
-            "Non-dominated models are ringed and joined by the dashed front (★ in the table).</figcaption></figure></section>"
+            f'<section id="{sid}"><h2>{esc(title)}</h2>{emulated}<h3>Summary</h3>{table_html(summary)}'
+            f"<h3>Pareto fronts</h3>{_pareto_figures(g, title)}"
+            + (f"<h3>Ablations</h3>{table_html(ablation)}" if ablation else "")
+            + f"<h3>Early exits</h3>{_exit_figures(g, title)}</section>"
         )
-    failed = [r for r in records if r.status != "ok"]
-    fail_html = "".join(f"<li>{esc(r.key.model)} on {esc(r.key.task)}: {esc(r.error)}</li>" for r in failed)
+
+    tables_dir = Path(tables_dir) if tables_dir is not None else default_tables_dir(out)
+    write_tables(tables, tables_dir)
+
     stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    page = f"""<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>beexbench report</title>
-<style>{CSS}</style></head><body><h1>beexbench report</h1>
-<p class="note">{len(ok)} results from {df['run_id'].nunique()} run(s), generated {esc(stamp)} from saved results only.
-All models are trained from scratch on each task's train split, without distillation.
-FLOPs = 2 × MACs; BOPs are multiply-accumulates between two 1-bit operands, counted apart.</p>
-{''.join(sections)}
-{'<h2>Failed cells</h2><ul class="warn">' + fail_html + '</ul>' if failed else ''}
-</body></html>"""
+    n_runs = cells["run_id"].nunique()
+    body = (
+        f"<h1>beexbench report</h1><p class=\"note\">{len(cells)} result(s) ({len(agg)} model × task × target rows) "
+        f"from {n_runs} run(s), generated {esc(stamp)} from saved results only. Tables are also exported as "
+        f"Markdown and CSV to <code>{esc(tables_dir.name)}/</code> next to this file.</p>"
+        f'<nav><ul>{"".join(toc)}<li><a href="#s-notes">Method and conventions</a></li>'
+        f'<li><a href="#s-environment">Environment</a></li><li><a href="#s-warnings">Warnings</a></li></ul></nav>'
+        + "".join(sections)
+        + f'<section id="s-notes"><h2>Method and conventions</h2>{method_notes(ok)}'
+        f"<h3>Datasets</h3>{dataset_notes(ok)}<h3>Targets</h3>{target_notes(ok)}</section>"
+        f'<section id="s-environment"><h2>Environment</h2>{environment_table(ok)}</section>'
+        f'<section id="s-warnings"><h2>Warnings</h2>{warnings_section(ok, duplicates)}</section>'
+        + failed_section(records)
+    )
     out = Path(out)
-    atomic_write_text(out, page)
+    atomic_write_text(out, page("beexbench report", body))
     return out

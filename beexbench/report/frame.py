@@ -6,51 +6,103 @@ import pandas as pd
 from ..results.schema import CellRecord
 
 
-def _get(d: dict, *path, default=None):
+def _get(d, *path, default=None):
     for p in path:
         if not isinstance(d, dict) or p not in d:
             return default
         d = d[p]
-    return d
+    return default if d is None else d
+
+
+def _pair(v) -> tuple:
+    return tuple(v) if isinstance(v, (list, tuple)) and len(v) == 2 else (None, None)
+
+
+def hardware(record: CellRecord) -> str:
+    """What the cell ran on, so that two machines' ``cpu`` targets stay apart."""
+    env = record.environment or {}
+    if str(_get(record.target, "device", default="")).startswith("cuda"):
+        gpus = env.get("gpus") or []
+        name = _get(gpus[0], "name") if gpus and isinstance(gpus[0], dict) else None
+        if name:
+            return str(name)
+    return str(_get(env, "cpu", "model", default="unknown CPU"))
+
+
+def target_label(record: CellRecord) -> str:
+    hw = hardware(record)
+    emulated = bool(_get(record.target, "emulated", default=False))
+    return f"{record.key.target} · {'emulated on ' if emulated else ''}{hw}"
+
+
+def model_label(model: str, setting: str) -> str:
+    return model if setting in ("", "default") else f"{model} ({setting})"
 
 
 def records_frame(records: list[CellRecord]) -> pd.DataFrame:
+    """One row per cell record with the numbers the report shows (raw units: bits, MACs, ms, J)."""
     rows = []
     for r in records:
-        m = r.metrics
+        m = r.metrics or {}
         ops = _get(m, "ops", "per_sample_mean", default={}) or {}
+        acc_lo, acc_hi = _pair(_get(m, "accuracy", "ci95"))
+        lat_lo, lat_hi = _pair(_get(m, "batch1", "ci95_median"))
+        exits = _get(m, "exits", default={}) or {}
+        calibration = exits.get("calibration") or _get(r.model, "fit", "calibration", default={}) or {}
+        rss = _get(m, "memory", "peak_rss_bytes")
         rows.append({
             "run_id": r.run_id,
             "model": r.key.model,
             "task": r.key.task,
             "target": r.key.target,
-            "emulated": bool(_get(r.target, "emulated", default=False)),
+            "setting": r.key.setting,
             "seed": r.key.seed,
+            "label": model_label(r.key.model, r.key.setting),
+            "target_label": target_label(r),
+            "hardware": hardware(r),
+            "emulated": bool(_get(r.target, "emulated", default=False)),
             "status": r.status,
             "error": r.error,
+            "finished_at": r.finished_at or "",
+            "description": str(_get(r.model, "description", default="")),
             "accuracy": _get(m, "accuracy", "value"),
-            "accuracy_lo": (_get(m, "accuracy", "ci95") or [None, None])[0],
-            "accuracy_hi": (_get(m, "accuracy", "ci95") or [None, None])[1],
+            "accuracy_lo": acc_lo,
+            "accuracy_hi": acc_hi,
+            "accuracy_n": _get(m, "accuracy", "n"),
             "accuracy_no_exit": _get(m, "accuracy_no_exit", "value"),
             "size_bits": _get(m, "size", "total_bits"),
             "size_bits_no_emb": _get(m, "size", "total_bits_without_embeddings"),
             "disk_bytes": _get(m, "size", "disk_bytes"),
             "params": _get(m, "size", "params"),
-            "macs": sum(v for k, v in ops.items() if k.startswith("macs_") and k != "macs_binary") if ops else None,
+            # MACs that are not binary (fp32, w1a32, int8); binary x binary MACs are BOPs.
+            "macs": sum(v or 0 for k, v in ops.items() if k.startswith("macs_") and k != "macs_binary") if ops else None,
             "bops": ops.get("bops"),
             "flops": ops.get("flops"),
             "ops": ops.get("ops"),
             "macs_reduction": _get(m, "ops", "macs_reduction_from_exits"),
+            "uncounted": _get(m, "ops", "uncounted", default={}),
             "latency_ms": _get(m, "batch1", "median"),
             "latency_p90_ms": _get(m, "batch1", "p90"),
-            "latency_lo": (_get(m, "batch1", "ci95_median") or [None, None])[0],
-            "latency_hi": (_get(m, "batch1", "ci95_median") or [None, None])[1],
+            "latency_lo": lat_lo,
+            "latency_hi": lat_hi,
             "latency_ci_pct": _get(m, "batch1", "ci_halfwidth_pct"),
             "energy_j": _get(m, "energy", "joules_per_sample"),
-            "energy_provenance": _get(m, "energy", "provenance", default="not measured"),
-            "peak_rss_mib": (_get(m, "memory", "peak_rss_bytes") or 0) / 2**20 or None,
-            "mean_exit": _get(m, "exits", "mean_exit_block"),
-            "n_blocks": _get(m, "exits", "n_blocks"),
-            "warnings": len(r.warnings),
+            "energy_provenance": str(_get(m, "energy", "provenance", default="not measured")),
+            "peak_rss_mib": rss / 2**20 if rss else None,
+            "mean_exit": exits.get("mean_exit_block"),
+            "n_blocks": exits.get("n_blocks"),
+            "exit_histogram": exits.get("histogram") or [],
+            "calibration_param": calibration.get("param") or "delta",
+            "calibration_chosen": calibration.get("chosen"),
+            "val_sweep": calibration.get("sweep") or [],
+            "test_sweep": exits.get("test_sweep") or [],
+            "warnings": list(r.warnings or []),
         })
-    return pd.DataFrame(rows)
+    df = pd.DataFrame(rows)
+    num = ["accuracy", "accuracy_lo", "accuracy_hi", "accuracy_no_exit", "size_bits", "size_bits_no_emb", "disk_bytes",
+           "params", "macs", "bops", "flops", "ops", "macs_reduction", "latency_ms", "latency_p90_ms", "latency_lo",
+           "latency_hi", "latency_ci_pct", "energy_j", "peak_rss_mib", "mean_exit", "n_blocks", "accuracy_n"]
+    for c in num:
+        if c in df:
+            df[c] = pd.to_numeric(df[c], errors="coerce").astype(float)
+    return df

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import io
+import math
 
 import matplotlib
 
@@ -13,34 +14,127 @@ import seaborn as sns  # noqa: E402
 
 from .pareto import pareto_mask  # noqa: E402
 
+DPI = 96
+
+
+def text(s) -> str:
+    """A name as matplotlib should print it: literally (no mathtext, never hidden from the legend)."""
+    s = str(s).replace("$", r"\$")
+    return " " + s if s.startswith("_") else s
+
 
 def to_data_uri(fig) -> str:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
     plt.close(fig)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def pareto_plot(df: pd.DataFrame, cost: str, cost_label: str, title: str, *, log_x: bool = False,
-                err: tuple[str, str] | None = None) -> str:
-    """Accuracy against ``cost``, one colour per model, the non-dominated front drawn and ringed."""
-    sns.set_theme(style="whitegrid", context="notebook")
-    fig, ax = plt.subplots(figsize=(7.0, 4.4))
+def _theme():
+    sns.set_theme(style="whitegrid", context="notebook", font_scale=0.9)
+
+
+def _palette(labels) -> dict:
+    labels = sorted(set(labels))
+    return dict(zip(labels, sns.color_palette("tab10" if len(labels) <= 10 else "husl", len(labels))))
+
+
+def _legend_outside(ax, **kw):
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False, **kw)
+
+
+def pareto_plot(df: pd.DataFrame, cost: str, cost_label: str, title: str, *, scale: float = 1.0,
+                log_x: bool = False, err: tuple[str, str] | None = None) -> str:
+    """Accuracy (%) against ``cost`` × ``scale``, one colour and marker per model; the non-dominated
+    models are ringed and joined by the dashed front; error bars where intervals exist."""
+    _theme()
     d = df.dropna(subset=[cost, "accuracy"]).copy()
     d["front"] = pareto_mask(d, cost)
-    sns.scatterplot(data=d, x=cost, y="accuracy", hue="model", style="model", s=90, ax=ax, zorder=3)
-    yerr = [d["accuracy"] - d["accuracy_lo"], d["accuracy_hi"] - d["accuracy"]] if d["accuracy_lo"].notna().all() else None
+    d["x"] = d[cost] * scale
+    d["y"] = d["accuracy"] * 100
+    d["name"] = d["label"].map(text)
+    fig, ax = plt.subplots(figsize=(6.4, 3.9))
+    sns.scatterplot(data=d, x="x", y="y", hue="name", style="name", palette=_palette(d["name"]), s=80, ax=ax, zorder=3)
+    yerr = [(d["y"] - d["accuracy_lo"] * 100).fillna(0).clip(lower=0), (d["accuracy_hi"] * 100 - d["y"]).fillna(0).clip(lower=0)]
     xerr = None
-    if err and d[err[0]].notna().all():
-        xerr = [d[cost] - d[err[0]], d[err[1]] - d[cost]]
-    ax.errorbar(d[cost], d["accuracy"], yerr=yerr, xerr=xerr, fmt="none", ecolor="grey", alpha=0.6, zorder=2)
-    front = d[d["front"]].sort_values(cost)
-    ax.plot(front[cost], front["accuracy"], "--", color="black", lw=1, zorder=1, label="Pareto front")
-    ax.scatter(front[cost], front["accuracy"], s=260, facecolors="none", edgecolors="black", zorder=4, label="non-dominated")
-    if log_x:
+    if err and d[err[0]].notna().any():
+        xerr = [(d["x"] - d[err[0]] * scale).fillna(0).clip(lower=0), (d[err[1]] * scale - d["x"]).fillna(0).clip(lower=0)]
+    ax.errorbar(d["x"], d["y"], yerr=yerr, xerr=xerr, fmt="none", ecolor="grey", alpha=0.7, capsize=2, zorder=2)
+    front = d[d["front"]].sort_values("x")
+    ax.plot(front["x"], front["y"], "--", color="black", lw=1, zorder=1, label="Pareto front")
+    ax.scatter(front["x"], front["y"], s=230, facecolors="none", edgecolors="black", zorder=4, label="non-dominated")
+    if log_x and (d["x"] > 0).all() and d["x"].max() / max(d["x"].min(), 1e-12) > 20:
         ax.set_xscale("log")
     ax.set_xlabel(cost_label)
-    ax.set_ylabel("test accuracy (95% CI)")
-    ax.set_title(title)
-    ax.legend(loc="best", fontsize=8, frameon=True)
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(text(title), fontsize=10)
+    _legend_outside(ax)
+    return to_data_uri(fig)
+
+
+def exit_histogram_plot(df: pd.DataFrame, title: str) -> str | None:
+    """Share of test samples leaving at each exit block, one bar colour per early-exit model."""
+    rows = []
+    for _, r in df.iterrows():
+        hist = r["exit_histogram"] or []
+        total = sum(hist)
+        if total and len(hist) > 1:
+            rows += [{"name": text(r["label"]), "exit block": i + 1, "share": 100 * c / total} for i, c in enumerate(hist)]
+    if not rows:
+        return None
+    _theme()
+    d = pd.DataFrame(rows)
+    fig, ax = plt.subplots(figsize=(6.4, 3.4))
+    sns.barplot(data=d, x="exit block", y="share", hue="name", palette=_palette(d["name"]), ax=ax)
+    ax.set_ylabel("test samples exiting here (%)")
+    ax.set_xlabel("exit after block")
+    ax.set_title(text(title), fontsize=10)
+    _legend_outside(ax)
+    return to_data_uri(fig)
+
+
+def _sweep_rows(df: pd.DataFrame, column: str, split: str) -> list[dict]:
+    rows = []
+    for _, r in df.iterrows():
+        param = r["calibration_param"]
+        for seed, sweep in r[column]:
+            for i, s in enumerate(sweep):
+                x = s.get("mean_macs")
+                rows.append({"name": text(r["label"]), "split": split, "seed": seed,
+                             "step": s.get(param, i), "accuracy": 100 * s["accuracy"],
+                             "x": x / 1e6 if x is not None else float("nan"),
+                             "mean exit": s.get("mean_exit_block")})
+    return rows
+
+
+def tradeoff_plot(df: pd.DataFrame, title: str) -> str | None:
+    """The exit threshold (δ) sweep: accuracy against mean MACs per sample, validation split
+    (calibration, dashed) and test split (solid), averaged over seeds at each δ."""
+    rows = _sweep_rows(df, "val_sweep", "val (calibration)") + _sweep_rows(df, "test_sweep", "test")
+    if not rows:
+        return None
+    d = pd.DataFrame(rows)
+    use_macs = d["x"].notna().all()
+    if not use_macs:
+        d["x"] = d["mean exit"]
+    d = d.groupby(["name", "split", "step"], as_index=False)[["accuracy", "x"]].mean()
+    _theme()
+    fig, ax = plt.subplots(figsize=(6.4, 3.9))
+    sns.lineplot(data=d, x="x", y="accuracy", hue="name", style="split", markers=True, dashes={"test": "", "val (calibration)": (4, 2)},
+                 palette=_palette(d["name"]), sort=True, estimator=None, ax=ax, markersize=5)
+    chosen = []
+    for _, r in df.iterrows():
+        for seed, sweep in r["test_sweep"]:
+            ch = r["calibration_chosen"][0] if r["calibration_chosen"] else None
+            for s in sweep:
+                if ch is not None and s.get(r["calibration_param"]) == ch:
+                    chosen.append((s.get("mean_macs", math.nan), 100 * s["accuracy"], s.get("mean_exit_block")))
+            break
+    if chosen:
+        xs = [c[0] / 1e6 if use_macs else c[2] for c in chosen]
+        ax.scatter(xs, [c[1] for c in chosen], marker="*", s=160, color="black", zorder=5, label="deployed δ (picked on val), test")
+    ax.set_xlabel("mean MACs per sample, all precisions (M)" if use_macs else "mean exit block")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(text(title), fontsize=10)
+    _legend_outside(ax)
     return to_data_uri(fig)

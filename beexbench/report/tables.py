@@ -1,0 +1,171 @@
+"""The report's tables as plain data: formatted cells (HTML and Markdown show these) plus the
+raw numbers behind them (the CSV export), so every output carries the same figures."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from .pareto import pareto_mask
+
+FULL_MODEL = "beexformer"
+VARIANT_PREFIX = "beexformer-"
+
+# (column, axis name) pairs the Pareto fronts are computed on; lower cost is better.
+FRONTS = [("size_bits", "size"), ("ops", "ops"), ("latency_ms", "latency"), ("energy_j", "energy")]
+
+
+@dataclass
+class Table:
+    """A titled table: ``rows`` are display strings, ``raw`` holds the numbers they come from."""
+
+    kind: str  # "summary" | "ablation"
+    task: str
+    target: str
+    columns: list[str]
+    rows: list[list[str]]
+    raw: pd.DataFrame
+    notes: list[str] = field(default_factory=list)
+    row_classes: list[str] = field(default_factory=list)
+
+    @property
+    def title(self) -> str:
+        name = "Summary" if self.kind == "summary" else "Ablations (Δ against full BEExformer)"
+        return f"{name} — {self.task} on {self.target}"
+
+
+def _nan(v) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def fmt(v, spec: str, scale: float = 1.0, empty: str = "—") -> str:
+    return empty if _nan(v) else format(v * scale, spec)
+
+
+def fmt_accuracy(r) -> str:
+    """Percent; ``mean ± std (n seeds)`` or ``value [95% Wilson CI]``."""
+    if _nan(r["accuracy"]):
+        return "—"
+    if r["n_seeds"] > 1:
+        return f"{r['accuracy'] * 100:.1f} ± {fmt(r['accuracy_std'], '.1f', 100)}"
+    if _nan(r["accuracy_lo"]):
+        return f"{r['accuracy'] * 100:.1f}"
+    return f"{r['accuracy'] * 100:.1f} [{r['accuracy_lo'] * 100:.1f}, {r['accuracy_hi'] * 100:.1f}]"
+
+
+def fmt_energy(r) -> str:
+    j = r["energy_j"]
+    if _nan(j):
+        return f"unavailable ({r['energy_provenance']})" if r["energy_provenance"] not in ("unavailable", "") else "unavailable"
+    v, unit = (j * 1e3, "mJ") if abs(j) < 1 else (j, "J")
+    return f"{v:.3g} {unit} ({r['energy_provenance']})"
+
+
+def fmt_kib(bits) -> str:
+    return fmt(bits, ",.1f", 1 / 8 / 1024)
+
+
+def front_flags(group: pd.DataFrame) -> pd.DataFrame:
+    """Boolean column per axis: on the non-dominated front of accuracy against that cost."""
+    return pd.DataFrame({name: pareto_mask(group, col) for col, name in FRONTS}, index=group.index)
+
+
+SUMMARY_COLUMNS = [
+    "model", "seeds", "accuracy % (test)", "size KiB (total / w/o emb.)", "MACs M", "BOPs M", "OPs M",
+    "latency bs=1 ms (median / p90)", "energy / sample", "mean exit / blocks", "Pareto front",
+]
+
+
+def summary_table(group: pd.DataFrame) -> Table:
+    """One row per model of one (task, target) group, most accurate first."""
+    g = group.sort_values(["accuracy", "label"], ascending=[False, True], na_position="last")
+    flags = front_flags(g)
+    rows, classes, raw = [], [], []
+    for i, r in g.iterrows():
+        on = [name for name in flags.columns if flags.at[i, name]]
+        rows.append([
+            r["label"], str(r["n_seeds"]), fmt_accuracy(r),
+            f"{fmt_kib(r['size_bits'])} / {fmt_kib(r['size_bits_no_emb'])}",
+            fmt(r["macs"], ".2f", 1e-6), fmt(r["bops"], ".2f", 1e-6), fmt(r["ops"], ".2f", 1e-6),
+            f"{fmt(r['latency_ms'], '.3g')} / {fmt(r['latency_p90_ms'], '.3g')}",
+            fmt_energy(r),
+            f"{fmt(r['mean_exit'], '.2f')} / {fmt(r['n_blocks'], '.0f')}" if not _nan(r["n_blocks"]) else "—",
+            ", ".join(on) or "—",
+        ])
+        classes.append("front" if on else "")
+        raw.append({
+            "task": r["task"], "target": r["target_label"], "model": r["label"], "n_seeds": r["n_seeds"],
+            "seeds": r["seeds"], "accuracy": r["accuracy"], "accuracy_std": r["accuracy_std"],
+            "accuracy_lo": r["accuracy_lo"], "accuracy_hi": r["accuracy_hi"], "accuracy_interval": r["spread"],
+            "size_bits": r["size_bits"], "size_bits_without_embeddings": r["size_bits_no_emb"],
+            "disk_bytes": r["disk_bytes"], "macs_non_binary": r["macs"], "bops": r["bops"], "flops": r["flops"],
+            "ops": r["ops"], "latency_median_ms": r["latency_ms"], "latency_p90_ms": r["latency_p90_ms"],
+            "latency_lo_ms": r["latency_lo"], "latency_hi_ms": r["latency_hi"],
+            "energy_j_per_sample": r["energy_j"], "energy_provenance": r["energy_provenance"],
+            "mean_exit_block": r["mean_exit"], "n_blocks": r["n_blocks"],
+            **{f"front_{name}": bool(flags.at[i, name]) for name in flags.columns},
+        })
+    multi = (g["n_seeds"] > 1).any()
+    notes = [
+        "accuracy: " + ("mean ± std over seeds where seeds > 1, else " if multi else "")
+        + "the test value [95% Wilson interval]",
+        "MACs: fp32/int8/w1a32 multiply-accumulates per sample; BOPs: 1-bit × 1-bit MACs; OPs = FLOPs + BOPs/64",
+        "Pareto front: the axes on which the model is not dominated (higher accuracy, lower cost)",
+    ]
+    return Table("summary", str(group["task"].iloc[0]), str(group["target_label"].iloc[0]),
+                 SUMMARY_COLUMNS, rows, pd.DataFrame(raw), notes, classes)
+
+
+ABLATION_COLUMNS = ["variant", "what changes", "seeds", "accuracy % (test)", "Δ accuracy (pp)",
+                    "Δ OPs %", "Δ size %", "Δ latency %", "mean exit / blocks"]
+
+
+def _rel(a, b) -> float:
+    return math.nan if _nan(a) or _nan(b) or b == 0 else (a / b - 1) * 100
+
+
+def _first_sentence(text: str, limit: int = 90) -> str:
+    s = text.split(". ")[0].strip().rstrip(".")
+    return s if len(s) <= limit else s[: limit - 1] + "…"
+
+
+def ablation_table(group: pd.DataFrame) -> Table | None:
+    """Each ``beexformer-*`` variant against ``beexformer`` in the same (task, target) group."""
+    variants = group[group["model"].str.startswith(VARIANT_PREFIX)].sort_values("label")
+    if variants.empty:
+        return None
+    full = group[(group["model"] == FULL_MODEL) & (group["setting"] == "default")]
+    task, target = str(group["task"].iloc[0]), str(group["target_label"].iloc[0])
+    notes = []
+    ref = full.iloc[0] if len(full) else None
+    if ref is None:
+        notes.append("the full model (beexformer) has no result in this group: Δ not computed")
+    rows, raw = [], []
+    for r in ([ref] if ref is not None else []) + [v for _, v in variants.iterrows()]:
+        is_ref = ref is not None and r is ref
+        d_acc = math.nan if ref is None else (r["accuracy"] - ref["accuracy"]) * 100
+        d_ops = math.nan if ref is None else _rel(r["ops"], ref["ops"])
+        d_size = math.nan if ref is None else _rel(r["size_bits"], ref["size_bits"])
+        d_lat = math.nan if ref is None else _rel(r["latency_ms"], ref["latency_ms"])
+        rows.append([
+            r["label"] + (" (full model)" if is_ref else ""), "reference" if is_ref else _first_sentence(r["description"]),
+            str(r["n_seeds"]), fmt_accuracy(r),
+            "0 (ref.)" if is_ref else fmt(d_acc, "+.1f"), "—" if is_ref else fmt(d_ops, "+.1f"),
+            "—" if is_ref else fmt(d_size, "+.1f"), "—" if is_ref else fmt(d_lat, "+.1f"),
+            f"{fmt(r['mean_exit'], '.2f')} / {fmt(r['n_blocks'], '.0f')}" if not _nan(r["n_blocks"]) else "—",
+        ])
+        raw.append({
+            "task": task, "target": target, "model": r["label"], "reference": FULL_MODEL, "n_seeds": r["n_seeds"],
+            "accuracy": r["accuracy"], "accuracy_std": r["accuracy_std"], "accuracy_lo": r["accuracy_lo"],
+            "accuracy_hi": r["accuracy_hi"], "accuracy_interval": r["spread"],
+            "delta_accuracy_pp": 0.0 if is_ref else d_acc, "delta_ops_pct": 0.0 if is_ref else d_ops,
+            "delta_size_pct": 0.0 if is_ref else d_size, "delta_latency_pct": 0.0 if is_ref else d_lat,
+            "mean_exit_block": r["mean_exit"],
+        })
+    multi = len(raw) and any(x["n_seeds"] > 1 for x in raw)
+    notes.insert(0, "Δ = variant − full model, in percentage points of test accuracy (relative % for costs); "
+                 + ("accuracies are mean ± std over seeds" if multi else "")
+                 + (" where seeds > 1, else " if multi else "")
+                 + "each accuracy with its own 95% Wilson interval — a Δ inside both intervals is not a finding")
+    return Table("ablation", task, target, ABLATION_COLUMNS, rows, pd.DataFrame(raw), notes)

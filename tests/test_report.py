@@ -1,0 +1,337 @@
+"""The HTML report and its table exports, checked against synthetic records with known numbers,
+and opened in a real headless browser (skipped when chromium is not installed)."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from beexbench.errors import BeexError
+from beexbench.report import build_report, default_tables_dir
+from beexbench.report.tables import fmt_accuracy
+from beexbench.results.schema import CellKey, CellRecord
+from beexbench.results.store import RunDir
+
+# --------------------------------------------------------------------------- synthetic records
+
+
+def _sweep(acc: float, macs: float, n_blocks: int, shift: float = 0.0) -> list[dict]:
+    rows = []
+    for i, delta in enumerate([-0.5, 0.0, 0.1, 0.3, 0.5, 1.01]):
+        depth = n_blocks - i * (n_blocks - 1) / 5
+        rows.append({"rule": "fractional-entropy", "delta": delta, "accuracy": acc - 0.01 * i + shift,
+                     "mean_exit_block": depth, "exit_histogram": [0] * n_blocks, "mean_macs": macs * depth / n_blocks})
+    return rows
+
+
+def make_record(model="beexformer", task="rotten_tomatoes", target="cpu", seed=0, *, acc=0.80, n=400, ci=(0.76, 0.84),
+                total_bits=8_000_000, bits_no_emb=150_000, macs_fp32=60_000.0, bops=760_000.0, latency=2.0,
+                latency_ci=(1.9, 2.1), p90=2.4, energy=None, provenance="unavailable", mean_exit=2.0, n_blocks=3,
+                histogram=(0, 300, 100), emulated=False, cpu="Test CPU 9000", run_id="run-a", warnings=(),
+                finished_at="2026-01-01T00:00:00+00:00", description="A model. More words.", status="ok") -> CellRecord:
+    flops = 2 * macs_fp32
+    exits = {} if n_blocks is None else {
+        "n_blocks": n_blocks, "histogram": list(histogram), "mean_exit_block": mean_exit,
+        "calibration": {"split": "val", "param": "delta", "chosen": 0.5, "sweep": _sweep(acc, macs_fp32 + bops, n_blocks, 0.01)},
+        "test_sweep": _sweep(acc, macs_fp32 + bops, n_blocks),
+    }
+    return CellRecord(
+        key=CellKey(model, task, target, seed), run_id=run_id, status=status,
+        error=None if status == "ok" else "boom",
+        model={"name": model, "description": description, "training_note": "trained from scratch on the task's train split; no distillation"},
+        task={"name": task, "description": f"{task}: a test dataset", "source": "synthetic", "split_sizes": {"train": 10, "val": 10, "test": n}},
+        target={"name": target, "device": "cpu", "threads": 1 if emulated else 2, "emulated": emulated,
+                "description": "emulated on the host" if emulated else "host CPU", "notes": []},
+        metrics={} if status != "ok" else {
+            "accuracy": {"value": acc, "n": n, "ci95": list(ci), "ci_method": "wilson"},
+            "accuracy_no_exit": {"value": acc, "n": n, "ci95": list(ci)},
+            "size": {"total_bits": total_bits, "total_bits_without_embeddings": bits_no_emb, "disk_bytes": total_bits // 8 + 1000,
+                     "bits": {"embeddings": total_bits - bits_no_emb}, "notes": ["1-bit weights: 1 bit per element"]},
+            "ops": {"per_sample_mean": {"flops": flops, "bops": bops, "ops": flops + bops / 64, "macs_fp32": macs_fp32,
+                                        "macs_binary": bops, "macs_int8": 0.0, "macs_w1a32": 0.0},
+                    "convention": "MACs: test convention; OPs = FLOPs + BOPs/64", "uncounted": {}},
+            "batch1": {"median": latency, "p90": p90, "ci95_median": list(latency_ci), "ci_halfwidth_pct": 5.0, "threads": 2, "warnings": []},
+            "energy": {"joules_per_sample": energy, "provenance": provenance, "inputs": {}, "warnings": []},
+            "memory": {"peak_rss_bytes": 2**28},
+            "exits": exits,
+        },
+        environment={"python": "3.11", "packages": {"torch": "2.x", "beexbench": "0.1.0"}, "git": {"commit": "abc123", "dirty": False},
+                     "cpu": {"model": cpu, "logical_cores": 2, "usable_cores": 2}, "threads_used": 2, "gpus": [],
+                     "os": {"system": "Linux", "release": "6"}, "timestamp_utc": finished_at},
+        warnings=list(warnings), started_at=finished_at, finished_at=finished_at,
+    )
+
+
+def write_run(root: Path, run_id: str, records: list[CellRecord]) -> Path:
+    run = RunDir(root / run_id)
+    run.write_run({"run_id": run_id, "suite": "test"})
+    for r in records:
+        r.run_id = run_id
+        run.write_cell(r)
+    return run.path
+
+
+def rich_results(root: Path) -> Path:
+    """Two runs, two targets (one emulated), ablations, seeds, energy of every provenance."""
+    a = [
+        make_record("beexformer", seed=0, acc=0.80, ci=(0.76, 0.84), latency=2.0, energy=0.004, provenance="estimated:tdp-share",
+                    warnings=["wide CI: ±40% of median; the machine may be noisy"]),
+        make_record("beexformer-ffn", seed=0, acc=0.77, ci=(0.73, 0.81), bits_no_emb=300_000, total_bits=8_150_000,
+                    macs_fp32=120_000.0, latency=2.5, description="Ablation A6: a plain GELU FFN instead of the SLFN. Extra."),
+        make_record("beexformer-ste", seed=0, acc=0.74, ci=(0.70, 0.78), latency=2.1, description="Ablation A1: the clipped STE."),
+        make_record("fp32", seed=0, acc=0.83, ci=(0.79, 0.87), total_bits=12_000_000, bits_no_emb=4_000_000, macs_fp32=1_000_000.0,
+                    bops=0.0, latency=1.0, latency_ci=(0.95, 1.05), p90=1.2, energy=0.01, provenance="estimated:tdp-share", mean_exit=2.5),
+        make_record("int8-dynamic", seed=0, acc=0.82, ci=(0.78, 0.86), total_bits=9_000_000, bits_no_emb=1_000_000,
+                    macs_fp32=900_000.0, bops=0.0, latency=1.5, n_blocks=None),
+    ]
+    b = [
+        make_record("beexformer", seed=1, acc=0.78, ci=(0.74, 0.82), latency=2.2),
+        make_record("beexformer", seed=2, acc=0.82, ci=(0.78, 0.86), latency=1.8),
+        make_record("beexformer-ffn", seed=1, acc=0.75, ci=(0.71, 0.79), bits_no_emb=300_000, total_bits=8_150_000,
+                    macs_fp32=120_000.0, latency=2.4, description="Ablation A6: a plain GELU FFN instead of the SLFN. Extra."),
+        make_record("beexformer", target="edge-1t", emulated=True, acc=0.80, latency=4.0, latency_ci=(3.8, 4.2), p90=4.5),
+        make_record("fp32", target="edge-1t", emulated=True, acc=0.83, total_bits=12_000_000, bits_no_emb=4_000_000,
+                    macs_fp32=1_000_000.0, bops=0.0, latency=2.0, latency_ci=(1.9, 2.1), p90=2.2),
+        make_record("broken", status="failed"),
+    ]
+    write_run(root, "run-a", a)
+    write_run(root, "run-b", b)
+    return root
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _tables(html: str) -> list[str]:
+    return re.findall(r"<table data-kind=\"(\w+)\">(.*?)</table>", html, flags=re.S)
+
+
+def _rows(table_html: str) -> list[list[str]]:
+    import html as h
+
+    return [[h.unescape(re.sub(r"<[^>]+>", "", c)) for c in re.findall(r"<td[^>]*>(.*?)</td>", tr, flags=re.S)]
+            for tr in re.findall(r"<tr[^>]*>(.*?)</tr>", table_html.split("<tbody>")[1], flags=re.S)]
+
+
+def _section(html: str, title_fragment: str) -> str:
+    for sec in re.findall(r"<section id=\"[^\"]+\">(.*?)</section>", html, flags=re.S):
+        if title_fragment in sec.split("</h2>")[0]:
+            return sec
+    raise AssertionError(f"no section titled {title_fragment!r}")
+
+
+@pytest.fixture(scope="module")
+def rich_report(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("report")
+    results = rich_results(tmp / "results")
+    out = build_report([results], tmp / "out" / "report.html")
+    return out, out.read_text(encoding="utf-8")
+
+
+# --------------------------------------------------------------------------- structure
+
+
+def test_summary_rows_match_the_records(rich_report):
+    _, html = rich_report
+    sec = _section(html, "rotten_tomatoes on cpu · Test CPU 9000")
+    kind, summary = _tables(sec)[0]
+    assert kind == "summary"
+    rows = {r[0]: r for r in _rows(summary)}
+    assert set(rows) == {"beexformer", "beexformer-ffn", "beexformer-ste", "fp32", "int8-dynamic"}  # no duplicate rows
+    fp32 = rows["fp32"]
+    assert fp32[1] == "1"
+    assert fp32[2] == "83.0 [79.0, 87.0]"  # one seed: the record's Wilson interval
+    assert fp32[3] == f"{12_000_000 / 8 / 1024:,.1f} / {4_000_000 / 8 / 1024:,.1f}"
+    assert fp32[4] == "1.00" and fp32[5] == "0.00" and fp32[6] == "2.00"  # MACs, BOPs, OPs in millions
+    assert fp32[7] == "1 / 1.2"
+    assert fp32[8] == "10 mJ (estimated:tdp-share)"
+    assert fp32[9] == "2.50 / 3"
+    # three seeds of beexformer (two runs) -> one row, mean ± sample std
+    bx = rows["beexformer"]
+    assert bx[1] == "3"
+    assert bx[2] == "80.0 ± 2.0"
+    assert bx[7].startswith("2 / ")  # mean of the medians 2.0, 2.2, 1.8
+    assert rows["int8-dynamic"][9] == "—"  # no exits recorded
+    assert rows["beexformer-ste"][8] == "unavailable"  # never a zero
+    # fp32: most accurate and fastest, so on the accuracy-latency front
+    assert "latency" in fp32[10]
+
+
+def test_ablation_table_deltas(rich_report):
+    _, html = rich_report
+    sec = _section(html, "rotten_tomatoes on cpu · Test CPU 9000")
+    abl = dict(_tables(sec))["ablation"]
+    rows = {r[0]: r for r in _rows(abl)}
+    assert set(rows) == {"beexformer (full model)", "beexformer-ffn", "beexformer-ste"}
+    ffn, ste = rows["beexformer-ffn"], rows["beexformer-ste"]
+    assert ffn[1] == "Ablation A6: a plain GELU FFN instead of the SLFN"
+    assert ffn[2] == "2" and ffn[3] == "76.0 ± 1.4"  # seeds 0 and 1: 0.77, 0.75
+    assert ffn[4] == "-4.0"  # 76.0 - 80.0 (full model mean over 3 seeds)
+    assert ffn[6] == f"{(8_150_000 / 8_000_000 - 1) * 100:+.1f}"
+    assert ste[3] == "74.0 [70.0, 78.0]" and ste[4] == "-6.0"
+    assert rows["beexformer (full model)"][4] == "0 (ref.)"
+    # the emulated target has no variants -> no ablation table there
+    assert "ablation" not in dict(_tables(_section(html, "edge-1t")))
+
+
+def test_targets_are_kept_apart_and_emulation_is_said(rich_report):
+    _, html = rich_report
+    sec = _section(html, "rotten_tomatoes on edge-1t · emulated on Test CPU 9000")
+    assert "Emulated target" in sec
+    rows = {r[0]: r for r in _rows(dict(_tables(sec))["summary"])}
+    assert set(rows) == {"beexformer", "fp32"}
+    assert rows["fp32"][7] == "2 / 2.2"
+
+
+def test_figures_and_energy_unavailable(rich_report):
+    _, html = rich_report
+    cpu = _section(html, "on cpu")
+    assert len(re.findall(r'<img alt="[^"]*" src="data:image/png;base64,', cpu)) == 6  # 4 Pareto + histogram + δ curve
+    assert "Not plotted (energy unavailable)" in cpu
+    edge = _section(html, "edge-1t")
+    assert 'data-unavailable="Accuracy vs energy' in edge  # no figure at all: said, not plotted as zeros
+    assert len(re.findall(r"<img ", edge)) == 5
+
+
+def test_notes_warnings_and_failures(rich_report):
+    _, html = rich_report
+    assert "without distillation" in html
+    assert "BOPs/64" in html
+    assert "not SST-2, GLUE" in html
+    assert "wide CI: ±40% of median; the machine may be noisy" in html
+    assert "Energy is estimated, not measured" in html
+    assert "Failed cells" in html and "broken" in html
+    assert "EMULATED" in html
+
+
+def test_self_contained(rich_report):
+    out, html = rich_report
+    assert not re.search(r"(src|href)=\"(?!data:|#)", html)
+    assert "http://" not in html and "https://" not in html
+    assert "<script" not in html
+    assert out.stat().st_size < 2_000_000
+
+
+def test_table_exports_carry_the_same_numbers(rich_report):
+    out, html = rich_report
+    folder = default_tables_dir(out)
+    md = (folder / "tables.md").read_text()
+    assert "| fp32 | 1 | 83.0 [79.0, 87.0] |" in md
+    assert "| beexformer-ffn | Ablation A6: a plain GELU FFN instead of the SLFN | 2 | 76.0 ± 1.4 | -4.0 |" in md
+    with open(folder / "summary.csv", newline="") as f:
+        summary = list(csv.DictReader(f))
+    cpu = {r["model"]: r for r in summary if r["target"].startswith("cpu")}
+    assert float(cpu["fp32"]["accuracy"]) == pytest.approx(0.83)
+    assert float(cpu["beexformer"]["accuracy"]) == pytest.approx(0.80)
+    assert float(cpu["beexformer"]["accuracy_std"]) == pytest.approx(0.02)
+    assert cpu["beexformer"]["n_seeds"] == "3" and cpu["beexformer"]["seeds"] == "0,1,2"
+    assert cpu["beexformer-ste"]["energy_j_per_sample"] == ""
+    with open(folder / "ablation.csv", newline="") as f:
+        abl = {r["model"]: r for r in csv.DictReader(f)}
+    assert float(abl["beexformer-ste"]["delta_accuracy_pp"]) == pytest.approx(-6.0)
+
+
+def test_same_seed_in_two_runs_counts_once(tmp_path):
+    old = make_record("fp32", acc=0.70, finished_at="2026-01-01T00:00:00+00:00")
+    new = make_record("fp32", acc=0.90, ci=(0.87, 0.93), finished_at="2026-02-01T00:00:00+00:00")
+    write_run(tmp_path / "res", "run-old", [old])
+    write_run(tmp_path / "res", "run-new", [new])
+    html = build_report(tmp_path / "res", tmp_path / "r.html").read_text()
+    rows = _rows(dict(_tables(html))["summary"])
+    assert len(rows) == 1 and rows[0][2] == "90.0 [87.0, 93.0]"
+    assert "most recent one is shown" in html
+
+
+def test_names_are_escaped(tmp_path):
+    evil = "<script>alert(1)</script>"
+    rec = make_record(f"m{evil}", task=f"t{evil}", target=f"x{evil}", cpu=f"cpu{evil}",
+                      warnings=[f"w{evil}"], description=f"d{evil}")
+    write_run(tmp_path / "res", "run-x", [rec, make_record("beexformer-$x$|y", task=f"t{evil}", target=f"x{evil}", cpu=f"cpu{evil}")])
+    out = build_report(tmp_path / "res", tmp_path / "r.html")
+    html = out.read_text()
+    assert "<script" not in html
+    assert "m&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "t&lt;script&gt;" in html and "w&lt;script&gt;" in html
+    md = (default_tables_dir(out) / "tables.md").read_text()
+    assert "beexformer-$x$\\|y" in md  # a pipe cannot break the Markdown table
+
+
+def test_no_results_is_a_clear_error(tmp_path):
+    write_run(tmp_path / "res", "run-f", [make_record(status="failed")])
+    with pytest.raises(BeexError, match="no finished results"):
+        build_report(tmp_path / "res", tmp_path / "r.html")
+
+
+def test_accuracy_formats():
+    assert fmt_accuracy({"accuracy": 0.5, "n_seeds": 1, "accuracy_lo": 0.4, "accuracy_hi": 0.6, "accuracy_std": float("nan")}) == "50.0 [40.0, 60.0]"
+    assert fmt_accuracy({"accuracy": 0.5, "n_seeds": 2, "accuracy_lo": 0.4, "accuracy_hi": 0.6, "accuracy_std": 0.01}) == "50.0 ± 1.0"
+
+
+def test_cli_writes_report_and_tables(tmp_path):
+    from typer.testing import CliRunner
+
+    from beexbench.cli import app
+
+    results = rich_results(tmp_path / "res")
+    tables = tmp_path / "paper"
+    res = CliRunner().invoke(app, ["report", "--results", str(results), "--out", str(tmp_path / "r.html"), "--tables", str(tables)])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "r.html").is_file()
+    assert {p.name for p in tables.iterdir()} == {"tables.md", "summary.csv", "ablation.csv"}
+    assert "tables:" in res.output
+
+
+# --------------------------------------------------------------------------- real browser
+
+PROBE = """<script>window.addEventListener('load', () => {
+  const imgs = [...document.images].map(i => ({alt: i.alt, ok: i.complete && i.naturalWidth > 0}));
+  const res = performance.getEntriesByType('resource').map(e => e.name);
+  const p = document.createElement('pre'); p.id = 'probe';
+  p.textContent = JSON.stringify({imgs, res});
+  document.body.appendChild(p);
+});</script>"""
+
+
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        if path := shutil.which(name):
+            return path
+    return None
+
+
+def chromium_args(tmp: Path) -> list[str]:
+    return ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-extensions",
+            f"--user-data-dir={tmp / 'profile'}", "--enable-logging=stderr", "--v=0"]
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the browser check runs on Linux")
+def test_report_renders_in_headless_chromium(rich_report, tmp_path):
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("chromium is not installed (apt-get install -y chromium)")
+    out, html = rich_report
+    # The report ships without scripts and forbids them (CSP); the probe page allows only this inline one.
+    probed = html.replace("default-src 'none';", "default-src 'none'; script-src 'unsafe-inline';", 1)
+    probed = probed.replace("</body>", PROBE + "</body>")
+    page = tmp_path / "probe.html"
+    page.write_text(probed, encoding="utf-8")
+    proc = subprocess.run([browser, *chromium_args(tmp_path), "--virtual-time-budget=5000", "--dump-dom", page.as_uri()],
+                          capture_output=True, text=True, timeout=90, env={**os.environ, "LANG": "C"})
+    match = re.search(r'<pre id="probe">(.*?)</pre>', proc.stdout, flags=re.S)
+    assert match, f"probe did not run; chromium said:\n{proc.stderr[-2000:]}"
+    import html as h
+
+    probe = json.loads(h.unescape(match.group(1)))
+    console = [line for line in proc.stderr.splitlines() if "CONSOLE" in line]
+    assert not console, console
+    assert probe["res"] == []  # no network requests of any kind
+    assert len(probe["imgs"]) == html.count("<img ") > 10
+    assert all(i["ok"] for i in probe["imgs"]), [i["alt"] for i in probe["imgs"] if not i["ok"]]
