@@ -150,14 +150,15 @@ def test_summary_rows_match_the_records(rich_report):
     assert fp32[2] == "83.0 [79.0, 87.0]"  # one seed: the record's Wilson interval
     assert fp32[3] == f"{12_000_000 / 8 / 1024:,.1f} / {4_000_000 / 8 / 1024:,.1f}"
     assert fp32[4] == "1.00" and fp32[5] == "0.00" and fp32[6] == "2.00"  # MACs, BOPs, OPs in millions
-    assert fp32[7] == "1 / 1.2"
+    assert fp32[7] == "1.00 / 1.20"
     assert fp32[8] == "10 mJ (estimated:tdp-share)"
     assert fp32[9] == "2.50 / 3"
     # three seeds of beexformer (two runs) -> one row, mean ± sample std
     bx = rows["beexformer"]
     assert bx[1] == "3"
     assert bx[2] == "80.0 ± 2.0"
-    assert bx[7].startswith("2 / ")  # mean of the medians 2.0, 2.2, 1.8
+    assert bx[7].startswith("2.00 / ")  # mean of the medians 2.0, 2.2, 1.8
+    assert bx[8] == "4 mJ (estimated:tdp-share, 1 of 3 seeds)"
     assert rows["int8-dynamic"][9] == "—"  # no exits recorded
     assert rows["beexformer-ste"][8] == "unavailable"  # never a zero
     # fp32: most accurate and fastest, so on the accuracy-latency front
@@ -187,7 +188,7 @@ def test_targets_are_kept_apart_and_emulation_is_said(rich_report):
     assert "Emulated target" in sec
     rows = {r[0]: r for r in _rows(dict(_tables(sec))["summary"])}
     assert set(rows) == {"beexformer", "fp32"}
-    assert rows["fp32"][7] == "2 / 2.2"
+    assert rows["fp32"][7] == "2.00 / 2.20"
 
 
 def test_figures_and_energy_unavailable(rich_report):

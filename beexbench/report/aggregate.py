@@ -71,7 +71,8 @@ def aggregate(cells: pd.DataFrame) -> pd.DataFrame:
                 row[c] = float(first[c]) if pd.notna(first[c]) else math.nan
         row["latency_ci_pct"] = _mean(g.latency_ci_pct)
         row["energy_n"] = int(g.energy_j.notna().sum())
-        row["energy_provenance"] = " / ".join(sorted(set(g.energy_provenance)))
+        measured = g[g.energy_j.notna()] if g.energy_j.notna().any() else g  # provenance of the figure shown
+        row["energy_provenance"] = " / ".join(sorted(set(measured.energy_provenance)))
         row["exit_histogram"] = _sum_histograms(list(g.exit_histogram))
         row["calibration_param"] = first.calibration_param
         row["calibration_chosen"] = [c for c in g.calibration_chosen]

@@ -33,6 +33,13 @@ def default_tables_dir(out: Path) -> Path:
     return out.with_name(out.stem + "-tables")
 
 
+def _spread(g: pd.DataFrame, one_seed: str) -> str:
+    multi, single = (g["n_seeds"] > 1).any(), (g["n_seeds"] == 1).any()
+    if multi and single:
+        return f"± std over seeds where there are several, else the {one_seed}"
+    return "± std over seeds" if multi else one_seed
+
+
 def _pareto_figures(g: pd.DataFrame, title: str) -> str:
     figs = []
     for cost, label, scale, log_x, err in PARETO_AXES:
@@ -46,9 +53,9 @@ def _pareto_figures(g: pd.DataFrame, title: str) -> str:
             figs.append(unavailable(f"Accuracy vs {name} — {title}", why))
             continue
         uri = pareto_plot(g, cost, label, f"Accuracy vs {name} — {title}", scale=scale, log_x=log_x, err=err)
-        bars = "Error bars: accuracy " + ("± std over seeds" if (g["n_seeds"] > 1).any() else "95% Wilson interval")
+        bars = "Error bars: accuracy " + _spread(g, "95% Wilson interval")
         if err:
-            bars += "; latency " + ("± std over seeds" if (g["n_seeds"] > 1).any() else "bootstrap 95% interval of the median")
+            bars += "; latency " + _spread(g, "bootstrap 95% interval of the median")
         cap = f"Non-dominated models are ringed and joined by the dashed front. {bars}."
         if cost == "energy_j":
             cap += " Provenance: " + "; ".join(f"{r.label}: {r.energy_provenance}" for r in have.itertuples()) + "."

@@ -40,7 +40,9 @@ def _palette(labels) -> dict:
 
 
 def _legend_outside(ax, **kw):
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False, **kw)
+    handles, labels = ax.get_legend_handles_labels()
+    labels = [{"name": "model", "split": "split"}.get(x, x) for x in labels]
+    ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False, **kw)
 
 
 def pareto_plot(df: pd.DataFrame, cost: str, cost_label: str, title: str, *, scale: float = 1.0,

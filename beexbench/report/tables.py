@@ -59,7 +59,15 @@ def fmt_energy(r) -> str:
     if _nan(j):
         return f"unavailable ({r['energy_provenance']})" if r["energy_provenance"] not in ("unavailable", "") else "unavailable"
     v, unit = (j * 1e3, "mJ") if abs(j) < 1 else (j, "J")
-    return f"{v:.3g} {unit} ({r['energy_provenance']})"
+    part = f", {r['energy_n']} of {r['n_seeds']} seeds" if r.get("energy_n", r["n_seeds"]) < r["n_seeds"] else ""
+    return f"{v:.3g} {unit} ({r['energy_provenance']}{part})"
+
+
+def fmt_ms(v) -> str:
+    """Milliseconds with three significant figures and no lost zeros: 1.00, 31.3, 360."""
+    if _nan(v):
+        return "—"
+    return format(v, ".2f" if abs(v) < 10 else ".1f" if abs(v) < 100 else ".0f")
 
 
 def fmt_kib(bits) -> str:
@@ -88,7 +96,7 @@ def summary_table(group: pd.DataFrame) -> Table:
             r["label"], str(r["n_seeds"]), fmt_accuracy(r),
             f"{fmt_kib(r['size_bits'])} / {fmt_kib(r['size_bits_no_emb'])}",
             fmt(r["macs"], ".2f", 1e-6), fmt(r["bops"], ".2f", 1e-6), fmt(r["ops"], ".2f", 1e-6),
-            f"{fmt(r['latency_ms'], '.3g')} / {fmt(r['latency_p90_ms'], '.3g')}",
+            f"{fmt_ms(r['latency_ms'])} / {fmt_ms(r['latency_p90_ms'])}",
             fmt_energy(r),
             f"{fmt(r['mean_exit'], '.2f')} / {fmt(r['n_blocks'], '.0f')}" if not _nan(r["n_blocks"]) else "—",
             ", ".join(on) or "—",
