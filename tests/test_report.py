@@ -280,7 +280,7 @@ def test_cli_writes_report_and_tables(tmp_path):
 
     from beexbench.cli import app
 
-    results = rich_results(tmp_path / "res")
+    results = write_run(tmp_path / "res", "run-c", [make_record("beexformer"), make_record("beexformer-ste", acc=0.7)])
     tables = tmp_path / "paper"
     res = CliRunner().invoke(app, ["report", "--results", str(results), "--out", str(tmp_path / "r.html"), "--tables", str(tables)])
     assert res.exit_code == 0, res.output

@@ -96,9 +96,9 @@ def build_report(results: list[Path] | Path, out: Path, *, tables_dir: Path | No
 
     tables: list[Table] = []
     sections, toc = [], []
-    for (task, target), g in agg.groupby(["task", "target_label"], sort=True):
+    for i, ((task, target), g) in enumerate(agg.groupby(["task", "target_label"], sort=True)):
         title = f"{task} on {target}"
-        sid = anchor(task, target)
+        sid = anchor(i, task, target)
         toc.append(f'<li><a href="#{sid}">{esc(title)}</a></li>')
         summary = summary_table(g)
         ablation = ablation_table(g)

@@ -19,7 +19,8 @@ def markdown(tables: list[Table]) -> str:
     for t in tables:
         out += [f"## {_md_cell(t.title)}", ""]
         out.append("| " + " | ".join(_md_cell(c) for c in t.columns) + " |")
-        out.append("|" + "|".join(":--" if i < 2 else "--:" for i in range(len(t.columns))) + "|")
+        left = 2 if t.kind == "ablation" else 1
+        out.append("|" + "|".join(":--" if i < left else "--:" for i in range(len(t.columns))) + "|")
         out += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in t.rows]
         out += [""] + [f"- {_md_cell(n)}" for n in t.notes] + [""]
     return "\n".join(out)
