@@ -36,6 +36,7 @@ def run(
     results: Annotated[Optional[Path], typer.Option("--results", help="Where runs are written (default: results/).")] = None,
     run_id: Annotated[Optional[str], typer.Option("--run-id", help="Name of the run folder.")] = None,
     resume: Annotated[Optional[Path], typer.Option("--resume", help="A run folder to finish: only missing cells run.")] = None,
+    fresh: Annotated[bool, typer.Option("--fresh", help="Start a new run even if the same job has an unfinished one.")] = False,
     fmt: Format = "text",
 ) -> None:
     """Train what is missing, measure every model on every task, write results/<run-id>/."""
@@ -47,7 +48,7 @@ def run(
     if resume is not None:
         cfg = _resume_config(resume, cfg)
     with RichProgress() as progress:
-        summary = run_suite(cfg, progress, resume_dir=resume)
+        summary = run_suite(cfg, progress, resume_dir=resume, fresh=fresh)
     print_summary(summary, fmt)
     if summary.failed:
         raise typer.Exit(1)

@@ -4,6 +4,8 @@ so an interrupted run loses nothing already written and resumes where it stopped
 from __future__ import annotations
 
 import json
+import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -39,6 +41,43 @@ class RunDir:
 
     def read_run(self) -> dict:
         return _read_json(self.path / "run.json")
+
+    def update_run(self, **fields) -> None:
+        doc = self.read_run()
+        doc.update(fields)
+        doc.pop("schema", None), doc.pop("schema_version", None)
+        self.write_run(doc)
+
+    @property
+    def finished(self) -> bool:
+        return (self.path / "run.json").is_file() and bool(self.read_run().get("finished_at"))
+
+    @contextmanager
+    def lock(self):
+        """Exclusive use of this run folder by one process (released by the OS if it dies)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        path = self.path / ".lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                import fcntl
+
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except ImportError:  # pragma: no cover - Windows
+                import msvcrt
+
+                msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+            except OSError:
+                other = Path(path).read_text().strip() or "?"
+                raise BeexError(
+                    f"run {self.path} is being written by another beexbench process (pid {other}): "
+                    "wait for it, or start a separate run with --run-id NAME"
+                ) from None
+            os.ftruncate(fd, 0)
+            os.write(fd, str(os.getpid()).encode())
+            yield self
+        finally:
+            os.close(fd)
 
     def cell_path(self, key: CellKey) -> Path:
         return self.cells_dir / f"{key.slug}.json"

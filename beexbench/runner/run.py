@@ -3,6 +3,8 @@ missing, measures every (model, task, target, seed) cell and writes each record
 atomically as soon as it finishes; ``resume`` skips cells already written."""
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -58,22 +60,59 @@ def validate_names(cfg: RunConfig) -> None:
         raise BeexError("nothing to run: give at least one model, one task and one seed")
 
 
-def run_suite(cfg: RunConfig, progress: Progress = NULL_PROGRESS, *, resume_dir: Path | None = None) -> RunSummary:
-    start = time.perf_counter()
+def config_fingerprint(cfg: RunConfig) -> str:
+    """What makes two runs the same job (where they are written does not)."""
+    doc = {k: v for k, v in cfg.to_dict().items() if k not in ("run_id", "results_dir")}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _unfinished_run(cfg: RunConfig, fingerprint: str) -> RunDir | None:
+    """The latest unfinished run of the same job in ``results_dir``, if any."""
+    root = Path(cfg.results_dir)
+    if not root.is_dir():
+        return None
+    for path in sorted(root.iterdir(), reverse=True):
+        run = RunDir(path)
+        try:
+            doc = run.read_run() if (path / "run.json").is_file() else {}
+        except BeexError:
+            continue
+        if doc.get("config_fingerprint") == fingerprint and not doc.get("finished_at"):
+            return run
+    return None
+
+
+def run_suite(cfg: RunConfig, progress: Progress = NULL_PROGRESS, *, resume_dir: Path | None = None,
+              fresh: bool = False) -> RunSummary:
+    """Run every cell of ``cfg``. The same job re-run after an interruption resumes its
+    unfinished run (only missing or failed cells run) unless ``fresh``."""
     validate_names(cfg)
     target = get_target(cfg.target, **({"threads": cfg.threads} if cfg.threads else {}))
     ok, reason = target.available()
     if not ok:
         raise BeexError(f"target '{cfg.target}' is not available here ({reason}): choose another with --target (see `beexbench list targets`)")
+    fingerprint = config_fingerprint(cfg)
     if resume_dir is not None:
         run = RunDir(Path(resume_dir))
+        if not (run.path / "run.json").is_file():
+            raise BeexError(f"{resume_dir} is not a beexbench run folder: pass a folder under results/")
     else:
-        run = RunDir(Path(cfg.results_dir) / (cfg.run_id or new_run_id(cfg.suite)))
+        run = None if (fresh or cfg.run_id) else _unfinished_run(cfg, fingerprint)
+        if run is not None:
+            progress.log(f"resuming unfinished run {run.run_id} (pass --fresh to start a new one)")
+        else:
+            run = RunDir(Path(cfg.results_dir) / (cfg.run_id or new_run_id(cfg.suite)))
+    with run.lock():
+        return _run_locked(run, cfg, target, fingerprint, progress)
+
+
+def _run_locked(run: RunDir, cfg: RunConfig, target, fingerprint: str, progress: Progress) -> RunSummary:
+    start = time.perf_counter()
     summary = RunSummary(run.path)
     environment = capture_environment(target, seed=cfg.seeds[0], config=cfg.to_dict())
     if not (run.path / "run.json").is_file():
-        run.write_run({"run_id": run.run_id, "suite": cfg.suite, "config": cfg.to_dict(), "started_at": now_iso(),
-                       "environment": environment, "model_store": str(model_store(cfg))})
+        run.write_run({"run_id": run.run_id, "suite": cfg.suite, "config": cfg.to_dict(), "config_fingerprint": fingerprint,
+                       "started_at": now_iso(), "environment": environment, "model_store": str(model_store(cfg))})
     for task_name in cfg.tasks:
         keys = [CellKey(m, task_name, target.name, s) for m in cfg.models for s in cfg.seeds]
         todo = [k for k in keys if not run.has_cell(k)]
@@ -100,6 +139,8 @@ def run_suite(cfg: RunConfig, progress: Progress = NULL_PROGRESS, *, resume_dir:
             run.write_cell(record)
             summary.written.append(key)
     summary.seconds = time.perf_counter() - start
+    if not summary.failed:
+        run.update_run(finished_at=now_iso())
     return summary
 
 

@@ -1,0 +1,63 @@
+"""``beexbench results``: list, merge and export runs."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, List, Optional
+
+import typer
+
+from ._options import Format
+
+app = typer.Typer(help="List, merge and export saved runs.", no_args_is_help=True)
+Roots = Annotated[Optional[List[Path]], typer.Option("--results", help="Run folder(s) or folders of runs (repeatable).")]
+
+
+@app.command("list")
+def list_(results: Roots = None, fmt: Format = "text") -> None:
+    """One line per run: cells finished and failed."""
+    from ..results.merge import list_runs
+
+    rows = list_runs(results or [Path("results")])
+    if fmt == "json":
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="runs")
+    for col in ("run_id", "suite", "target", "cells_ok", "cells_failed", "started_at", "finished_at"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(*(str(r[c] if r[c] is not None else "—") for c in ("run_id", "suite", "target", "cells_ok", "cells_failed", "started_at", "finished_at")))
+    Console().print(table)
+
+
+@app.command("merge")
+def merge(
+    results: Roots = None,
+    out: Annotated[Path, typer.Option("--out", help="New run folder for the merged cells.")] = Path("results/merged"),
+    fmt: Format = "text",
+) -> None:
+    """Merge runs (e.g. from several machines) into one run folder."""
+    from ..results.merge import merge_runs
+
+    n, notes = merge_runs(results or [Path("results")], out)
+    if fmt == "json":
+        typer.echo(json.dumps({"out": str(out), "cells": n, "notes": notes}, indent=2))
+        return
+    for note in notes:
+        typer.echo(f"note: {note}")
+    typer.echo(f"merged {n} cells into {out}")
+
+
+@app.command("export")
+def export(
+    results: Roots = None,
+    out: Annotated[Path, typer.Option("--out", help="A .csv or .parquet file.")] = Path("results/results.csv"),
+) -> None:
+    """Export every cell as one table row (CSV or Parquet)."""
+    from ..results.merge import export as do_export
+
+    path = do_export(results or [Path("results")], out)
+    typer.echo(f"exported {path}")

@@ -1,0 +1,67 @@
+"""Shared fixtures: a tiny offline task and a tiny suite, so end-to-end tests need no network."""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+GOOD = ["good", "great", "fine", "superb", "lovely", "moving", "sharp"]
+BAD = ["bad", "dull", "awful", "weak", "boring", "messy", "flat"]
+FILL = ["the", "film", "plot", "was", "a", "really", "story", "cast", "and", "quite", "movie", "its"]
+
+
+def write_tiny_csv(path: Path, n: int = 240, seed: int = 0) -> Path:
+    rnd = random.Random(seed)
+    lines = ["text,label"]
+    for i in range(n):
+        label = i % 2
+        words = rnd.sample(FILL, 5) + [rnd.choice(GOOD if label else BAD)] + rnd.sample(FILL, 3)
+        rnd.shuffle(words)
+        lines.append(f"{' '.join(words)} {i},{'pos' if label else 'neg'}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def write_tiny_suite(directory: Path, models=("beexformer", "fp32"), target: str = "cpu", epochs: int = 1) -> Path:
+    csv = write_tiny_csv(directory / "tiny.csv")
+    suite = directory / "tiny.toml"
+    suite.write_text(f"""
+suite = "tiny"
+models = {list(models)!r}
+tasks = ["csv:{csv}?text=text&label=label&name=tiny"]
+target = "{target}"
+seeds = [0]
+energy = false
+results_dir = "{directory / 'results'}"
+models_dir = "{directory / 'models'}"
+
+[model.encoder]
+d_model = 16
+n_heads = 2
+n_blocks = 3
+d_ff = 16
+
+[model.train]
+epochs = {epochs}
+batch_size = 32
+
+[latency]
+warmup = 1
+min_iters = 3
+min_seconds = 0.05
+max_seconds = 1.0
+batch_sizes = [1, 4]
+samples = 8
+""".replace("'", '"'))
+    return suite
+
+
+@pytest.fixture
+def tiny_suite(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("BEEXBENCH_CACHE", str(tmp_path / "cache"))
+    return write_tiny_suite(tmp_path)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "network: needs PyPI (set BEEXBENCH_NETWORK_TESTS=1)")

@@ -1,0 +1,65 @@
+"""The whole path through the CLI on a tiny offline configuration: run, list, report, results."""
+import json
+
+from typer.testing import CliRunner
+
+from beexbench.cli import app, main
+
+runner = CliRunner()
+
+
+def test_run_report_results(tiny_suite, tmp_path):
+    r = runner.invoke(app, ["run", "--config", str(tiny_suite), "--format", "json"])
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout[r.stdout.index("{"):])
+    assert len(summary["written"]) == 2 and not summary["failed"]
+    results = tmp_path / "results"
+    (run_dir,) = [p for p in results.iterdir() if p.is_dir()]
+    cells = sorted((run_dir / "cells").glob("*.json"))
+    assert len(cells) == 2
+    rec = json.loads(cells[0].read_text())
+    m = rec["metrics"]
+    assert rec["schema"] == "beexbench-result" and rec["status"] == "ok"
+    assert 0 <= m["accuracy"]["value"] <= 1 and m["accuracy"]["n"] == 24
+    assert m["batch1"]["n"] >= 3 and m["batch1"]["median"] > 0
+    assert sum(m["exits"]["histogram"]) == 24
+    assert m["ops"]["uncounted"] == {}
+    assert rec["environment"]["packages"]["torch"]
+    # the second run of the same job is finished: a new run re-measures, reusing checkpoints
+    r2 = runner.invoke(app, ["run", "--config", str(tiny_suite), "--format", "json"])
+    assert r2.exit_code == 0, r2.output
+    recs = [json.loads(p.read_text()) for p in results.glob("*/cells/*.json")]
+    assert len(recs) == 4 and not any(x["model"]["trained_this_run"] for x in recs[2:] if x["run_id"] != rec["run_id"])
+
+    out = tmp_path / "report.html"
+    r = runner.invoke(app, ["report", "--results", str(results), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "beexformer" in out.read_text()
+
+    r = runner.invoke(app, ["results", "list", "--results", str(results), "--format", "json"])
+    rows = json.loads(r.stdout)
+    assert len(rows) == 2 and all(row["cells_ok"] == 2 for row in rows)
+    r = runner.invoke(app, ["results", "export", "--results", str(results), "--out", str(tmp_path / "all.csv")])
+    assert r.exit_code == 0, r.output
+    assert len((tmp_path / "all.csv").read_text().strip().splitlines()) == 5
+
+
+def _one_line_error(capsys, argv):
+    try:
+        main(argv)
+    except SystemExit as exc:
+        code = exc.code
+    err = capsys.readouterr().err.strip()
+    return code, err
+
+
+def test_user_errors_are_one_line(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("BEEXBENCH_CACHE", str(tmp_path / "cache"))
+    code, err = _one_line_error(capsys, ["run", "--suite", "smoke", "--models", "beexformr"])
+    assert code == 2 and err.startswith("error: unknown model 'beexformr'") and "did you mean beexformer" in err and "\n" not in err
+    code, err = _one_line_error(capsys, ["run", "--suite", "smoke", "--tasks", "rotten_tomatos"])
+    assert code == 2 and "unknown task" in err and "rotten_tomatoes" in err and "\n" not in err
+    code, err = _one_line_error(capsys, ["run", "--suite", "smoke", "--target", "gpu"])
+    assert code == 2 and "unknown target" in err and "\n" not in err
+    code, err = _one_line_error(capsys, ["report", "--results", str(tmp_path / "nothing")])
+    assert code == 2 and "run `beexbench run` first" in err and "\n" not in err
