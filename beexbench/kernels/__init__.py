@@ -82,6 +82,7 @@ class _State:
     build: BuildInfo | None = None
     reason: str | None = None  # why we run the fallback
     use_fallback = True
+    native_ready = False  # initialised and running native kernels (fast path)
     warned = False
 
 
@@ -167,6 +168,7 @@ def _init() -> None:
             _warn_once(f"backend {name} failed its self-check ({bad}); using {avail[nxt]}")
             ops.set_backend(avail[nxt])
         _State.use_fallback = False
+        _State.native_ready = True
         _State.reason = None
         _State.initialised = True
 
@@ -205,6 +207,7 @@ def set_backend(name: str) -> str:
         if _State.reason is None:
             _State.reason = "selected with set_backend()"
         _State.use_fallback = True
+        _State.native_ready = False
         return FALLBACK
     if _State.ops is None:
         if name == "auto":
@@ -216,6 +219,7 @@ def set_backend(name: str) -> str:
                         f"(available: {', '.join(avail + [FALLBACK])})")
     _State.ops.set_backend(name)
     _State.use_fallback = False
+    _State.native_ready = True
     _State.reason = None
     return backend()
 
@@ -325,6 +329,19 @@ def binary_linear(
     ``alpha`` [N], ``bias`` [N] or None.  Activations are packed inside the
     kernel call.
     """
+    if _State.native_ready:
+        # Fast path: the C++ op checks everything itself; on any complaint we
+        # fall through to the Python checks below for a clear KernelInputError.
+        try:
+            if x.dim() == 2:
+                return _State.ops.binary_linear(x, w_packed, alpha, bias,
+                                                x.shape[1] if K is None else K)
+        except (RuntimeError, TypeError, AttributeError, IndexError):
+            pass
+    return _binary_linear_checked(x, w_packed, alpha, bias, K)
+
+
+def _binary_linear_checked(x, w_packed, alpha, bias, K) -> torch.Tensor:
     x = _check_float(x, "x")
     if x.dim() < 1:
         raise KernelInputError("x must have at least one dimension [..., K]")

@@ -375,9 +375,12 @@ BEEX_AVX2 BEEX_INLINE void accum_bytes_avx2(const uint8_t* A, const uint8_t* B, 
 }
 
 // tot[r][k]: 4 x u64 partial popcounts of A row r against B row k.
-template <int MR, int NR>
+// CC > 0: the number of vectors per row is the compile-time constant CC
+// (fully unrolled inner loop for the common small K); CC == 0: runtime C.
+template <int MR, int NR, int CC = 0>
 BEEX_AVX2 BEEX_INLINE void accum_split_avx2(const uint8_t* A, const uint8_t* B, int64_t ld,
-                                            int64_t C, __m256i (&tot)[MR][NR]) {
+                                            int64_t C_rt, __m256i (&tot)[MR][NR]) {
+  const int64_t C = CC > 0 ? CC : C_rt;
   const __m256i z = _mm256_setzero_si256();
   __m256i acc[MR][NR];
   accum_bytes_avx2<MR, NR>(A, B, ld, 0, std::min<int64_t>(C, 63), acc);
@@ -391,17 +394,22 @@ BEEX_AVX2 BEEX_INLINE void accum_split_avx2(const uint8_t* A, const uint8_t* B, 
 }
 
 // 4 x (4 x u64 partial sums) -> 4 x int32 totals
-BEEX_AVX2 BEEX_INLINE __m128i reduce4_epi32(const __m256i (&t)[4]) {
-  const __m256i s = hsum4_epi64(t[0], t[1], t[2], t[3]);
+template <int NR>
+BEEX_AVX2 BEEX_INLINE __m128i reduce4_epi32(const __m256i (&t)[NR], int q) {
+  const __m256i s = hsum4_epi64(t[q], t[q + 1], t[q + 2], t[q + 3]);
   return _mm256_castsi256_si128(
       _mm256_permutevar8x32_epi32(s, _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7)));
 }
 
-template <class Epi>
-BEEX_AVX2 BEEX_INLINE void tile_split_avx2(const uint8_t* A, const uint8_t* B, int64_t ld,
+template <int CC, class Epi>
+BEEX_AVX2 BEEX_INLINE void tile_split_avx2_cc(const uint8_t* A, const uint8_t* B, int64_t ld,
                                            int64_t C, int64_t i0, int64_t i1, int64_t j0,
                                            int64_t j1, const Epi& epi_in) {
-  constexpr int MR = 2, NR = 4;
+#ifndef BEEX_AVX2_MR
+#define BEEX_AVX2_MR 1
+#define BEEX_AVX2_NR 4
+#endif
+  constexpr int MR = BEEX_AVX2_MR, NR = BEEX_AVX2_NR;  // NR: multiple of 4
   const Epi epi = epi_in;  // local copy: its fields stay in registers
   int64_t j = j0;
   for (; j + NR <= j1; j += NR) {
@@ -409,13 +417,22 @@ BEEX_AVX2 BEEX_INLINE void tile_split_avx2(const uint8_t* A, const uint8_t* B, i
     int64_t i = i0;
     for (; i + MR <= i1; i += MR) {
       __m256i tot[MR][NR];
-      accum_split_avx2<MR, NR>(A + i * ld, Bj, ld, C, tot);
-      for (int r = 0; r < MR; ++r) epi.store4(i + r, j, reduce4_epi32(tot[r]));
+      accum_split_avx2<MR, NR, CC>(A + i * ld, Bj, ld, C, tot);
+      for (int r = 0; r < MR; ++r)
+        for (int q = 0; q < NR; q += 4) epi.store4(i + r, j + q, reduce4_epi32(tot[r], q));
     }
     for (; i < i1; ++i) {
       __m256i tot[1][NR];
-      accum_split_avx2<1, NR>(A + i * ld, Bj, ld, C, tot);
-      epi.store4(i, j, reduce4_epi32(tot[0]));
+      accum_split_avx2<1, NR, CC>(A + i * ld, Bj, ld, C, tot);
+      for (int q = 0; q < NR; q += 4) epi.store4(i, j + q, reduce4_epi32(tot[0], q));
+    }
+  }
+  for (; j + 4 <= j1; j += 4) {  // NR > 4: leftover groups of four columns
+    const uint8_t* Bj = B + j * ld;
+    for (int64_t i = i0; i < i1; ++i) {
+      __m256i tot[1][4];
+      accum_split_avx2<1, 4, CC>(A + i * ld, Bj, ld, C, tot);
+      epi.store4(i, j, reduce4_epi32(tot[0], 0));
     }
   }
   for (; j < j1; ++j) {
@@ -423,14 +440,26 @@ BEEX_AVX2 BEEX_INLINE void tile_split_avx2(const uint8_t* A, const uint8_t* B, i
     int64_t i = i0;
     for (; i + MR <= i1; i += MR) {
       __m256i tot[MR][1];
-      accum_split_avx2<MR, 1>(A + i * ld, Bj, ld, C, tot);
+      accum_split_avx2<MR, 1, CC>(A + i * ld, Bj, ld, C, tot);
       for (int r = 0; r < MR; ++r) epi(i + r, j, hsum1_epi64(tot[r][0]));
     }
     for (; i < i1; ++i) {
       __m256i tot[1][1];
-      accum_split_avx2<1, 1>(A + i * ld, Bj, ld, C, tot);
+      accum_split_avx2<1, 1, CC>(A + i * ld, Bj, ld, C, tot);
       epi(i, j, hsum1_epi64(tot[0][0]));
     }
+  }
+}
+template <class Epi>
+BEEX_AVX2 BEEX_INLINE void tile_split_avx2(const uint8_t* A, const uint8_t* B, int64_t ld,
+                                           int64_t C, int64_t i0, int64_t i1, int64_t j0,
+                                           int64_t j1, const Epi& epi) {
+  switch (C) {  // K <= 128, 256, 384, 512: unrolled
+    case 1: tile_split_avx2_cc<1>(A, B, ld, C, i0, i1, j0, j1, epi); break;
+    case 2: tile_split_avx2_cc<2>(A, B, ld, C, i0, i1, j0, j1, epi); break;
+    case 3: tile_split_avx2_cc<3>(A, B, ld, C, i0, i1, j0, j1, epi); break;
+    case 4: tile_split_avx2_cc<4>(A, B, ld, C, i0, i1, j0, j1, epi); break;
+    default: tile_split_avx2_cc<0>(A, B, ld, C, i0, i1, j0, j1, epi); break;
   }
 }
 BEEX_AVX2 void tile_split_int_avx2(const uint8_t* A, const uint8_t* B, int64_t ld, int64_t C,
@@ -667,28 +696,35 @@ at::Tensor binary_matmul(const at::Tensor& a_in, const at::Tensor& b_in, int64_t
 at::Tensor binary_linear(const at::Tensor& x_in, const at::Tensor& w_in, const at::Tensor& alpha_in,
                          const c10::optional<at::Tensor>& bias_in, int64_t K) {
   TORCH_CHECK(x_in.dim() == 2, "x must be 2-D [M, K], got ", x_in.dim(), "-D");
+  TORCH_CHECK(at::isFloatingType(x_in.scalar_type()), "x must be floating point");
   TORCH_CHECK(K >= 1, "K must be >= 1, got ", K);
   TORCH_CHECK(x_in.size(1) == K, "x has ", x_in.size(1), " features, expected K=", K);
+  TORCH_CHECK(x_in.size(0) > 0, "empty batch");
   TORCH_CHECK(x_in.device().is_cpu(), "x must be on the CPU");
   check_packed(w_in, "w_packed");
   const int64_t W = words_for(K);
   TORCH_CHECK(w_in.size(1) == W, "w_packed needs ceil(K/64)=", W, " words per row, got ",
               w_in.size(1));
   const int64_t M = x_in.size(0), N = w_in.size(0);
-  TORCH_CHECK(alpha_in.dim() == 1 && alpha_in.size(0) == N, "alpha must be [", N, "]");
+  TORCH_CHECK(N > 0, "w_packed has no rows");
+  TORCH_CHECK(alpha_in.dim() == 1 && alpha_in.size(0) == N && alpha_in.device().is_cpu() &&
+                  at::isFloatingType(alpha_in.scalar_type()),
+              "alpha must be a floating CPU tensor of shape [", N, "]");
   at::Tensor x = x_in.to(at::kFloat).contiguous();
   at::Tensor w = w_in.contiguous();
   at::Tensor alpha = alpha_in.to(at::kFloat).contiguous();
   at::Tensor bias;
   if (bias_in.has_value() && bias_in->defined()) {
-    TORCH_CHECK(bias_in->dim() == 1 && bias_in->size(0) == N, "bias must be [", N, "]");
+    TORCH_CHECK(bias_in->dim() == 1 && bias_in->size(0) == N && bias_in->device().is_cpu() &&
+                    at::isFloatingType(bias_in->scalar_type()),
+                "bias must be a floating CPU tensor of shape [", N, "]");
     bias = bias_in->to(at::kFloat).contiguous();
   }
   at::Tensor out = at::empty({M, N}, x.options().dtype(at::kFloat));
-  if (M == 0 || N == 0) return out;
   FloatEpilogue epi{out.data_ptr<float>(), N, K, alpha.data_ptr<float>(),
                     bias.defined() ? bias.data_ptr<float>() : nullptr};
   current_backend()->linear(x.data_ptr<float>(), M, K, packed_ptr(w), N, W, epi);
+  if (x_in.scalar_type() != at::kFloat) out = out.to(x_in.scalar_type());
   return out;
 }
 
