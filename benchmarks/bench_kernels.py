@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -91,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.backend:
         kernels.set_backend(args.backend)
     info = kernels.build_info()
+    load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
     rows = [bench_shape(m, k, n, args.threads, args.rounds, args.min_run_time)
             for (m, k, n) in args.shapes]
 
@@ -104,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
         "cpu_flags": info.get("cpu"),
         "build": {k: info.get(k) for k in ("compiled", "seconds", "library")},
         "timer": "torch.utils.benchmark.Timer.blocked_autorange, median of per-round medians",
+        "cpu_count": os.cpu_count(),
+        "loadavg_1min_before_after": [load_before and round(load_before[0], 2),
+                                      round(os.getloadavg()[0], 2) if load_before else None],
         "results": rows,
     }
 
@@ -116,6 +121,10 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         print(f"{r['shape']:>14} {r['fp32_linear_us']:>15.1f} {r['binary_linear_us']:>10.1f} "
               f"{r['speedup']:>8.1f}x {r['speedup_of_mins']:>9.1f}x", file=out)
+    la = result["loadavg_1min_before_after"]
+    if la[0] is not None and max(la) > (os.cpu_count() or 1) - 0.5:
+        print(f"WARNING: load average {la[0]}/{la[1]} on {os.cpu_count()} CPUs: other processes "
+              "compete for the cores, multi-threaded timings are unreliable", file=out)
     if args.json:
         text = json.dumps(result, indent=2)
         if args.json == "-":

@@ -251,3 +251,20 @@ def test_env_forces_fallback_in_fresh_process():
     assert out[0] == "torch-fallback"
     assert "BEEXBENCH_KERNELS" in out[1]
     assert out[2] == "True"
+
+
+def test_build_failure_falls_back_with_reason(tmp_path):
+    # A broken compiler (CXX is part of the cache key, so this forces a build).
+    code = ("import warnings, beexbench.kernels as k, torch\n"
+            "with warnings.catch_warnings(record=True) as w:\n"
+            "    warnings.simplefilter('always')\n"
+            "    print(k.backend())\n"
+            "    print(bool(k.fallback_reason()))\n"
+            "    x = torch.randn(2, 9); wp = k.pack_rows(torch.randn(3, 9))\n"
+            "    print(tuple(k.binary_linear(x, wp, torch.ones(3)).shape))\n"
+            "print(sum('fallback' in str(m.message) for m in w))\n")
+    env = dict(os.environ, BEEXBENCH_CACHE=str(tmp_path), CXX=str(tmp_path / "no-such-c++"),
+               BEEXBENCH_KERNELS="auto")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=120, check=True).stdout.split("\n")
+    assert out[:4] == ["torch-fallback", "True", "(2, 3)", "1"]
