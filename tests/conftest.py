@@ -65,3 +65,8 @@ def tiny_suite(tmp_path, monkeypatch) -> Path:
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "network: needs PyPI (set BEEXBENCH_NETWORK_TESTS=1)")
+    import torch
+
+    # the tests' models are tiny: one thread is faster and immune to a busy machine's
+    # thread-synchronisation stalls (targets still set their own threads when measuring)
+    torch.set_num_threads(1)
