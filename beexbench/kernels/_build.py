@@ -97,7 +97,9 @@ def load_native(verbose: bool = False) -> BuildInfo:
         build_dir = cache_root() / key
         info.cache_dir = str(build_dir)
         lib = build_dir / f"{name}.so"
-        if lib.is_file():
+        # "lock" is cpp_extension's build baton: another process is still
+        # building there, so go through load(), which waits for it.
+        if lib.is_file() and not (build_dir / "lock").exists():
             torch.ops.load_library(str(lib))
         else:
             build_dir.mkdir(parents=True, exist_ok=True)
