@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 SOURCE = Path(__file__).with_name("binary_gemm.cpp")
-CFLAGS = ["-O3", "-std=c++17", "-fno-math-errno", "-fopenmp", "-Wall", "-Wno-unused-function"]
+CFLAGS = ["-O3", "-fno-math-errno", "-fopenmp", "-Wall", "-Wno-unused-function"]
 # at::parallel_for is an inline OpenMP loop in the headers: without -fopenmp
 # it silently runs on one thread.  libgomp resolves to the copy torch loaded.
 LDFLAGS = ["-fopenmp"]

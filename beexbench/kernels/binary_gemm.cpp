@@ -28,7 +28,7 @@
 #include <string>
 #include <vector>
 
-#if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
+#if (defined(__x86_64__) || defined(_M_X64) || defined(__i386__)) && !defined(BEEX_FORCE_PORTABLE)
 #define BEEX_X86 1
 #include <immintrin.h>
 #else
