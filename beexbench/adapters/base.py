@@ -11,8 +11,8 @@ Six methods, as small as lm-evaluation-harness's model interface:
 * ``precision()``             - the bits of every parameter and every product, which the
                                  size and operation counters read.
 
-:class:`beexbench.adapters.torch_adapter.TorchAdapter` is an optional helper base that
-implements all of them for an ``nn.Module`` returning per-exit logits.
+:class:`beexbench.adapters.encoder_adapter.EncoderAdapter` is an optional helper base that
+implements all of them for models built on the shared encoder.
 """
 from __future__ import annotations
 

@@ -62,9 +62,9 @@ def measure_accuracy_and_exits(adapter: ModelAdapter, test: EncodedSplit, depth:
     out["accuracy_no_exit"] = accuracy_record(final_correct, len(test), "test", "final exit, every block run")
     lengths = test.attention_mask.sum(1)
     hist = torch.bincount(blocks, minlength=depth.n_blocks + 1)[1:]
-    per_exit_acc = []
-    for i in range(depth.n_blocks):
-        sel = blocks == i + 1
+    per_exit_acc = []  # one entry per block; None where no sample exited
+    for block in range(1, depth.n_blocks + 1):
+        sel = blocks == block
         per_exit_acc.append(float((logits[sel].argmax(-1) == labels[sel]).float().mean()) if sel.any() else None)
     out["exits"] = {
         "n_exits": n_exits,
@@ -117,7 +117,7 @@ def ops_summary(depth: DepthCost, blocks: torch.Tensor, lengths: torch.Tensor) -
         "per_sample_mean": taken,
         "per_sample_mean_all_blocks": every,
         "macs_reduction_from_exits": reduction,
-        "per_depth_at_mean_length": [depth.record(i + 1, int(round(float(lengths.float().mean())))).to_dict() for i in range(depth.n_blocks)],
+        "per_depth_at_mean_length": [depth.record(b, int(round(float(lengths.float().mean())))).to_dict() for b in depth.exits],
         "convention": depth.record(depth.n_blocks, 1).convention,
         "counter": depth.record(depth.n_blocks, 1).counter,
         "uncounted": depth.record(depth.n_blocks, 1).uncounted,

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..adapters.base import ModelAdapter, TaskSpec
-from ..adapters.checkpoint import META
+from ..adapters.checkpoint import META, atomic_write_text
 from ..adapters.encoder_adapter import EncoderAdapter
 from ..adapters.registry import get_adapter_class, load_model
 from ..config import RunConfig
@@ -18,10 +18,51 @@ from ..progress import NULL_PROGRESS, Progress
 from ..training.batches import EncodedSplit
 
 
+STORE_MANIFEST = "STORE.json"
+STORE_FORMAT = "beexbench-model-store"
+STORE_VERSION = 1  # bump when checkpoint layout or model code changes what a checkpoint means
+
+
 def model_store(cfg: RunConfig) -> Path:
+    """The checkpoint store: ``--models-from`` (read-only), ``--models-dir``, or the cache."""
     if cfg.models_from:
-        return Path(cfg.models_from)
-    return Path(cfg.models_dir) if cfg.models_dir else Path(cache_root()) / "models"
+        return check_store(Path(cfg.models_from))
+    store = Path(cfg.models_dir) if cfg.models_dir else Path(cache_root()) / "models"
+    if (store / STORE_MANIFEST).is_file():
+        check_store(store)
+    return store
+
+
+def _write_manifest(store: Path) -> None:
+    from .. import __version__
+
+    if not (store / STORE_MANIFEST).is_file():
+        doc = {"format": STORE_FORMAT, "store_version": STORE_VERSION, "beexbench_version": __version__}
+        atomic_write_text(store / STORE_MANIFEST, json.dumps(doc, indent=2))
+
+
+def check_store(store: Path) -> Path:
+    """Refuse a folder that is not a model store, or one made by an incompatible version."""
+    path = store / STORE_MANIFEST
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BeexError(f"{store} is not a beexbench model store (no {STORE_MANIFEST}): create one with `beexbench train --out DIR`") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise BeexError(f"{path} is corrupt: re-create the store with `beexbench train --out DIR`") from None
+    if doc.get("format") != STORE_FORMAT or doc.get("store_version") != STORE_VERSION:
+        raise BeexError(
+            f"model store {store} was made by beexbench {doc.get('beexbench_version')} (store version "
+            f"{doc.get('store_version')}); this beexbench {_version()} reads store version {STORE_VERSION}: "
+            "retrain it with `beexbench train --out DIR` or install the matching beexbench"
+        )
+    return store
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__
 
 
 def overrides_for(name: str, cfg: RunConfig, seed: int) -> dict[str, Any]:
@@ -76,6 +117,7 @@ def obtain_model(
     cost_fn = cost_fn_factory(adapter) if cost_fn_factory else None
     adapter.fit(train, val, progress=progress, cost_fn=cost_fn)
     directory.parent.mkdir(parents=True, exist_ok=True)
+    _write_manifest(model_store(cfg))
     tmp = directory.with_name(directory.name + f".tmp{os.getpid()}")
     adapter.save(tmp)
     if directory.exists():  # another process finished first: keep theirs
