@@ -49,6 +49,8 @@ def plain_linears(model: nn.Module, *, skip: tuple[str, ...] = ()) -> nn.Module:
 class PostTrainingQuantized(FP32):
     """Helper base (not registered): the fp32 counterpart, trained, then converted."""
 
+    derived_from = "fp32"
+    devices = ("cpu",)  # torch's quantized kernels run on the CPU only
     quantized_types: ClassVar[tuple[type, ...]] = ()  # the quantized modules convert() creates
     weight_bits: ClassVar[int] = 8  # storage bits of their weights
     product_bits: ClassVar[tuple[int, int]] = (8, 8)  # (input, weight) bits of their products
@@ -71,6 +73,16 @@ class PostTrainingQuantized(FP32):
         out.float_model = copy.deepcopy(adapter.model).eval()
         out.model = out.convert(out.float_model)
         out.fit_report = adapter.fit_report
+        return out
+
+    @classmethod
+    def derive(cls, source: EncoderAdapter, val: EncodedSplit, cost_fn: CostFn | None = None) -> "PostTrainingQuantized":
+        """Quantize the trained fp32 model and re-calibrate its exit rule on the quantized model."""
+        out = cls.from_float(source)
+        if out.config["calibration"]["grid"]:
+            calibration = out.calibrate(val, cost_fn)
+            if out.fit_report is not None:
+                out.fit_report = FitReport(**{**out.fit_report.to_dict(), "calibration": calibration})
         return out
 
     def fit(self, train_split: EncodedSplit, val: EncodedSplit, progress: Progress = NULL_PROGRESS,

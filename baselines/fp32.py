@@ -18,6 +18,7 @@ class FP32(EncoderAdapter):
 
 
 class FP32NoEE(FP32):
-    """fp32 counterpart without early exit (all blocks run, same training)."""
+    """The same trained network as fp32, without early exit (all blocks run)."""
 
+    derived_from = "fp32"
     defaults = {"exit": {"rule": "final"}, "calibration": {"param": None, "grid": []}}

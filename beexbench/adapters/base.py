@@ -74,6 +74,11 @@ class FitReport:
 class ModelAdapter(ABC):
     name: ClassVar[str] = ""  # registry name; set by the registry when built by name
     supports_early_exit: ClassVar[bool] = False
+    # A model made from another trained model without training (post-training quantization,
+    # packing, switching exits off) names it here and implements ``derive``; the runner then
+    # trains (or reuses) that model's checkpoint once and derives this one from it.
+    derived_from: ClassVar[str | None] = None
+    devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda")  # device types it runs on
 
     spec: TaskSpec
     config: dict[str, Any]
@@ -107,6 +112,11 @@ class ModelAdapter(ABC):
     def precision(self) -> Precision: ...
 
     # Optional hooks with sensible defaults ---------------------------------------
+    @classmethod
+    def derive(cls, source: "ModelAdapter", val: EncodedSplit, cost_fn: CostFn | None = None) -> "ModelAdapter":
+        """This model made from a trained ``derived_from`` model, calibrated on ``val`` only."""
+        raise TypeError(f"{cls.__name__} declares no derived_from model")  # only called when declared
+
     def module(self) -> torch.nn.Module:
         """The nn.Module that counters and the latency profiler run."""
         raise NotImplementedError(f"{type(self).__name__} exposes no nn.Module")  # abstract-optional

@@ -116,6 +116,21 @@ class EncoderAdapter(ModelAdapter):
         return {"split": "val", "param": cal["param"], "reference_accuracy": reference,
                 "tolerance": cal["tolerance"], "chosen": cal["grid"][best], "sweep": rows}
 
+    @classmethod
+    def derive(cls, source: ModelAdapter, val: EncodedSplit, cost_fn: CostFn | None = None) -> "EncoderAdapter":
+        """The same trained network with this variant's exit rule (and its calibration)."""
+        own = _merged_defaults(cls)
+        config = merge(source.config, {"exit": own["exit"], "calibration": own["calibration"]}, where="model")
+        out = cls(config, source.spec)
+        out.model.load_state_dict(source.module().state_dict())
+        out.model.eval()
+        report = source.fit_report.to_dict() if source.fit_report else None
+        calibration = out.calibrate(val, cost_fn) if config["calibration"]["grid"] else None
+        if report is not None:
+            report["calibration"] = calibration
+            out.fit_report = FitReport(**report)
+        return out
+
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> list[torch.Tensor]:
         return self.model(input_ids, attention_mask)
 

@@ -18,6 +18,7 @@ def print_summary(summary, fmt: str = "text") -> None:
             "written": [k.slug for k in summary.written],
             "skipped": [k.slug for k in summary.skipped],
             "failed": [{"cell": k.slug, "error": e} for k, e in summary.failed],
+            "unsupported": [{"cell": k.slug, "reason": e} for k, e in summary.unsupported],
             "seconds": summary.seconds,
         }, indent=2))
         return

@@ -23,8 +23,9 @@ class BEExformer(EncoderAdapter):
 
 @register_model("beexformer-no-ee")
 class BEExformerNoEE(BEExformer):
-    """Ablation: same trained network, no early exit at inference (every block runs)."""
+    """Ablation: the same trained network as beexformer, no early exit (every block runs)."""
 
+    derived_from = "beexformer"
     defaults = {"exit": {"rule": "final"}, "calibration": {"param": None, "grid": []}}
 
 

@@ -100,7 +100,8 @@ def obtain_model(
     cost_fn_factory=None,
     progress: Progress = NULL_PROGRESS,
 ) -> tuple[ModelAdapter, Path, bool]:
-    """Load the checkpoint for this cell, or train and save it. Returns (model, dir, trained)."""
+    """Load the checkpoint for this cell, or train (or derive) and save it.
+    Returns (model, checkpoint dir, whether any training happened for it now)."""
     overrides = overrides_for(name, cfg, seed)
     directory = checkpoint_dir(model_store(cfg), name, spec, overrides, seed, cfg.limit)
     if (directory / META).is_file():
@@ -113,9 +114,17 @@ def obtain_model(
             f"no checkpoint for {name} on {spec.task} (seed {seed}) in --models-from {cfg.models_from}: "
             "train it there with `beexbench train` using the same suite/config"
         )
-    adapter = get_adapter_class(name).build(overrides, spec)
-    cost_fn = cost_fn_factory(adapter) if cost_fn_factory else None
-    adapter.fit(train, val, progress=progress, cost_fn=cost_fn)
+    cls = get_adapter_class(name)
+    if cls.derived_from:
+        source, _, trained = obtain_model(cls.derived_from, spec, train, val, cfg, seed,
+                                          cost_fn_factory=cost_fn_factory, progress=progress)
+        progress.log(f"deriving {name} from the trained {cls.derived_from}")
+        adapter = cls.derive(source, val, cost_fn_factory(source) if cost_fn_factory else None)
+    else:
+        trained = True
+        adapter = cls.build(overrides, spec)
+        cost_fn = cost_fn_factory(adapter) if cost_fn_factory else None
+        adapter.fit(train, val, progress=progress, cost_fn=cost_fn)
     directory.parent.mkdir(parents=True, exist_ok=True)
     _write_manifest(model_store(cfg))
     tmp = directory.with_name(directory.name + f".tmp{os.getpid()}")
@@ -126,4 +135,4 @@ def obtain_model(
         shutil.rmtree(tmp, ignore_errors=True)
         return load_model(directory), directory, False
     os.replace(tmp, directory)
-    return adapter, directory, True
+    return adapter, directory, trained

@@ -34,6 +34,7 @@ class RunSummary:
     written: list[CellKey] = field(default_factory=list)
     skipped: list[CellKey] = field(default_factory=list)
     failed: list[tuple[CellKey, str]] = field(default_factory=list)
+    unsupported: list[tuple[CellKey, str]] = field(default_factory=list)  # model cannot run on the target
     seconds: float = 0.0
 
 
@@ -114,7 +115,17 @@ def _run_locked(run: RunDir, cfg: RunConfig, target, fingerprint: str, progress:
         run.write_run({"run_id": run.run_id, "suite": cfg.suite, "config": cfg.to_dict(), "config_fingerprint": fingerprint,
                        "started_at": now_iso(), "environment": environment, "model_store": str(model_store(cfg))})
     for task_name in cfg.tasks:
-        keys = [CellKey(m, task_name, target.name, s) for m in cfg.models for s in cfg.seeds]
+        keys = []
+        for m in cfg.models:
+            devices = get_adapter_class(m).devices
+            for s in cfg.seeds:
+                key = CellKey(m, task_name, target.name, s)
+                if target.device.type in devices:
+                    keys.append(key)
+                else:
+                    reason = f"{m} runs on {', '.join(devices)} only, not on {target.device.type}"
+                    summary.unsupported.append((key, reason))
+                    progress.log(f"skipping {m} on {target.name}: {reason}")
         todo = [k for k in keys if not run.has_cell(k)]
         summary.skipped += [k for k in keys if k not in todo]
         if not todo:
