@@ -23,7 +23,7 @@ def print_summary(summary, fmt: str = "text") -> None:
         }, indent=2))
         return
     table = Table(title=f"beexbench run {summary.run_dir.name} ({summary.seconds:.0f} s)")
-    for col in ("model", "task", "target", "accuracy", "size (KiB)", "MACs/sample", "BOPs/sample", "latency bs=1 median (ms)", "mean exit"):
+    for col in ("model", "task", "target", "acc", "KiB", "MACs", "BOPs", "ms bs=1", "exit"):
         table.add_column(col, justify="left" if col in ("model", "task", "target") else "right")
     for r in records:
         m = r.metrics
@@ -41,5 +41,10 @@ def print_summary(summary, fmt: str = "text") -> None:
             f"{m['batch1']['median']:.3f}",
             f"{m['exits']['mean_exit_block']:.2f}/{m['exits']['n_blocks']}",
         )
-    Console().print(table)
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=160)
+    console.print(table)
+    console.print("acc: test accuracy with exits; KiB: model bits / 8192; MACs, BOPs: mean per sample as run; "
+                  "ms bs=1: median latency at batch size 1; exit: mean exit block / blocks", highlight=False)
     typer.echo(f"results: {summary.run_dir}  (next: beexbench report --results {summary.run_dir.parent})")
