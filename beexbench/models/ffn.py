@@ -17,7 +17,7 @@ class SLFN(nn.Module):
     def __init__(self, d_model: int, d_ff: int, linear_kwargs: dict, dropout: float = 0.0) -> None:
         super().__init__()
         self.w1 = QuantLinear(d_model, d_ff, **linear_kwargs)
-        self.w2 = QuantLinear(d_ff, d_model, **linear_kwargs)
+        self.w2 = QuantLinear(d_ff, d_model, **linear_kwargs, input_center=0.5)  # input is a sigmoid
         self.w3 = QuantLinear(d_model, d_ff, **linear_kwargs)
         self.w4 = QuantLinear(d_ff, d_model, **linear_kwargs)
         self.dropout = nn.Dropout(dropout)

@@ -37,6 +37,7 @@ class QuantLinear(nn.Linear):
         estimator: str = "g",
         learnable_shift: bool = True,
         learnable_act_scale: bool = False,
+        input_center: float = 0.0,
     ) -> None:
         super().__init__(in_features, out_features, bias=bias)
         if weight_bits not in (1, 32) or act_bits not in (1, 32):
@@ -47,7 +48,7 @@ class QuantLinear(nn.Linear):
         self.act_bits = act_bits
         self.weight_quantizer = WeightBinarizer(estimator) if weight_bits == 1 else None
         self.input_quantizer = (
-            ActivationBinarizer(in_features, estimator, learnable_shift) if act_bits == 1 else None
+            ActivationBinarizer(in_features, estimator, learnable_shift, input_center) if act_bits == 1 else None
         )
         # BiT's elastic binarization: a learnable scale of the binarized input, applied
         # after the +-1 product like alpha (W1A1 only)

@@ -94,14 +94,24 @@ class WeightBinarizer(nn.Module):
 
 
 class ActivationBinarizer(nn.Module):
-    """sign(x + b) with an optional learnable per-channel shift b (A3)."""
+    """sign(x + b) with an optional learnable per-channel shift b (A3).
+
+    ``center``: where the input distribution sits (0.5 for sigmoid outputs, which are
+    never negative: sign(sigmoid(.)) would be +1 everywhere and carry nothing). The shift
+    starts at -center (a fixed buffer when the shift is not learnable)."""
 
     precision = 1
 
-    def __init__(self, channels: int, estimator: str = "g", learnable_shift: bool = True) -> None:
+    def __init__(self, channels: int, estimator: str = "g", learnable_shift: bool = True, center: float = 0.0) -> None:
         super().__init__()
         self.estimator = estimator
-        self.shift = nn.Parameter(torch.zeros(channels)) if learnable_shift else None
+        init = torch.full((channels,), -float(center))
+        if learnable_shift:
+            self.shift = nn.Parameter(init)
+        elif center:
+            self.register_buffer("shift", init)
+        else:
+            self.shift = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.shift is not None:
