@@ -12,6 +12,7 @@ API::
     binary_linear(x[..., K], w_packed[N, W], alpha[N], bias[N] | None, K=None)
                                                       -> [..., N] (dtype of x)
     binary_qk(q[M, K], k[N, K], q_scale[M]|None, k_scale[N]|None) -> float32 [M, N]
+    binary_qk_batched(q[G, M, K], k[G, N, K])         -> float32 [G, M, N] (+-1 dots, exact)
     PackedBinaryLinear.from_float(weight[N, K], alpha[N], bias[N] | None)
     backend()          -> "avx512-vpopcnt" | "avx2" | "portable" | "torch-fallback"
     fallback_reason()  -> why the native kernels are not in use (or None)
@@ -51,6 +52,7 @@ __all__ = [
     "binary_linear",
     "binary_matmul",
     "binary_qk",
+    "binary_qk_batched",
     "build_info",
     "fallback_reason",
     "pack_rows",
@@ -110,6 +112,9 @@ def _self_check(ops: Any) -> str | None:
         if not torch.allclose(ops.binary_linear(x, wp, alpha, bias, k),
                               _fallback.binary_linear(x, wp, alpha, bias, k), atol=1e-4, rtol=1e-5):
             return f"binary_linear mismatch at {m}x{k}x{n}"
+        qb, kb = x.view(1, m, k).expand(2, m, k), w.view(1, n, k).expand(2, n, k)
+        if not torch.equal(ops.binary_qk_batched(qb, kb), _fallback.binary_qk_batched(qb, kb)):
+            return f"binary_qk_batched mismatch at 2x{m}x{k}x{n}"
     return None
 
 
@@ -405,6 +410,32 @@ def binary_qk(
                 f"q_scale must have shape ({q.shape[0]},), got {tuple(q_scale.shape)}")
         out = out * q_scale.float().unsqueeze(1)
     return out
+
+
+def binary_qk_batched(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """``sign(q[g]) @ sign(k[g]).T`` for every group g (e.g. batch x heads), float32.
+
+    ``q`` [G, M, K], ``k`` [G, N, K] float; the +-1 dot products are exact integers
+    (stored as float32, exact while K <= 2**24).  All groups' rows are packed in one
+    call, so attention runs one kernel call for every head of every sample.
+    """
+    if _State.native_ready:
+        try:
+            return _State.ops.binary_qk_batched(q, k)
+        except (RuntimeError, TypeError, AttributeError, IndexError):
+            pass
+    q = _check_float(q, "q")
+    k = _check_float(k, "k")
+    if q.dim() != 3 or k.dim() != 3 or q.shape[0] != k.shape[0] or q.shape[2] != k.shape[2]:
+        raise KernelInputError(
+            f"binary_qk_batched expects q [G, M, K] and k [G, N, K], got {tuple(q.shape)} and {tuple(k.shape)}")
+    if q.shape[2] == 0:
+        raise KernelInputError("binary_qk_batched: K (number of columns) is 0")
+    if q.numel() == 0 or k.numel() == 0:
+        raise KernelInputError(f"binary_qk_batched: empty input {tuple(q.shape)} x {tuple(k.shape)}")
+    if _use_native():
+        return _State.ops.binary_qk_batched(q, k)
+    return _fallback.binary_qk_batched(q.float(), k.float())
 
 
 # ---------------------------------------------------------------------------

@@ -79,5 +79,13 @@ def binary_linear(
     return out
 
 
+def binary_qk_batched(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """float32 [G, M, N]: sign(q[g]) @ sign(k[g]).T (exact integers while K <= 2**24)."""
+    dt = _dot_dtype(q.shape[-1])
+    sq = torch.where(_sign_bits(q), 1.0, -1.0).to(dt)
+    sk = torch.where(_sign_bits(k), 1.0, -1.0).to(dt)
+    return torch.bmm(sq, sk.transpose(1, 2)).to(torch.float32)
+
+
 def backend() -> str:
     return NAME

@@ -14,6 +14,8 @@
 //   binary_matmul(Tensor a[M,W], Tensor b[N,W], int K) -> Tensor int32 [M, N]
 //   binary_linear(Tensor x[M,K] f32, Tensor w[N,W], Tensor alpha[N] f32,
 //                 Tensor? bias[N] f32, int K)           -> Tensor float32 [M, N]
+//   binary_qk_batched(Tensor q[G,M,K] f32, Tensor k[G,N,K] f32)
+//                                                     -> Tensor float32 [G, M, N] (exact +-1 dots)
 //   backend() -> str ; available_backends() -> str (comma separated)
 //   set_backend(str) -> str  ("auto" | "avx512-vpopcnt" | "avx2" | "portable")
 
@@ -728,6 +730,42 @@ at::Tensor binary_linear(const at::Tensor& x_in, const at::Tensor& w_in, const a
   return out;
 }
 
+// Batched +-1 products for attention scores: out[g] = sign(q[g]) @ sign(k[g]).T as
+// float32 (exact integers), every group's keys packed in one pass, the queries packed
+// inside the linear driver (alpha = 1, no bias: float(K - 2 pc) * 1.0f is exact).
+at::Tensor binary_qk_batched(const at::Tensor& q_in, const at::Tensor& k_in) {
+  TORCH_CHECK(q_in.dim() == 3 && k_in.dim() == 3, "binary_qk_batched expects q [G, M, K] and k [G, N, K]");
+  TORCH_CHECK(q_in.size(0) == k_in.size(0) && q_in.size(2) == k_in.size(2),
+              "binary_qk_batched: q ", q_in.sizes(), " and k ", k_in.sizes(), " do not match");
+  TORCH_CHECK(q_in.device().is_cpu() && k_in.device().is_cpu(), "binary_qk_batched runs on the CPU");
+  TORCH_CHECK(at::isFloatingType(q_in.scalar_type()) && at::isFloatingType(k_in.scalar_type()),
+              "binary_qk_batched expects floating tensors");
+  at::Tensor q = q_in.to(at::kFloat).contiguous(), k = k_in.to(at::kFloat).contiguous();
+  const int64_t G = q.size(0), M = q.size(1), N = k.size(1), K = q.size(2);
+  TORCH_CHECK(K >= 1, "binary_qk_batched: K is 0");
+  at::Tensor out = at::empty({G, M, N}, q.options());
+  if (G == 0 || M == 0 || N == 0) return out;
+  const int64_t W = words_for(K);
+  const Backend* be = current_backend();
+  std::vector<u64> kp(static_cast<size_t>(G * N * W));
+  std::vector<float> ones(static_cast<size_t>(N), 1.0f);
+  const float* kptr = k.data_ptr<float>();
+  const float* qptr = q.data_ptr<float>();
+  float* optr = out.data_ptr<float>();
+  be->pack(kptr, K, 0, G * N, K, kp.data(), W);
+  auto run = [&](int64_t g0, int64_t g1) {
+    for (int64_t g = g0; g < g1; ++g) {
+      FloatEpilogue epi{optr + g * M * N, N, K, ones.data(), nullptr};
+      be->linear(qptr + g * M * K, M, K, kp.data() + g * N * W, N, W, epi);
+    }
+  };
+  if (G > 1 && G * M * N * W > kSerialWork && at::get_num_threads() > 1 && !at::in_parallel_region())
+    at::parallel_for(0, G, 1, run);
+  else
+    run(0, G);
+  return out;
+}
+
 std::string backend_name() { return current_backend()->name; }
 
 std::string available_backends() {
@@ -762,6 +800,7 @@ TORCH_LIBRARY(beexbench_kernels, m) {
   m.def("binary_matmul(Tensor a, Tensor b, int K) -> Tensor", &binary_matmul);
   m.def("binary_linear(Tensor x, Tensor w, Tensor alpha, Tensor? bias, int K) -> Tensor",
         &binary_linear);
+  m.def("binary_qk_batched(Tensor q, Tensor k) -> Tensor", &binary_qk_batched);
   m.def("backend() -> str", &backend_name);
   m.def("available_backends() -> str", &available_backends);
   m.def("set_backend(str name) -> str", &set_backend);
