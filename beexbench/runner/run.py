@@ -55,8 +55,11 @@ def validate_names(cfg: RunConfig) -> None:
     for name in cfg.models:
         get_adapter_class(name)
     for name in cfg.tasks:
-        if not is_dataset_spec(name):
-            get_spec(name)
+        if not is_dataset_spec(name) and get_spec(name).problem != "classification":
+            raise BeexError(
+                f"task '{name}' is a {get_spec(name).problem} task; the models and measurements are built for "
+                "classification: pick a classification task (see `beexbench list tasks`)"
+            )
     if not cfg.models or not cfg.tasks or not cfg.seeds:
         raise BeexError("nothing to run: give at least one model, one task and one seed")
 
@@ -131,6 +134,8 @@ def _run_locked(run: RunDir, cfg: RunConfig, target, fingerprint: str, progress:
         if not todo:
             continue
         data = load_task(task_name, progress=progress, limit=cfg.limit)
+        if data.card.problem != "classification":
+            raise BeexError(f"task '{task_name}' is a {data.card.problem} task; the models are classifiers: drop problem=regression")
         splits = encode_splits(data)
         spec = task_spec(data)
         for key in todo:
