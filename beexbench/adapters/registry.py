@@ -14,7 +14,7 @@ ADAPTERS: Registry[type[ModelAdapter]] = Registry("model", entry_point_group="be
 A = TypeVar("A", bound=type)
 
 # Built-in models, registered lazily so `beexbench --help` imports no torch.
-_BUILTIN_MODULES = ("beexbench.models.beexformer",)
+_BUILTIN_MODULES = ("beexbench.models.beexformer", "beexbench.engine.adapter")
 
 
 def register_model(name: str) -> Callable[[A], A]:
