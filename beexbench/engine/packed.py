@@ -45,7 +45,7 @@ from torch import nn
 
 from .. import kernels
 from ..errors import BeexError
-from ..models.exits import ExitDecision, ExitRule
+from ..models.exits import ExitDecision, ExitRule, FractionalEntropy
 
 PACKED_FORMAT = "beexbench-packed"
 PACKED_VERSION = 1
@@ -298,9 +298,95 @@ class PackedEncoder(nn.Module):
                 out.append(head(h, mask))
         return out
 
-    @torch.no_grad()
     def infer(self, ids: torch.Tensor, mask: torch.Tensor, rule: ExitRule) -> ExitDecision:
-        """Early-exit inference; rows that exit leave the batch (as EarlyExitEncoder.infer)."""
+        """Early-exit inference; rows that exit leave the batch (as EarlyExitEncoder.infer).
+
+        Runs the fused C++ steps (one call per block and its head, the fractional-entropy
+        rule too) while the native kernels are active, else the module path; both compute
+        the float model's values op for op."""
+        from . import _native
+
+        ops = _native.ops() if ids.device.type == "cpu" else None
+        if ops is None:
+            return self.infer_modules(ids, mask, rule)
+        with torch.no_grad():
+            return self._infer_fused(ops, ids, mask, rule)
+
+    def _flat(self) -> tuple[list[list[torch.Tensor]], list[list[torch.Tensor]], int]:
+        """Per block: its tensors in the fused step's order, and its head's (or [])."""
+        if self._fast is None:
+            none = torch.empty(0)
+
+            def lin(m: PackedLinear) -> list[torch.Tensor]:
+                return [m.weight_packed, m.alpha, none if m.bias is None else m.bias,
+                        none if m.shift is None else m.shift]
+
+            blocks, heads = [], []
+            for i, blk in enumerate(self.blocks, start=1):
+                t = []
+                for m in (blk.attn.q, blk.attn.k, blk.attn.v, blk.attn.o):
+                    t += lin(m)
+                t += [blk.ln1.weight.detach(), blk.ln1.bias.detach()]
+                for name in FFN_LAYERS[self.enc["ffn"]]:
+                    t += lin(getattr(blk.ffn, name))
+                t += [blk.ln2.weight.detach(), blk.ln2.bias.detach()]
+                blocks.append(t)
+                head = self.head_for(i)
+                heads.append([] if head is None else [head.norm.weight.detach(), head.norm.bias.detach(),
+                                                      head.out.weight.detach(), head.out.bias.detach()])
+            self._fast = (blocks, heads, 0 if self.enc["ffn"] == "slfn" else 1)
+        return self._fast
+
+    def _infer_fused(self, ops, ids: torch.Tensor, mask: torch.Tensor, rule: ExitRule) -> ExitDecision:
+        blocks_t, heads_t, ffn = self._flat()
+        n = ids.shape[0]
+        if n == 0:
+            raise ValueError("empty batch")
+        h = self.embed(ids)
+        neg = ~mask[:, None, None, :]
+        m = mask.unsqueeze(-1).to(h.dtype)
+        msum = m.sum(1).clamp_min(1.0)
+        rows = torch.arange(n)
+        logits_out = torch.empty(n, self.num_labels)
+        blocks_out = torch.empty(n, dtype=torch.long)
+        frac = type(rule) is FractionalEntropy
+        state = None if frac else rule.start(n)
+        prev_l = prev_h = None
+        last_block = len(self.blocks)
+        n_heads = self.blocks[0].attn.n_heads
+        for i in range(1, last_block + 1):
+            h, logits = ops.step(h, neg, m, msum, blocks_t[i - 1], heads_t[i - 1], n_heads, ffn)
+            if not heads_t[i - 1]:
+                continue
+            last = i == last_block
+            if frac:
+                has = prev_h is not None
+                done, answer, ent = ops.frac_entropy(
+                    logits, prev_l if has else logits, prev_h if has else logits, has, rule.delta, rule.eps,
+                    i >= rule.min_exit, rule.answer == "lower_entropy", last)
+                prev_l, prev_h = logits, ent
+            else:
+                done, answer, state = rule.step(i, logits, state, last=last)
+            if n == 1:  # batch 1: no row bookkeeping
+                if bool(done):
+                    return ExitDecision(answer, torch.full((1,), i, dtype=torch.long))
+                continue
+            if done.any():
+                logits_out[rows[done]] = answer[done]
+                blocks_out[rows[done]] = i
+                keep = ~done
+                if not keep.any():
+                    break
+                h, neg, m, msum, rows = h[keep], neg[keep], m[keep], msum[keep], rows[keep]
+                if frac:
+                    prev_l, prev_h = prev_l[keep], prev_h[keep]
+                else:
+                    state = state.select(keep)
+        return ExitDecision(logits_out, blocks_out)
+
+    @torch.no_grad()
+    def infer_modules(self, ids: torch.Tensor, mask: torch.Tensor, rule: ExitRule) -> ExitDecision:
+        """Early exit through the module tree (any kernel backend)."""
         n = ids.shape[0]
         if n == 0:
             raise ValueError("empty batch")
