@@ -17,4 +17,5 @@ def report(
 
     path = build_report(results or [Path("results")], out, tables_dir=tables)
     typer.echo(f"report: {path} ({path.stat().st_size / 1024:.0f} KiB)")
-    typer.echo(f"tables: {tables or default_tables_dir(path)} (tables.md, summary.csv, ablation.csv)")
+    folder = tables or default_tables_dir(path)
+    typer.echo(f"tables: {folder} ({', '.join(sorted(p.name for p in folder.iterdir()))})")
