@@ -24,7 +24,6 @@ or ``?config=CONFIG``.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -33,6 +32,7 @@ from urllib.parse import parse_qsl
 
 import pandas as pd
 
+from beexbench._io import sha256_file
 from beexbench.errors import BeexError
 from beexbench.progress import NULL_PROGRESS
 
@@ -75,14 +75,6 @@ _CONFIG_COLLECTIONS = {"glue", "super_glue", "nyu-mll/glue", "aps/super_glue"}
 # --------------------------------------------------------------------------- #
 # Local files
 # --------------------------------------------------------------------------- #
-def _sha256_path(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _read_table(path: Path, fmt: str, sep: str | None) -> pd.DataFrame:
     try:
         if fmt == "csv":
@@ -182,7 +174,7 @@ def load_local_dataset(
     name = name or p.stem
     return assemble_task(
         frame, name=name, description=f"local dataset {p.name}", source=f"local:{p}",
-        sha256=_sha256_path(p), license_note="user-supplied data", problem=problem,
+        sha256=sha256_file(p), license_note="user-supplied data", problem=problem,
         label_names=tuple(label_names or ()),
         text_fields=("text", "text_b") if text_b_column else ("text",),
         vocab_size=vocab_size, max_len_cap=max_len_cap, progress=progress,

@@ -36,7 +36,8 @@ from tokenizers import Tokenizer
 from beexbench.errors import BeexError, UnknownNameError
 from beexbench.progress import NULL_PROGRESS
 
-from .sources import cache_root, sha256_file
+from .._io import atomic_write_bytes, sha256_file
+from .sources import cache_root
 from .splits import SPLIT_FRACTIONS, SPLIT_RECIPE, SPLIT_SEED, strata_for, stratified_split, stratified_subsample
 from .tokenize import TOKENIZER_RECIPE, choose_max_len, encode, token_lengths, train_wordpiece
 
@@ -484,15 +485,6 @@ def _recipe_hash(spec: TaskSpec) -> str:
     return hashlib.sha256(blob).hexdigest()
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def _frame_to_jsonl(df: pd.DataFrame, problem: str) -> bytes:
     cols = [c for c in ("text", "text_b") if c in df.columns]
     lines = []
@@ -525,7 +517,7 @@ def _write_cache(data: TaskData, spec: TaskSpec, folder: Path) -> None:
     blobs["tokenizer.json"] = data.tokenizer.to_str().encode("utf-8")
     blobs["card.json"] = json.dumps(data.card.to_dict(), indent=2).encode("utf-8")
     for fname, blob in blobs.items():
-        _atomic_write(folder / fname, blob)
+        atomic_write_bytes(folder / fname, blob)
     manifest = {
         "format": 1,
         "task": spec.name,
@@ -533,7 +525,7 @@ def _write_cache(data: TaskData, spec: TaskSpec, folder: Path) -> None:
         "recipe_sha256": _recipe_hash(spec),
         "files": {fname: hashlib.sha256(blob).hexdigest() for fname, blob in blobs.items()},
     }
-    _atomic_write(man, json.dumps(manifest, indent=2, sort_keys=True).encode("utf-8"))
+    atomic_write_bytes(man, json.dumps(manifest, indent=2, sort_keys=True).encode("utf-8"))
 
 
 def _check_cache(spec: TaskSpec, folder: Path, files: Sequence[str] = _FILES) -> str | None:

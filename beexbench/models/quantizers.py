@@ -31,6 +31,8 @@ def _sign_fast(x: torch.Tensor) -> torch.Tensor:
 
 
 class _SignG(torch.autograd.Function):
+    """sign forward; backward g'(x) = 2 - 2|x| on [-1, 1], 0 outside (A1)."""
+
     @staticmethod
     def forward(ctx, x):
         ctx.save_for_backward(x)
@@ -42,11 +44,8 @@ class _SignG(torch.autograd.Function):
         return x.abs().neg_().add_(1).clamp_(min=0).mul_(2).mul_(grad)  # grad * max(0, 2 - 2|x|)
 
 
-class _SignSTE(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return _sign_fast(x)
+class _SignSTE(_SignG):
+    """sign forward; clipped straight-through backward: 1 on [-1, 1], 0 outside."""
 
     @staticmethod
     def backward(ctx, grad):
@@ -54,14 +53,8 @@ class _SignSTE(torch.autograd.Function):
         return x.abs().le_(1).to(grad.dtype).mul_(grad)
 
 
-def sign_g(x: torch.Tensor) -> torch.Tensor:
-    """sign forward, g'(x) = 2 - 2|x| (clipped to [-1, 1]) backward (A1)."""
-    return _SignG.apply(x)
-
-
-def sign_ste(x: torch.Tensor) -> torch.Tensor:
-    """sign forward, clipped straight-through backward."""
-    return _SignSTE.apply(x)
+sign_g = _SignG.apply
+sign_ste = _SignSTE.apply
 
 
 def binary_sign(x: torch.Tensor, estimator: str = "g") -> torch.Tensor:

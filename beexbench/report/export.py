@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..adapters.checkpoint import atomic_write_text
+from .._io import atomic_write_text
 from .tables import Table
 
 

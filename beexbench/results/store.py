@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
-from ..adapters.checkpoint import atomic_write_text
+from .._io import atomic_write_text
 from ..errors import BeexError
 from .schema import RUN_SCHEMA, SCHEMA_VERSION, CellKey, CellRecord
 

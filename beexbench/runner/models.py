@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from ..adapters.base import ModelAdapter, TaskSpec
-from ..adapters.checkpoint import META, atomic_write_text
+from .._io import atomic_write_text
+from ..adapters.checkpoint import META
 from ..adapters.encoder_adapter import EncoderAdapter
 from ..adapters.registry import get_adapter_class, load_model
 from ..config import RunConfig
