@@ -91,6 +91,37 @@ def _register_op_handles() -> None:
 _register_op_handles()
 
 
+def _register_flop_formulas() -> None:
+    """torch.utils.flop_counter formulas (2 per MAC, as it counts mm) for the packed
+    products, so torch's own counter sees them too."""
+    try:
+        from torch.utils.flop_counter import register_flop_formula
+    except ImportError:  # pragma: no cover - older torch
+        return
+
+    def linear_flops(x_shape, w_shape, *args, out_shape=None, **kwargs) -> int:
+        m = 1
+        for v in x_shape[:-1]:
+            m *= v
+        return 2 * m * w_shape[0] * x_shape[-1]
+
+    def qk_flops(q_shape, k_shape, *args, out_shape=None, **kwargs) -> int:
+        g, m, k = q_shape
+        return 2 * g * m * k_shape[1] * k
+
+    # (the native kernels are registered catch-all, which dispatch modes do not see: the
+    # counter sees the module path only through these ops, i.e. while tracing)
+    targets = [(torch.ops.beexbench_engine.binary_linear, linear_flops), (torch.ops.beexbench_engine.binary_qk, qk_flops)]
+    for op, fn in targets:
+        try:
+            register_flop_formula(op)(fn)
+        except Exception:  # noqa: BLE001 - counting aid only; never break inference
+            pass
+
+
+_register_flop_formulas()
+
+
 def _plain(x: torch.Tensor) -> torch.Tensor:
     # the kernels are inference-only: the packed products are constants for autograd
     return x.detach() if x.requires_grad else x
@@ -103,6 +134,9 @@ class PackedLinear(nn.Module):
     Buffers ``weight_packed`` (int64 view of uint64 [out, ceil(in/64)]), ``bias`` [out],
     ``shift`` [in]; ``alpha`` [out] is a plain tensor attribute (the size profiler counts
     it as the 1-bit weight's scale, not as an extra buffer)."""
+
+    weight_bits = 1  # declared like QuantLinear: a 1-bit weight (logical [out, in]) ...
+    act_bits = 1  # ... times a 1-bit activation
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, shift: bool = True) -> None:
         super().__init__()
@@ -490,7 +524,8 @@ def pack_encoder(state: dict[str, torch.Tensor], enc: dict[str, Any], *, vocab_s
 # -- files --------------------------------------------------------------------------------
 def write_packed(directory: Path, adapter: str, model: PackedEncoder, meta: dict[str, Any]) -> Path:
     """Write ``packed.safetensors`` + ``weights.safetensors`` + ``checkpoint.json`` (last)."""
-    from ..adapters.checkpoint import META, sha256_file, write_checkpoint
+    from .._io import sha256_file
+    from ..adapters.checkpoint import META, write_checkpoint
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -517,7 +552,8 @@ def write_packed(directory: Path, adapter: str, model: PackedEncoder, meta: dict
 def read_packed(directory: Path, adapter: str) -> tuple[PackedEncoder, dict[str, Any]]:
     """Read and verify a packed checkpoint: adapter name, both checksums, the format
     header and every tensor's shape; refuse anything else with a BeexError."""
-    from ..adapters.checkpoint import read_checkpoint, sha256_file
+    from .._io import sha256_file
+    from ..adapters.checkpoint import read_checkpoint
 
     directory = Path(directory)
     fp32, doc = read_checkpoint(directory, adapter)
