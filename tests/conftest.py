@@ -1,6 +1,8 @@
 """Shared fixtures: a tiny offline task and a tiny suite, so end-to-end tests need no network."""
 from __future__ import annotations
 
+import beexbench  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads)
+
 import random
 from pathlib import Path
 
