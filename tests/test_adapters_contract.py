@@ -155,8 +155,9 @@ def check_precision(adapter: ModelAdapter, prec: Precision) -> None:
         owner = mods.get(owner_name)
         assert owner is not None, f"{pname} names no module"
         if bits == 1:
+            # a binarized weight: on a QuantLinear / packed layer declaring weight_bits=1, or a binary embedding
             assert leaf == "weight" and (
-                (isinstance(owner, QuantLinear) and owner.weight_bits == 1) or isinstance(owner, BinaryEmbedding)
+                getattr(owner, "weight_bits", 0) == 1 or isinstance(owner, BinaryEmbedding)
             ), f"{pname}: 1 bit on something that is not a binarized weight"
         elif bits in (4, 8):
             assert leaf == "weight" and owner_name in prec.products, f"{pname}: {bits} bits but no quantized product"
