@@ -9,12 +9,12 @@ size. Loading rebuilds the quantized modules from those tensors exactly (no re-q
 from __future__ import annotations
 
 import copy
+from abc import abstractmethod
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
-import torch
 from torch import nn
 
 from beexbench.adapters.base import FitReport, Precision, TaskSpec
@@ -60,8 +60,9 @@ class PostTrainingQuantized(FP32):
         self.float_model: nn.Module | None = self.model  # trained by fit
         self.model = self.convert(self.float_model)
 
+    @abstractmethod
     def convert(self, float_model: nn.Module) -> nn.Module:
-        raise NotImplementedError
+        """The quantized copy of ``float_model`` (its fp32 network is left untouched)."""
 
     @classmethod
     def from_float(cls, adapter: EncoderAdapter) -> "PostTrainingQuantized":

@@ -1,6 +1,6 @@
 """The model interface every benchmarked model implements (built-in or plugged in).
 
-Six methods, as small as lm-evaluation-harness's model interface:
+Seven methods, as small as lm-evaluation-harness's model interface:
 
 * ``build(config, spec)``     - a fresh, untrained model for a task shape;
 * ``fit(train, val, ...)``   - train (or quantize, or calibrate) it;
@@ -9,7 +9,8 @@ Six methods, as small as lm-evaluation-harness's model interface:
                                  each sample took (rows that exit leave the batch);
 * ``save(dir)`` / ``load(dir)`` - a safetensors + JSON checkpoint (never pickle);
 * ``precision()``             - the bits of every parameter and every product, which the
-                                 size and operation counters read.
+                                 size and operation counters read;
+* ``module()``                - the ``nn.Module`` the counters and profilers run.
 
 :class:`beexbench.adapters.encoder_adapter.EncoderAdapter` is an optional helper base that
 implements all of them for models built on the shared encoder.
@@ -111,15 +112,15 @@ class ModelAdapter(ABC):
     @abstractmethod
     def precision(self) -> Precision: ...
 
+    @abstractmethod
+    def module(self) -> torch.nn.Module:
+        """The nn.Module that the operation counter and the profilers run."""
+
     # Optional hooks with sensible defaults ---------------------------------------
     @classmethod
     def derive(cls, source: "ModelAdapter", val: EncodedSplit, cost_fn: CostFn | None = None) -> "ModelAdapter":
         """This model made from a trained ``derived_from`` model, calibrated on ``val`` only."""
         raise TypeError(f"{cls.__name__} declares no derived_from model")  # only called when declared
-
-    def module(self) -> torch.nn.Module:
-        """The nn.Module that counters and the latency profiler run."""
-        raise NotImplementedError(f"{type(self).__name__} exposes no nn.Module")  # abstract-optional
 
     def deployable_files(self, directory: Path) -> list[Path]:
         """The files a deployment ships (for size on disk); default: the checkpoint."""

@@ -129,9 +129,7 @@ def measure_speed(adapter: ModelAdapter, test: EncodedSplit, target: Target, set
     """Batch-1 latency on real test samples (each trimmed to its own length, so exits and
     lengths vary as in deployment), with memory and energy around the same loop; then
     larger batch sizes of real samples."""
-    module = adapter.module() if hasattr(adapter, "module") else None
-    if module is not None:
-        module.to(target.device)
+    adapter.module().to(target.device)
     n = min(settings.samples, len(test))
     singles = []
     for i in range(n):
