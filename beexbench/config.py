@@ -25,6 +25,7 @@ class LatencySettings:
     max_seconds: float = 30.0
     batch_sizes: list[int] = field(default_factory=lambda: [1, 8])
     samples: int = 256  # test samples cycled through at batch size 1 (real inputs, real exits)
+    seq_lens: list[int] = field(default_factory=list)  # batch-1 sweep over exact lengths (<= the task's max_len)
 
 
 @dataclass

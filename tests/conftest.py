@@ -54,6 +54,7 @@ min_iters = 3
 min_seconds = 0.05
 max_seconds = 1.0
 batch_sizes = [1, 4]
+seq_lens = [4, 8]
 samples = 8
 """.replace("'", '"'))
     return suite

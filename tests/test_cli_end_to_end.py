@@ -22,6 +22,7 @@ def test_run_report_results(tiny_suite, tmp_path):
     assert rec["schema"] == "beexbench-result" and rec["status"] == "ok"
     assert 0 <= m["accuracy"]["value"] <= 1 and m["accuracy"]["n"] == 24
     assert m["batch1"]["n"] >= 3 and m["batch1"]["median"] > 0
+    assert [r["batch_size"] for r in m["batch_sweep"]] == [4] and [r["seq_len"] for r in m["seq_len_sweep"]] == [4, 8]
     assert sum(m["exits"]["histogram"]) == 24
     assert m["ops"]["uncounted"] == {}
     assert rec["environment"]["packages"]["torch"]

@@ -155,21 +155,30 @@ def measure_speed(adapter: ModelAdapter, test: EncodedSplit, target: Target, set
             for sample in singles:
                 one(sample)
         out["memory"] = mem.record.to_dict()
-        sweep_out = []
+        short = dict(warmup=max(2, settings.warmup // 2), min_iters=max(5, settings.min_iters // 2),
+                     min_seconds=settings.min_seconds / 2, max_seconds=settings.max_seconds / 2)
+        out["batch_sweep"] = []
         for bs in settings.batch_sizes:
             if bs == 1 or bs > len(test):
                 continue
-            batches = []
-            for start in range(0, min(len(test), bs * 16), bs):
-                b = test.batch(slice(start, start + bs))
-                if len(b) == bs:
-                    batches.append((b.input_ids.to(target.device), b.attention_mask.to(target.device)))
+            batches = [tuple(t.to(target.device) for t in (b.input_ids, b.attention_mask))
+                       for b in (test.batch(slice(s, s + bs)) for s in range(0, min(len(test), bs * 16), bs)) if len(b) == bs]
             with progress.task(f"latency {adapter.name} bs={bs}", total=None):
-                r = measure_latency(one, target=target, inputs=batches, warmup=max(2, settings.warmup // 2),
-                                    min_iters=max(5, settings.min_iters // 2), min_seconds=settings.min_seconds / 2,
-                                    max_seconds=settings.max_seconds / 2, batch_size=bs)
-            sweep_out.append(r.to_dict())
-        out["batch_sweep"] = sweep_out
+                r = measure_latency(one, target=target, inputs=batches, batch_size=bs, **short)
+            out["batch_sweep"].append(r.to_dict())
+        # sequence-length sweep at batch size 1: real test sentences cut (or padded) to L tokens
+        out["seq_len_sweep"] = []
+        for length in settings.seq_lens:
+            if length > test.input_ids.shape[1]:
+                progress.log(f"seq_len {length} exceeds the task's max_len {test.input_ids.shape[1]}: skipped")
+                continue
+            ids = test.input_ids[:16, :length].to(target.device)
+            mask = test.attention_mask[:16, :length].clone()
+            mask[:, :length] = True  # every position is a token: the cost of exactly L tokens
+            inputs = [(ids[i : i + 1], mask[i : i + 1].to(target.device)) for i in range(len(ids))]
+            with progress.task(f"latency {adapter.name} L={length}", total=None):
+                r = measure_latency(one, target=target, inputs=inputs, batch_size=1, seq_len=length, **short)
+            out["seq_len_sweep"].append(r.to_dict())
     return out
 
 
