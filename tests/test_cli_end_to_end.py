@@ -45,6 +45,14 @@ def test_run_report_results(tiny_suite, tmp_path):
     assert len((tmp_path / "all.csv").read_text().strip().splitlines()) == 5
 
 
+def test_task_info_shows_the_card(tiny_suite):
+    spec = tiny_suite.read_text().split('tasks = ["')[1].split('"')[0]
+    r = runner.invoke(app, ["info", spec, "--format", "json"])
+    assert r.exit_code == 0, r.output
+    card = json.loads(r.stdout)
+    assert card["label_names"] == ["neg", "pos"] and sum(card["split_sizes"].values()) == card["num_examples"] == 240
+
+
 def _one_line_error(capsys, argv):
     try:
         main(argv)

@@ -5,7 +5,7 @@ import sys
 
 import typer
 
-from . import list_cmd, report_cmd, results_cmd, run_cmd
+from . import info_cmd, list_cmd, report_cmd, results_cmd, run_cmd
 
 app = typer.Typer(
     name="beexbench",
@@ -18,6 +18,7 @@ app.command("run")(run_cmd.run)
 app.command("train")(run_cmd.train)
 app.command("report")(report_cmd.report)
 app.command("list")(list_cmd.list_)
+app.command("info")(info_cmd.info)
 app.add_typer(results_cmd.app, name="results")
 
 
