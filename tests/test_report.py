@@ -149,20 +149,23 @@ def test_summary_rows_match_the_records(rich_report):
     assert fp32[1] == "1"
     assert fp32[2] == "83.0 [79.0, 87.0]"  # one seed: the record's Wilson interval
     assert fp32[3] == f"{12_000_000 / 8 / 1024:,.1f} / {4_000_000 / 8 / 1024:,.1f}"
-    assert fp32[4] == "1.00" and fp32[5] == "0.00" and fp32[6] == "2.00"  # MACs, BOPs, OPs in millions
-    assert fp32[7] == "1.00 / 1.20"
-    assert fp32[8] == "10 mJ (estimated:tdp-share)"
-    assert fp32[9] == "2.50 / 3"
+    assert fp32[4] == "1.0 / 1.0 / 1.0"  # the reference itself
+    # int8-dynamic: 12e6 / 9e6 bits, 4e6 / 1e6 without embeddings, (12e6/8 + 1000) / (9e6/8 + 1000) on disk
+    assert rows["int8-dynamic"][4] == f"{12 / 9:.1f} / 4.0 / {(1_500_000 + 1000) / (1_125_000 + 1000):.1f}"
+    assert fp32[5] == "1.00" and fp32[6] == "0.00" and fp32[7] == "2.00"  # MACs, BOPs, OPs in millions
+    assert fp32[8] == "1.00 / 1.20"
+    assert fp32[9] == "10 mJ (estimated:tdp-share)"
+    assert fp32[10] == "2.50 / 3"
     # three seeds of beexformer (two runs) -> one row, mean ± sample std
     bx = rows["beexformer"]
     assert bx[1] == "3"
     assert bx[2] == "80.0 ± 2.0"
-    assert bx[7].startswith("2.00 / ")  # mean of the medians 2.0, 2.2, 1.8
-    assert bx[8] == "4 mJ (estimated:tdp-share, 1 of 3 seeds)"
-    assert rows["int8-dynamic"][9] == "—"  # no exits recorded
-    assert rows["beexformer-ste"][8] == "unavailable"  # never a zero
+    assert bx[8].startswith("2.00 / ")  # mean of the medians 2.0, 2.2, 1.8
+    assert bx[9] == "4 mJ (estimated:tdp-share, 1 of 3 seeds)"
+    assert rows["int8-dynamic"][10] == "—"  # no exits recorded
+    assert rows["beexformer-ste"][9] == "unavailable"  # never a zero
     # fp32: most accurate and fastest, so on the accuracy-latency front
-    assert "latency" in fp32[10]
+    assert "latency" in fp32[11]
 
 
 def test_ablation_table_deltas(rich_report):
@@ -188,7 +191,7 @@ def test_targets_are_kept_apart_and_emulation_is_said(rich_report):
     assert "Emulated target" in sec
     rows = {r[0]: r for r in _rows(dict(_tables(sec))["summary"])}
     assert set(rows) == {"beexformer", "fp32"}
-    assert rows["fp32"][7] == "2.00 / 2.20"
+    assert rows["fp32"][8] == "2.00 / 2.20"
 
 
 def test_figures_and_energy_unavailable(rich_report):

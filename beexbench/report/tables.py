@@ -80,7 +80,8 @@ def front_flags(group: pd.DataFrame) -> pd.DataFrame:
 
 
 SUMMARY_COLUMNS = [
-    "model", "seeds", "accuracy % (test)", "size KiB (total / w/o emb.)", "MACs M", "BOPs M", "OPs M",
+    "model", "seeds", "accuracy % (test)", "size KiB (total / w/o emb.)", "× smaller than fp32 (bits / w/o emb. / disk)",
+    "MACs M", "BOPs M", "OPs M",
     "latency bs=1 ms (median / p90)", "energy / sample", "mean exit / blocks", "Pareto front",
 ]
 
@@ -89,12 +90,22 @@ def summary_table(group: pd.DataFrame) -> Table:
     """One row per model of one (task, target) group, most accurate first."""
     g = group.sort_values(["accuracy", "label"], ascending=[False, True], na_position="last")
     flags = front_flags(g)
+    ref = g[g["model"] == "fp32"]
+    ref = ref.iloc[0] if len(ref) else None
+
+    def smaller(r, col):  # compression against the fp32 counterpart, "—" without one
+        if ref is None or _nan(r[col]) or _nan(ref[col]) or not r[col]:
+            return math.nan
+        return ref[col] / r[col]
+
     rows, classes, raw = [], [], []
     for i, r in g.iterrows():
+        ratios = [smaller(r, c) for c in ("size_bits", "size_bits_no_emb", "disk_bytes")]
         on = [name for name in flags.columns if flags.at[i, name]]
         rows.append([
             r["label"], str(r["n_seeds"]), fmt_accuracy(r),
             f"{fmt_kib(r['size_bits'])} / {fmt_kib(r['size_bits_no_emb'])}",
+            " / ".join(fmt(x, ".1f") for x in ratios),
             fmt(r["macs"], ".2f", 1e-6), fmt(r["bops"], ".2f", 1e-6), fmt(r["ops"], ".2f", 1e-6),
             f"{fmt_ms(r['latency_ms'])} / {fmt_ms(r['latency_p90_ms'])}",
             fmt_energy(r),
@@ -107,7 +118,8 @@ def summary_table(group: pd.DataFrame) -> Table:
             "seeds": r["seeds"], "accuracy": r["accuracy"], "accuracy_std": r["accuracy_std"],
             "accuracy_lo": r["accuracy_lo"], "accuracy_hi": r["accuracy_hi"], "accuracy_interval": r["spread"],
             "size_bits": r["size_bits"], "size_bits_without_embeddings": r["size_bits_no_emb"],
-            "disk_bytes": r["disk_bytes"], "macs_non_binary": r["macs"], "bops": r["bops"], "flops": r["flops"],
+            "disk_bytes": r["disk_bytes"], "x_smaller_bits": ratios[0], "x_smaller_bits_without_embeddings": ratios[1],
+            "x_smaller_disk": ratios[2], "macs_non_binary": r["macs"], "bops": r["bops"], "flops": r["flops"],
             "ops": r["ops"], "latency_median_ms": r["latency_ms"], "latency_p90_ms": r["latency_p90_ms"],
             "latency_lo_ms": r["latency_lo"], "latency_hi_ms": r["latency_hi"],
             "energy_j_per_sample": r["energy_j"], "energy_provenance": r["energy_provenance"],
