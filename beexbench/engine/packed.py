@@ -46,6 +46,7 @@ from torch import nn
 from .. import kernels
 from ..errors import BeexError
 from ..models.exits import ExitDecision, ExitRule, FractionalEntropy
+from ..models.encoder import early_exit_infer
 
 PACKED_FORMAT = "beexbench-packed"
 PACKED_VERSION = 1
@@ -418,32 +419,9 @@ class PackedEncoder(nn.Module):
                     state = state.select(keep)
         return ExitDecision(logits_out, blocks_out)
 
-    @torch.no_grad()
     def infer_modules(self, ids: torch.Tensor, mask: torch.Tensor, rule: ExitRule) -> ExitDecision:
         """Early exit through the module tree (any kernel backend)."""
-        n = ids.shape[0]
-        if n == 0:
-            raise ValueError("empty batch")
-        h = self.embed(ids)
-        rows = torch.arange(n, device=ids.device)
-        logits_out = torch.empty(n, self.num_labels, device=ids.device)
-        blocks_out = torch.empty(n, dtype=torch.long, device=ids.device)
-        state = rule.start(n)
-        last_block = len(self.blocks)
-        for i, block in enumerate(self.blocks, start=1):
-            h = block(h, mask)
-            head = self.head_for(i)
-            if head is None:
-                continue
-            done, answer, state = rule.step(i, head(h, mask), state, last=i == last_block)
-            if done.any():
-                logits_out[rows[done]] = answer[done]
-                blocks_out[rows[done]] = i
-                keep = ~done
-                if not keep.any():
-                    break
-                h, mask, rows, state = h[keep], mask[keep], rows[keep], state.select(keep)
-        return ExitDecision(logits_out, blocks_out)
+        return early_exit_infer(self, ids, mask, rule)
 
     # -- tensors -------------------------------------------------------------------------
     def packed_tensors(self) -> dict[str, torch.Tensor]:

@@ -151,30 +151,35 @@ class EarlyExitEncoder(nn.Module):
                 out.append(head(h, mask))
         return out
 
-    @torch.no_grad()
     def infer(self, ids: torch.Tensor, mask: torch.Tensor, rule: ExitRule) -> ExitDecision:
-        """Early-exit inference: rows that exit leave the batch, so the remaining blocks
-        really run only for the rows still pending."""
-        n = ids.shape[0]
-        if n == 0:
-            raise ValueError("empty batch")
-        h = self.embed(ids)
-        rows = torch.arange(n, device=ids.device)
-        logits_out = torch.empty(n, self.num_labels, device=ids.device)
-        blocks_out = torch.empty(n, dtype=torch.long, device=ids.device)
-        state = rule.start(n)
-        last_block = len(self.blocks)
-        for i, block in enumerate(self.blocks, start=1):
-            h = block(h, mask)
-            head = self.head_for(i)
-            if head is None:
-                continue
-            done, answer, state = rule.step(i, head(h, mask), state, last=i == last_block)
-            if done.any():
-                logits_out[rows[done]] = answer[done]
-                blocks_out[rows[done]] = i
-                keep = ~done
-                if not keep.any():
-                    break
-                h, mask, rows, state = h[keep], mask[keep], rows[keep], state.select(keep)
-        return ExitDecision(logits_out, blocks_out)
+        return early_exit_infer(self, ids, mask, rule)
+
+
+@torch.no_grad()
+def early_exit_infer(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor, rule: ExitRule) -> ExitDecision:
+    """Early-exit inference for any encoder with ``embed``, ``blocks``, ``head_for`` and
+    ``num_labels``: rows that exit leave the batch, so the remaining blocks really run only
+    for the rows still pending."""
+    n = ids.shape[0]
+    if n == 0:
+        raise ValueError("empty batch")
+    h = model.embed(ids)
+    rows = torch.arange(n, device=ids.device)
+    logits_out = torch.empty(n, model.num_labels, device=ids.device)
+    blocks_out = torch.empty(n, dtype=torch.long, device=ids.device)
+    state = rule.start(n)
+    last_block = len(model.blocks)
+    for i, block in enumerate(model.blocks, start=1):
+        h = block(h, mask)
+        head = model.head_for(i)
+        if head is None:
+            continue
+        done, answer, state = rule.step(i, head(h, mask), state, last=i == last_block)
+        if done.any():
+            logits_out[rows[done]] = answer[done]
+            blocks_out[rows[done]] = i
+            keep = ~done
+            if not keep.any():
+                break
+            h, mask, rows, state = h[keep], mask[keep], rows[keep], state.select(keep)
+    return ExitDecision(logits_out, blocks_out)
