@@ -14,7 +14,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from .. import kernels
@@ -23,7 +22,6 @@ from ..adapters.encoder_adapter import EncoderAdapter, make_rule
 from ..adapters.registry import register_model
 from ..errors import BeexError
 from ..models.beexformer import BEExformer
-from ..models.exits import ExitDecision
 from ..progress import NULL_PROGRESS, Progress
 from ..training.batches import EncodedSplit
 from ..training.calibrate import CostFn
@@ -97,14 +95,7 @@ class PackedBEExformer(EncoderAdapter):
     def calibrate(self, val: EncodedSplit, cost_fn=None) -> dict:
         raise BeexError(f"{self.name} keeps the exit rule calibrated on its beexformer; calibrate that model")
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> list[torch.Tensor]:
-        return self.model(input_ids, attention_mask)
-
-    def predict(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> ExitDecision:
-        return self.model.infer(input_ids, attention_mask, self.rule)
-
-    def module(self) -> nn.Module:
-        return self.model
+    # forward, predict and module come from EncoderAdapter: the engine has the same interface
 
     def save(self, directory: Path) -> Path:
         meta = {"config": self.config, "task": self.spec.to_dict(),
