@@ -46,7 +46,7 @@ from torch import nn
 from .. import kernels
 from ..errors import BeexError
 from ..models.exits import ExitDecision, ExitRule, FractionalEntropy
-from ..models.encoder import early_exit_infer
+from ..models.encoder import ExitHead, early_exit_infer  # the fp32 head is shared as is
 
 PACKED_FORMAT = "beexbench-packed"
 PACKED_VERSION = 1
@@ -254,20 +254,6 @@ class PackedBlock(nn.Module):
         return self.ln2(h + self.ffn(h))
 
 
-class Head(nn.Module):
-    """fp32 exit head: masked mean pool -> LayerNorm -> Linear."""
-
-    def __init__(self, d_model: int, num_labels: int) -> None:
-        super().__init__()
-        self.norm = nn.LayerNorm(d_model)
-        self.out = nn.Linear(d_model, num_labels)
-
-    def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        m = mask.unsqueeze(-1).to(h.dtype)
-        pooled = (h * m).sum(1) / m.sum(1).clamp_min(1.0)
-        return self.out(self.norm(pooled))
-
-
 def check_config(enc: dict[str, Any]) -> None:
     bad = {k: enc.get(k) for k, v in REQUIRED.items() if enc.get(k) != v}
     if enc.get("ffn") not in FFN_LAYERS:
@@ -295,7 +281,7 @@ class PackedEncoder(nn.Module):
         self.blocks = nn.ModuleList(
             PackedBlock(d, int(enc["n_heads"]), int(enc["d_ff"]), enc["ffn"], shift) for _ in range(self.n_blocks))
         n_heads = self.n_blocks if enc["exit_heads"] else 1
-        self.heads = nn.ModuleList(Head(d, num_labels) for _ in range(n_heads))
+        self.heads = nn.ModuleList(ExitHead(d, num_labels) for _ in range(n_heads))
         self._fast = None  # compiled inference path (see _fastpath), built on first use
 
     # -- layout (same as EarlyExitEncoder: the counters group by blocks / head_for) ---
