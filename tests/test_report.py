@@ -253,6 +253,23 @@ def test_same_seed_in_two_runs_counts_once(tmp_path):
     assert "most recent one is shown" in html
 
 
+def test_suites_with_different_model_sizes_are_kept_apart(tmp_path):
+    """The same model name trained by two suites (different configs) is two rows, each compared
+    with the fp32 counterpart of its own suite; a packed deployment is not an ablation."""
+    recs = [make_record("fp32", total_bits=12_000_000), make_record("beexformer", total_bits=8_000_000),
+            make_record("fp32", total_bits=3_000_000), make_record("beexformer", total_bits=1_000_000),
+            make_record("beexformer-packed", total_bits=1_000_000)]
+    for rec, setting in zip(recs, ["default", "default", "smoke", "smoke", "smoke"]):
+        rec.key = CellKey(rec.key.model, rec.key.task, rec.key.target, rec.key.seed, setting)
+    write_run(tmp_path / "res", "run-x", recs)
+    html = build_report(tmp_path / "res", tmp_path / "r.html").read_text()
+    tables = dict(_tables(html))
+    rows = {r[0]: r for r in _rows(tables["summary"])}
+    assert set(rows) == {"fp32", "beexformer", "fp32 (smoke)", "beexformer (smoke)", "beexformer-packed (smoke)"}
+    assert rows["beexformer"][4].startswith("1.5 / ") and rows["beexformer (smoke)"][4].startswith("3.0 / ")
+    assert "ablation" not in tables
+
+
 def test_names_are_escaped(tmp_path):
     evil = "<script>alert(1)</script>"
     rec = make_record(f"m{evil}", task=f"t{evil}", target=f"x{evil}", cpu=f"cpu{evil}",

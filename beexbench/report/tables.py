@@ -11,6 +11,7 @@ from .pareto import pareto_mask
 
 FULL_MODEL = "beexformer"
 VARIANT_PREFIX = "beexformer-"
+DEPLOYMENTS = ("beexformer-packed",)  # the same trained network deployed differently: summary only, not an ablation
 
 # (column, axis name) pairs the Pareto fronts are computed on; lower cost is better.
 FRONTS = [("size_bits", "size"), ("ops", "ops"), ("latency_ms", "latency"), ("energy_j", "energy")]
@@ -90,10 +91,10 @@ def summary_table(group: pd.DataFrame) -> Table:
     """One row per model of one (task, target) group, most accurate first."""
     g = group.sort_values(["accuracy", "label"], ascending=[False, True], na_position="last")
     flags = front_flags(g)
-    ref = g[g["model"] == "fp32"]
-    ref = ref.iloc[0] if len(ref) else None
+    refs = {row["setting"]: row for _, row in g[g["model"] == "fp32"].iterrows()}
 
-    def smaller(r, col):  # compression against the fp32 counterpart, "—" without one
+    def smaller(r, col):  # compression against the fp32 counterpart of the same setting, "—" without one
+        ref = refs.get(r["setting"])
         if ref is None or _nan(r[col]) or _nan(ref[col]) or not r[col]:
             return math.nan
         return ref[col] / r[col]
@@ -152,17 +153,20 @@ def _first_sentence(text: str, limit: int = 90) -> str:
 
 def ablation_table(group: pd.DataFrame) -> Table | None:
     """Each ``beexformer-*`` variant against ``beexformer`` in the same (task, target) group."""
-    variants = group[group["model"].str.startswith(VARIANT_PREFIX)].sort_values("label")
+    variants = group[group["model"].str.startswith(VARIANT_PREFIX) & ~group["model"].isin(DEPLOYMENTS)].sort_values("label")
     if variants.empty:
         return None
-    full = group[(group["model"] == FULL_MODEL) & (group["setting"] == "default")]
     task, target = str(group["task"].iloc[0]), str(group["target_label"].iloc[0])
     notes = []
-    ref = full.iloc[0] if len(full) else None
-    if ref is None:
-        notes.append("the full model (beexformer) has no result in this group: Δ not computed")
+    ordered = []  # (reference of this setting or None, row): each variant against the full model of its own setting
+    for setting, vs in variants.groupby("setting", sort=True):
+        full = group[(group["model"] == FULL_MODEL) & (group["setting"] == setting)]
+        ref = full.iloc[0] if len(full) else None
+        if ref is None:
+            notes.append(f"the full model (beexformer) has no result for setting '{setting}' in this group: Δ not computed")
+        ordered += ([(ref, ref)] if ref is not None else []) + [(ref, v) for _, v in vs.iterrows()]
     rows, raw = [], []
-    for r in ([ref] if ref is not None else []) + [v for _, v in variants.iterrows()]:
+    for ref, r in ordered:
         is_ref = ref is not None and r is ref
         d_acc = math.nan if ref is None else (r["accuracy"] - ref["accuracy"]) * 100
         d_ops = math.nan if ref is None else _rel(r["ops"], ref["ops"])

@@ -122,7 +122,7 @@ def _run_locked(run: RunDir, cfg: RunConfig, target, fingerprint: str, progress:
         for m in cfg.models:
             devices = get_adapter_class(m).devices
             for s in cfg.seeds:
-                key = CellKey(m, task_name, target.name, s)
+                key = CellKey(m, task_name, target.name, s, setting=cfg.suite)
                 if target.device.type in devices:
                     keys.append(key)
                 else:
