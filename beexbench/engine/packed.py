@@ -46,7 +46,7 @@ from torch import nn
 from .. import kernels
 from ..errors import BeexError
 from ..models.exits import ExitDecision, ExitRule, FractionalEntropy
-from ..models.encoder import ExitHead, early_exit_infer  # the fp32 head is shared as is
+from ..models.encoder import ExitHead, all_exits, early_exit_infer  # the fp32 head is shared as is
 
 PACKED_FORMAT = "beexbench-packed"
 PACKED_VERSION = 1
@@ -310,14 +310,7 @@ class PackedEncoder(nn.Module):
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
         """Logits of every exit, [n_exits] x [B, C] (all blocks run)."""
-        h = self.embed(ids)
-        out = []
-        for i, block in enumerate(self.blocks, start=1):
-            h = block(h, mask)
-            head = self.head_for(i)
-            if head is not None:
-                out.append(head(h, mask))
-        return out
+        return all_exits(self, ids, mask)
 
     def infer(self, ids: torch.Tensor, mask: torch.Tensor, rule: ExitRule) -> ExitDecision:
         """Early-exit inference; rows that exit leave the batch (as EarlyExitEncoder.infer).

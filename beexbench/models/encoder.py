@@ -141,18 +141,23 @@ class EarlyExitEncoder(nn.Module):
         return self.emb_drop(self.emb_norm(self.tok(ids) + self.pos(pos)))
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
-        """Logits of every exit, [n_exits] x [B, C] (all blocks run)."""
-        h = self.embed(ids)
-        out = []
-        for i, block in enumerate(self.blocks, start=1):
-            h = block(h, mask)
-            head = self.head_for(i)
-            if head is not None:
-                out.append(head(h, mask))
-        return out
+        return all_exits(self, ids, mask)
 
     def infer(self, ids: torch.Tensor, mask: torch.Tensor, rule: ExitRule) -> ExitDecision:
         return early_exit_infer(self, ids, mask, rule)
+
+
+def all_exits(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
+    """Logits of every exit, [n_exits] x [B, C], every block run (any encoder with ``embed``,
+    ``blocks`` and ``head_for``)."""
+    h = model.embed(ids)
+    out = []
+    for i, block in enumerate(model.blocks, start=1):
+        h = block(h, mask)
+        head = model.head_for(i)
+        if head is not None:
+            out.append(head(h, mask))
+    return out
 
 
 @torch.no_grad()

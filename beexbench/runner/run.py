@@ -161,11 +161,16 @@ def _run_locked(run: RunDir, cfg: RunConfig, target, fingerprint: str, progress:
 
 
 def _run_cell(key: CellKey, cfg: RunConfig, spec: TaskSpec, card: dict, splits, target, progress) -> CellRecord:
+    depths: dict[int, DepthCost] = {}  # costs depend on the architecture only: count each model once
+
+    def cost_fn(a):
+        depths[id(a)] = DepthCost.measure(a)
+        return depths[id(a)].macs
+
     adapter, ckpt, trained = obtain_model(
-        key.model, spec, splits["train"], splits["val"], cfg, key.seed,
-        cost_fn_factory=lambda a: DepthCost.measure(a).macs, progress=progress,
+        key.model, spec, splits["train"], splits["val"], cfg, key.seed, cost_fn_factory=cost_fn, progress=progress,
     )
-    depth = DepthCost.measure(adapter)
+    depth = depths.get(id(adapter)) or DepthCost.measure(adapter)
     metrics = measure_accuracy_and_exits(adapter, splits["test"], depth)
     metrics["size"] = measure_model_size(adapter, ckpt)
     with target.activate():
