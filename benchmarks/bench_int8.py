@@ -5,7 +5,7 @@
     python benchmarks/bench_int8.py --json -                                          # machine-readable
 
 The fp32 model is ``fp32`` (default architecture: d_model 128, 6 blocks, d_ff 256, SLFN,
-exit heads), random unless ``--checkpoint`` is given; ``int8-dynamic`` (and the
+exit heads; ``--d-model/--blocks/--d-ff`` change it), random unless ``--checkpoint`` is given; ``int8-dynamic`` (and the
 weight-only int8 / int4 variants) are made from it with ``from_float``, so every column
 has the same weights. Latency: ``adapter.forward`` (every block and exit head) on a batch
 of ``--batch`` x ``--seq-len`` tokens, torch.utils.benchmark.Timer.blocked_autorange at
@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from beexbench.adapters.base import TaskSpec  # noqa: E402
 from beexbench.adapters.checkpoint import WEIGHTS  # noqa: E402
 from beexbench.adapters.registry import create_model, get_adapter_class, load_model  # noqa: E402
+from beexbench.profilers.environment import cpu_flags, cpu_model  # noqa: E402
 
 QUANTIZED = ("int8-dynamic", "int8-weight-only", "int4-weight-only")
 
@@ -57,6 +58,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--vocab", type=int, default=8000, help="vocabulary of the random model (embeddings stay fp32)")
     ap.add_argument("--checkpoint", type=Path, help="a trained fp32 checkpoint to quantize instead of a random model")
     ap.add_argument("--models", default=",".join(QUANTIZED), help="quantized variants to compare with fp32")
+    ap.add_argument("--d-model", type=int, default=128, help="width of the random model")
+    ap.add_argument("--blocks", type=int, default=6, help="blocks of the random model")
+    ap.add_argument("--d-ff", type=int, default=256, help="feed-forward width of the random model")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--min-run-time", type=float, default=0.5, help="seconds per blocked_autorange")
     ap.add_argument("--json", help="write results as JSON to this file ('-' for stdout)")
@@ -68,7 +72,7 @@ def main(argv: list[str] | None = None) -> dict:
         fp32 = load_model(args.checkpoint)
     else:
         spec = TaskSpec(task="bench", num_labels=2, vocab_size=args.vocab, max_len=max(64, args.seq_len))
-        fp32 = create_model("fp32", spec, {"encoder": {"d_model": 128, "n_heads": 4, "n_blocks": 6, "d_ff": 256}})
+        fp32 = create_model("fp32", spec, {"encoder": {"d_model": args.d_model, "n_heads": 4, "n_blocks": args.blocks, "d_ff": args.d_ff}})
     adapters = {"fp32": fp32}
     for name in [m for m in args.models.split(",") if m]:
         adapters[name] = get_adapter_class(name).from_float(fp32)
@@ -110,6 +114,8 @@ def main(argv: list[str] | None = None) -> dict:
     doc = {
         "torch": torch.__version__,
         "quantized_engine": torch.backends.quantized.engine,
+        "cpu": cpu_model(),
+        "int8_isa": [f for f in cpu_flags() if f in ("avx2", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8")],
         "threads": args.threads,
         "batch": args.batch,
         "seq_len": args.seq_len,
@@ -125,7 +131,7 @@ def main(argv: list[str] | None = None) -> dict:
         else:
             Path(args.json).write_text(text)
     if args.json != "-":
-        print(f"torch {doc['torch']}, engine {doc['quantized_engine']}, {args.threads} threads, "
+        print(f"torch {doc['torch']}, engine {doc['quantized_engine']}, {doc['cpu']} ({' '.join(doc['int8_isa'])}), {args.threads} threads, "
               f"batch {args.batch} x {args.seq_len} tokens, forward of every block and exit head, {doc['source']}")
         print(f"{'model':18} {'median ms':>10} {'speedup':>8} {'disk KiB':>9} {'ratio':>6} {'Linear KiB':>11} {'ratio':>6}")
         for name, r in rows.items():
