@@ -21,8 +21,11 @@ class DeeBERTStyle(Transformer):
     Simplification: DeeBERT trains the backbone with the final classifier first, then the
     exit heads with the backbone frozen; here all exits are trained jointly with a
     uniform loss (every exit weighted 1/n_exits). The threshold grid is in nats
-    (0 never exits early; ln 2 = 0.69 for two classes).
+    (0 never exits early; ln 2 = 0.69 for two classes). Classification only: entropy needs
+    class probabilities.
     """
+
+    problems = ("classification",)
 
     defaults = {
         "encoder": {"exit_heads": True},
@@ -36,7 +39,9 @@ class PABEEStyle(Transformer):
     """PABEE-style early exit: fp32 backbone, exit after `patience` agreeing consecutive exits (calibrated on val).
 
     Loss: depth-weighted (w_i proportional to i), as in PABEE. The patience grid is
-    1..n_blocks-1 unless ``calibration.grid`` is given.
+    1..n_blocks-1 unless ``calibration.grid`` is given. On regression tasks two exits
+    agree when their predictions differ by less than ``exit.agree_within`` train-label
+    standard deviations (PABEE's regression rule).
     """
 
     defaults = {

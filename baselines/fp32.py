@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from beexbench.adapters.encoder_adapter import EncoderAdapter
-from beexbench.models.beexformer import DELTA_GRID
+from beexbench.models.beexformer import DELTA_GRID, REGRESSION_EXIT
 
 
 class FP32(EncoderAdapter):
@@ -15,6 +15,7 @@ class FP32(EncoderAdapter):
         "exit": {"rule": "fractional-entropy", "delta": 0.1, "min_exit": 2, "answer": "lower_entropy"},
         "calibration": {"param": "delta", "grid": DELTA_GRID},
     }
+    regression_defaults = REGRESSION_EXIT
 
 
 class FP32NoEE(FP32):

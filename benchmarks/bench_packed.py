@@ -41,14 +41,13 @@ from beexbench.config import load_config  # noqa: E402
 from beexbench.data.tasks import load_task  # noqa: E402
 from beexbench.engine import _native  # noqa: E402
 from beexbench.runner.models import obtain_model  # noqa: E402
-from beexbench.runner.run import encode_splits, task_spec  # noqa: E402
+from beexbench.runner.run import prepare_task  # noqa: E402
 
 
 def load_models(suite: str, task: str, seed: int):
     cfg = load_config(suite)
     data = load_task(task)
-    splits = encode_splits(data)
-    spec = task_spec(data)
+    splits, spec = prepare_task(data)
     beex, beex_dir, _ = obtain_model("beexformer", spec, splits["train"], splits["val"], cfg, seed)
     fp32, fp32_dir, _ = obtain_model("fp32", spec, splits["train"], splits["val"], cfg, seed)
     packed = get_adapter_class("beexformer-packed").derive(beex, splits["val"])

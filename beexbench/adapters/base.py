@@ -35,13 +35,23 @@ class TaskSpec:
     """The shape of the task a model is built for."""
 
     task: str
-    num_labels: int
+    num_labels: int  # classes, or 1 for regression
     vocab_size: int
     max_len: int
     tokenizer_sha256: str = ""
+    problem: str = "classification"  # or "regression"
+    # regression: the train labels' mean and std; the model predicts (label - mean) / std
+    label_mean: float = 0.0
+    label_std: float = 1.0
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """As stored in checkpoints; classification specs leave out the regression fields
+        (so checkpoints written before regression existed keep their identity)."""
+        d = asdict(self)
+        if self.problem == "classification":
+            for key in ("problem", "label_mean", "label_std"):
+                d.pop(key)
+        return d
 
 
 @dataclass(frozen=True)
@@ -64,9 +74,10 @@ class FitReport:
     steps: int
     seconds: float
     best_epoch: int
-    val_accuracy: float
+    val_accuracy: float  # the best validation score, in the metric ``val_metric`` names
     history: tuple[dict, ...] = ()
     calibration: dict | None = None
+    val_metric: str = "accuracy"  # or "pearson_r" (regression)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -80,6 +91,7 @@ class ModelAdapter(ABC):
     # trains (or reuses) that model's checkpoint once and derives this one from it.
     derived_from: ClassVar[str | None] = None
     devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda")  # device types it runs on
+    problems: ClassVar[tuple[str, ...]] = ("classification",)  # task kinds it can be built for
 
     spec: TaskSpec
     config: dict[str, Any]

@@ -5,6 +5,9 @@ A variant only declares ``defaults`` (a nested dict merged over its parent's)::
     @register_model("beexformer-ste")
     class BEExformerSTE(BEExformer):
         defaults = {"encoder": {"estimator": "ste"}}
+
+and, where its exit rule needs class probabilities, ``regression_defaults``: what changes
+for a regression task (merged right after the same class's ``defaults``).
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ from torch import nn
 from ..errors import BeexError
 from ..models.attention import MatMul
 from ..models.encoder import BinaryEmbedding, EarlyExitEncoder, EncoderConfig
-from ..models.exits import AbsoluteEntropy, ExitDecision, ExitRule, FractionalEntropy, Patience
+from ..models.exits import AbsoluteEntropy, ExitDecision, ExitRule, FractionalEntropy, Patience, PredictionChange
 from ..models.layers import QuantLinear
 from ..models.losses import exit_loss
 from ..progress import NULL_PROGRESS, Progress
@@ -27,28 +30,34 @@ from ..training.batches import EncodedSplit
 from ..training.calibrate import CostFn, all_exit_logits, choose, sweep
 from ..training.config import TrainConfig, build_dataclass, merge
 from ..training.loop import train
+from ..training.metrics import metric_name, score
 from .base import FitReport, ModelAdapter, Precision, TaskSpec
 from .checkpoint import read_checkpoint, write_checkpoint
 
-RULES = {"final": ExitRule, "fractional-entropy": FractionalEntropy, "absolute-entropy": AbsoluteEntropy, "patience": Patience}
+RULES = {"final": ExitRule, "fractional-entropy": FractionalEntropy, "absolute-entropy": AbsoluteEntropy,
+         "patience": Patience, "prediction-change": PredictionChange}
 
 BASE_DEFAULTS: dict[str, Any] = {
     "encoder": EncoderConfig().to_dict(),
     "train": TrainConfig().__dict__,
     "loss": {"kind": "final", "delta": 0.1, "tau": 0.05, "floor": 0.3, "min_exit": 2},
     # exit rule at inference; parameters a rule does not take stay None
-    "exit": {"rule": "final", "delta": None, "min_exit": None, "answer": None, "threshold": None, "patience": None},
+    "exit": {"rule": "final", "delta": None, "min_exit": None, "answer": None, "threshold": None, "patience": None,
+             "agree_within": None},
     # candidate parameter values tried on the validation split; {} = no calibration
     "calibration": {"param": None, "grid": [], "tolerance": 0.005},
 }
 
 
-def make_rule(spec: dict[str, Any]) -> ExitRule:
+def make_rule(spec: dict[str, Any], problem: str = "classification") -> ExitRule:
     """Build the rule ``spec["rule"]`` from the parameters it takes (the others are ignored,
     so a variant can switch rules without clearing its parent's parameters)."""
     kind = spec.get("rule", "final")
     if kind not in RULES:
         raise BeexError(f"unknown exit rule '{kind}': use one of {', '.join(RULES)}")
+    if problem not in RULES[kind].problems:
+        fits = [k for k, r in RULES.items() if problem in r.problems]
+        raise BeexError(f"exit rule '{kind}' is not defined for {problem} tasks: use one of {', '.join(fits)}")
     takes = inspect.signature(RULES[kind].__init__).parameters
     kwargs = {k: v for k, v in spec.items() if k in takes and k != "self" and v is not None}
     try:
@@ -57,23 +66,32 @@ def make_rule(spec: dict[str, Any]) -> ExitRule:
         raise BeexError(f"bad parameters for exit rule '{kind}': {exc}") from None
 
 
-def _merged_defaults(cls: type) -> dict[str, Any]:
+def _merged_defaults(cls: type, problem: str = "classification") -> dict[str, Any]:
+    """``defaults`` along the class hierarchy, base first; for regression each class's
+    ``regression_defaults`` amend its own ``defaults`` (so a subclass's choices still win)."""
     out = BASE_DEFAULTS
+    layers = ("defaults", "regression_defaults") if problem == "regression" else ("defaults",)
     for klass in reversed(cls.__mro__):
-        own = klass.__dict__.get("defaults")
-        if own:
-            out = merge(out, own, where="model")
+        for layer in layers:
+            own = klass.__dict__.get(layer)
+            if own:
+                out = merge(out, own, where="model")
     return out
 
 
 class EncoderAdapter(ModelAdapter):
     defaults: ClassVar[dict[str, Any]] = {}
+    regression_defaults: ClassVar[dict[str, Any]] = {}
+    problems = ("classification", "regression")
 
     def __init__(self, config: dict[str, Any], spec: TaskSpec) -> None:
+        if spec.problem not in self.problems:
+            raise BeexError(f"model '{self.name or type(self).__name__}' is built for {' and '.join(self.problems)} "
+                            f"tasks, not {spec.problem} ('{spec.task}'): pick another model or task")
         self.config, self.spec = config, spec
         self.encoder_config = build_dataclass(EncoderConfig, config["encoder"], where="model.encoder")
         self.train_config = build_dataclass(TrainConfig, config["train"], where="model.train")
-        self.rule = make_rule(config["exit"])
+        self.rule = make_rule(config["exit"], spec.problem)
         self.model = EarlyExitEncoder(
             self.encoder_config, vocab_size=spec.vocab_size, max_len=spec.max_len, num_labels=spec.num_labels
         )
@@ -87,7 +105,7 @@ class EncoderAdapter(ModelAdapter):
     # -- contract -------------------------------------------------------------------
     @classmethod
     def build(cls, config: dict[str, Any], spec: TaskSpec) -> "EncoderAdapter":
-        return cls(merge(_merged_defaults(cls), config, where="model"), spec)
+        return cls(merge(_merged_defaults(cls, spec.problem), config, where="model"), spec)
 
     def loss(self, exit_logits: list[torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
         lc = self.config["loss"]
@@ -102,24 +120,25 @@ class EncoderAdapter(ModelAdapter):
 
     def calibrate(self, val: EncodedSplit, cost_fn=None) -> dict:
         """Sweep the exit rule's parameter on the validation split; keep the cheapest
-        setting within ``tolerance`` of the no-exit accuracy."""
+        setting within ``tolerance`` of the no-exit score (accuracy, or Pearson r)."""
         cal = self.config["calibration"]
         self.model.eval()
         logits = all_exit_logits(self.model, val)
         lengths = val.attention_mask.sum(1)
-        reference = float((logits[-1].argmax(-1) == val.labels).float().mean())
-        rules = [make_rule({**self.config["exit"], cal["param"]: v}) for v in cal["grid"]]
+        reference = score(logits[-1], val.labels)
+        rules = [make_rule({**self.config["exit"], cal["param"]: v}, self.spec.problem) for v in cal["grid"]]
         rows = sweep(rules, logits, val.labels, lengths, cost_fn, self.model.exit_blocks)
-        best = choose(rows, reference, cal["tolerance"])
+        metric = metric_name(val.labels)
+        best = choose(rows, reference, cal["tolerance"], metric)
         self.config = merge(self.config, {"exit": {cal["param"]: cal["grid"][best]}})
-        self.rule = make_rule(self.config["exit"])
-        return {"split": "val", "param": cal["param"], "reference_accuracy": reference,
+        self.rule = make_rule(self.config["exit"], self.spec.problem)
+        return {"split": "val", "param": cal["param"], "metric": metric, "reference_accuracy": reference,
                 "tolerance": cal["tolerance"], "chosen": cal["grid"][best], "sweep": rows}
 
     @classmethod
     def derive(cls, source: ModelAdapter, val: EncodedSplit, cost_fn: CostFn | None = None) -> "EncoderAdapter":
         """The same trained network with this variant's exit rule (and its calibration)."""
-        own = _merged_defaults(cls)
+        own = _merged_defaults(cls, source.spec.problem)
         config = merge(source.config, {"exit": own["exit"], "calibration": own["calibration"]}, where="model")
         out = cls(config, source.spec)
         out.model.load_state_dict(source.module().state_dict())

@@ -23,7 +23,7 @@ def print_summary(summary, fmt: str = "text") -> None:
         }, indent=2))
         return
     table = Table(title=f"beexbench run {summary.run_dir.name} ({summary.seconds:.0f} s)")
-    for col in ("model", "task", "target", "acc", "KiB", "MACs", "BOPs", "ms bs=1", "exit"):
+    for col in ("model", "task", "target", "score", "KiB", "MACs", "BOPs", "ms bs=1", "exit"):
         table.add_column(col, justify="left" if col in ("model", "task", "target") else "right")
     for r in records:
         m = r.metrics
@@ -34,7 +34,7 @@ def print_summary(summary, fmt: str = "text") -> None:
         macs = sum(v for k, v in ops.items() if k.startswith("macs_") and k != "macs_binary")
         table.add_row(
             r.key.model, r.key.task, r.key.target,
-            f"{m['accuracy']['value']:.4f}",
+            f"{m['accuracy']['value']:.4f}" + (" r" if m["accuracy"].get("metric") == "pearson_r" else ""),
             f"{m['size']['total_bits'] / 8 / 1024:.1f}",
             f"{macs / 1e6:.2f} M",
             f"{ops.get('bops', 0) / 1e6:.2f} M",
@@ -45,6 +45,6 @@ def print_summary(summary, fmt: str = "text") -> None:
     if not console.is_terminal:
         console = Console(width=160)
     console.print(table)
-    console.print("acc: test accuracy with exits; KiB: model bits / 8192; MACs, BOPs: mean per sample as run; "
+    console.print("score: test accuracy with exits (r: Pearson r, regression tasks); KiB: model bits / 8192; MACs, BOPs: mean per sample as run; "
                   "ms bs=1: median latency at batch size 1; exit: mean exit block / blocks", highlight=False)
     typer.echo(f"results: {summary.run_dir}  (next: beexbench report --results {summary.run_dir.parent})")

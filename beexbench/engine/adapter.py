@@ -46,13 +46,14 @@ class PackedBEExformer(EncoderAdapter):
     derived_from = "beexformer"
     devices = ("cpu",)
     defaults = BEExformer.defaults
+    regression_defaults = BEExformer.regression_defaults
 
     def __init__(self, config: dict[str, Any], spec: TaskSpec, engine: PackedEncoder | None = None) -> None:
         self.config, self.spec = config, spec
         check_config(config["encoder"])
         self.encoder_config = build_dataclass(EncoderConfig, config["encoder"], where="model.encoder")
         self.train_config = build_dataclass(TrainConfig, config["train"], where="model.train")
-        self.rule = make_rule(config["exit"])
+        self.rule = make_rule(config["exit"], spec.problem)
         if engine is None:  # a fresh model: pack a freshly initialised beexformer network
             engine = self._pack(BEExformer(config, spec))
         self.model = engine.eval()

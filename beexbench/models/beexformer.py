@@ -5,6 +5,15 @@ from ..adapters.encoder_adapter import EncoderAdapter
 from ..adapters.registry import register_model
 
 DELTA_GRID = [-0.5, -0.2, -0.1, -0.05, 0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.01]
+# prediction-change thresholds for regression, in train-label standard deviations
+# (0 never exits early; 10 always exits at min_exit)
+CHANGE_GRID = [0.0, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 10.0]
+# Regression tasks have no class entropy: the exits use the same rule on the prediction
+# itself (exit when it moves less than delta), and the soft-routing loss follows it.
+REGRESSION_EXIT = {
+    "exit": {"rule": "prediction-change", "delta": 0.1, "min_exit": 2},
+    "calibration": {"param": "delta", "grid": CHANGE_GRID},
+}
 
 
 @register_model("beexformer")
@@ -19,6 +28,7 @@ class BEExformer(EncoderAdapter):
         "exit": {"rule": "fractional-entropy", "delta": 0.1, "min_exit": 2, "answer": "lower_entropy"},
         "calibration": {"param": "delta", "grid": DELTA_GRID},
     }
+    regression_defaults = REGRESSION_EXIT
 
 
 @register_model("beexformer-no-ee")

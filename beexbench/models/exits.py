@@ -32,6 +32,7 @@ class ExitState:
 class ExitRule:
     name = "final"
     description = "no early exit: every sample runs every block"
+    problems: tuple[str, ...] = ("classification", "regression")  # the tasks it is defined for
 
     def start(self, batch: int) -> ExitState:
         return ExitState()
@@ -51,6 +52,7 @@ class FractionalEntropy(ExitRule):
     prediction, ``answer="current"`` block i's (A8)."""
 
     name = "fractional-entropy"
+    problems = ("classification",)
 
     def __init__(self, delta: float, min_exit: int = 2, answer: str = "lower_entropy", eps: float = 1e-6):
         if min_exit < 2:
@@ -83,6 +85,7 @@ class AbsoluteEntropy(ExitRule):
     """DeeBERT-style: exit at the first block whose entropy is below a fixed threshold."""
 
     name = "absolute-entropy"
+    problems = ("classification",)
 
     def __init__(self, threshold: float, min_exit: int = 1):
         self.threshold, self.min_exit = float(threshold), int(min_exit)
@@ -102,30 +105,66 @@ class AbsoluteEntropy(ExitRule):
 
 
 class Patience(ExitRule):
-    """PABEE-style: exit once ``patience`` consecutive exits after the first agree."""
+    """PABEE-style: exit once ``patience`` consecutive exits after the first agree: the
+    same class (classification) or, for a single regression output, predictions within
+    ``agree_within`` of the previous exit's (PABEE's regression rule)."""
 
     name = "patience"
 
-    def __init__(self, patience: int):
+    def __init__(self, patience: int, agree_within: float = 0.1):
         if patience < 1:
             raise ValueError("patience must be >= 1")
-        self.patience = int(patience)
+        self.patience, self.agree_within = int(patience), float(agree_within)
 
     @property
     def description(self) -> str:
         return f"{self.patience} consecutive agreeing exits"
 
     def step(self, block, logits, state, last):
-        pred = logits.argmax(-1)
+        regression = logits.shape[-1] == 1
         if state.prev_logits is None:
-            streak = torch.zeros_like(pred)
+            streak = torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)
         else:
-            streak = torch.where(pred == state.prev_logits.argmax(-1), state.streak + 1, torch.zeros_like(pred))
+            if regression:
+                agree = (logits[:, 0] - state.prev_logits[:, 0]).abs() < self.agree_within
+            else:
+                agree = logits.argmax(-1) == state.prev_logits.argmax(-1)
+            streak = torch.where(agree, state.streak + 1, torch.zeros_like(state.streak))
         done = (streak >= self.patience) | last
         return done, logits, ExitState(prev_logits=logits, streak=streak)
 
     def to_dict(self) -> dict:
-        return {"rule": self.name, "patience": self.patience}
+        return {"rule": self.name, "patience": self.patience, "agree_within": self.agree_within}
+
+
+class PredictionChange(ExitRule):
+    """BEExformer's rule carried over to regression, where there is no entropy: exit at the
+    first block i >= min_exit whose prediction moved less than delta from block i-1's,
+    |y_i - y_{i-1}| < delta, in units of the train labels' standard deviation (the model
+    predicts standardized labels)."""
+
+    name = "prediction-change"
+    problems = ("regression",)
+
+    def __init__(self, delta: float, min_exit: int = 2):
+        if min_exit < 2:
+            raise ValueError("min_exit must be >= 2: the change needs the previous exit's prediction")
+        self.delta, self.min_exit = float(delta), int(min_exit)
+
+    @property
+    def description(self) -> str:
+        return f"prediction change < {self.delta:g} label std from block {self.min_exit}"
+
+    def step(self, block, logits, state, last):
+        if logits.shape[-1] != 1:
+            raise ValueError("the prediction-change rule is for single-output regression models")
+        done = torch.full((logits.shape[0],), last, dtype=torch.bool, device=logits.device)
+        if state.prev_logits is not None and block >= self.min_exit:
+            done = done | ((logits[:, 0] - state.prev_logits[:, 0]).abs() < self.delta)
+        return done, logits, ExitState(prev_logits=logits)
+
+    def to_dict(self) -> dict:
+        return {"rule": self.name, "delta": self.delta, "min_exit": self.min_exit}
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,13 @@
 """How the exits' losses are combined during training (A9 and its ablation variants).
 
 Each variant returns per-sample weights ``w[N, n_exits]`` summing to 1; the loss is
-``mean_n sum_i w[n, i] * CE_i[n]``.
+``mean_n sum_i w[n, i] * L_i[n]`` with L the per-sample cross-entropy, or the squared
+error of standardized labels for regression (:mod:`beexbench.training.metrics`).
 
 * ``soft_routing`` (A9 default): the exit rule made differentiable,
-  s_i = sigmoid((delta - r_i) / tau) for i >= min_exit (0 before),
+  s_i = sigmoid((delta - r_i) / tau) for i >= min_exit (0 before), where r_i is the
+  fractional entropy reduction (classification) or the change of the prediction
+  |y_i - y_{i-1}| in label standard deviations (regression: the prediction-change rule),
   q_i = s_i * prod_{j<i} (1 - s_j), the last exit takes the rest; mixed with a floor
   w = (1 - floor) * q + floor / n_exits so every exit keeps learning.
 * ``depth_weighted``: w_i proportional to i (PABEE).
@@ -14,8 +17,8 @@ Each variant returns per-sample weights ``w[N, n_exits]`` summing to 1; the loss
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
+from ..training.metrics import per_sample_loss
 from .exits import entropy
 
 LOSSES = ("soft_routing", "depth_weighted", "uniform", "final")
@@ -30,6 +33,7 @@ def exit_weights(
     floor: float = 0.3,
     min_exit: int = 2,
     eps: float = 1e-6,
+    regression: bool = False,
 ) -> torch.Tensor:
     n_exits, n = len(exit_logits), exit_logits[0].shape[0]
     device = exit_logits[0].device
@@ -44,13 +48,19 @@ def exit_weights(
         return w
     if kind != "soft_routing":
         raise ValueError(f"unknown exit loss '{kind}': use one of {LOSSES}")
-    h = torch.stack([entropy(lg) for lg in exit_logits], dim=1)  # [N, n_exits]
+    if regression:
+        y = torch.cat([lg.float() for lg in exit_logits], dim=1)  # [N, n_exits]
+    else:
+        h = torch.stack([entropy(lg) for lg in exit_logits], dim=1)  # [N, n_exits]
     q = torch.zeros(n, n_exits, device=device)
     remaining = torch.ones(n, device=device)
     for i in range(n_exits - 1):
         block = i + 1
         if block >= min_exit and i > 0:
-            r = (h[:, i - 1] - h[:, i]) / h[:, i - 1].clamp_min(eps)
+            if regression:
+                r = (y[:, i] - y[:, i - 1]).abs()
+            else:
+                r = (h[:, i - 1] - h[:, i]) / h[:, i - 1].clamp_min(eps)
             s = torch.sigmoid((delta - r) / tau)
         else:
             s = torch.zeros(n, device=device)
@@ -61,6 +71,6 @@ def exit_weights(
 
 
 def exit_loss(kind: str, exit_logits: list[torch.Tensor], labels: torch.Tensor, **kw) -> torch.Tensor:
-    w = exit_weights(kind, exit_logits, **kw)
-    ce = torch.stack([F.cross_entropy(lg, labels, reduction="none") for lg in exit_logits], dim=1)
-    return (w * ce).sum(1).mean()
+    w = exit_weights(kind, exit_logits, regression=labels.is_floating_point(), **kw)
+    per_exit = torch.stack([per_sample_loss(lg, labels) for lg in exit_logits], dim=1)
+    return (w * per_exit).sum(1).mean()

@@ -48,7 +48,7 @@ def aggregate(cells: pd.DataFrame) -> pd.DataFrame:
         first = g.iloc[0]
         row = {
             "task": task, "target_label": target_label, "label": label,
-            "model": first.model, "setting": first.setting, "target": first.target, "hardware": first.hardware,
+            "model": first.model, "setting": first.setting, "metric": first.metric, "target": first.target, "hardware": first.hardware,
             "emulated": bool(g.emulated.any()), "description": first.description,
             "n_seeds": n, "seeds": ",".join(str(int(s)) for s in g.seed),
             "run_ids": ",".join(sorted(set(g.run_id))),

@@ -12,7 +12,7 @@ from ..results.store import load_records
 from ._html import anchor, esc, figure, page, table_html, unavailable
 from .aggregate import aggregate, dedupe
 from .export import write_tables
-from .frame import records_frame
+from .frame import quality_of, records_frame
 from .notes import dataset_notes, environment_table, failed_section, method_notes, target_notes, warnings_section
 from .plots import exit_histogram_plot, pareto_plot, tradeoff_plot
 from .tables import Table, ablation_table, summary_table
@@ -42,6 +42,7 @@ def _spread(g: pd.DataFrame, one_seed: str) -> str:
 
 def _pareto_figures(g: pd.DataFrame, title: str) -> str:
     figs = []
+    q = quality_of(g)
     for cost, label, scale, log_x, err in PARETO_AXES:
         name = AXIS_NAME[cost]
         have = g.dropna(subset=[cost, "accuracy"])
@@ -50,10 +51,10 @@ def _pareto_figures(g: pd.DataFrame, title: str) -> str:
             why = "no model in this group has a figure"
             if cost == "energy_j":
                 why += f" (provenance: {', '.join(sorted(set(g['energy_provenance'])))}); nothing is plotted rather than zeros."
-            figs.append(unavailable(f"Accuracy vs {name} — {title}", why))
+            figs.append(unavailable(f"{q.name.capitalize()} vs {name} — {title}", why))
             continue
-        uri = pareto_plot(g, cost, label, f"Accuracy vs {name} — {title}", scale=scale, log_x=log_x, err=err)
-        bars = "Error bars: accuracy " + _spread(g, "95% Wilson interval")
+        uri = pareto_plot(g, cost, label, f"{q.name.capitalize()} vs {name} — {title}", scale=scale, log_x=log_x, err=err)
+        bars = f"Error bars: {q.name} " + _spread(g, q.interval)
         if err:
             bars += "; latency " + _spread(g, "bootstrap 95% interval of the median")
         cap = f"Non-dominated models are ringed and joined by the dashed front. {bars}."
@@ -61,7 +62,7 @@ def _pareto_figures(g: pd.DataFrame, title: str) -> str:
             cap += " Provenance: " + "; ".join(f"{r.label}: {r.energy_provenance}" for r in have.itertuples()) + "."
         if missing:
             cap += f" Not plotted ({name} unavailable): {', '.join(missing)}."
-        figs.append(figure(uri, f"accuracy vs {name}, {title}", cap))
+        figs.append(figure(uri, f"{q.name} vs {name}, {title}", cap))
     return f'<div class="figs">{"".join(figs)}</div>'
 
 
@@ -75,7 +76,7 @@ def _exit_figures(g: pd.DataFrame, title: str) -> str:
     curve = tradeoff_plot(ee, f"δ trade-off — {title}")
     if curve:
         figs.append(figure(curve, f"delta trade-off, {title}",
-                           "Accuracy against mean MACs per sample as the exit threshold δ is swept: dashed = validation "
+                           f"{quality_of(ee).name.capitalize()} against mean MACs per sample as the exit threshold δ is swept: dashed = validation "
                            "split (where δ is calibrated), solid = test split (reported for reference only, never used "
                            "to choose δ). The star marks the deployed δ on the test curve."))
     if not figs:

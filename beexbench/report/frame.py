@@ -1,9 +1,34 @@
 """Saved cell records -> one tidy pandas DataFrame (one row per cell)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pandas as pd
 
 from ..results.schema import CellRecord
+
+
+@dataclass(frozen=True)
+class Quality:
+    """How a task's headline metric is named and shown (values are shown ×100)."""
+
+    key: str  # as in the records: "accuracy" or "pearson_r"
+    name: str  # in sentences
+    axis: str  # axis label and table header (×100 values)
+    delta: str  # unit of a difference of two values
+    interval: str  # what a single seed's error bar is
+
+
+QUALITIES = {
+    "accuracy": Quality("accuracy", "accuracy", "accuracy (%)", "percentage points of accuracy", "95% Wilson interval"),
+    "pearson_r": Quality("pearson_r", "Pearson r", "Pearson r ×100", "hundredths of Pearson r", "95% Fisher-z interval"),
+}
+
+
+def quality_of(df: pd.DataFrame) -> Quality:
+    """The metric of a (task, ...) group: accuracy unless its records say otherwise."""
+    metrics = set(df["metric"].dropna()) if "metric" in df else set()
+    return QUALITIES.get(metrics.pop() if len(metrics) == 1 else "accuracy", QUALITIES["accuracy"])
 
 
 def _get(d, *path, default=None):
@@ -65,6 +90,7 @@ def records_frame(records: list[CellRecord]) -> pd.DataFrame:
             "error": r.error,
             "finished_at": r.finished_at or "",
             "description": str(_get(r.model, "description", default="")),
+            "metric": str(_get(m, "accuracy", "metric", default="accuracy")),
             "accuracy": _get(m, "accuracy", "value"),
             "accuracy_lo": acc_lo,
             "accuracy_hi": acc_hi,

@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from .frame import quality_of  # noqa: E402
 from .pareto import pareto_mask  # noqa: E402
 
 DPI = 96
@@ -53,7 +54,7 @@ def _legend_outside(ax, **kw):
 
 def pareto_plot(df: pd.DataFrame, cost: str, cost_label: str, title: str, *, scale: float = 1.0,
                 log_x: bool = False, err: tuple[str, str] | None = None) -> str:
-    """Accuracy (%) against ``cost`` × ``scale``, one colour and marker per model; the non-dominated
+    """Accuracy (%) or Pearson r ×100 against ``cost`` × ``scale``, one colour and marker per model; the non-dominated
     models are ringed and joined by the dashed front; error bars where intervals exist."""
     _theme()
     d = df.dropna(subset=[cost, "accuracy"]).copy()
@@ -74,7 +75,7 @@ def pareto_plot(df: pd.DataFrame, cost: str, cost_label: str, title: str, *, sca
     if log_x and (d["x"] > 0).all() and d["x"].max() / max(d["x"].min(), 1e-12) > 20:
         ax.set_xscale("log")
     ax.set_xlabel(cost_label)
-    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylabel("test " + quality_of(df).axis)
     ax.set_title(text(title), fontsize=10)
     _legend_outside(ax)
     return to_data_uri(fig)
@@ -109,7 +110,7 @@ def _sweep_rows(df: pd.DataFrame, column: str, split: str) -> list[dict]:
             for i, s in enumerate(sweep):
                 x = s.get("mean_macs")
                 rows.append({"name": text(r["label"]), "split": split, "seed": seed,
-                             "step": s.get(param, i), "accuracy": 100 * s["accuracy"],
+                             "step": s.get(param, i), "accuracy": 100 * s[quality_of(df).key],
                              "x": x / 1e6 if x is not None else float("nan"),
                              "mean exit": s.get("mean_exit_block")})
     return rows
@@ -136,13 +137,13 @@ def tradeoff_plot(df: pd.DataFrame, title: str) -> str | None:
             ch = r["calibration_chosen"][0] if r["calibration_chosen"] else None
             for s in sweep:
                 if ch is not None and s.get(r["calibration_param"]) == ch:
-                    chosen.append((s.get("mean_macs", math.nan), 100 * s["accuracy"], s.get("mean_exit_block")))
+                    chosen.append((s.get("mean_macs", math.nan), 100 * s[quality_of(df).key], s.get("mean_exit_block")))
             break
     if chosen:
         xs = [c[0] / 1e6 if use_macs else c[2] for c in chosen]
         ax.scatter(xs, [c[1] for c in chosen], marker="*", s=160, color="black", zorder=5, label="deployed δ (picked on val), test")
     ax.set_xlabel("mean MACs per sample, all precisions (M)" if use_macs else "mean exit block")
-    ax.set_ylabel("accuracy (%)")
+    ax.set_ylabel(quality_of(df).axis)
     ax.set_title(text(title), fontsize=10)
     _legend_outside(ax)
     return to_data_uri(fig)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from .frame import quality_of
 from .pareto import pareto_mask
 
 FULL_MODEL = "beexformer"
@@ -128,14 +129,17 @@ def summary_table(group: pd.DataFrame) -> Table:
             **{f"front_{name}": bool(flags.at[i, name]) for name in flags.columns},
         })
     multi = (g["n_seeds"] > 1).any()
+    q = quality_of(group)
     notes = [
-        "accuracy: " + ("mean ± std over seeds where seeds > 1, else " if multi else "")
-        + "the test value [95% Wilson interval]",
+        f"{q.name} (×100): " + ("mean ± std over seeds where seeds > 1, else " if multi else "")
+        + f"the test value [{q.interval}]",
         "MACs: fp32/int8/w1a32 multiply-accumulates per sample; BOPs: 1-bit × 1-bit MACs; OPs = FLOPs + BOPs/64",
-        "Pareto front: the axes on which the model is not dominated (higher accuracy, lower cost)",
+        f"Pareto front: the axes on which the model is not dominated (higher {q.name}, lower cost)",
     ]
+    q = quality_of(group)
+    columns = [f"{q.axis} (test)" if c == SUMMARY_COLUMNS[2] else c for c in SUMMARY_COLUMNS]
     return Table("summary", str(group["task"].iloc[0]), str(group["target_label"].iloc[0]),
-                 SUMMARY_COLUMNS, rows, pd.DataFrame(raw), notes, classes)
+                 columns, rows, pd.DataFrame(raw), notes, classes)
 
 
 ABLATION_COLUMNS = ["variant", "what changes", "seeds", "accuracy % (test)", "Δ accuracy (pp)",
@@ -188,8 +192,12 @@ def ablation_table(group: pd.DataFrame) -> Table | None:
             "mean_exit_block": r["mean_exit"],
         })
     multi = len(raw) and any(x["n_seeds"] > 1 for x in raw)
-    notes.insert(0, "Δ = variant − full model, in percentage points of test accuracy (relative % for costs); "
-                 + ("accuracies are mean ± std over seeds" if multi else "")
+    q = quality_of(group)
+    notes.insert(0, f"Δ = variant − full model, in {q.delta} on the test split (relative % for costs); "
+                 + (f"{q.name} is mean ± std over seeds" if multi else "")
                  + (" where seeds > 1, else " if multi else "")
-                 + "each accuracy with its own 95% Wilson interval — a Δ inside both intervals is not a finding")
-    return Table("ablation", task, target, ABLATION_COLUMNS, rows, pd.DataFrame(raw), notes)
+                 + f"each value with its own {q.interval} — a Δ inside both intervals is not a finding")
+    columns = list(ABLATION_COLUMNS)
+    if q.key != "accuracy":
+        columns[3:5] = [f"{q.axis} (test)", f"Δ {q.axis}"]
+    return Table("ablation", task, target, columns, rows, pd.DataFrame(raw), notes)

@@ -22,6 +22,7 @@ from ..progress import NULL_PROGRESS, Progress
 from ..targets import Target
 from ..training.batches import EncodedSplit
 from ..training.calibrate import all_exit_logits, sweep
+from ..training.metrics import is_regression, metric_name, pearson, score, spearman
 
 
 def wilson_ci(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -37,8 +38,35 @@ def wilson_ci(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
 
 def accuracy_record(correct: int, n: int, split: str, note: str) -> dict:
     lo, hi = wilson_ci(correct, n)
-    return {"value": correct / n if n else math.nan, "correct": correct, "n": n, "ci95": [lo, hi],
-            "ci_method": "wilson", "split": split, "note": note}
+    return {"value": correct / n if n else math.nan, "metric": "accuracy", "correct": correct, "n": n,
+            "ci95": [lo, hi], "ci_method": "wilson", "split": split, "note": note}
+
+
+def fisher_ci(r: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% interval of a Pearson correlation by Fisher's z transform."""
+    if n < 4 or math.isnan(r):
+        return (math.nan, math.nan)
+    centre, half = math.atanh(max(min(r, 1 - 1e-12), -1 + 1e-12)), z / math.sqrt(n - 3)
+    return (math.tanh(centre - half), math.tanh(centre + half))
+
+
+def regression_record(outputs: torch.Tensor, labels: torch.Tensor, label_std: float, split: str, note: str) -> dict:
+    """Pearson r (the headline), Spearman rho, and errors: MSE in units of the train labels'
+    variance (what the model was trained on), RMSE and MAE back on the label scale."""
+    pred, y = outputs[:, 0].double(), labels.double()
+    r, n = pearson(pred, y), len(y)
+    err = pred - y
+    mse = float((err**2).mean()) if n else math.nan
+    return {"value": r, "metric": "pearson_r", "n": n, "ci95": list(fisher_ci(r, n)), "ci_method": "fisher_z",
+            "spearman": spearman(pred, y), "mse_label_var": mse, "rmse": math.sqrt(mse) * label_std,
+            "mae": float(err.abs().mean()) * label_std if n else math.nan, "split": split, "note": note}
+
+
+def quality_record(outputs: torch.Tensor, labels: torch.Tensor, label_std: float, split: str, note: str) -> dict:
+    """The task's headline quality: accuracy (classification) or Pearson r (regression)."""
+    if is_regression(labels):
+        return regression_record(outputs, labels, label_std, split, note)
+    return accuracy_record(int((outputs.argmax(-1) == labels).sum()), len(labels), split, note)
 
 
 @torch.no_grad()
@@ -54,28 +82,34 @@ def predict_all(adapter: ModelAdapter, split: EncodedSplit, batch_size: int = 25
 def measure_accuracy_and_exits(adapter: ModelAdapter, test: EncodedSplit, depth: DepthCost) -> dict[str, Any]:
     logits, blocks = predict_all(adapter, test)
     labels = test.labels
-    correct = int((logits.argmax(-1) == labels).sum())
-    out: dict[str, Any] = {"accuracy": accuracy_record(correct, len(test), "test", "deployed model, exit rule applied")}
+    label_std = adapter.spec.label_std
+    out: dict[str, Any] = {"accuracy": quality_record(logits, labels, label_std, "test", "deployed model, exit rule applied")}
     all_logits = all_exit_logits(adapter.forward, test)  # [n_exits, N, C]
     n_exits = all_logits.shape[0]
-    final_correct = int((all_logits[-1].argmax(-1) == labels).sum())
-    out["accuracy_no_exit"] = accuracy_record(final_correct, len(test), "test", "final exit, every block run")
+    out["accuracy_no_exit"] = quality_record(all_logits[-1], labels, label_std, "test", "final exit, every block run")
     lengths = test.attention_mask.sum(1)
     hist = torch.bincount(blocks, minlength=depth.n_blocks + 1)[1:]
-    per_exit_acc = []  # one entry per block; None where no sample exited
-    for block in range(1, depth.n_blocks + 1):
-        sel = blocks == block
-        per_exit_acc.append(float((logits[sel].argmax(-1) == labels[sel]).float().mean()) if sel.any() else None)
+
+    def score_or_none(outputs: torch.Tensor, y: torch.Tensor) -> float | None:
+        value = score(outputs, y) if len(y) > (1 if is_regression(y) else 0) else math.nan
+        return None if math.isnan(value) else value
+
     out["exits"] = {
         "n_exits": n_exits,
         "n_blocks": depth.n_blocks,
+        "metric": metric_name(labels),
         "rule": getattr(adapter, "rule").to_dict() if hasattr(adapter, "rule") else None,
         "histogram": hist.tolist(),
-        "accuracy_at_taken_exit": per_exit_acc,
-        "accuracy_if_all_exit_at": [float((all_logits[i].argmax(-1) == labels).float().mean()) for i in range(n_exits)],
-        "mean_entropy_per_exit": [float(entropy(all_logits[i]).mean()) for i in range(n_exits)],
+        # one entry per block; None where no sample (regression: fewer than two) exited there
+        "accuracy_at_taken_exit": [score_or_none(logits[blocks == b], labels[blocks == b]) for b in range(1, depth.n_blocks + 1)],
+        "accuracy_if_all_exit_at": [score(all_logits[i], labels) for i in range(n_exits)],
         "mean_exit_block": float(blocks.float().mean()),
     }
+    if is_regression(labels):  # the prediction-change rule's signal, in label standard deviations
+        out["exits"]["mean_abs_change_per_exit"] = [None] + [
+            float((all_logits[i, :, 0] - all_logits[i - 1, :, 0]).abs().mean()) for i in range(1, n_exits)]
+    else:
+        out["exits"]["mean_entropy_per_exit"] = [float(entropy(all_logits[i]).mean()) for i in range(n_exits)]
     cal = (adapter.fit_report.calibration if adapter.fit_report else None) or None
     if cal:
         out["exits"]["calibration"] = cal  # chosen on validation
@@ -88,7 +122,7 @@ def measure_accuracy_and_exits(adapter: ModelAdapter, test: EncodedSplit, depth:
 def _calibration_rules(adapter, cal: dict):
     from ..adapters.encoder_adapter import make_rule
 
-    return [make_rule({**adapter.config["exit"], cal["param"]: v}) for v in [r[cal["param"]] for r in cal["sweep"]]]
+    return [make_rule({**adapter.config["exit"], cal["param"]: v}, adapter.spec.problem) for v in [r[cal["param"]] for r in cal["sweep"]]]
 
 
 def ops_summary(depth: DepthCost, blocks: torch.Tensor, lengths: torch.Tensor) -> dict[str, Any]:

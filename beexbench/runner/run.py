@@ -24,6 +24,7 @@ from ..results.schema import CellKey, CellRecord
 from ..results.store import RunDir, new_run_id, now_iso
 from ..targets import get_target
 from ..training.batches import EncodedSplit
+from ..training.metrics import label_stats, standardize
 from .measure import measure_accuracy_and_exits, measure_model_size, measure_speed
 from .models import model_store, obtain_model
 
@@ -38,16 +39,21 @@ class RunSummary:
     seconds: float = 0.0
 
 
-def encode_splits(data) -> dict[str, EncodedSplit]:
-    return {name: EncodedSplit(*data.encode(name)) for name in ("train", "val", "test")}
-
-
-def task_spec(data) -> TaskSpec:
-    import hashlib
-
+def prepare_task(data) -> tuple[dict[str, EncodedSplit], TaskSpec]:
+    """The encoded train/val/test splits and the task's shape. Regression labels are
+    standardized with the train split's mean and std (kept in the spec, so predictions
+    map back to the label scale)."""
+    splits = {name: EncodedSplit(*data.encode(name)) for name in ("train", "val", "test")}
+    mean, std = 0.0, 1.0
+    if data.card.problem == "regression":
+        mean, std = label_stats(splits["train"].labels)
+        splits = {name: EncodedSplit(sp.input_ids, sp.attention_mask, standardize(sp.labels, mean, std))
+                  for name, sp in splits.items()}
     tok_sha = hashlib.sha256(data.tokenizer.to_str().encode()).hexdigest()
-    return TaskSpec(task=data.card.name, num_labels=data.card.num_labels, vocab_size=data.tokenizer.get_vocab_size(),
-                    max_len=data.card.max_len, tokenizer_sha256=tok_sha)
+    spec = TaskSpec(task=data.card.name, num_labels=data.card.num_labels, vocab_size=data.tokenizer.get_vocab_size(),
+                    max_len=data.card.max_len, tokenizer_sha256=tok_sha, problem=data.card.problem,
+                    label_mean=mean, label_std=std)
+    return splits, spec
 
 
 def validate_names(cfg: RunConfig) -> None:
@@ -55,11 +61,8 @@ def validate_names(cfg: RunConfig) -> None:
     for name in cfg.models:
         get_adapter_class(name)
     for name in cfg.tasks:
-        if not is_dataset_spec(name) and get_spec(name).problem != "classification":
-            raise BeexError(
-                f"task '{name}' is a {get_spec(name).problem} task; the models and measurements are built for "
-                "classification: pick a classification task (see `beexbench list tasks`)"
-            )
+        if not is_dataset_spec(name):
+            get_spec(name)
     if not cfg.models or not cfg.tasks or not cfg.seeds:
         raise BeexError("nothing to run: give at least one model, one task and one seed")
 
@@ -134,10 +137,14 @@ def _run_locked(run: RunDir, cfg: RunConfig, target, fingerprint: str, progress:
         if not todo:
             continue
         data = load_task(task_name, progress=progress, limit=cfg.limit)
-        if data.card.problem != "classification":
-            raise BeexError(f"task '{task_name}' is a {data.card.problem} task; the models are classifiers: drop problem=regression")
-        splits = encode_splits(data)
-        spec = task_spec(data)
+        splits, spec = prepare_task(data)
+        for key in list(todo):
+            problems = get_adapter_class(key.model).problems
+            if spec.problem not in problems:
+                reason = f"{key.model} is built for {' and '.join(problems)} tasks, not {spec.problem}"
+                summary.unsupported.append((key, reason))
+                progress.log(f"skipping {key.model} on {task_name}: {reason}")
+                todo.remove(key)
         for key in todo:
             started = now_iso()
             try:

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..adapters.registry import get_adapter_class
 from ..config import RunConfig
 from ..data import load_task
 from ..profilers.ops import DepthCost
 from ..progress import NULL_PROGRESS, Progress
 from .models import obtain_model
-from .run import encode_splits, task_spec, validate_names
+from .run import prepare_task, validate_names
 
 
 def train_suite(cfg: RunConfig, progress: Progress = NULL_PROGRESS) -> list[Path]:
@@ -16,8 +17,11 @@ def train_suite(cfg: RunConfig, progress: Progress = NULL_PROGRESS) -> list[Path
     written = []
     for task_name in cfg.tasks:
         data = load_task(task_name, progress=progress, limit=cfg.limit)
-        splits, spec = encode_splits(data), task_spec(data)
+        splits, spec = prepare_task(data)
         for model in cfg.models:
+            if spec.problem not in get_adapter_class(model).problems:
+                progress.log(f"skipping {model} on {task_name}: it is not built for {spec.problem} tasks")
+                continue
             for seed in cfg.seeds:
                 _, directory, _ = obtain_model(model, spec, splits["train"], splits["val"], cfg, seed,
                                                cost_fn_factory=lambda a: DepthCost.measure(a).macs, progress=progress)

@@ -7,6 +7,7 @@ import torch
 
 from ..models.exits import ExitRule, simulate
 from .batches import EncodedSplit
+from .metrics import metric_name, score
 
 CostFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (exit_block, lengths) -> MACs per sample
 
@@ -26,14 +27,16 @@ def sweep(
     cost_fn: CostFn | None = None,
     exit_blocks: list[int] | None = None,
 ) -> list[dict]:
-    """Accuracy, mean exit block, exit histogram and (with ``cost_fn``) mean MACs per rule."""
+    """Score (keyed by its metric: ``accuracy`` or ``pearson_r``), mean exit block, exit
+    histogram and (with ``cost_fn``) mean MACs per rule."""
     n_blocks = max(exit_blocks) if exit_blocks else logits.shape[0]
+    metric = metric_name(labels)
     rows = []
     for rule in rules:
         d = simulate(rule, logits, exit_blocks)
         row = {
             **rule.to_dict(),
-            "accuracy": float((d.logits.argmax(-1) == labels).float().mean()),
+            metric: score(d.logits, labels),
             "mean_exit_block": float(d.exit_block.float().mean()),
             "exit_histogram": torch.bincount(d.exit_block, minlength=n_blocks + 1)[1:].tolist(),
         }
@@ -43,11 +46,11 @@ def sweep(
     return rows
 
 
-def choose(rows: list[dict], reference_accuracy: float, tolerance: float) -> int:
-    """Index of the cheapest rule whose accuracy is within ``tolerance`` of the reference
-    (the same model without exits); ties go to the more accurate rule."""
+def choose(rows: list[dict], reference: float, tolerance: float, metric: str = "accuracy") -> int:
+    """Index of the cheapest rule whose ``metric`` is within ``tolerance`` of the reference
+    (the same model without exits); ties go to the better-scoring rule."""
     key = "mean_macs" if all("mean_macs" in r for r in rows) else "mean_exit_block"
-    ok = [i for i, r in enumerate(rows) if r["accuracy"] >= reference_accuracy - tolerance]
+    ok = [i for i, r in enumerate(rows) if r[metric] >= reference - tolerance]
     if not ok:
-        ok = [max(range(len(rows)), key=lambda i: rows[i]["accuracy"])]
-    return min(ok, key=lambda i: (rows[i][key], -rows[i]["accuracy"]))
+        ok = [max(range(len(rows)), key=lambda i: rows[i][metric])]
+    return min(ok, key=lambda i: (rows[i][key], -rows[i][metric]))

@@ -13,6 +13,7 @@ from torch import nn
 from ..progress import NULL_PROGRESS, Progress
 from .batches import Batch, EncodedSplit
 from .config import TrainConfig
+from .metrics import metric_name, score
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig, total_steps: int):
@@ -37,14 +38,13 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig, total_steps: int):
 
 
 @torch.no_grad()
-def final_exit_accuracy(model: nn.Module, split: EncodedSplit, batch_size: int = 256) -> float:
+def final_exit_score(model: nn.Module, split: EncodedSplit, batch_size: int = 256) -> float:
+    """Accuracy (or Pearson r) of the last exit over the whole split."""
     was_training = model.training
     model.eval()
-    correct = 0
-    for b in split.batches(batch_size):
-        correct += int((model(b.input_ids, b.attention_mask)[-1].argmax(-1) == b.labels).sum())
+    outputs = torch.cat([model(b.input_ids, b.attention_mask)[-1] for b in split.batches(batch_size)])
     model.train(was_training)
-    return correct / max(1, len(split))
+    return score(outputs, split.labels)
 
 
 def train(
@@ -57,7 +57,8 @@ def train(
     description: str = "train",
     progress: Progress = NULL_PROGRESS,
 ) -> dict:
-    """Train in place; load the epoch with the best validation accuracy (final exit)."""
+    """Train in place; load the epoch with the best validation score (final exit's accuracy,
+    or Pearson r for regression)."""
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     if cfg.max_train_examples:
@@ -66,7 +67,8 @@ def train(
     steps_per_epoch = math.ceil(len(train_split) / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
     opt, sched = make_optimizer(model, cfg, total)
-    best_acc, best_epoch, best_state, history = -1.0, 0, None, []
+    best_acc, best_epoch, best_state, history = -math.inf, 0, None, []
+    metric = metric_name(val_split.labels)
     start = time.perf_counter()
     with progress.task(description, total=total) as task:
         for epoch in range(1, cfg.epochs + 1):
@@ -83,9 +85,9 @@ def train(
                 sched.step()
                 running, n = running + loss.item(), n + 1
                 task.advance(1, loss=f"{running / n:.3f}")
-            acc = final_exit_accuracy(model, val_split)
+            acc = final_exit_score(model, val_split)
             history.append({"epoch": epoch, "train_loss": running / max(1, n), "val_accuracy": acc})
-            progress.log(f"{description}: epoch {epoch} loss {running / max(1, n):.4f} val acc {acc:.4f}")
+            progress.log(f"{description}: epoch {epoch} loss {running / max(1, n):.4f} val {metric} {acc:.4f}")
             if acc > best_acc:
                 best_acc, best_epoch = acc, epoch
                 best_state = copy.deepcopy(model.state_dict())
@@ -98,5 +100,6 @@ def train(
         "seconds": time.perf_counter() - start,
         "best_epoch": best_epoch,
         "val_accuracy": best_acc,
+        "val_metric": metric,
         "history": tuple(history),
     }
