@@ -563,26 +563,99 @@ BEEX_AVX512 BEEX_INLINE void micro_avx512(const u64* A, int64_t lda, const u64* 
     for (int c = 0; c < NR; ++c) res[r * NR + c] = _mm512_reduce_add_epi64(acc[r][c]);
 }
 
+// 8 vectors of 8 u64 lanes -> one vector of their 8 horizontal sums, in order
+// (a transpose-and-add tree: 14 adds/shuffles for 8 outputs instead of a full
+// horizontal reduction per output).
+BEEX_AVX512 BEEX_INLINE __m512i hsum8_epi64(const __m512i (&v)[8]) {
+  __m512i t[4], u[2];
+  for (int p = 0; p < 4; ++p)  // 128-bit lane k of t[p]: partial sums of v[2p], v[2p+1]
+    t[p] = _mm512_add_epi64(_mm512_unpacklo_epi64(v[2 * p], v[2 * p + 1]),
+                            _mm512_unpackhi_epi64(v[2 * p], v[2 * p + 1]));
+  for (int p = 0; p < 2; ++p)  // lanes: halves of (v[4p], v[4p+1]), then of (v[4p+2], v[4p+3])
+    u[p] = _mm512_add_epi64(_mm512_shuffle_i64x2(t[2 * p], t[2 * p + 1], _MM_SHUFFLE(2, 0, 2, 0)),
+                            _mm512_shuffle_i64x2(t[2 * p], t[2 * p + 1], _MM_SHUFFLE(3, 1, 3, 1)));
+  return _mm512_add_epi64(_mm512_shuffle_i64x2(u[0], u[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                          _mm512_shuffle_i64x2(u[0], u[1], _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
+// MR rows of A against 8 consecutive rows of B: popcounts of (a XOR b), summed per output.
+template <int MR>
+BEEX_AVX512 BEEX_INLINE void micro8_avx512(const u64* A, int64_t lda, const u64* B, int64_t ldb,
+                                           int64_t W, __m512i (&out)[MR]) {
+  if (W <= 2 && ldb == W) {
+    // short rows: one 512-bit load holds 8 / W whole rows of B and the A row is
+    // broadcast, so no lane is wasted on padding
+    if (W == 1) {
+      const __m512i b = _mm512_loadu_si512(B);
+      for (int r = 0; r < MR; ++r)
+        out[r] = _mm512_popcnt_epi64(_mm512_xor_si512(_mm512_set1_epi64(static_cast<long long>(A[r * lda])), b));
+    } else {
+      const __m512i b0 = _mm512_loadu_si512(B), b1 = _mm512_loadu_si512(B + 8);  // rows 0-3, 4-7
+      const __m512i order = _mm512_set_epi64(7, 5, 3, 1, 6, 4, 2, 0);
+      for (int r = 0; r < MR; ++r) {
+        const __m512i a = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(A + r * lda)));
+        const __m512i p0 = _mm512_popcnt_epi64(_mm512_xor_si512(a, b0));
+        const __m512i p1 = _mm512_popcnt_epi64(_mm512_xor_si512(a, b1));
+        // 128-bit lane k: [row k, row 4 + k]; then put the rows in order
+        const __m512i s = _mm512_add_epi64(_mm512_unpacklo_epi64(p0, p1), _mm512_unpackhi_epi64(p0, p1));
+        out[r] = _mm512_permutexvar_epi64(order, s);
+      }
+    }
+    return;
+  }
+  __m512i acc[MR][8];
+  for (int r = 0; r < MR; ++r)
+    for (int c = 0; c < 8; ++c) acc[r][c] = _mm512_setzero_si512();
+  int64_t w = 0;
+  for (; w + 8 <= W; w += 8) {
+    __m512i a[MR], b[8];
+    for (int r = 0; r < MR; ++r) a[r] = _mm512_loadu_si512(A + r * lda + w);
+    for (int c = 0; c < 8; ++c) b[c] = _mm512_loadu_si512(B + c * ldb + w);
+    for (int r = 0; r < MR; ++r)
+      for (int c = 0; c < 8; ++c)
+        acc[r][c] = _mm512_add_epi64(acc[r][c], _mm512_popcnt_epi64(_mm512_xor_si512(a[r], b[c])));
+  }
+  if (w < W) {
+    const __mmask8 m = static_cast<__mmask8>((1u << (W - w)) - 1u);
+    __m512i a[MR], b[8];
+    for (int r = 0; r < MR; ++r) a[r] = _mm512_maskz_loadu_epi64(m, A + r * lda + w);
+    for (int c = 0; c < 8; ++c) b[c] = _mm512_maskz_loadu_epi64(m, B + c * ldb + w);
+    for (int r = 0; r < MR; ++r)
+      for (int c = 0; c < 8; ++c)
+        acc[r][c] = _mm512_add_epi64(acc[r][c], _mm512_popcnt_epi64(_mm512_xor_si512(a[r], b[c])));
+  }
+  for (int r = 0; r < MR; ++r) out[r] = hsum8_epi64(acc[r]);
+}
+
+template <class Epi>
+BEEX_AVX512 BEEX_INLINE void store8(const Epi& epi, int64_t i, int64_t j, __m512i pc) {
+  const __m256i s = _mm512_cvtepi64_epi32(pc);
+  epi.store4(i, j, _mm256_castsi256_si128(s));
+  epi.store4(i, j + 4, _mm256_extracti128_si256(s, 1));
+}
+
 template <class Epi>
 BEEX_AVX512 BEEX_INLINE void tile_avx512_impl(const u64* A, int64_t lda, const u64* B,
                                               int64_t ldb, int64_t W, int64_t i0, int64_t i1,
                                               int64_t j0, int64_t j1, const Epi& epi) {
-  int64_t res[kMR * kNR];
+  constexpr int MR = 2;
   int64_t j = j0;
-  for (; j + kNR <= j1; j += kNR) {
+  for (; j + 8 <= j1; j += 8) {  // groups of 8 outputs per row, stored 8 at a time
     const u64* Bj = B + j * ldb;
     int64_t i = i0;
-    for (; i + kMR <= i1; i += kMR) {
-      micro_avx512<kMR, kNR>(A + i * lda, lda, Bj, ldb, W, res);
-      for (int r = 0; r < kMR; ++r)
-        for (int c = 0; c < kNR; ++c) epi(i + r, j + c, res[r * kNR + c]);
+    for (; i + MR <= i1; i += MR) {
+      __m512i pc[MR];
+      micro8_avx512<MR>(A + i * lda, lda, Bj, ldb, W, pc);
+      for (int r = 0; r < MR; ++r) store8(epi, i + r, j, pc[r]);
     }
     for (; i < i1; ++i) {
-      micro_avx512<1, kNR>(A + i * lda, lda, Bj, ldb, W, res);
-      for (int c = 0; c < kNR; ++c) epi(i, j + c, res[c]);
+      __m512i pc[1];
+      micro8_avx512<1>(A + i * lda, lda, Bj, ldb, W, pc);
+      store8(epi, i, j, pc[0]);
     }
   }
-  for (; j < j1; ++j) {
+  int64_t res[1];
+  for (; j < j1; ++j) {  // fewer than 8 columns left
     const u64* Bj = B + j * ldb;
     for (int64_t i = i0; i < i1; ++i) {
       micro_avx512<1, 1>(A + i * lda, lda, Bj, ldb, W, res);
