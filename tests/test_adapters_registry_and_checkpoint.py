@@ -55,3 +55,14 @@ def test_round_trip_and_refusals(tmp_path):
         get_adapter_class("fp32").load(tmp_path / "c")
     with pytest.raises(BeexError, match="no checkpoint"):
         load_model(tmp_path / "missing")
+
+
+def test_training_record_round_trip_and_foreign_record():
+    from beexbench.adapters.base import FitReport
+
+    rep = FitReport(epochs=2, steps=10, seconds=1.5, best_epoch=2, val_accuracy=0.25,
+                    history=({"epoch": 1, "train_loss": 1.0, "val_accuracy": 0.2},), val_metric="pearson_r")
+    assert FitReport.from_dict(json.loads(json.dumps(rep.to_dict()))) == rep
+    assert FitReport.from_dict(None) is None
+    with pytest.raises(BeexError, match="training record.*retrain"):
+        FitReport.from_dict({**rep.to_dict(), "made_up_field": 1})

@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from ..errors import BeexError
 from ..models.exits import ExitDecision
 from ..progress import NULL_PROGRESS, Progress
 from ..training.batches import EncodedSplit
@@ -81,6 +82,16 @@ class FitReport:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, doc: dict | None) -> "FitReport | None":
+        """As stored in a checkpoint's JSON (None when it has no training record)."""
+        if not doc:
+            return None
+        try:
+            return cls(**{**doc, "history": tuple(doc.get("history") or ())})
+        except TypeError as exc:
+            raise BeexError(f"a checkpoint's training record does not match this beexbench ({exc}): retrain the model") from None
 
 
 class ModelAdapter(ABC):

@@ -178,10 +178,7 @@ class EncoderAdapter(ModelAdapter):
             adapter.model.load_state_dict(tensors, strict=True)
         except (KeyError, TypeError, RuntimeError, BeexError) as exc:
             raise BeexError(f"checkpoint {directory} does not match model '{cls.name}' ({str(exc).splitlines()[0]}): retrain it") from None
-        if doc.get("fit"):
-            fit = dict(doc["fit"])
-            fit["history"] = tuple(fit.get("history") or ())
-            adapter.fit_report = FitReport(**fit)
+        adapter.fit_report = FitReport.from_dict(doc.get("fit"))
         adapter.model.eval()
         return adapter
 

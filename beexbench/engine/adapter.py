@@ -112,10 +112,7 @@ class PackedBEExformer(EncoderAdapter):
             raise BeexError(f"checkpoint {directory} does not match model '{cls.name}' ({exc}): re-derive it") from None
         if adapter.config["encoder"] != model.enc:
             raise BeexError(f"checkpoint {directory}: its packed architecture differs from its config: re-derive it")
-        if doc.get("fit"):
-            fit = dict(doc["fit"])
-            fit["history"] = tuple(fit.get("history") or ())
-            adapter.fit_report = FitReport(**fit)
+        adapter.fit_report = FitReport.from_dict(doc.get("fit"))
         return adapter
 
     def deployable_files(self, directory: Path) -> list[Path]:
