@@ -533,12 +533,12 @@ BEEX_AVX512 void pack_avx512(const float* x, int64_t ldx, int64_t r0, int64_t r1
   }
 }
 
-// MR x NR tile with 512-bit words; the last chunk uses a masked load (zeros
-// XOR zeros = 0, so masked lanes add nothing).
+// Per-lane popcounts of (a XOR b) for MR rows of A against NR rows of B, 512-bit
+// words; the last chunk uses a masked load (zeros XOR zeros = 0, so masked lanes
+// add nothing).
 template <int MR, int NR>
-BEEX_AVX512 BEEX_INLINE void micro_avx512(const u64* A, int64_t lda, const u64* B, int64_t ldb,
-                                          int64_t W, int64_t* res) {
-  __m512i acc[MR][NR];
+BEEX_AVX512 BEEX_INLINE void accum_avx512(const u64* A, int64_t lda, const u64* B, int64_t ldb,
+                                          int64_t W, __m512i (&acc)[MR][NR]) {
   for (int r = 0; r < MR; ++r)
     for (int c = 0; c < NR; ++c) acc[r][c] = _mm512_setzero_si512();
   int64_t w = 0;
@@ -559,8 +559,13 @@ BEEX_AVX512 BEEX_INLINE void micro_avx512(const u64* A, int64_t lda, const u64* 
       for (int c = 0; c < NR; ++c)
         acc[r][c] = _mm512_add_epi64(acc[r][c], _mm512_popcnt_epi64(_mm512_xor_si512(a[r], b[c])));
   }
-  for (int r = 0; r < MR; ++r)
-    for (int c = 0; c < NR; ++c) res[r * NR + c] = _mm512_reduce_add_epi64(acc[r][c]);
+}
+
+// One output: the full popcount of row A against row B.
+BEEX_AVX512 BEEX_INLINE int64_t dot1_avx512(const u64* A, const u64* B, int64_t W) {
+  __m512i acc[1][1];
+  accum_avx512<1, 1>(A, 0, B, 0, W, acc);
+  return _mm512_reduce_add_epi64(acc[0][0]);
 }
 
 // 8 vectors of 8 u64 lanes -> one vector of their 8 horizontal sums, in order
@@ -604,26 +609,7 @@ BEEX_AVX512 BEEX_INLINE void micro8_avx512(const u64* A, int64_t lda, const u64*
     return;
   }
   __m512i acc[MR][8];
-  for (int r = 0; r < MR; ++r)
-    for (int c = 0; c < 8; ++c) acc[r][c] = _mm512_setzero_si512();
-  int64_t w = 0;
-  for (; w + 8 <= W; w += 8) {
-    __m512i a[MR], b[8];
-    for (int r = 0; r < MR; ++r) a[r] = _mm512_loadu_si512(A + r * lda + w);
-    for (int c = 0; c < 8; ++c) b[c] = _mm512_loadu_si512(B + c * ldb + w);
-    for (int r = 0; r < MR; ++r)
-      for (int c = 0; c < 8; ++c)
-        acc[r][c] = _mm512_add_epi64(acc[r][c], _mm512_popcnt_epi64(_mm512_xor_si512(a[r], b[c])));
-  }
-  if (w < W) {
-    const __mmask8 m = static_cast<__mmask8>((1u << (W - w)) - 1u);
-    __m512i a[MR], b[8];
-    for (int r = 0; r < MR; ++r) a[r] = _mm512_maskz_loadu_epi64(m, A + r * lda + w);
-    for (int c = 0; c < 8; ++c) b[c] = _mm512_maskz_loadu_epi64(m, B + c * ldb + w);
-    for (int r = 0; r < MR; ++r)
-      for (int c = 0; c < 8; ++c)
-        acc[r][c] = _mm512_add_epi64(acc[r][c], _mm512_popcnt_epi64(_mm512_xor_si512(a[r], b[c])));
-  }
+  accum_avx512<MR, 8>(A, lda, B, ldb, W, acc);
   for (int r = 0; r < MR; ++r) out[r] = hsum8_epi64(acc[r]);
 }
 
@@ -654,14 +640,8 @@ BEEX_AVX512 BEEX_INLINE void tile_avx512_impl(const u64* A, int64_t lda, const u
       store8(epi, i, j, pc[0]);
     }
   }
-  int64_t res[1];
-  for (; j < j1; ++j) {  // fewer than 8 columns left
-    const u64* Bj = B + j * ldb;
-    for (int64_t i = i0; i < i1; ++i) {
-      micro_avx512<1, 1>(A + i * lda, lda, Bj, ldb, W, res);
-      epi(i, j, res[0]);
-    }
-  }
+  for (; j < j1; ++j)  // fewer than 8 columns left
+    for (int64_t i = i0; i < i1; ++i) epi(i, j, dot1_avx512(A + i * lda, B + j * ldb, W));
 }
 BEEX_AVX512 void tile_int_avx512(const u64* A, int64_t lda, const u64* B, int64_t ldb,
                                  int64_t W, int64_t i0, int64_t i1, int64_t j0, int64_t j1,
