@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..adapters.registry import get_adapter_class
+from ..adapters.registry import unsupported_problem
 from ..config import RunConfig
 from ..data import load_task
 from ..profilers.ops import DepthCost
@@ -19,8 +19,9 @@ def train_suite(cfg: RunConfig, progress: Progress = NULL_PROGRESS) -> list[Path
         data = load_task(task_name, progress=progress, limit=cfg.limit)
         splits, spec = prepare_task(data)
         for model in cfg.models:
-            if spec.problem not in get_adapter_class(model).problems:
-                progress.log(f"skipping {model} on {task_name}: it is not built for {spec.problem} tasks")
+            reason = unsupported_problem(model, spec.problem)
+            if reason:
+                progress.log(f"skipping {model} on {task_name}: {reason}")
                 continue
             for seed in cfg.seeds:
                 _, directory, _ = obtain_model(model, spec, splits["train"], splits["val"], cfg, seed,
