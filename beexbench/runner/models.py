@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ..adapters.base import ModelAdapter, TaskSpec
 from .._io import atomic_write_text
 from ..adapters.checkpoint import META
@@ -84,6 +86,13 @@ def overrides_for(name: str, cfg: RunConfig, seed: int) -> dict[str, Any]:
     return out
 
 
+def build_seeded(name: str, overrides: dict[str, Any], spec: TaskSpec, seed: int) -> ModelAdapter:
+    """A fresh model whose initial weights depend on ``seed`` only: not on what ran earlier
+    in the process (other cells, an interrupted run resumed in a new process)."""
+    torch.manual_seed(seed)
+    return get_adapter_class(name).build(overrides, spec)
+
+
 def checkpoint_dir(store: Path, name: str, spec: TaskSpec, overrides: dict, seed: int, limit: int | None) -> Path:
     ident = json.dumps({"model": name, "task": spec.to_dict(), "overrides": overrides, "limit": limit}, sort_keys=True)
     digest = hashlib.sha256(ident.encode()).hexdigest()[:10]
@@ -123,7 +132,7 @@ def obtain_model(
         adapter = cls.derive(source, val, cost_fn_factory(source) if cost_fn_factory else None)
     else:
         trained = True
-        adapter = cls.build(overrides, spec)
+        adapter = build_seeded(name, overrides, spec, seed)
         cost_fn = cost_fn_factory(adapter) if cost_fn_factory else None
         adapter.fit(train, val, progress=progress, cost_fn=cost_fn)
     directory.parent.mkdir(parents=True, exist_ok=True)
