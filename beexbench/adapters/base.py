@@ -139,6 +139,13 @@ class ModelAdapter(ABC):
     def module(self) -> torch.nn.Module:
         """The nn.Module that the operation counter and the profilers run."""
 
+    @classmethod
+    def problem_refusal(cls, problem: str) -> str | None:
+        """Why this model cannot be built for a ``problem`` task, or None when it can."""
+        if problem in cls.problems:
+            return None
+        return f"{cls.name or cls.__name__} is built for {' and '.join(cls.problems)} tasks, not {problem}"
+
     # Optional hooks with sensible defaults ---------------------------------------
     @classmethod
     def derive(cls, source: "ModelAdapter", val: EncodedSplit, cost_fn: CostFn | None = None) -> "ModelAdapter":

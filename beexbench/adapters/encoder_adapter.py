@@ -85,9 +85,9 @@ class EncoderAdapter(ModelAdapter):
     problems = ("classification", "regression")
 
     def __init__(self, config: dict[str, Any], spec: TaskSpec) -> None:
-        if spec.problem not in self.problems:
-            raise BeexError(f"model '{self.name or type(self).__name__}' is built for {' and '.join(self.problems)} "
-                            f"tasks, not {spec.problem} ('{spec.task}'): pick another model or task")
+        refusal = self.problem_refusal(spec.problem)
+        if refusal:
+            raise BeexError(f"{refusal} ('{spec.task}'): pick another model or task")
         self.config, self.spec = config, spec
         self.encoder_config = build_dataclass(EncoderConfig, config["encoder"], where="model.encoder")
         self.train_config = build_dataclass(TrainConfig, config["train"], where="model.train")

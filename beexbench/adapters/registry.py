@@ -46,12 +46,6 @@ def get_adapter_class(name: str) -> type[ModelAdapter]:
     return cls
 
 
-def unsupported_problem(name: str, problem: str) -> str | None:
-    """Why model ``name`` cannot be built for a ``problem`` task, or None when it can."""
-    problems = get_adapter_class(name).problems
-    return None if problem in problems else f"{name} is built for {' and '.join(problems)} tasks, not {problem}"
-
-
 def list_models() -> list[str]:
     _ensure_builtins()
     return ADAPTERS.names()

@@ -12,6 +12,11 @@ from dataclasses import dataclass
 import torch
 
 
+def prediction_change(outputs: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
+    """|y_i - y_{i-1}| of single-output (regression) exits, [b, 1] -> [b]."""
+    return (outputs[:, 0] - previous[:, 0]).abs()
+
+
 def entropy(logits: torch.Tensor) -> torch.Tensor:
     """Shannon entropy (nats) of softmax(logits) along the last dim."""
     logp = torch.log_softmax(logits.float(), dim=-1)
@@ -126,7 +131,7 @@ class Patience(ExitRule):
             streak = torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)
         else:
             if regression:
-                agree = (logits[:, 0] - state.prev_logits[:, 0]).abs() < self.agree_within
+                agree = prediction_change(logits, state.prev_logits) < self.agree_within
             else:
                 agree = logits.argmax(-1) == state.prev_logits.argmax(-1)
             streak = torch.where(agree, state.streak + 1, torch.zeros_like(state.streak))
@@ -160,7 +165,7 @@ class PredictionChange(ExitRule):
             raise ValueError("the prediction-change rule is for single-output regression models")
         done = torch.full((logits.shape[0],), last, dtype=torch.bool, device=logits.device)
         if state.prev_logits is not None and block >= self.min_exit:
-            done = done | ((logits[:, 0] - state.prev_logits[:, 0]).abs() < self.delta)
+            done = done | (prediction_change(logits, state.prev_logits) < self.delta)
         return done, logits, ExitState(prev_logits=logits)
 
     def to_dict(self) -> dict:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 
 from ..training.metrics import per_sample_loss
-from .exits import entropy
+from .exits import entropy, prediction_change
 
 LOSSES = ("soft_routing", "depth_weighted", "uniform", "final")
 
@@ -48,9 +48,7 @@ def exit_weights(
         return w
     if kind != "soft_routing":
         raise ValueError(f"unknown exit loss '{kind}': use one of {LOSSES}")
-    if regression:
-        y = torch.cat([lg.float() for lg in exit_logits], dim=1)  # [N, n_exits]
-    else:
+    if not regression:
         h = torch.stack([entropy(lg) for lg in exit_logits], dim=1)  # [N, n_exits]
     q = torch.zeros(n, n_exits, device=device)
     remaining = torch.ones(n, device=device)
@@ -58,7 +56,7 @@ def exit_weights(
         block = i + 1
         if block >= min_exit and i > 0:
             if regression:
-                r = (y[:, i] - y[:, i - 1]).abs()
+                r = prediction_change(exit_logits[i].float(), exit_logits[i - 1].float())
             else:
                 r = (h[:, i - 1] - h[:, i]) / h[:, i - 1].clamp_min(eps)
             s = torch.sigmoid((delta - r) / tau)

@@ -102,7 +102,7 @@ def exit_histogram_plot(df: pd.DataFrame, title: str) -> str | None:
     return to_data_uri(fig)
 
 
-def _sweep_rows(df: pd.DataFrame, column: str, split: str) -> list[dict]:
+def _sweep_rows(df: pd.DataFrame, column: str, split: str, key: str) -> list[dict]:
     rows = []
     for _, r in df.iterrows():
         param = r["calibration_param"]
@@ -110,7 +110,7 @@ def _sweep_rows(df: pd.DataFrame, column: str, split: str) -> list[dict]:
             for i, s in enumerate(sweep):
                 x = s.get("mean_macs")
                 rows.append({"name": text(r["label"]), "split": split, "seed": seed,
-                             "step": s.get(param, i), "accuracy": 100 * s[quality_of(df).key],
+                             "step": s.get(param, i), "accuracy": 100 * s[key],
                              "x": x / 1e6 if x is not None else float("nan"),
                              "mean exit": s.get("mean_exit_block")})
     return rows
@@ -119,7 +119,8 @@ def _sweep_rows(df: pd.DataFrame, column: str, split: str) -> list[dict]:
 def tradeoff_plot(df: pd.DataFrame, title: str) -> str | None:
     """The exit threshold (δ) sweep: accuracy against mean MACs per sample, validation split
     (calibration, dashed) and test split (solid), averaged over seeds at each δ."""
-    rows = _sweep_rows(df, "val_sweep", "val (calibration)") + _sweep_rows(df, "test_sweep", "test")
+    q = quality_of(df)
+    rows = _sweep_rows(df, "val_sweep", "val (calibration)", q.key) + _sweep_rows(df, "test_sweep", "test", q.key)
     if not rows:
         return None
     d = pd.DataFrame(rows)
@@ -137,13 +138,13 @@ def tradeoff_plot(df: pd.DataFrame, title: str) -> str | None:
             ch = r["calibration_chosen"][0] if r["calibration_chosen"] else None
             for s in sweep:
                 if ch is not None and s.get(r["calibration_param"]) == ch:
-                    chosen.append((s.get("mean_macs", math.nan), 100 * s[quality_of(df).key], s.get("mean_exit_block")))
+                    chosen.append((s.get("mean_macs", math.nan), 100 * s[q.key], s.get("mean_exit_block")))
             break
     if chosen:
         xs = [c[0] / 1e6 if use_macs else c[2] for c in chosen]
         ax.scatter(xs, [c[1] for c in chosen], marker="*", s=160, color="black", zorder=5, label="deployed δ (picked on val), test")
     ax.set_xlabel("mean MACs per sample, all precisions (M)" if use_macs else "mean exit block")
-    ax.set_ylabel(quality_of(df).axis)
+    ax.set_ylabel(q.axis)
     ax.set_title(text(title), fontsize=10)
     _legend_outside(ax)
     return to_data_uri(fig)

@@ -12,7 +12,7 @@ import torch
 
 from ..adapters.base import ModelAdapter
 from ..config import LatencySettings
-from ..models.exits import entropy
+from ..models.exits import entropy, prediction_change
 from ..profilers.energy import track_energy
 from ..profilers.latency import measure_latency
 from ..profilers.memory import track_memory
@@ -107,7 +107,7 @@ def measure_accuracy_and_exits(adapter: ModelAdapter, test: EncodedSplit, depth:
     }
     if is_regression(labels):  # the prediction-change rule's signal, in label standard deviations
         out["exits"]["mean_abs_change_per_exit"] = [None] + [
-            float((all_logits[i, :, 0] - all_logits[i - 1, :, 0]).abs().mean()) for i in range(1, n_exits)]
+            float(prediction_change(all_logits[i], all_logits[i - 1]).mean()) for i in range(1, n_exits)]
     else:
         out["exits"]["mean_entropy_per_exit"] = [float(entropy(all_logits[i]).mean()) for i in range(n_exits)]
     cal = (adapter.fit_report.calibration if adapter.fit_report else None) or None

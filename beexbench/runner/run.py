@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..adapters.base import TaskSpec
-from ..adapters.registry import get_adapter_class, unsupported_problem
+from ..adapters.registry import get_adapter_class
 from ..config import RunConfig
 from ..data import load_task
 from ..data.local import is_dataset_spec
@@ -139,7 +139,7 @@ def _run_locked(run: RunDir, cfg: RunConfig, target, fingerprint: str, progress:
         data = load_task(task_name, progress=progress, limit=cfg.limit)
         splits, spec = prepare_task(data)
         for key in list(todo):
-            reason = unsupported_problem(key.model, spec.problem)
+            reason = get_adapter_class(key.model).problem_refusal(spec.problem)
             if reason:
                 summary.unsupported.append((key, reason))
                 progress.log(f"skipping {key.model} on {task_name}: {reason}")

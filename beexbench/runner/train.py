@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..adapters.registry import unsupported_problem
+from ..adapters.registry import get_adapter_class
 from ..config import RunConfig
 from ..data import load_task
 from ..profilers.ops import DepthCost
@@ -19,7 +19,7 @@ def train_suite(cfg: RunConfig, progress: Progress = NULL_PROGRESS) -> list[Path
         data = load_task(task_name, progress=progress, limit=cfg.limit)
         splits, spec = prepare_task(data)
         for model in cfg.models:
-            reason = unsupported_problem(model, spec.problem)
+            reason = get_adapter_class(model).problem_refusal(spec.problem)
             if reason:
                 progress.log(f"skipping {model} on {task_name}: {reason}")
                 continue
