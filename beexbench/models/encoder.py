@@ -13,6 +13,7 @@ from torch import nn
 from .attention import Attention
 from .exits import ExitDecision, ExitRule
 from .ffn import make_ffn
+from .init import init_encoder_
 from .quantizers import binary_sign, row_scale
 
 
@@ -118,6 +119,7 @@ class EarlyExitEncoder(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_blocks))
         n_heads = cfg.n_blocks if cfg.exit_heads else 1
         self.heads = nn.ModuleList(ExitHead(cfg.d_model, num_labels) for _ in range(n_heads))
+        init_encoder_(self)
 
     @property
     def n_exits(self) -> int:
