@@ -53,7 +53,9 @@ BATCH = split(8, seed=1)
 
 
 def n_blocks(adapter: ModelAdapter) -> int:
-    return len(adapter.module().blocks)
+    """Blocks of an encoder model; a model without blocks (the reference floors) has one exit."""
+    blocks = getattr(adapter.module(), "blocks", None)
+    return 1 if blocks is None else len(blocks)
 
 
 def mean_exit_loss(adapter: ModelAdapter, batch: EncodedSplit) -> torch.Tensor:
@@ -68,6 +70,8 @@ def test_training_steps_lower_the_loss(name):
     adapter = build(name)
     if is_post_training_quantized(adapter):
         pytest.skip("fit is post-training quantization: see test_quantized_model_tracks_its_fp32_network")
+    if not adapter.fit_by_gradient:
+        pytest.skip("fit is closed-form (scikit-learn), not gradient steps: see tests/test_floors.py")
     module = adapter.module()
     params = [p for p in module.parameters() if p.requires_grad]
     assert params, f"{name} has no trainable parameters"
@@ -88,7 +92,7 @@ def test_training_steps_lower_the_loss(name):
 def test_fit_on_a_tiny_split_reports(name):
     adapter = build(name)
     report = adapter.fit(split(48, seed=2), split(24, seed=3))
-    assert report.epochs >= 1 and 0.0 <= report.val_accuracy <= 1.0
+    assert (report.epochs >= 1 if adapter.fit_by_gradient else report.epochs == 0) and 0.0 <= report.val_accuracy <= 1.0
     if report.calibration is not None:
         assert report.calibration["split"] == "val"
     decision = adapter.predict(BATCH.input_ids, BATCH.attention_mask)
@@ -180,9 +184,11 @@ def test_precision_declaration_matches_the_parameters(name):
 
 @pytest.mark.parametrize("name", MODELS)
 def test_operation_counter_sees_every_op(name):
-    rec = count_ops(build(name), 8)
+    adapter = build(name)
+    rec = count_ops(adapter, 8)
     assert rec.uncounted == {}, f"{name}: {rec.uncounted} ({rec.notes})"
-    assert rec.total_macs > 0
+    # every model runs products, except one that declares none (majority: a constant answer)
+    assert (rec.total_macs > 0) == bool(adapter.precision().products)
 
 
 @pytest.mark.parametrize("name", MODELS)

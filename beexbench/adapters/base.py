@@ -103,6 +103,12 @@ class ModelAdapter(ABC):
     derived_from: ClassVar[str | None] = None
     devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda")  # device types it runs on
     problems: ClassVar[tuple[str, ...]] = ("classification",)  # task kinds it can be built for
+    # False where ``fit`` is closed-form or a solver outside torch (scikit-learn): the module's
+    # parameters are not trained by gradient steps, so the gradient contract test does not apply.
+    fit_by_gradient: ClassVar[bool] = True
+    # A reference floor (``majority``, ``bow-linear``): added to every run's tasks, shown in
+    # reports as a reference line and row, never as a candidate on the Pareto fronts.
+    reference_floor: ClassVar[bool] = False
 
     spec: TaskSpec
     config: dict[str, Any]

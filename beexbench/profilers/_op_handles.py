@@ -18,6 +18,7 @@ autograd Function, which traces as ``prim::PythonOp.<ClassName>``).
 """
 from __future__ import annotations
 
+import math
 import re
 from math import prod
 from typing import Any, Callable, Mapping
@@ -31,7 +32,7 @@ CONVENTION = (
     "OPs = FLOPs + BOPs/64 is a literature convention (Rastegari et al. / Liu et al., Bi-Real Net), not a measurement. "
     "Elementwise FLOPs per element of the output: add, sub, mul, div, neg, abs, sign (incl. the custom "
     "sign autograd Functions), comparisons, clamp, masked_fill, where (0 between two scalars: where(x >= 0, 1, -1) is a sign, 1 FLOP with its comparison), sigmoid, tanh, gelu, relu, exp, log, "
-    "sqrt: 1; reductions (sum, mean, max): 1 per input element; softmax: 5 per element (max, subtract, exp, "
+    "sqrt: 1; searchsorted (a table lookup by binary search): ceil(log2(n + 1)) comparisons per value in a table of n; reductions (sum, mean, max): 1 per input element; softmax: 5 per element (max, subtract, exp, "
     "sum, divide); layer_norm: 5 per element with affine, 4 without (fvcore's estimate); a Linear/addmm "
     "bias: 1 per output element. Embedding lookups and shape/copy ops: 0 (lookups are recorded in op_calls). "
     "int8 dynamic Linear: the product is int8 x int8 MACs, plus 2 FLOPs per input element (range, "
@@ -164,6 +165,13 @@ def where(inputs: list, outputs: list) -> dict[str, int]:
     return {"flop": numel(outputs[0])}
 
 
+def searchsorted(inputs: list, outputs: list) -> dict[str, int]:
+    """aten::searchsorted(sorted [n], values): a binary search, ceil(log2(n + 1)) comparisons
+    per value (1 FLOP each, like any comparison)."""
+    n = shape(inputs[0])[-1]
+    return {"flop": numel(outputs[0]) * max(1, math.ceil(math.log2(n + 1)))}
+
+
 def free(inputs: list, outputs: list) -> dict[str, int]:
     """Costs nothing (table lookups); the call is still recorded."""
     return {}
@@ -197,6 +205,7 @@ _TABLE: dict[str, Handle] = {
     "aten::log_softmax": per_output(5),
     "aten::layer_norm": layer_norm,
     "aten::embedding": free,
+    "aten::searchsorted": searchsorted,
     "aten::where": where,
     **{f"aten::{name}": per_output(1) for name in _ELEMENTWISE_1},
     **{f"aten::{name}": per_input(1) for name in _REDUCTIONS},
