@@ -28,6 +28,10 @@ class LatencySettings:
     seq_lens: list[int] = field(default_factory=list)  # batch-1 sweep over exact lengths (<= the task's max_len)
 
 
+# Reference floors added to every task of a run unless ``floors = false`` (``--no-floors``).
+FLOORS = ("majority", "bow-linear")
+
+
 @dataclass
 class RunConfig:
     suite: str = "default"
@@ -41,6 +45,7 @@ class RunConfig:
     model_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # per model name
     latency: LatencySettings = field(default_factory=LatencySettings)
     energy: bool = True
+    floors: bool = True  # add the reference floors (FLOORS) to every task
     results_dir: str = "results"
     models_dir: str | None = None  # checkpoint store (default: $BEEXBENCH_CACHE/models)
     models_from: str | None = None  # a store copied from another machine: measure, never train
@@ -48,6 +53,15 @@ class RunConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def planned_models(self) -> list[tuple[str, list[int]]]:
+        """(model, seeds) run on every task: the configured models on every seed, then the
+        reference floors not already among them, on the first seed only (their fit is
+        deterministic: it does not use the seed)."""
+        out = [(m, list(self.seeds)) for m in self.models]
+        if self.floors:
+            out += [(f, list(self.seeds[:1])) for f in FLOORS if f not in self.models]
+        return out
 
 
 _NESTED = {"latency": LatencySettings}

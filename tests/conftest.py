@@ -25,7 +25,10 @@ def write_tiny_csv(path: Path, n: int = 240, seed: int = 0) -> Path:
     return path
 
 
-def write_tiny_suite(directory: Path, models=("beexformer", "fp32"), target: str = "cpu", epochs: int = 1) -> Path:
+def write_tiny_suite(directory: Path, models=("beexformer", "fp32"), target: str = "cpu", epochs: int = 1,
+                     floors: bool = False) -> Path:
+    """A tiny offline suite; the reference floors (on by default in real runs) only when asked,
+    so tests that count cells count the models they name."""
     csv = write_tiny_csv(directory / "tiny.csv")
     suite = directory / "tiny.toml"
     suite.write_text(f"""
@@ -35,6 +38,7 @@ tasks = ["csv:{csv}?text=text&label=label&name=tiny"]
 target = "{target}"
 seeds = [0]
 energy = false
+floors = {str(floors).lower()}
 results_dir = "{directory / 'results'}"
 models_dir = "{directory / 'models'}"
 
@@ -63,7 +67,7 @@ samples = 8
 @pytest.fixture
 def tiny_suite(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("BEEXBENCH_CACHE", str(tmp_path / "cache"))
-    return write_tiny_suite(tmp_path)
+    return write_tiny_suite(tmp_path, floors=True)
 
 
 def pytest_configure(config):

@@ -12,11 +12,20 @@ def test_run_report_results(tiny_suite, tmp_path):
     r = runner.invoke(app, ["run", "--config", str(tiny_suite), "--format", "json"])
     assert r.exit_code == 0, r.output
     summary = json.loads(r.stdout[r.stdout.index("{"):])
-    assert len(summary["written"]) == 2 and not summary["failed"]
+    assert len(summary["written"]) == 4 and not summary["failed"]  # beexformer, fp32 and the two reference floors
     results = tmp_path / "results"
     (run_dir,) = [p for p in results.iterdir() if p.is_dir()]
     cells = sorted((run_dir / "cells").glob("*.json"))
-    assert len(cells) == 2
+    assert len(cells) == 4
+    by_model = {json.loads(p.read_text())["key"]["model"]: json.loads(p.read_text()) for p in cells}
+    assert set(by_model) == {"beexformer", "fp32", "majority", "bow-linear"}
+    for floor in ("majority", "bow-linear"):
+        f = by_model[floor]
+        assert f["model"]["role"] == "reference floor" and f["metrics"]["exits"] is None
+        assert f["metrics"]["ops"]["uncounted"] == {} and f["metrics"]["size"]["total_bits"] > 0
+        assert f["metrics"]["batch1"]["median"] > 0
+    assert by_model["majority"]["metrics"]["accuracy"]["value"] == 0.5  # the tiny task is balanced
+    assert by_model["bow-linear"]["metrics"]["accuracy"]["value"] >= 0.9  # one sentiment word decides the label
     rec = json.loads(cells[0].read_text())
     m = rec["metrics"]
     assert rec["schema"] == "beexbench-result" and rec["status"] == "ok"
@@ -30,19 +39,19 @@ def test_run_report_results(tiny_suite, tmp_path):
     r2 = runner.invoke(app, ["run", "--config", str(tiny_suite), "--format", "json"])
     assert r2.exit_code == 0, r2.output
     recs = [json.loads(p.read_text()) for p in results.glob("*/cells/*.json")]
-    assert len(recs) == 4 and not any(x["model"]["trained_this_run"] for x in recs[2:] if x["run_id"] != rec["run_id"])
+    assert len(recs) == 8 and not any(x["model"]["trained_this_run"] for x in recs[2:] if x["run_id"] != rec["run_id"])
 
     out = tmp_path / "report.html"
     r = runner.invoke(app, ["report", "--results", str(results), "--out", str(out)])
     assert r.exit_code == 0, r.output
-    assert "beexformer" in out.read_text()
+    assert "beexformer" in out.read_text() and "bow-linear (tiny) — reference floor" in out.read_text()
 
     r = runner.invoke(app, ["results", "list", "--results", str(results), "--format", "json"])
     rows = json.loads(r.stdout)
-    assert len(rows) == 2 and all(row["cells_ok"] == 2 for row in rows)
+    assert len(rows) == 2 and all(row["cells_ok"] == 4 for row in rows)
     r = runner.invoke(app, ["results", "export", "--results", str(results), "--out", str(tmp_path / "all.csv")])
     assert r.exit_code == 0, r.output
-    assert len((tmp_path / "all.csv").read_text().strip().splitlines()) == 5
+    assert len((tmp_path / "all.csv").read_text().strip().splitlines()) == 9
 
 
 def test_task_info_shows_the_card(tiny_suite):

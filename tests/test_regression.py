@@ -218,7 +218,11 @@ def test_run_and_report_a_regression_task(tmp_path, monkeypatch):
     assert not summary.failed
     assert [k.model for k, _ in summary.unsupported] == ["deebert-style"]
     records = {r.key.model: r for r in load_records([tmp_path / "results"])}
-    assert set(records) == {"beexformer", "fp32"}
+    assert set(records) == {"beexformer", "fp32", "majority", "bow-linear"}  # the reference floors join every run
+    floors = {name: records.pop(name) for name in ("majority", "bow-linear")}
+    assert floors["majority"].metrics["accuracy"]["value"] is None  # a constant answer has no Pearson r
+    assert "undefined" in floors["majority"].metrics["accuracy"]["undefined"]
+    assert floors["bow-linear"].metrics["accuracy"]["value"] > 0.5  # the counting task is a bag-of-words task
     for rec in records.values():
         acc = rec.metrics["accuracy"]
         assert acc["metric"] == "pearson_r" and acc["ci_method"] == "fisher_z"
@@ -228,6 +232,7 @@ def test_run_and_report_a_regression_task(tmp_path, monkeypatch):
     out = build_report(tmp_path / "results", tmp_path / "report.html")
     html = out.read_text()
     assert "Pearson r ×100" in html and "Fisher-z" in html
+    assert "No line for majority (smoke): Pearson r is undefined (constant prediction)" in html
     tables = (tmp_path / "report-tables" / "tables.md").read_text()
     assert "Pearson r ×100 (test)" in tables and "accuracy % (test)" not in tables
     json.dumps(records["beexformer"].to_dict())  # the record stays plain JSON

@@ -356,3 +356,104 @@ def test_report_renders_in_headless_chromium(rich_report, tmp_path):
     assert probe["res"] == []  # no network requests of any kind
     assert len(probe["imgs"]) == html.count("<img ") > 10
     assert all(i["ok"] for i in probe["imgs"]), [i["alt"] for i in probe["imgs"] if not i["ok"]]
+
+
+# --------------------------------------------------------------------------- reference floors
+
+
+def floor_record(model: str, acc: float | None, **kw) -> CellRecord:
+    """A reference floor's cell as the runner writes it: role, no exits, tiny and cheap."""
+    defaults = dict(total_bits=64, bits_no_emb=64, macs_fp32=0.0, bops=0.0, latency=0.02, latency_ci=(0.019, 0.021), p90=0.03,
+                    ci=(acc - 0.04, acc + 0.04) if acc is not None else (None, None), n_blocks=None,
+                    description="Reference floor: a test floor.")
+    rec = make_record(model, acc=acc, **{**defaults, **kw})
+    rec.model["role"] = "reference floor"
+    return rec
+
+
+def floors_results(root: Path, fp32_acc: float, *, metric: str = "accuracy") -> Path:
+    recs = [
+        make_record("beexformer", acc=0.70, ci=(0.66, 0.74)),
+        make_record("fp32", acc=fp32_acc, ci=(fp32_acc - 0.04, fp32_acc + 0.04), total_bits=12_000_000, bits_no_emb=4_000_000,
+                    macs_fp32=1_000_000.0, bops=0.0, latency=1.0),
+        floor_record("majority", 0.50 if metric == "accuracy" else None),
+        floor_record("bow-linear", 0.76, total_bits=100_000, bits_no_emb=100_000, macs_fp32=40.0),
+    ]
+    for r in recs:
+        r.metrics["accuracy"]["metric"] = metric
+    if metric == "pearson_r":
+        for r in recs[:2]:  # the δ sweeps are keyed by the task's metric
+            exits = r.metrics["exits"]
+            for row in exits["calibration"]["sweep"] + exits["test_sweep"]:
+                row["pearson_r"] = row.pop("accuracy")
+        recs[2].metrics["accuracy"].update(value=None, ci95=[None, None], undefined="Pearson r is undefined (constant prediction)")
+    return write_run(root, "run-floors", recs)
+
+
+def test_floors_are_reference_rows_and_lines_not_candidates(tmp_path, monkeypatch):
+    import beexbench.report.build as build
+
+    calls = []
+    original = build.pareto_plot
+
+    def spy(df, *args, **kwargs):
+        calls.append((sorted(df["label"]), kwargs.get("floors")))
+        return original(df, *args, **kwargs)
+
+    monkeypatch.setattr(build, "pareto_plot", spy)
+    out = build_report(floors_results(tmp_path / "res", fp32_acc=0.80), tmp_path / "r.html")
+    html = out.read_text()
+    summary = dict(_tables(html))["summary"]
+    rows = {r[0]: r for r in _rows(summary)}
+    assert set(rows) == {"fp32", "beexformer", "majority — reference floor", "bow-linear — reference floor"}
+    assert [r[0] for r in _rows(summary)] == ["fp32", "bow-linear — reference floor", "beexformer", "majority — reference floor"]
+    # bow-linear is more accurate and far smaller than beexformer, yet on no front, and beexformer keeps its place
+    assert rows["bow-linear — reference floor"][11] == "—" and rows["majority — reference floor"][11] == "—"
+    assert "size" in rows["beexformer"][11]
+    assert rows["majority — reference floor"][2] == "50.0 [46.0, 54.0]" and rows["majority — reference floor"][10] == "—"
+    assert summary.count('<tr class="floor">') == 2
+    # every accuracy plot: the neural models as points, the floors as lines
+    assert len(calls) == 3 and all(labels == ["beexformer", "fp32"] for labels, _ in calls)  # energy: unavailable
+    assert all(floors == [("majority", 50.0), ("bow-linear", 76.0)] for _, floors in calls)
+    assert "Dashed horizontal lines: reference floors (test accuracy: majority 50.0, bow-linear 76.0)" in html
+    assert "data-floor-warning" not in html  # fp32 (80%) beats bow-linear (76%)
+    with open(default_tables_dir(out) / "summary.csv", newline="") as f:
+        roles = {r["model"]: r["role"] for r in csv.DictReader(f)}
+    assert roles == {"fp32": "model", "beexformer": "model", "majority": "reference floor", "bow-linear": "reference floor"}
+
+
+def test_a_neural_model_below_bow_linear_is_a_warning(tmp_path):
+    import html as h
+
+    html = h.unescape(build_report(floors_results(tmp_path / "res", fp32_acc=0.72), tmp_path / "r.html").read_text())
+    warning = ("rotten_tomatoes on cpu · Test CPU 9000: the best neural model, fp32, scores 72.0% test accuracy, "
+               "below the bow-linear reference floor's 76.0%")
+    assert warning in _section(html, "Warnings") and warning in _section(html, "rotten_tomatoes on cpu")
+
+
+def test_regression_majority_has_no_pearson_r_and_no_line(tmp_path):
+    import html as h
+
+    html = h.unescape(build_report(floors_results(tmp_path / "res", fp32_acc=0.72, metric="pearson_r"), tmp_path / "r.html").read_text())
+    rows = {r[0]: r for r in _rows(dict(_tables(html))["summary"])}
+    assert rows["majority — reference floor"][2] == "undefined"
+    assert "No line for majority: Pearson r is undefined (constant prediction)." in html
+    assert "the best neural model, fp32, scores 0.720 test Pearson r, below the bow-linear reference floor's 0.760" in html
+
+
+def test_floor_lines_are_dashed_named_horizontal_lines():
+    import matplotlib.pyplot as plt
+
+    from beexbench.report.plots import floor_lines
+
+    fig, ax = plt.subplots()
+    ax.plot([1, 10], [60, 80])
+    floor_lines(ax, [("bow-linear", 76.0), ("majority", 50.0)])
+    lines = {line.get_label(): line for line in ax.get_lines()[1:]}
+    assert set(lines) == {"majority — reference floor", "bow-linear — reference floor"}
+    for name, y in (("majority", 50.0), ("bow-linear", 76.0)):
+        line = lines[f"{name} — reference floor"]
+        assert line.get_linestyle() == "--" and list(line.get_ydata()) == [y, y]
+    assert {t.get_text() for t in ax.texts} == {"majority 50.0", "bow-linear 76.0"}
+    assert ax.get_ylim()[0] < 50.0  # the axis reaches down to the lowest floor
+    plt.close(fig)

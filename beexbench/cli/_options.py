@@ -18,6 +18,7 @@ Seeds = Annotated[Optional[str], typer.Option("--seeds", help="Comma-separated t
 Limit = Annotated[Optional[int], typer.Option("--limit", help="Use at most N examples per split (quick runs).")]
 ModelsDir = Annotated[Optional[Path], typer.Option("--models-dir", help="Checkpoint store to train into / reuse.")]
 ModelsFrom = Annotated[Optional[Path], typer.Option("--models-from", help="A model store from another machine: measure without training.")]
+Floors = Annotated[Optional[bool], typer.Option("--floors/--no-floors", help="Add the reference floors (majority, bow-linear) to every task (default: on).")]
 Format = Annotated[str, typer.Option("--format", help="text or json.")]
 
 

@@ -32,14 +32,16 @@ def print_summary(summary, fmt: str = "text") -> None:
             continue
         ops = m["ops"]["per_sample_mean"]
         macs = sum(v for k, v in ops.items() if k.startswith("macs_") and k != "macs_binary")
+        value = m["accuracy"]["value"]
+        exits = m.get("exits")
         table.add_row(
             r.key.model, r.key.task, r.key.target,
-            f"{m['accuracy']['value']:.4f}" + (" r" if m["accuracy"].get("metric") == "pearson_r" else ""),
+            ("undefined" if value is None else f"{value:.4f}") + (" r" if m["accuracy"].get("metric") == "pearson_r" else ""),
             f"{m['size']['total_bits'] / 8 / 1024:.1f}",
             f"{macs / 1e6:.2f} M",
             f"{ops.get('bops', 0) / 1e6:.2f} M",
             f"{m['batch1']['median']:.3f}",
-            f"{m['exits']['mean_exit_block']:.2f}/{m['exits']['n_blocks']}",
+            f"{exits['mean_exit_block']:.2f}/{exits['n_blocks']}" if exits else "—",
         )
     console = Console()
     if not console.is_terminal:

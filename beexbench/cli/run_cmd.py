@@ -6,10 +6,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._options import BatchSizes, ConfigFile, Format, Limit, Models, ModelsDir, ModelsFrom, Seeds, Suite, TargetOpt, Tasks, Threads, split_csv
+from ._options import BatchSizes, ConfigFile, Floors, Format, Limit, Models, ModelsDir, ModelsFrom, Seeds, Suite, TargetOpt, Tasks, Threads, split_csv
 
 
-def _config(suite, config, models, tasks, target, threads, batch_sizes, seeds, limit, models_dir, models_from, results=None, run_id=None):
+def _config(suite, config, models, tasks, target, threads, batch_sizes, seeds, limit, models_dir, models_from, results=None, run_id=None,
+            floors=None):
     from ..config import load_config
 
     return load_config(
@@ -17,7 +18,7 @@ def _config(suite, config, models, tasks, target, threads, batch_sizes, seeds, l
         models=split_csv(models), tasks=split_csv(tasks), target=target, threads=threads,
         latency_batch_sizes=split_csv(batch_sizes, int), seeds=split_csv(seeds, int), limit=limit,
         models_dir=str(models_dir) if models_dir else None, models_from=str(models_from) if models_from else None,
-        results_dir=str(results) if results else None, run_id=run_id,
+        results_dir=str(results) if results else None, run_id=run_id, floors=floors,
     )
 
 
@@ -33,6 +34,7 @@ def run(
     limit: Limit = None,
     models_dir: ModelsDir = None,
     models_from: ModelsFrom = None,
+    floors: Floors = None,
     results: Annotated[Optional[Path], typer.Option("--results", help="Where runs are written (default: results/).")] = None,
     run_id: Annotated[Optional[str], typer.Option("--run-id", help="Name of the run folder.")] = None,
     resume: Annotated[Optional[Path], typer.Option("--resume", help="A run folder to finish: only missing cells run.")] = None,
@@ -44,7 +46,8 @@ def run(
     from ._progress import RichProgress
     from ._summary import print_summary
 
-    cfg = _config(suite, config, models, tasks, target, threads, batch_sizes, seeds, limit, models_dir, models_from, results, run_id)
+    cfg = _config(suite, config, models, tasks, target, threads, batch_sizes, seeds, limit, models_dir, models_from, results, run_id,
+                  floors)
     if resume is not None:
         cfg = _resume_config(resume, cfg)
     with RichProgress() as progress:
@@ -70,13 +73,14 @@ def train(
     tasks: Tasks = None,
     seeds: Seeds = None,
     limit: Limit = None,
+    floors: Floors = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Model store to write (copy it to another machine).")] = None,
 ) -> None:
     """Train the suite's models into a portable model store (no measuring)."""
     from ..runner.train import train_suite
     from ._progress import RichProgress
 
-    cfg = _config(suite, config, models, tasks, None, None, None, seeds, limit, out, None)
+    cfg = _config(suite, config, models, tasks, None, None, None, seeds, limit, out, None, floors=floors)
     with RichProgress() as progress:
         written = train_suite(cfg, progress)
     for path in written:

@@ -13,7 +13,7 @@ CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1250px;color:#222;padding:0 1rem;line-height:1.4}
 h2{border-bottom:2px solid #ddd;padding-bottom:.2rem;margin-top:2.5rem}h3{margin-top:1.6rem}
 table{border-collapse:collapse;margin:.6rem 0;font-size:.85rem}th,td{border:1px solid #ccc;padding:.25rem .5rem;text-align:right;vertical-align:top}
-th{background:#f3f3f3}td.l,th.l{text-align:left}tr.front td:first-child{font-weight:600}
+th{background:#f3f3f3}td.l,th.l{text-align:left}tr.front td:first-child{font-weight:600}tr.floor td{font-style:italic;color:#555;background:#fafafa}
 .note{color:#555;font-size:.85rem}.warn{color:#8a4b00}.unavail{border:1px dashed #bbb;padding:1rem;color:#666;background:#fafafa}
 .figs{display:grid;grid-template-columns:repeat(auto-fit,minmax(520px,1fr));gap:1rem}figure{margin:0}
 img{max-width:100%;height:auto}code{background:#f4f4f4;padding:0 .2rem}ul.tight li{margin:.15rem 0}

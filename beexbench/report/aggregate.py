@@ -49,7 +49,8 @@ def aggregate(cells: pd.DataFrame) -> pd.DataFrame:
         row = {
             "task": task, "target_label": target_label, "label": label,
             "model": first.model, "setting": first.setting, "metric": first.metric, "target": first.target, "hardware": first.hardware,
-            "emulated": bool(g.emulated.any()), "description": first.description,
+            "emulated": bool(g.emulated.any()), "description": first.description, "role": first.role,
+            "accuracy_undefined": next((u for u in g.accuracy_undefined if u), ""),
             "n_seeds": n, "seeds": ",".join(str(int(s)) for s in g.seed),
             "run_ids": ",".join(sorted(set(g.run_id))),
         }

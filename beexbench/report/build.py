@@ -12,8 +12,8 @@ from ..results.store import load_records
 from ._html import anchor, esc, figure, page, table_html, unavailable
 from .aggregate import aggregate, dedupe
 from .export import write_tables
-from .frame import quality_of, records_frame
-from .notes import dataset_notes, environment_table, failed_section, method_notes, target_notes, warnings_section
+from .frame import is_floor, quality_of, records_frame
+from .notes import dataset_notes, environment_table, failed_section, floor_warning, method_notes, target_notes, warnings_section
 from .plots import exit_histogram_plot, pareto_plot, tradeoff_plot
 from .tables import Table, ablation_table, summary_table
 
@@ -40,9 +40,28 @@ def _spread(g: pd.DataFrame, one_seed: str) -> str:
     return "± std over seeds" if multi else one_seed
 
 
+def _floors(g: pd.DataFrame) -> tuple[list[tuple[str, float]], str]:
+    """The reference floors of a group as ``(name, value ×100)`` lines, and the caption sentence."""
+    rows = g[is_floor(g)]
+    lines = sorted(((str(r.label), float(r.accuracy) * 100) for r in rows.itertuples() if pd.notna(r.accuracy)), key=lambda x: x[1])
+    if rows.empty:
+        return lines, ""
+    q = quality_of(g)
+    cap = ""
+    if lines:
+        cap = (f" Dashed horizontal lines: reference floors (test {q.name}: "
+               + ", ".join(f"{n} {v:.1f}" for n, v in lines) + "), fitted on the same train split; reference lines, not candidates.")
+    undefined = [f"{r.label}: {r.accuracy_undefined or 'no value'}" for r in rows.itertuples() if pd.isna(r.accuracy)]
+    if undefined:
+        cap += " No line for " + "; ".join(undefined) + "."
+    return lines, cap
+
+
 def _pareto_figures(g: pd.DataFrame, title: str) -> str:
     figs = []
     q = quality_of(g)
+    floors, floor_caption = _floors(g)
+    g = g[~is_floor(g)]  # the floors are reference lines, not points on the fronts
     for cost, label, scale, log_x, err in PARETO_AXES:
         name = AXIS_NAME[cost]
         have = g.dropna(subset=[cost, "accuracy"])
@@ -53,7 +72,8 @@ def _pareto_figures(g: pd.DataFrame, title: str) -> str:
                 why += f" (provenance: {', '.join(sorted(set(g['energy_provenance'])))}); nothing is plotted rather than zeros."
             figs.append(unavailable(f"{q.name.capitalize()} vs {name} — {title}", why))
             continue
-        uri = pareto_plot(g, cost, label, f"{q.name.capitalize()} vs {name} — {title}", scale=scale, log_x=log_x, err=err)
+        uri = pareto_plot(g, cost, label, f"{q.name.capitalize()} vs {name} — {title}", scale=scale, log_x=log_x, err=err,
+                          floors=floors)
         bars = f"Error bars: {q.name} " + _spread(g, q.interval)
         if err:
             bars += "; latency " + _spread(g, "bootstrap 95% interval of the median")
@@ -62,23 +82,25 @@ def _pareto_figures(g: pd.DataFrame, title: str) -> str:
             cap += " Provenance: " + "; ".join(f"{r.label}: {r.energy_provenance}" for r in have.itertuples()) + "."
         if missing:
             cap += f" Not plotted ({name} unavailable): {', '.join(missing)}."
+        cap += floor_caption
         figs.append(figure(uri, f"{q.name} vs {name}, {title}", cap))
     return f'<div class="figs">{"".join(figs)}</div>'
 
 
 def _exit_figures(g: pd.DataFrame, title: str) -> str:
-    ee = g[g["n_blocks"].notna()]
+    floors, floor_caption = _floors(g)
+    ee = g[g["n_blocks"].notna() & ~is_floor(g)]
     figs = []
     hist = exit_histogram_plot(ee, f"Exit histogram (test split) — {title}")
     if hist:
         figs.append(figure(hist, f"exit histogram, {title}", "Share of test samples that leave at each exit block "
                            "(summed over seeds). Models without early exits are absent."))
-    curve = tradeoff_plot(ee, f"δ trade-off — {title}")
+    curve = tradeoff_plot(ee, f"δ trade-off — {title}", floors=floors)
     if curve:
         figs.append(figure(curve, f"delta trade-off, {title}",
                            f"{quality_of(ee).name.capitalize()} against mean MACs per sample as the exit threshold δ is swept: dashed = validation "
                            "split (where δ is calibrated), solid = test split (reported for reference only, never used "
-                           "to choose δ). The star marks the deployed δ on the test curve."))
+                           "to choose δ). The star marks the deployed δ on the test curve." + floor_caption))
     if not figs:
         return '<p class="note">No model in this group records exit statistics.</p>'
     return f'<div class="figs">{"".join(figs)}</div>'
@@ -96,7 +118,7 @@ def build_report(results: list[Path] | Path, out: Path, *, tables_dir: Path | No
     agg = aggregate(cells)
 
     tables: list[Table] = []
-    sections, toc = [], []
+    sections, toc, floor_warnings = [], [], []
     for i, ((task, target), g) in enumerate(agg.groupby(["task", "target_label"], sort=True)):
         title = f"{task} on {target}"
         sid = anchor(i, task, target)
@@ -106,6 +128,10 @@ def build_report(results: list[Path] | Path, out: Path, *, tables_dir: Path | No
         tables += [summary] + ([ablation] if ablation else [])
         emulated = ('<p class="warn">Emulated target: latency and energy are the host\'s, with the target\'s thread count.</p>'
                     if g["emulated"].any() else "")
+        below = floor_warning(g, title)
+        if below:
+            floor_warnings.append(below)
+            emulated += f'<p class="warn" data-floor-warning>{esc(below)}</p>'
         sections.append(
             f'<section id="{sid}"><h2>{esc(title)}</h2>{emulated}<h3>Summary</h3>{table_html(summary)}'
             f"<h3>Pareto fronts</h3>{_pareto_figures(g, title)}"
@@ -128,7 +154,7 @@ def build_report(results: list[Path] | Path, out: Path, *, tables_dir: Path | No
         + f'<section id="s-notes"><h2>Method and conventions</h2>{method_notes(ok)}'
         f"<h3>Datasets</h3>{dataset_notes(ok)}<h3>Targets</h3>{target_notes(ok)}</section>"
         f'<section id="s-environment"><h2>Environment</h2>{environment_table(ok)}</section>'
-        f'<section id="s-warnings"><h2>Warnings</h2>{warnings_section(ok, duplicates)}</section>'
+        f'<section id="s-warnings"><h2>Warnings</h2>{warnings_section(ok, duplicates, floor_warnings)}</section>'
         + failed_section(records)
     )
     out = Path(out)

@@ -60,6 +60,14 @@ def target_label(record: CellRecord) -> str:
     return f"{record.key.target} · {'emulated on ' if emulated else ''}{hw}"
 
 
+FLOOR_ROLE = "reference floor"
+
+
+def is_floor(df: pd.DataFrame) -> pd.Series:
+    """Rows of reference floors (majority, bow-linear): reference lines, not Pareto candidates."""
+    return df["role"] == FLOOR_ROLE if "role" in df else pd.Series(False, index=df.index)
+
+
 def model_label(model: str, setting: str) -> str:
     return model if setting in ("", "default") else f"{model} ({setting})"
 
@@ -90,11 +98,13 @@ def records_frame(records: list[CellRecord]) -> pd.DataFrame:
             "error": r.error,
             "finished_at": r.finished_at or "",
             "description": str(_get(r.model, "description", default="")),
+            "role": str(_get(r.model, "role", default="model")),  # "reference floor" or "model"
             "metric": str(_get(m, "accuracy", "metric", default="accuracy")),
             "accuracy": _get(m, "accuracy", "value"),
             "accuracy_lo": acc_lo,
             "accuracy_hi": acc_hi,
             "accuracy_n": _get(m, "accuracy", "n"),
+            "accuracy_undefined": str(_get(m, "accuracy", "undefined", default="")),  # why there is no value
             "accuracy_no_exit": _get(m, "accuracy_no_exit", "value"),
             "size_bits": _get(m, "size", "total_bits"),
             "size_bits_no_emb": _get(m, "size", "total_bits_without_embeddings"),

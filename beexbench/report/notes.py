@@ -115,14 +115,35 @@ def environment_table(records: list[CellRecord]) -> str:
             + "".join(rows) + "</tbody></table>")
 
 
-def warnings_section(records: list[CellRecord], duplicates: int) -> str:
+def floor_warning(group, title: str) -> str | None:
+    """One line when the best model of a (task, target) group that is not a reference floor
+    scores below a reference floor (bow-linear, or majority); None otherwise."""
+    import math
+
+    from .frame import is_floor, quality_of
+
+    floor = is_floor(group)
+    models = group[~floor].dropna(subset=["accuracy"])
+    floors = group[floor].dropna(subset=["accuracy"])
+    if models.empty or floors.empty:
+        return None
+    best, top = models.loc[models["accuracy"].idxmax()], floors.loc[floors["accuracy"].idxmax()]
+    if not best["accuracy"] < top["accuracy"] or math.isnan(best["accuracy"]):
+        return None
+    q = quality_of(group)
+    show = (lambda v: f"{v * 100:.1f}%") if q.key == "accuracy" else (lambda v: f"{v:.3f}")
+    return (f"{title}: the best neural model, {best['label']}, scores {show(best['accuracy'])} test {q.name}, below the "
+            f"{top['label']} reference floor's {show(top['accuracy'])}: a bag-of-words baseline beats every neural model here.")
+
+
+def warnings_section(records: list[CellRecord], duplicates: int, floors: list[str] | tuple = ()) -> str:
     by_text = defaultdict(list)
     for r in records:
         for w in r.warnings or []:
             by_text[str(w)].append(_cell(r))
     noisy = sum(len(c) for w, c in by_text.items() if any(k in w for k in NOISY))
     estimated = sorted({_cell(r) for r in records if str(_get(r.metrics, "energy", "provenance", default="")).startswith("estimated")})
-    lead = []
+    lead = [f'<p class="warn" data-floor-warning>{esc(w)}</p>' for w in floors]
     if noisy:
         lead.append(f'<p class="warn">{esc(f"{noisy} warning(s) say the machine was noisy or a timing is rough: read those latencies as indicative.")}</p>')
     if estimated:

@@ -52,10 +52,24 @@ def _legend_outside(ax, **kw):
     ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False, **kw)
 
 
+FLOOR_COLOURS = ("#6e6e6e", "#b2182b", "#5e3c99")  # reference lines, lowest floor first
+
+
+def floor_lines(ax, floors) -> None:
+    """Dashed horizontal reference lines, one per reference floor ``(name, value ×100)``,
+    each named in the legend and at the right end of its line."""
+    for i, (name, y) in enumerate(sorted(floors, key=lambda f: f[1])):
+        colour = FLOOR_COLOURS[i % len(FLOOR_COLOURS)]
+        ax.axhline(y, color=colour, ls=(0, (6, 3)), lw=1.4, zorder=1.5, label=f"{text(name)} — reference floor")
+        ax.annotate(f"{text(name)} {y:.1f}", xy=(1.0, y), xycoords=("axes fraction", "data"), xytext=(-4, 3),
+                    textcoords="offset points", ha="right", va="bottom", fontsize=8, color=colour)
+
+
 def pareto_plot(df: pd.DataFrame, cost: str, cost_label: str, title: str, *, scale: float = 1.0,
-                log_x: bool = False, err: tuple[str, str] | None = None) -> str:
+                log_x: bool = False, err: tuple[str, str] | None = None, floors=()) -> str:
     """Accuracy (%) or Pearson r ×100 against ``cost`` × ``scale``, one colour and marker per model; the non-dominated
-    models are ringed and joined by the dashed front; error bars where intervals exist."""
+    models are ringed and joined by the dashed front; error bars where intervals exist. ``floors``:
+    ``(name, value ×100)`` of the reference floors, drawn as dashed horizontal lines (not points)."""
     _theme()
     d = df.dropna(subset=[cost, "accuracy"]).copy()
     d["front"] = pareto_mask(d, cost)
@@ -72,6 +86,7 @@ def pareto_plot(df: pd.DataFrame, cost: str, cost_label: str, title: str, *, sca
     front = d[d["front"]].sort_values("x")
     ax.plot(front["x"], front["y"], "--", color="black", lw=1, zorder=1, label="Pareto front")
     ax.scatter(front["x"], front["y"], s=230, facecolors="none", edgecolors="black", zorder=4, label="non-dominated")
+    floor_lines(ax, floors)
     if log_x and (d["x"] > 0).all() and d["x"].max() / max(d["x"].min(), 1e-12) > 20:
         ax.set_xscale("log")
     ax.set_xlabel(cost_label)
@@ -116,9 +131,10 @@ def _sweep_rows(df: pd.DataFrame, column: str, split: str, key: str) -> list[dic
     return rows
 
 
-def tradeoff_plot(df: pd.DataFrame, title: str) -> str | None:
+def tradeoff_plot(df: pd.DataFrame, title: str, floors=()) -> str | None:
     """The exit threshold (δ) sweep: accuracy against mean MACs per sample, validation split
-    (calibration, dashed) and test split (solid), averaged over seeds at each δ."""
+    (calibration, dashed) and test split (solid), averaged over seeds at each δ; the reference
+    floors' test scores as horizontal lines."""
     q = quality_of(df)
     rows = _sweep_rows(df, "val_sweep", "val (calibration)", q.key) + _sweep_rows(df, "test_sweep", "test", q.key)
     if not rows:
@@ -143,6 +159,7 @@ def tradeoff_plot(df: pd.DataFrame, title: str) -> str | None:
     if chosen:
         xs = [c[0] / 1e6 if use_macs else c[2] for c in chosen]
         ax.scatter(xs, [c[1] for c in chosen], marker="*", s=160, color="black", zorder=5, label="deployed δ (picked on val), test")
+    floor_lines(ax, floors)
     ax.set_xlabel("mean MACs per sample, all precisions (M)" if use_macs else "mean exit block")
     ax.set_ylabel(q.axis)
     ax.set_title(text(title), fontsize=10)

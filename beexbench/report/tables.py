@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from .frame import quality_of
+from .frame import is_floor, quality_of
 from .pareto import pareto_mask
 
 FULL_MODEL = "beexformer"
@@ -46,9 +46,10 @@ def fmt(v, spec: str, scale: float = 1.0, empty: str = "—") -> str:
 
 
 def fmt_accuracy(r) -> str:
-    """Percent; ``mean ± std (n seeds)`` or ``value [95% Wilson CI]``."""
+    """Percent; ``mean ± std (n seeds)`` or ``value [95% Wilson CI]``; "undefined" where the
+    metric does not exist (Pearson r of a constant prediction)."""
     if _nan(r["accuracy"]):
-        return "—"
+        return "undefined" if r.get("accuracy_undefined") else "—"
     if r["n_seeds"] > 1:
         return f"{r['accuracy'] * 100:.1f} ± {fmt(r['accuracy_std'], '.1f', 100)}"
     if _nan(r["accuracy_lo"]):
@@ -91,7 +92,9 @@ SUMMARY_COLUMNS = [
 def summary_table(group: pd.DataFrame) -> Table:
     """One row per model of one (task, target) group, most accurate first."""
     g = group.sort_values(["accuracy", "label"], ascending=[False, True], na_position="last")
-    flags = front_flags(g)
+    floor = is_floor(g)
+    # the reference floors are reference lines, not candidates: the fronts are over the other models
+    flags = front_flags(g[~floor]).reindex(g.index, fill_value=False).astype(bool)
     refs = {row["setting"]: row for _, row in g[g["model"] == "fp32"].iterrows()}
 
     def smaller(r, col):  # compression against the fp32 counterpart of the same setting, "—" without one
@@ -105,7 +108,7 @@ def summary_table(group: pd.DataFrame) -> Table:
         ratios = [smaller(r, c) for c in ("size_bits", "size_bits_no_emb", "disk_bytes")]
         on = [name for name in flags.columns if flags.at[i, name]]
         rows.append([
-            r["label"], str(r["n_seeds"]), fmt_accuracy(r),
+            r["label"] + (" — reference floor" if floor[i] else ""), str(r["n_seeds"]), fmt_accuracy(r),
             f"{fmt_kib(r['size_bits'])} / {fmt_kib(r['size_bits_no_emb'])}",
             " / ".join(fmt(x, ".1f") for x in ratios),
             fmt(r["macs"], ".2f", 1e-6), fmt(r["bops"], ".2f", 1e-6), fmt(r["ops"], ".2f", 1e-6),
@@ -114,9 +117,10 @@ def summary_table(group: pd.DataFrame) -> Table:
             f"{fmt(r['mean_exit'], '.2f')} / {fmt(r['n_blocks'], '.0f')}" if not _nan(r["n_blocks"]) else "—",
             ", ".join(on) or "—",
         ])
-        classes.append("front" if on else "")
+        classes.append("floor" if floor[i] else "front" if on else "")
         raw.append({
-            "task": r["task"], "target": r["target_label"], "model": r["label"], "n_seeds": r["n_seeds"],
+            "task": r["task"], "target": r["target_label"], "model": r["label"], "role": r.get("role", "model"),
+            "n_seeds": r["n_seeds"],
             "seeds": r["seeds"], "accuracy": r["accuracy"], "accuracy_std": r["accuracy_std"],
             "accuracy_lo": r["accuracy_lo"], "accuracy_hi": r["accuracy_hi"], "accuracy_interval": r["spread"],
             "size_bits": r["size_bits"], "size_bits_without_embeddings": r["size_bits_no_emb"],
@@ -136,6 +140,11 @@ def summary_table(group: pd.DataFrame) -> Table:
         "MACs: fp32/int8/w1a32 multiply-accumulates per sample; BOPs: 1-bit × 1-bit MACs; OPs = FLOPs + BOPs/64",
         f"Pareto front: the axes on which the model is not dominated (higher {q.name}, lower cost)",
     ]
+    if floor.any():
+        notes.append("reference floors: majority (the most frequent train label; regression: the train mean) and bow-linear "
+                     "(TF-IDF of token uni+bigrams, logistic or ridge regression), fitted with scikit-learn on the same "
+                     "train split, settings chosen on val, fitted once (deterministic); dashed lines on the plots, "
+                     "not candidates on the Pareto fronts")
     q = quality_of(group)
     columns = [f"{q.axis} (test)" if c == SUMMARY_COLUMNS[2] else c for c in SUMMARY_COLUMNS]
     return Table("summary", str(group["task"].iloc[0]), str(group["target_label"].iloc[0]),

@@ -57,9 +57,13 @@ def regression_record(outputs: torch.Tensor, labels: torch.Tensor, label_std: fl
     r, n = pearson(pred, y), len(y)
     err = pred - y
     mse = float((err**2).mean()) if n else math.nan
-    return {"value": r, "metric": "pearson_r", "n": n, "ci95": list(fisher_ci(r, n)), "ci_method": "fisher_z",
-            "spearman": spearman(pred, y), "mse_label_var": mse, "rmse": math.sqrt(mse) * label_std,
-            "mae": float(err.abs().mean()) * label_std if n else math.nan, "split": split, "note": note}
+    rec = {"value": r, "metric": "pearson_r", "n": n, "ci95": list(fisher_ci(r, n)), "ci_method": "fisher_z",
+           "spearman": spearman(pred, y), "mse_label_var": mse, "rmse": math.sqrt(mse) * label_std,
+           "mae": float(err.abs().mean()) * label_std if n else math.nan, "split": split, "note": note}
+    if math.isnan(r):  # a constant prediction (the majority floor) has no correlation: say so, never a number
+        why = "constant prediction" if n >= 2 and float(pred.std()) == 0 else "fewer than two samples or constant labels"
+        rec.update(value=None, ci95=[None, None], spearman=None, undefined=f"Pearson r is undefined ({why})")
+    return rec
 
 
 def quality_record(outputs: torch.Tensor, labels: torch.Tensor, label_std: float, split: str, note: str) -> dict:
@@ -88,6 +92,10 @@ def measure_accuracy_and_exits(adapter: ModelAdapter, test: EncodedSplit, depth:
     n_exits = all_logits.shape[0]
     out["accuracy_no_exit"] = quality_record(all_logits[-1], labels, label_std, "test", "final exit, every block run")
     lengths = test.attention_mask.sum(1)
+    out["ops"] = ops_summary(depth, blocks, lengths)
+    if n_exits == 1 and depth.n_blocks == 1 and not hasattr(adapter, "rule"):
+        out["exits"] = None  # no blocks and no exit rule (the reference floors): nothing to report per exit
+        return out
     hist = torch.bincount(blocks, minlength=depth.n_blocks + 1)[1:]
 
     def score_or_none(outputs: torch.Tensor, y: torch.Tensor) -> float | None:
@@ -115,7 +123,6 @@ def measure_accuracy_and_exits(adapter: ModelAdapter, test: EncodedSplit, depth:
         out["exits"]["calibration"] = cal  # chosen on validation
         rules = _calibration_rules(adapter, cal)
         out["exits"]["test_sweep"] = sweep(rules, all_logits, labels, lengths, depth.macs, depth.exits)
-    out["ops"] = ops_summary(depth, blocks, lengths)
     return out
 
 

@@ -58,7 +58,7 @@ def prepare_task(data) -> tuple[dict[str, EncodedSplit], TaskSpec]:
 
 def validate_names(cfg: RunConfig) -> None:
     """Fail before any work on an unknown model, task or target."""
-    for name in cfg.models:
+    for name, _ in cfg.planned_models():
         get_adapter_class(name)
     for name in cfg.tasks:
         if not is_dataset_spec(name):
@@ -70,6 +70,8 @@ def validate_names(cfg: RunConfig) -> None:
 def config_fingerprint(cfg: RunConfig) -> str:
     """What makes two runs the same job (where they are written does not)."""
     doc = {k: v for k, v in cfg.to_dict().items() if k not in ("run_id", "results_dir")}
+    if doc.get("floors", True):  # the default: a run started before the key existed stays the same job
+        doc.pop("floors", None)
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -122,9 +124,9 @@ def _run_locked(run: RunDir, cfg: RunConfig, target, fingerprint: str, progress:
                        "started_at": now_iso(), "environment": environment, "model_store": str(model_store(cfg))})
     for task_name in cfg.tasks:
         keys = []
-        for m in cfg.models:
+        for m, seeds in cfg.planned_models():
             devices = get_adapter_class(m).devices
-            for s in cfg.seeds:
+            for s in seeds:
                 key = CellKey(m, task_name, target.name, s, setting=cfg.suite)
                 if target.device.type in devices:
                     keys.append(key)
@@ -196,7 +198,9 @@ def _run_cell(key: CellKey, cfg: RunConfig, spec: TaskSpec, card: dict, splits, 
             "checkpoint": str(ckpt),
             "trained_this_run": trained,
             "precision_notes": list(adapter.precision().notes),
-            "training_note": "trained from scratch on the task's train split; no distillation",
+            "role": "reference floor" if entry.reference_floor else "model",
+            "training_note": ("reference floor, fitted with scikit-learn on the task's train split (settings chosen on val)"
+                              if entry.reference_floor else "trained from scratch on the task's train split; no distillation"),
         },
         task=card,
         target=target.describe(),

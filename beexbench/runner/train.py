@@ -18,12 +18,12 @@ def train_suite(cfg: RunConfig, progress: Progress = NULL_PROGRESS) -> list[Path
     for task_name in cfg.tasks:
         data = load_task(task_name, progress=progress, limit=cfg.limit)
         splits, spec = prepare_task(data)
-        for model in cfg.models:
+        for model, seeds in cfg.planned_models():  # the reference floors too, so --models-from finds them
             reason = get_adapter_class(model).problem_refusal(spec.problem)
             if reason:
                 progress.log(f"skipping {model} on {task_name}: {reason}")
                 continue
-            for seed in cfg.seeds:
+            for seed in seeds:
                 _, directory, _ = obtain_model(model, spec, splits["train"], splits["val"], cfg, seed,
                                                cost_fn_factory=lambda a: DepthCost.measure(a).macs, progress=progress)
                 written.append(directory)
