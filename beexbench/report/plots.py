@@ -58,11 +58,17 @@ FLOOR_COLOURS = ("#6e6e6e", "#b2182b", "#5e3c99")  # reference lines, lowest flo
 def floor_lines(ax, floors) -> None:
     """Dashed horizontal reference lines, one per reference floor ``(name, value ×100)``,
     each named in the legend and at the right end of its line."""
-    for i, (name, y) in enumerate(sorted(floors, key=lambda f: f[1])):
+    floors = sorted(floors, key=lambda f: f[1])
+    for i, (name, y) in enumerate(floors):
         colour = FLOOR_COLOURS[i % len(FLOOR_COLOURS)]
         ax.axhline(y, color=colour, ls=(0, (6, 3)), lw=1.4, zorder=1.5, label=f"{text(name)} — reference floor")
         ax.annotate(f"{text(name)} {y:.1f}", xy=(1.0, y), xycoords=("axes fraction", "data"), xytext=(-4, 3),
-                    textcoords="offset points", ha="right", va="bottom", fontsize=8, color=colour)
+                    textcoords="offset points", ha="right", va="bottom", fontsize=8, color=colour, zorder=6,
+                    bbox={"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.75})
+    if floors:  # room for the labels above the highest line and below the lowest
+        lo, hi = ax.get_ylim()
+        span = hi - lo
+        ax.set_ylim(min(lo, floors[0][1] - 0.04 * span), max(hi, floors[-1][1] + 0.1 * span))
 
 
 def pareto_plot(df: pd.DataFrame, cost: str, cost_label: str, title: str, *, scale: float = 1.0,
