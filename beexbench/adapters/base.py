@@ -79,6 +79,8 @@ class FitReport:
     history: tuple[dict, ...] = ()
     calibration: dict | None = None
     val_metric: str = "accuracy"  # or "pearson_r" (regression)
+    selected_by: str = "final exit"  # what picked the best epoch on val: the final exit or the deployed rule
+    stopped_early: bool = False  # training stopped before ``train.epochs`` (no gain for ``train.patience`` epochs)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -113,13 +113,19 @@ class EncoderAdapter(ModelAdapter):
         return exit_loss(kind, exit_logits, labels, delta=lc["delta"], tau=lc["tau"], floor=lc["floor"], min_exit=lc["min_exit"])
 
     def fit(self, train_split: EncodedSplit, val: EncodedSplit, progress: Progress = NULL_PROGRESS, cost_fn: CostFn | None = None) -> FitReport:
-        log = train(self.model, self.loss, train_split, val, self.train_config, description=f"train {self.name}", progress=progress)
-        calibration = self.calibrate(val, cost_fn) if self.config["calibration"]["grid"] else None
+        calibrated = bool(self.config["calibration"]["grid"])
+        # an early-exit model is selected by what it deploys: the exit rule, calibrated on
+        # val at every epoch, scored on val (the final exit alone would pick another epoch)
+        select = (lambda model: self._calibration(val, cost_fn)["deployed_accuracy"]) if calibrated else None
+        log = train(self.model, self.loss, train_split, val, self.train_config, description=f"train {self.name}",
+                    progress=progress, select=select,
+                    selected_by=f"deployed rule ({self.rule.name}, calibrated on val)" if calibrated else "final exit")
+        calibration = self.calibrate(val, cost_fn) if calibrated else None
         self.fit_report = FitReport(**log, calibration=calibration)
         return self.fit_report
 
-    def calibrate(self, val: EncodedSplit, cost_fn=None) -> dict:
-        """Sweep the exit rule's parameter on the validation split; keep the cheapest
+    def _calibration(self, val: EncodedSplit, cost_fn=None) -> dict:
+        """Sweep the exit rule's parameter on the validation split and pick the cheapest
         setting within ``tolerance`` of the no-exit score (accuracy, or Pearson r)."""
         cal = self.config["calibration"]
         self.model.eval()
@@ -130,10 +136,16 @@ class EncoderAdapter(ModelAdapter):
         rows = sweep(rules, logits, val.labels, lengths, cost_fn, self.model.exit_blocks)
         metric = metric_name(val.labels)
         best = choose(rows, reference, cal["tolerance"], metric)
-        self.config = merge(self.config, {"exit": {cal["param"]: cal["grid"][best]}})
-        self.rule = make_rule(self.config["exit"], self.spec.problem)
         return {"split": "val", "param": cal["param"], "metric": metric, "reference_accuracy": reference,
-                "tolerance": cal["tolerance"], "chosen": cal["grid"][best], "sweep": rows}
+                "tolerance": cal["tolerance"], "chosen": cal["grid"][best], "deployed_accuracy": rows[best][metric],
+                "sweep": rows}
+
+    def calibrate(self, val: EncodedSplit, cost_fn=None) -> dict:
+        """Calibrate the exit rule on the validation split (see :meth:`_calibration`) and use it."""
+        result = self._calibration(val, cost_fn)
+        self.config = merge(self.config, {"exit": {result["param"]: result["chosen"]}})
+        self.rule = make_rule(self.config["exit"], self.spec.problem)
+        return result
 
     @classmethod
     def derive(cls, source: ModelAdapter, val: EncodedSplit, cost_fn: CostFn | None = None) -> "EncoderAdapter":

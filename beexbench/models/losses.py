@@ -48,6 +48,10 @@ def exit_weights(
         return w
     if kind != "soft_routing":
         raise ValueError(f"unknown exit loss '{kind}': use one of {LOSSES}")
+    # the routing weights say which exits each sample's loss trains; they are not a target:
+    # with gradient through them the model lowers the loss by moving the entropies (e.g.
+    # keeping exit 1 uncertain so r_2 is large), not by classifying better
+    exit_logits = [lg.detach() for lg in exit_logits]
     if not regression:
         h = torch.stack([entropy(lg) for lg in exit_logits], dim=1)  # [N, n_exits]
     q = torch.zeros(n, n_exits, device=device)

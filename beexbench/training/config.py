@@ -20,6 +20,7 @@ class TrainConfig:
     clip_norm: float = 1.0
     seed: int = 0
     max_train_examples: int | None = None  # subsample the train split (tiny runs)
+    patience: int = 0  # stop after this many epochs without a better validation score; 0 = run every epoch
     length_buckets: int = 50  # sort windows of this many batches by length (less padding); 0 = off
 
 

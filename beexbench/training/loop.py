@@ -56,9 +56,14 @@ def train(
     *,
     description: str = "train",
     progress: Progress = NULL_PROGRESS,
+    select: Callable[[nn.Module], float] | None = None,
+    selected_by: str = "final exit",
 ) -> dict:
-    """Train in place; load the epoch with the best validation score (final exit's accuracy,
-    or Pearson r for regression)."""
+    """Train in place; load the epoch with the best validation score ``select(model)``
+    (default: the final exit's accuracy, or Pearson r for regression; an early-exit model
+    passes its deployed rule's score). ``cfg.patience`` > 0 stops once that many epochs in
+    a row did not improve it."""
+    select = select or (lambda m: final_exit_score(m, val_split))
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     if cfg.max_train_examples:
@@ -67,7 +72,7 @@ def train(
     steps_per_epoch = math.ceil(len(train_split) / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
     opt, sched = make_optimizer(model, cfg, total)
-    best_acc, best_epoch, best_state, history = -math.inf, 0, None, []
+    best_acc, best_epoch, best_state, history, stopped_early = -math.inf, 0, None, [], False
     metric = metric_name(val_split.labels)
     start = time.perf_counter()
     with progress.task(description, total=total) as task:
@@ -85,21 +90,29 @@ def train(
                 sched.step()
                 running, n = running + loss.item(), n + 1
                 task.advance(1, loss=f"{running / n:.3f}")
-            acc = final_exit_score(model, val_split)
+            model.eval()
+            with torch.no_grad():
+                acc = select(model)
             history.append({"epoch": epoch, "train_loss": running / max(1, n), "val_accuracy": acc})
-            progress.log(f"{description}: epoch {epoch} loss {running / max(1, n):.4f} val {metric} {acc:.4f}")
+            progress.log(f"{description}: epoch {epoch} loss {running / max(1, n):.4f} val {metric} {acc:.4f} ({selected_by})")
             if acc > best_acc:
                 best_acc, best_epoch = acc, epoch
                 best_state = copy.deepcopy(model.state_dict())
+            elif cfg.patience and epoch - best_epoch >= cfg.patience:
+                stopped_early = True
+                task.advance(total - epoch * steps_per_epoch)
+                break
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
     return {
-        "epochs": cfg.epochs,
-        "steps": total,
+        "epochs": len(history),
+        "steps": len(history) * steps_per_epoch,
         "seconds": time.perf_counter() - start,
         "best_epoch": best_epoch,
         "val_accuracy": best_acc,
         "val_metric": metric,
         "history": tuple(history),
+        "selected_by": selected_by,
+        "stopped_early": stopped_early,
     }
