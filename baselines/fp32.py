@@ -9,8 +9,8 @@ class FP32(EncoderAdapter):
     """fp32 BEExformer architecture (SLFN, exits after every block, fractional-entropy rule)."""
 
     defaults = {
-        "encoder": {"weight_bits": 32, "act_bits": 32, "ffn": "slfn", "exit_heads": True},
-        "train": {"lr": 5e-4},
+        "encoder": {"weight_bits": 32, "act_bits": 32, "ffn": "slfn", "exit_heads": True, "dropout": 0.2},
+        "train": {"lr": 1e-3},
         "loss": {"kind": "soft_routing"},
         "exit": {"rule": "fractional-entropy", "delta": 0.1, "min_exit": 2, "answer": "lower_entropy"},
         "calibration": {"param": "delta", "grid": DELTA_GRID},

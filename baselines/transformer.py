@@ -8,8 +8,8 @@ class Transformer(EncoderAdapter):
     """Vanilla post-LN transformer encoder (GELU FFN, fp32), one classifier after the last block."""
 
     defaults = {
-        "encoder": {"weight_bits": 32, "act_bits": 32, "ffn": "gelu", "exit_heads": False},
-        "train": {"lr": 5e-4},
+        "encoder": {"weight_bits": 32, "act_bits": 32, "ffn": "gelu", "exit_heads": False, "dropout": 0.2},
+        "train": {"lr": 1e-3},
         "loss": {"kind": "final"},
         "exit": {"rule": "final"},
         "calibration": {"param": None, "grid": []},

@@ -51,8 +51,18 @@ def test_loss_is_the_weighted_sum_of_exit_cross_entropies():
         exit_weights("nope", lg)
 
 
-def test_soft_routing_is_differentiable_through_the_entropies():
+def test_soft_routing_weights_carry_no_gradient():
+    """The routing weights choose which exits a sample's loss trains; gradient reaches each
+    exit only through its own loss term (weighted), never through the entropies (issue 13:
+    with it, the model kept exit 1 uncertain)."""
+    torch.manual_seed(0)
     lg = [torch.randn(4, 2, requires_grad=True) for _ in range(3)]
-    exit_weights("soft_routing", lg)[:, 1].sum().backward()
-    assert lg[0].grad is not None and lg[0].grad.abs().sum() > 0  # r_2 depends on H_1
+    assert not exit_weights("soft_routing", lg).requires_grad
+    y = torch.randint(0, 2, (4,))
+    exit_loss("soft_routing", lg, y).backward()
+    w = exit_weights("soft_routing", [x.detach() for x in lg])
+    for i, x in enumerate(lg):  # d/dx_i of mean_n w[n, i] * CE(x_i[n])
+        xi = x.detach().requires_grad_(True)
+        (w[:, i] * F.cross_entropy(xi, y, reduction="none")).mean().backward()
+        assert torch.allclose(x.grad, xi.grad, atol=1e-6)
     assert entropy(lg[0]).shape == (4,)

@@ -5,9 +5,14 @@ applied to every module the encoder is made of, binarized ones included:
 
 * token and position embeddings ~ N(0, std), the padding row zero;
 * every Linear weight, full precision or the *latent* weight of a binarized layer,
-  ~ N(0, std) truncated at 2 std; biases 0. A binarized layer uses sign(W) scaled by
-  alpha = mean|W| (A2), so the latent scale sets alpha (about 0.8 std) and how many Adam
+  ~ N(0, std) truncated at 2 std. A binarized layer uses sign(W) scaled by
+  alpha = mean|W| (A2), so the latent scale sets alpha (about 0.7 std) and how many Adam
   steps it takes to flip a sign (a few tens at lr 2e-3, so the signs keep learning);
+* biases 0 in full-precision layers; ~ N(0, std) in binarized ones. Their +-1 products
+  are integers (times alpha), 0 for about one output in five at d = 16: with a zero bias
+  that exact 0 is summed with others in attention and reaches the next sign() as a
+  rounding residue (1e-10) whose sign depends on the batch shape. A random bias breaks
+  those ties, as training would;
 * LayerNorm weight 1, bias 0;
 * the learnable activation shifts (A3) start at ``-center`` (0, or -0.5 before the
   sigmoid-fed SLFN projection), BiT's activation scale at 1 and its attention
@@ -34,7 +39,10 @@ def init_encoder_(model: nn.Module, std: float = INIT_STD) -> nn.Module:
         elif isinstance(module, nn.Linear):  # QuantLinear too: its latent weight
             nn.init.trunc_normal_(module.weight, mean=0.0, std=std, a=-2 * std, b=2 * std)
             if module.bias is not None:
-                nn.init.zeros_(module.bias)
+                if getattr(module, "weight_bits", 32) == 1:
+                    nn.init.normal_(module.bias, mean=0.0, std=std)
+                else:
+                    nn.init.zeros_(module.bias)
         elif isinstance(module, nn.LayerNorm):
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)

@@ -23,14 +23,15 @@ from ..training.batches import EncodedSplit
 
 STORE_MANIFEST = "STORE.json"
 STORE_FORMAT = "beexbench-model-store"
-STORE_VERSION = 1  # bump when checkpoint layout or model code changes what a checkpoint means
+STORE_VERSION = 2  # bump when checkpoint layout or model code changes what a checkpoint means
+# 2: the shared encoder's initialisation and the training recipes of issue 13
 
 
 def model_store(cfg: RunConfig) -> Path:
     """The checkpoint store: ``--models-from`` (read-only), ``--models-dir``, or the cache."""
     if cfg.models_from:
         return check_store(Path(cfg.models_from))
-    store = Path(cfg.models_dir) if cfg.models_dir else Path(cache_root()) / "models"
+    store = Path(cfg.models_dir) if cfg.models_dir else Path(cache_root()) / f"models-v{STORE_VERSION}"
     if (store / STORE_MANIFEST).is_file():
         check_store(store)
     return store
