@@ -186,7 +186,8 @@ class Majority(_Floor):
         val_out = self.forward(val.input_ids, val.attention_mask)[0]
         self.fit_report = FitReport(epochs=0, steps=0, seconds=time.perf_counter() - start, best_epoch=0,
                                     val_accuracy=score(val_out, val.labels), val_metric=metric_name(val.labels),
-                                    history=({"fit": "sklearn.dummy", "note": note},))
+                                    history=({"fit": "sklearn.dummy", "note": note},),
+                                    selected_by="closed form (no choice made on val)")
         return self.fit_report
 
     @classmethod
@@ -348,6 +349,7 @@ class BowLinear(_Floor):
         self.selected = dict(row)
         self.fit_report = FitReport(epochs=0, steps=0, seconds=time.perf_counter() - start, best_epoch=0,
                                     val_accuracy=val_score, val_metric=metric_name(val.labels),
+                                    selected_by="grid over sublinear_tf, min_df and C (alpha) on val",
                                     history=tuple(history) + ({"selected_on": "val", "selected": row,
                                                                "fit": f"scikit-learn {_sklearn_version()}"},))
         return self.fit_report
