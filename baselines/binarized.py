@@ -17,7 +17,7 @@ class BiBERTStyle(Transformer):
             "weight_bits": 1, "act_bits": 1, "estimator": "ste", "learnable_shift": False,
             "binary_qk": True, "attention_probs": "bi-attention",
         },
-        "train": {"lr": 2e-3},
+        "train": {"lr": 4e-3},
     }
 
 
@@ -35,5 +35,5 @@ class BiTStyle(Transformer):
             "weight_bits": 1, "act_bits": 1, "estimator": "ste", "learnable_shift": True,
             "learnable_act_scale": True, "binary_qk": True, "attention_probs": "binary",
         },
-        "train": {"lr": 2e-3},
+        "train": {"lr": 4e-3},
     }

@@ -23,7 +23,7 @@ class BEExformer(EncoderAdapter):
 
     defaults = {
         "encoder": {"weight_bits": 1, "act_bits": 1, "estimator": "g", "ffn": "slfn", "exit_heads": True},
-        "train": {"lr": 2e-3},
+        "train": {"lr": 4e-3},
         "loss": {"kind": "soft_routing"},
         "exit": {"rule": "fractional-entropy", "delta": 0.1, "min_exit": 2, "answer": "lower_entropy"},
         "calibration": {"param": "delta", "grid": DELTA_GRID},
