@@ -24,6 +24,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from beexbench.adapters.encoder_adapter import EncoderAdapter  # noqa: E402
+from beexbench.adapters.registry import get_adapter_class  # noqa: E402
 from beexbench.config import load_config  # noqa: E402
 from beexbench.data import load_task  # noqa: E402
 from beexbench.models.exits import simulate  # noqa: E402
@@ -34,8 +36,10 @@ from beexbench.training.metrics import score  # noqa: E402
 
 
 def run_one(name: str, task: str, splits, spec, model_cfg: dict, seed: int) -> dict:
-    overrides = json.loads(json.dumps(model_cfg))
-    overrides.setdefault("train", {})["seed"] = seed
+    overrides: dict = {}
+    if issubclass(get_adapter_class(name), EncoderAdapter):  # suite sizes apply to the shared encoder only
+        overrides = json.loads(json.dumps(model_cfg))
+        overrides.setdefault("train", {})["seed"] = seed
     adapter = build_seeded(name, overrides, spec, seed)
     start = time.perf_counter()
     report = adapter.fit(splits["train"], splits["val"])
@@ -71,16 +75,19 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--floors", action="store_true", help="also fit majority and bow-linear")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--set", default="{}", help='JSON overrides for every shared-encoder model, e.g. \'{"train": {"lr": 1e-3}}\'')
     p.add_argument("--json", help="append one JSON line per model here")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     model_cfg = load_config(a.size).model
+    for section, values in json.loads(a.set).items():
+        model_cfg.setdefault(section, {}).update(values)
     for task in a.tasks.split(","):
         splits, spec = prepare_task(load_task(task))
         names = a.models.split(",") + (["majority", "bow-linear"] if a.floors else [])
         for name in names:
             row = run_one(name, task, splits, spec, model_cfg, a.seed)
-            row["size"] = a.size
+            row["size"] = a.size + (f" {a.set}" if a.set != "{}" else "")
             line = json.dumps(row)
             print(line, flush=True)
             if a.json:
