@@ -4,12 +4,13 @@ Each variant returns per-sample weights ``w[N, n_exits]`` summing to 1; the loss
 ``mean_n sum_i w[n, i] * L_i[n]`` with L the per-sample cross-entropy, or the squared
 error of standardized labels for regression (:mod:`beexbench.training.metrics`).
 
-* ``soft_routing`` (A9 default): the exit rule made differentiable,
+* ``soft_routing`` (A9 default): the exit rule, smoothed,
   s_i = sigmoid((delta - r_i) / tau) for i >= min_exit (0 before), where r_i is the
   fractional entropy reduction (classification) or the change of the prediction
   |y_i - y_{i-1}| in label standard deviations (regression: the prediction-change rule),
   q_i = s_i * prod_{j<i} (1 - s_j), the last exit takes the rest; mixed with a floor
-  w = (1 - floor) * q + floor / n_exits so every exit keeps learning.
+  w = (1 - floor) * q + floor / n_exits so every exit keeps learning. The weights are
+  computed from detached logits: they route each sample's loss, they are not trained.
 * ``depth_weighted``: w_i proportional to i (PABEE).
 * ``uniform``: w_i = 1 / n_exits.
 * ``final``: only the last exit.
