@@ -45,25 +45,12 @@ from beexbench.errors import BeexError
 from beexbench.models.exits import ExitDecision
 from beexbench.progress import NULL_PROGRESS, Progress
 from beexbench.training.batches import EncodedSplit
+from beexbench.training.config import merge
 from beexbench.training.metrics import metric_name, score
 
 # logit of a class the train split never showed (finite, so entropies stay defined)
 ABSENT_LOGIT = -1e4
 INT32_MAX = 2**31 - 1
-
-
-def _merge(defaults: dict, overrides: dict, where: str) -> dict:
-    out = json.loads(json.dumps(defaults))
-    for key, value in (overrides or {}).items():
-        if key not in out:
-            raise BeexError(f"unknown option '{where}.{key}': known options are {', '.join(out)}")
-        if isinstance(out[key], dict):
-            if not isinstance(value, dict):
-                raise BeexError(f"option '{where}.{key}' must be a table")
-            out[key] = _merge(out[key], value, f"{where}.{key}")
-        else:
-            out[key] = value
-    return out
 
 
 def _sklearn_version() -> str:
@@ -90,7 +77,7 @@ class _Floor(ModelAdapter):
         reason = cls.problem_refusal(spec.problem)
         if reason:
             raise BeexError(reason)
-        return cls(_merge(cls.defaults, config, cls.name or cls.__name__), spec)
+        return cls(merge(cls.defaults, config or {}, where=cls.name or cls.__name__), spec)
 
     @property
     def regression(self) -> bool:

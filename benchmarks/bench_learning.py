@@ -24,23 +24,17 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from beexbench.adapters.encoder_adapter import EncoderAdapter  # noqa: E402
-from beexbench.adapters.registry import get_adapter_class  # noqa: E402
 from beexbench.config import load_config  # noqa: E402
 from beexbench.data import load_task  # noqa: E402
 from beexbench.models.exits import simulate  # noqa: E402
-from beexbench.runner.models import build_seeded  # noqa: E402
+from beexbench.runner.models import build_seeded, overrides_for  # noqa: E402
 from beexbench.runner.run import prepare_task  # noqa: E402
 from beexbench.training.calibrate import all_exit_logits  # noqa: E402
 from beexbench.training.metrics import score  # noqa: E402
 
 
-def run_one(name: str, task: str, splits, spec, model_cfg: dict, seed: int) -> dict:
-    overrides: dict = {}
-    if issubclass(get_adapter_class(name), EncoderAdapter):  # suite sizes apply to the shared encoder only
-        overrides = json.loads(json.dumps(model_cfg))
-        overrides.setdefault("train", {})["seed"] = seed
-    adapter = build_seeded(name, overrides, spec, seed)
+def run_one(name: str, task: str, splits, spec, cfg, seed: int) -> dict:
+    adapter = build_seeded(name, overrides_for(name, cfg, seed), spec, seed)  # as a `beexbench run` cell
     start = time.perf_counter()
     report = adapter.fit(splits["train"], splits["val"])
     seconds = time.perf_counter() - start
@@ -79,14 +73,14 @@ def main() -> None:
     p.add_argument("--json", help="append one JSON line per model here")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
-    model_cfg = load_config(a.size).model
+    cfg = load_config(a.size)
     for section, values in json.loads(a.set).items():
-        model_cfg.setdefault(section, {}).update(values)
+        cfg.model.setdefault(section, {}).update(values)
     for task in a.tasks.split(","):
         splits, spec = prepare_task(load_task(task))
         names = a.models.split(",") + (["majority", "bow-linear"] if a.floors else [])
         for name in names:
-            row = run_one(name, task, splits, spec, model_cfg, a.seed)
+            row = run_one(name, task, splits, spec, cfg, a.seed)
             row["size"] = a.size + (f" {a.set}" if a.set != "{}" else "")
             line = json.dumps(row)
             print(line, flush=True)

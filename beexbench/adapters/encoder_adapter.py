@@ -114,13 +114,19 @@ class EncoderAdapter(ModelAdapter):
 
     def fit(self, train_split: EncodedSplit, val: EncodedSplit, progress: Progress = NULL_PROGRESS, cost_fn: CostFn | None = None) -> FitReport:
         calibrated = bool(self.config["calibration"]["grid"])
-        # an early-exit model is selected by what it deploys: the exit rule, calibrated on
-        # val at every epoch, scored on val (the final exit alone would pick another epoch)
-        select = (lambda model: self._calibration(val, cost_fn)["deployed_accuracy"]) if calibrated else None
+        per_epoch: list[dict] = []
+
+        def select(model: nn.Module) -> float:
+            # an early-exit model is selected by what it deploys: the exit rule, calibrated on
+            # val at every epoch, scored on val (the final exit alone would pick another epoch)
+            per_epoch.append(self._calibration(val, cost_fn))
+            return per_epoch[-1]["deployed_accuracy"]
+
         log = train(self.model, self.loss, train_split, val, self.train_config, description=f"train {self.name}",
-                    progress=progress, select=select,
+                    progress=progress, select=select if calibrated else None,
                     selected_by=f"deployed rule ({self.rule.name}, calibrated on val)" if calibrated else "final exit")
-        calibration = self.calibrate(val, cost_fn) if calibrated else None
+        # the restored best epoch's calibration, as computed when that epoch was scored
+        calibration = self._use(per_epoch[log["best_epoch"] - 1]) if calibrated else None
         self.fit_report = FitReport(**log, calibration=calibration)
         return self.fit_report
 
@@ -142,7 +148,10 @@ class EncoderAdapter(ModelAdapter):
 
     def calibrate(self, val: EncodedSplit, cost_fn=None) -> dict:
         """Calibrate the exit rule on the validation split (see :meth:`_calibration`) and use it."""
-        result = self._calibration(val, cost_fn)
+        return self._use(self._calibration(val, cost_fn))
+
+    def _use(self, result: dict) -> dict:
+        """Deploy the parameter a calibration chose."""
         self.config = merge(self.config, {"exit": {result["param"]: result["chosen"]}})
         self.rule = make_rule(self.config["exit"], self.spec.problem)
         return result

@@ -5,7 +5,7 @@ from collections import defaultdict
 
 from ..results.schema import CellRecord
 from ._html import esc
-from .frame import _get, target_label
+from .frame import _get, is_floor, quality_of, target_label
 
 PROVENANCE_TEXT = {
     "measured:rapl": "measured with the CPU's RAPL energy counters (idle power subtracted, counter wrap handled)",
@@ -118,17 +118,13 @@ def environment_table(records: list[CellRecord]) -> str:
 def floor_warning(group, title: str) -> str | None:
     """One line when the best model of a (task, target) group that is not a reference floor
     scores below a reference floor (bow-linear, or majority); None otherwise."""
-    import math
-
-    from .frame import is_floor, quality_of
-
     floor = is_floor(group)
     models = group[~floor].dropna(subset=["accuracy"])
     floors = group[floor].dropna(subset=["accuracy"])
     if models.empty or floors.empty:
         return None
     best, top = models.loc[models["accuracy"].idxmax()], floors.loc[floors["accuracy"].idxmax()]
-    if not best["accuracy"] < top["accuracy"] or math.isnan(best["accuracy"]):
+    if not best["accuracy"] < top["accuracy"]:
         return None
     q = quality_of(group)
     show = (lambda v: f"{v * 100:.1f}%") if q.key == "accuracy" else (lambda v: f"{v:.3f}")
