@@ -1,15 +1,15 @@
 """Build, cache and load the engine's fused C++ steps (``_engine.cpp``).
 
 Built on first use next to the kernels' cache (``$BEEXBENCH_CACHE/kernels/engine-<key>``),
-keyed by the source, torch, Python and compiler; loaded directly afterwards. Used only
+keyed by the source, torch, Python and compiler; loaded directly afterwards once its
+recorded checksum matches (see :mod:`beexbench._native_build`). Used only
 while the native packed-bit kernels run (the fused steps call them); otherwise, or if
-the build fails (the reason is kept in :func:`unavailable_reason`), the engine runs its
+the build fails (the reason is given by :func:`mode`), the engine runs its
 Python module path, which computes the same values.  ``BEEXBENCH_ENGINE=python``
 forces the Python path.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
 import threading
@@ -17,8 +17,7 @@ from pathlib import Path
 
 import torch
 
-from .. import kernels
-from ..kernels._build import cache_root
+from .. import _native_build, kernels
 
 SOURCE = Path(__file__).with_name("_engine.cpp")
 CFLAGS = ["-O3", "-fno-math-errno", "-Wall", "-Wno-unused-function"]
@@ -33,11 +32,12 @@ class _State:
     reason: str | None = None
 
 
-def _key() -> str:
-    h = hashlib.sha256(SOURCE.read_bytes())
-    for part in (torch.__version__, sys.version, " ".join(CFLAGS), os.environ.get("CXX", "c++")):
-        h.update(b"\0" + part.encode())
-    return h.hexdigest()[:16]
+def _extension() -> _native_build.Extension:
+    parts = (torch.__version__, sys.version, " ".join(CFLAGS), os.environ.get("CXX", "c++"))
+    key = _native_build.cache_key(SOURCE, parts)
+    return _native_build.Extension(
+        name=f"beexbench_engine_{key}", source=SOURCE, build_dir=_native_build.cache_root() / f"engine-{key}",
+        cflags=tuple(CFLAGS), what="the packed engine's fused steps")
 
 
 def _load() -> None:
@@ -47,19 +47,7 @@ def _load() -> None:
         if _State.tried:
             return
         try:
-            key = _key()
-            name = f"beexbench_engine_{key}"
-            build_dir = cache_root() / f"engine-{key}"
-            lib = build_dir / f"{name}.so"
-            if lib.is_file() and not (build_dir / "lock").exists():
-                torch.ops.load_library(str(lib))
-            else:
-                build_dir.mkdir(parents=True, exist_ok=True)
-                from torch.utils import cpp_extension
-
-                cpp_extension.load(name=name, sources=[str(SOURCE)], extra_cflags=CFLAGS,
-                                   build_directory=str(build_dir), is_python_module=False,
-                                   verbose=bool(os.environ.get("BEEXBENCH_KERNELS_VERBOSE")))
+            _native_build.load(_extension(), verbose=bool(os.environ.get("BEEXBENCH_KERNELS_VERBOSE")))
             _State.ops = getattr(torch.ops, NAMESPACE)
             _State.ops.step  # noqa: B018 - the ops are really there
         except Exception as exc:  # noqa: BLE001 - any failure means "use the Python path"

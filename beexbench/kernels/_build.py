@@ -7,13 +7,15 @@ flags, the compiler command and the CPU (architecture and SIMD flags), so a
 later process loads the cached ``.so`` directly without invoking ninja, and a
 cache shared between different machines never hands one the wrong build.
 
+Loading verifies the library's recorded sha256 and rebuilding holds a lock with
+dead-owner recovery and a timeout: see :mod:`beexbench._native_build`.
+
 The SIMD paths use function-level ``target`` attributes plus run-time CPU
 checks, so the build itself never uses ``-march=native``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import platform
 import sys
@@ -22,6 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+
+from .. import _native_build
+from .._native_build import cache_root  # noqa: F401  (re-exported)
 
 SOURCE = Path(__file__).with_name("binary_gemm.cpp")
 CFLAGS = ["-O3", "-fno-math-errno", "-fopenmp", "-Wall", "-Wno-unused-function"]
@@ -46,17 +51,6 @@ class BuildInfo:
     extra: dict = field(default_factory=dict)
 
 
-def cache_root() -> Path:
-    """``$BEEXBENCH_CACHE/kernels``, else ``$XDG_CACHE_HOME/beexbench/kernels``,
-    else ``~/.cache/beexbench/kernels`` (same root as the data cache)."""
-    env = os.environ.get("BEEXBENCH_CACHE")
-    if env:
-        return Path(env).expanduser() / "kernels"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "beexbench" / "kernels"
-
-
 def cpu_signature() -> str:
     """Architecture plus the SIMD feature flags that matter for these kernels."""
     flags: set[str] = set()
@@ -74,17 +68,16 @@ def cpu_signature() -> str:
 
 
 def cache_key() -> str:
-    h = hashlib.sha256()
-    h.update(SOURCE.read_bytes())
-    for part in (
-        torch.__version__,
-        sys.version,
-        " ".join(CFLAGS + LDFLAGS),
-        os.environ.get("CXX", "c++"),
-        cpu_signature(),
-    ):
-        h.update(b"\0" + part.encode())
-    return h.hexdigest()[:16]
+    parts = (torch.__version__, sys.version, " ".join(CFLAGS + LDFLAGS), os.environ.get("CXX", "c++"),
+             cpu_signature())
+    return _native_build.cache_key(SOURCE, parts)
+
+
+def extension() -> _native_build.Extension:
+    key = cache_key()
+    return _native_build.Extension(
+        name=f"beexbench_binary_gemm_{key}", source=SOURCE, build_dir=cache_root() / key,
+        cflags=tuple(CFLAGS), ldflags=tuple(LDFLAGS), what="the packed-bit kernels")
 
 
 def load_native(verbose: bool = False) -> BuildInfo:
@@ -92,30 +85,10 @@ def load_native(verbose: bool = False) -> BuildInfo:
     info = BuildInfo(cpu=cpu_signature())
     t0 = time.perf_counter()
     try:
-        key = cache_key()
-        name = f"beexbench_binary_gemm_{key}"
-        build_dir = cache_root() / key
-        info.cache_dir = str(build_dir)
-        lib = build_dir / f"{name}.so"
-        # "lock" is cpp_extension's build baton: another process is still
-        # building there, so go through load(), which waits for it.
-        if lib.is_file() and not (build_dir / "lock").exists():
-            torch.ops.load_library(str(lib))
-        else:
-            build_dir.mkdir(parents=True, exist_ok=True)
-            from torch.utils import cpp_extension
-
-            cpp_extension.load(
-                name=name,
-                sources=[str(SOURCE)],
-                extra_cflags=CFLAGS,
-                extra_ldflags=LDFLAGS,
-                build_directory=str(build_dir),
-                is_python_module=False,
-                verbose=verbose,
-            )
-            info.compiled = True
-        info.library = str(lib)
+        ext = extension()
+        info.cache_dir = str(ext.build_dir)
+        info.compiled = _native_build.load(ext, verbose=verbose)
+        info.library = str(ext.library)
         getattr(torch.ops, OPS_NAMESPACE).backend()  # the ops are really there
         info.loaded = True
     except Exception as exc:  # noqa: BLE001 - any failure means "use the fallback"

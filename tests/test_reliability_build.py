@@ -1,0 +1,220 @@
+"""Native builds (issue 15): the build lock recovers a dead owner's lock, gives up on a live
+one after its timeout with a message, never follows a symlink; a cached library is loaded
+only once its recorded sha256 matches, else rebuilt (or refused with the reason)."""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from beexbench import _native_build as nb
+from beexbench.engine import _native as engine_native
+from beexbench.kernels import _build as kernels_build
+
+SHARED_CACHE_ENV = "BEEXBENCH_TEST_BUILD_CACHE"  # reuse one build across test sessions
+
+
+def write_lock(directory: Path, pid: int, started: str | None = None) -> Path:
+    started = nb._start_time(pid) if started is None else started
+    path = directory / nb.LOCK_NAME
+    path.write_text(f"{pid} {socket.gethostname()} {started}\n")
+    return path
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+@pytest.fixture
+def live_process():
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+# ---------------------------------------------------------------------------
+# The lock
+# ---------------------------------------------------------------------------
+def test_stale_lock_from_dead_pid_is_recovered(tmp_path, capsys):
+    write_lock(tmp_path, dead_pid())
+    t0 = time.monotonic()
+    with nb.build_lock(tmp_path, "test build", timeout=30):
+        owner, _ = nb._read_owner(tmp_path / nb.LOCK_NAME)
+        assert owner.pid == os.getpid()
+    assert time.monotonic() - t0 < 5
+    assert not (tmp_path / nb.LOCK_NAME).exists()
+    assert "stale build lock" in capsys.readouterr().err
+
+
+def test_lock_of_reused_pid_is_stale(tmp_path):
+    # the pid runs, but it is another process than the one that took the lock (start time differs)
+    write_lock(tmp_path, os.getppid(), started="1")
+    with nb.build_lock(tmp_path, "test build", timeout=5):
+        pass
+
+
+def test_live_owner_past_timeout_fails_with_message(tmp_path, capsys, live_process):
+    path = write_lock(tmp_path, live_process.pid)
+    t0 = time.monotonic()
+    with pytest.raises(nb.BuildLockTimeout) as err:
+        with nb.build_lock(tmp_path, "test build", timeout=0.5):
+            pytest.fail("took a lock held by a live process")
+    assert 0.4 < time.monotonic() - t0 < 5
+    msg = str(err.value)
+    assert "\n" not in msg and str(live_process.pid) in msg and "delete that file" in msg
+    assert f"waiting for process {live_process.pid}" in capsys.readouterr().err
+    assert path.read_text().split()[0] == str(live_process.pid)  # a live owner's lock stays
+
+
+def test_waiter_takes_the_lock_when_the_owner_finishes(tmp_path, live_process):
+    write_lock(tmp_path, live_process.pid)
+    live_process.kill()
+    live_process.wait()
+    with nb.build_lock(tmp_path, "test build", timeout=10):
+        pass
+
+
+def test_timeout_from_environment(monkeypatch):
+    monkeypatch.setenv(nb.TIMEOUT_ENV, "2.5")
+    assert nb.lock_timeout() == 2.5
+    monkeypatch.setenv(nb.TIMEOUT_ENV, "soon")
+    with pytest.raises(nb.NativeBuildError, match=nb.TIMEOUT_ENV):
+        nb.lock_timeout()
+
+
+@pytest.mark.parametrize("dangling", [False, True])
+def test_lock_symlink_is_never_followed(tmp_path, dangling):
+    victim = tmp_path / "victim.txt"
+    if not dangling:
+        victim.write_text("precious")
+    build = tmp_path / "build"
+    build.mkdir()
+    (build / nb.LOCK_NAME).symlink_to(victim)
+    with pytest.raises(nb.NativeBuildError, match="symlink"):
+        with nb.build_lock(build, "test build", timeout=1):
+            pass
+    assert victim.read_text() == "precious" if not dangling else not victim.exists()
+
+
+# ---------------------------------------------------------------------------
+# Verify before load, rebuild when it fails (the compiler is simulated here)
+# ---------------------------------------------------------------------------
+@pytest.fixture
+def fake_toolchain(tmp_path, monkeypatch):
+    """An Extension whose 'compiler' writes a file and whose 'loader' records what it loads."""
+    calls = {"compiled": 0, "loaded": []}
+
+    def compile_(ext, verbose):
+        calls["compiled"] += 1
+        ext.library.write_bytes(b"\x7fELF" + b"library" * 1000)
+
+    monkeypatch.setattr(nb, "_compile", compile_)
+    monkeypatch.setattr(nb, "_load_library", lambda lib: calls["loaded"].append(lib.read_bytes()))
+    ext = nb.Extension(name="fake", source=Path(__file__), build_dir=tmp_path / "k" / "key",
+                       cflags=(), what="fake ext")
+    return ext, calls
+
+
+def test_built_once_then_loaded_from_verified_cache(fake_toolchain):
+    ext, calls = fake_toolchain
+    assert nb.load(ext, timeout=1) is True
+    assert nb.verify_problem(ext.library) is None
+    assert nb.load(ext, timeout=1) is False
+    assert calls["compiled"] == 1 and len(calls["loaded"]) == 1  # compile loads it itself
+    assert not (ext.build_dir / nb.LOCK_NAME).exists()
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "no checksum"])
+def test_damaged_library_is_rebuilt_not_loaded(fake_toolchain, capsys, damage):
+    ext, calls = fake_toolchain
+    nb.load(ext, timeout=1)
+    good = ext.library.read_bytes()
+    (ext.build_dir / "stale.o").write_bytes(b"half")  # a half-written object from a killed build
+    if damage == "truncate":
+        ext.library.write_bytes(good[:100])
+    elif damage == "flip":
+        ext.library.write_bytes(good[:-1] + b"X")
+    else:
+        Path(str(ext.library) + nb.SUM_SUFFIX).unlink()
+    assert nb.verify_problem(ext.library) is not None
+    assert nb.load(ext, timeout=1) is True
+    assert calls["compiled"] == 2 and not calls["loaded"]  # the damaged file never reached the loader
+    assert ext.library.read_bytes() == good and nb.verify_problem(ext.library) is None
+    assert not (ext.build_dir / "stale.o").exists()  # rebuilt from a clean folder
+    assert "failed verification" in capsys.readouterr().err
+
+
+def test_both_native_modules_share_the_build_code():
+    for ext in (kernels_build.extension(), engine_native._extension()):
+        assert isinstance(ext, nb.Extension) and ext.build_dir.parent == nb.cache_root()
+    assert kernels_build.cache_root is nb.cache_root
+
+
+# ---------------------------------------------------------------------------
+# The real kernels, in fresh processes
+# ---------------------------------------------------------------------------
+PROBE = ("import beexbench.kernels as k; from beexbench.engine import _native;"
+         "print(k.backend()); print(k.build_info()['compiled']); print(k.fallback_reason());"
+         "print(_native.mode())")
+
+
+def probe(env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+@pytest.fixture(scope="session")
+def built_native() -> Path:
+    """A shared cache root holding verified builds of both native modules (compiled at most once)."""
+    env = dict(os.environ, BEEXBENCH_KERNELS="auto")
+    if os.environ.get(SHARED_CACHE_ENV):
+        env["BEEXBENCH_CACHE"] = os.environ[SHARED_CACHE_ENV]
+    out = probe(env)
+    if out.returncode or out.stdout.split("\n")[0] == "torch-fallback":
+        pytest.skip(f"native kernels cannot be built here: {out.stdout} {out.stderr[-500:]}")
+    code = "from beexbench import _native_build; print(_native_build.cache_root())"
+    return Path(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                               check=True).stdout.strip())
+
+
+def test_truncated_kernels_rebuilt_in_a_fresh_process(tmp_path, monkeypatch, built_native):
+    monkeypatch.setenv("BEEXBENCH_CACHE", str(tmp_path))
+    ext = kernels_build.extension()
+    for built in (ext, engine_native._extension()):  # only the kernels get damaged and recompiled
+        shutil.copytree(built_native / built.build_dir.name, built.build_dir)
+    (ext.build_dir / "lock").touch()  # cpp_extension's baton, left by a build killed mid-compile
+    size = ext.library.stat().st_size
+    with open(ext.library, "r+b") as fh:
+        fh.truncate(size // 3)
+    out = probe(dict(os.environ, BEEXBENCH_CACHE=str(tmp_path), BEEXBENCH_KERNELS="auto"))
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.split("\n")
+    assert lines[0] != "torch-fallback" and lines[1] == "True", out.stdout + out.stderr
+    assert "failed verification" in out.stderr
+    assert nb.verify_problem(ext.library) is None and ext.library.stat().st_size == size
+
+
+def test_damaged_kernels_without_compiler_refused_with_reason(tmp_path, monkeypatch):
+    monkeypatch.setenv("BEEXBENCH_CACHE", str(tmp_path))
+    monkeypatch.setenv("CXX", str(tmp_path / "no-such-c++"))
+    ext = kernels_build.extension()
+    ext.build_dir.mkdir(parents=True)
+    ext.library.write_bytes(b"\x7fELF" + b"\0" * 4096)  # truncated: loading it would crash
+    nb.record_checksum(ext.library)
+    ext.library.write_bytes(b"\x7fELF" + b"\0" * 64)
+    out = probe(dict(os.environ, BEEXBENCH_KERNELS="auto"))
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.split("\n")
+    assert lines[0] == "torch-fallback" and lines[3].startswith("python module path"), out.stdout
+    assert "native kernels unavailable" in lines[2]
+    assert "failed verification: checksum mismatch" in out.stderr
+    assert not ext.library.exists()  # the damaged file is gone, not loaded
