@@ -1,10 +1,22 @@
-"""File helpers shared by every seam: checksums and atomic writes."""
+"""File helpers shared by every seam: checksums, atomic writes, strict JSON, names that
+become paths, and lock files."""
 from __future__ import annotations
 
+import errno
 import hashlib
+import json
+import math
 import os
+import re
+import stat
 import tempfile
+import time
+from contextlib import contextmanager
+from numbers import Number
 from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from .errors import BeexError
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -37,3 +49,181 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+# --------------------------------------------------------------------------- #
+# Names that become paths
+# --------------------------------------------------------------------------- #
+_PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.=-]{0,119}")  # no '+': a hashed name never equals a plain one
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.=-]+")
+_MAX_COMPONENT_BYTES = 255
+
+
+def safe_name(name: str, *, keep: int = 60) -> str:
+    """A file-system-safe name for any string, one-to-one: a short plain name (ASCII letters,
+    digits, ``_ . = -``) is kept as it is; anything else becomes its plain characters (at most
+    ``keep``) + ``+`` + 16 hex digits of the sha256 of the whole original."""
+    name = str(name)
+    if _PLAIN.fullmatch(name) and not name.endswith("."):
+        return name
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    stem = _UNSAFE.sub("-", name).strip("-.")[:keep].rstrip("-.")
+    return f"{stem or '_'}+{digest}"
+
+
+def _check_component(part: str, what: str) -> None:
+    try:
+        size = len(os.fsencode(part))
+    except UnicodeError:  # e.g. a lone surrogate: no file system can name it
+        size = _MAX_COMPONENT_BYTES + 1
+    bad = (not part or part in (".", "..") or "\0" in part or "/" in part or os.sep in part
+           or (os.altsep and os.altsep in part) or size > _MAX_COMPONENT_BYTES)
+    if bad:
+        shown = part if len(part) <= 60 else part[:57] + "..."
+        raise BeexError(f"{what} {shown!r} is not a plain file name: use one name without '/', '..' "
+                        f"or NUL, at most {_MAX_COMPONENT_BYTES} bytes")
+
+
+def safe_child(root: str | os.PathLike, *parts: str, what: str = "name") -> Path:
+    """``root/part/...`` after checking that each part is one plain path component and that
+    the result, with every symlink already there resolved, stays inside ``root``; else a
+    :class:`BeexError` naming ``what`` (e.g. ``--run-id``)."""
+    for part in parts:
+        _check_component(str(part), what)
+    path = Path(root).joinpath(*map(str, parts))
+    real_root = Path(root).resolve()
+    real = path.resolve()
+    if real == real_root or not real.is_relative_to(real_root):
+        raise BeexError(f"{what} {'/'.join(map(str, parts))[:200]!r} leads to {real}, outside {real_root}: "
+                        "remove the symlink there or choose another name")
+    return path
+
+
+# --------------------------------------------------------------------------- #
+# Strict JSON: no NaN or Infinity, ever
+# --------------------------------------------------------------------------- #
+NULL_REASONS = "null_reasons"
+
+
+def _nonfinite_reason(x: float) -> str:
+    return "not a number (NaN)" if math.isnan(x) else f"infinite ({'+' if x > 0 else '-'}inf)"
+
+
+def _pointer_part(key: Any) -> str:
+    return str(key).replace("~", "~0").replace("/", "~1")
+
+
+def _finite(obj: Any, where: str, reasons: dict[str, str], default: Callable[[Any], Any] | None) -> Any:
+    if isinstance(obj, bool) or obj is None or isinstance(obj, (str, int)):
+        return obj
+    if isinstance(obj, float):
+        if math.isfinite(obj):
+            return obj
+        reasons[where or "/"] = _nonfinite_reason(obj)
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v, f"{where}/{_pointer_part(k)}", reasons, default) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v, f"{where}/{i}", reasons, default) for i, v in enumerate(obj)]
+    if isinstance(obj, Number) and hasattr(obj, "item"):  # numpy and torch scalars
+        return _finite(obj.item(), where, reasons, default)
+    if default is None:
+        return obj  # json.dumps reports what it cannot write
+    return _finite(default(obj), where, reasons, default)
+
+
+def dumps_strict(doc: dict, *, default: Callable[[Any], Any] | None = None, indent: int | None = 2,
+                 sort_keys: bool = False) -> str:
+    """``doc`` as standard JSON: every NaN or infinite float becomes ``null`` and the top-level
+    ``null_reasons`` map says why, keyed by the JSON Pointer of the value (RFC 6901), e.g.
+    ``{"/metrics/accuracy/value": "not a number (NaN)"}``. Present only when non-empty
+    (records always carry it)."""
+    reasons: dict[str, str] = dict(doc.get(NULL_REASONS) or {})
+    clean = _finite({k: v for k, v in doc.items() if k != NULL_REASONS}, "", reasons, default)
+    if reasons or NULL_REASONS in doc:
+        clean[NULL_REASONS] = reasons
+    return json.dumps(clean, indent=indent, sort_keys=sort_keys, allow_nan=False)
+
+
+# --------------------------------------------------------------------------- #
+# Lock files
+# --------------------------------------------------------------------------- #
+class LockBusy(BeexError):
+    """Another live process holds the lock; ``owner`` is its pid as written in the file."""
+
+    def __init__(self, path: Path, owner: str) -> None:
+        super().__init__(f"{path} is held by another beexbench process (pid {owner})")
+        self.path, self.owner = path, owner
+
+
+def _open_lock_file(path: Path) -> int:
+    """Create the lock file (O_EXCL), or open the one there; never through a symlink."""
+    flags = os.O_RDWR | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        try:
+            fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            fd = os.open(path, flags)
+    except OSError as exc:
+        if path.is_symlink() or exc.errno == errno.ELOOP:
+            raise BeexError(f"lock file {path} is a symlink: delete it (beexbench never follows one) and retry") from None
+        raise BeexError(f"cannot open lock file {path} ({exc.strerror}): check the folder's permissions") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise BeexError(f"lock file {path} is not a regular file: delete it and retry")
+    return fd
+
+
+def _try_lock(fd: int) -> bool:
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        import msvcrt
+
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+            return True
+        except OSError:
+            return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    except OSError as exc:
+        if exc.errno in (errno.EAGAIN, errno.EACCES):
+            return False
+        raise BeexError(f"cannot lock a file here ({exc.strerror}): put the folder on a local disk") from None
+
+
+def _owner(fd: int) -> str:
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        return os.read(fd, 32).decode("ascii", "replace").strip() or "?"
+    except OSError:
+        return "?"
+
+
+@contextmanager
+def exclusive_lock(path: str | os.PathLike, *, timeout_s: float = 0.0, poll_s: float = 0.2) -> Iterator[None]:
+    """Hold ``path`` exclusively (the OS lock is released when the holder dies, so the lock
+    of a dead process is recovered at once); the file holds the holder's pid while held.
+    Waits up to ``timeout_s``, then raises :class:`LockBusy`. A symlink or a non-file at
+    ``path`` is refused, never followed."""
+    path = Path(path)
+    fd = _open_lock_file(path)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while not _try_lock(fd):
+            if time.monotonic() >= deadline:
+                raise LockBusy(path, _owner(fd))
+            time.sleep(poll_s)
+        os.ftruncate(fd, 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, str(os.getpid()).encode())
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)  # released: no owner to name
+    finally:
+        os.close(fd)

@@ -15,7 +15,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .._io import atomic_write_text, sha256_file  # noqa: F401  (re-exported)
+from .._io import atomic_write_text, dumps_strict, sha256_file  # noqa: F401  (re-exported)
 from ..errors import BeexError
 
 FORMAT = "beexbench-checkpoint"
@@ -32,8 +32,12 @@ def write_checkpoint(directory: Path, adapter: str, tensors: dict[str, torch.Ten
     directory.mkdir(parents=True, exist_ok=True)
     (directory / META).unlink(missing_ok=True)
     tmp = directory / f".{WEIGHTS}.tmp"
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
-    os.replace(tmp, directory / WEIGHTS)
+    try:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
+        os.replace(tmp, directory / WEIGHTS)
+    except BaseException:  # a full disk leaves no half-written temp file behind
+        tmp.unlink(missing_ok=True)
+        raise
     doc = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -42,7 +46,7 @@ def write_checkpoint(directory: Path, adapter: str, tensors: dict[str, torch.Ten
         "weights_sha256": sha256_file(directory / WEIGHTS),
         **meta,
     }
-    atomic_write_text(directory / META, json.dumps(doc, indent=2, sort_keys=True))
+    atomic_write_text(directory / META, dumps_strict(doc, sort_keys=True))
     return directory
 
 

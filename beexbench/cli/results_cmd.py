@@ -36,13 +36,15 @@ def list_(results: Roots = None, fmt: Format = "text") -> None:
 @app.command("merge")
 def merge(
     results: Roots = None,
-    out: Annotated[Path, typer.Option("--out", help="New run folder for the merged cells.")] = Path("results/merged"),
+    out: Annotated[Path, typer.Option("--out", help="Run folder for the merged cells: a new one, or an existing run to add missing cells to.")] = Path("results/merged"),
+    prefer: Annotated[Optional[str], typer.Option("--prefer", help="'newer': when a cell differs between runs, keep the one finished later (default: refuse).")] = None,
     fmt: Format = "text",
 ) -> None:
-    """Merge runs (e.g. from several machines) into one run folder."""
+    """Merge runs (e.g. from several machines) into one run folder; never overwrites a cell
+    unless --prefer newer, never replaces an existing run.json."""
     from ..results.merge import merge_runs
 
-    n, notes = merge_runs(results or [Path("results")], out)
+    n, notes = merge_runs(results or [Path("results")], out, prefer=prefer)
     if fmt == "json":
         typer.echo(json.dumps({"out": str(out), "cells": n, "notes": notes}, indent=2))
         return

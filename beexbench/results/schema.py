@@ -6,14 +6,16 @@ one-line error.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .._io import safe_name
 from ..errors import BeexError
 
 SCHEMA = "beexbench-result"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# 2: strict JSON: a NaN or infinite number is written as null, and the record's top-level
+#    ``null_reasons`` maps its JSON Pointer to why (e.g. "/metrics/accuracy/value")
 RUN_SCHEMA = "beexbench-run"
 
 
@@ -27,9 +29,9 @@ class CellKey:
 
     @property
     def slug(self) -> str:
-        """A file-name-safe identifier, unique per cell."""
-        raw = f"{self.model}__{self.task}__{self.target}__seed{self.seed}__{self.setting}"
-        return re.sub(r"[^A-Za-z0-9_.=-]+", "-", raw)
+        """A file-name-safe identifier, one per cell: readable when every part is a plain
+        name, else a hash of the full key is part of it (two keys never share a slug)."""
+        return safe_name(f"{self.model}__{self.task}__{self.target}__seed{self.seed}__{self.setting}", keep=100)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -49,6 +51,7 @@ class CellRecord:
     warnings: list[str] = field(default_factory=list)
     started_at: str = ""
     finished_at: str = ""
+    null_reasons: dict[str, str] = field(default_factory=dict)  # JSON Pointer of a null -> why (written by the store)
 
     def to_dict(self) -> dict:
         d = asdict(self)

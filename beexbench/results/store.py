@@ -4,20 +4,19 @@ so an interrupted run loses nothing already written and resumes where it stopped
 from __future__ import annotations
 
 import json
-import os
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
-from .._io import atomic_write_text
+from .._io import LockBusy, atomic_write_text, dumps_strict, exclusive_lock, safe_child, safe_name
 from ..errors import BeexError
 from .schema import RUN_SCHEMA, SCHEMA_VERSION, CellKey, CellRecord
 
 
 def new_run_id(suite: str) -> str:
-    return f"{datetime.now(timezone.utc).strftime('%Y%m%d-%H%M%S')}-{suite}"
+    return f"{datetime.now(timezone.utc).strftime('%Y%m%d-%H%M%S')}-{safe_name(suite)}"
 
 
 def now_iso() -> str:
@@ -28,6 +27,11 @@ def now_iso() -> str:
 class RunDir:
     path: Path
 
+    @classmethod
+    def under(cls, root: Path, run_id: str) -> "RunDir":
+        """The run folder ``root/run_id``; a run id that would leave ``root`` is refused."""
+        return cls(safe_child(root, run_id, what="run id"))
+
     @property
     def run_id(self) -> str:
         return self.path.name
@@ -36,8 +40,12 @@ class RunDir:
     def cells_dir(self) -> Path:
         return self.path / "cells"
 
+    def _file(self, *parts: str) -> Path:
+        return safe_child(self.path, *parts, what="file")
+
     def write_run(self, doc: dict) -> None:
-        atomic_write_text(self.path / "run.json", json.dumps({"schema": RUN_SCHEMA, "schema_version": SCHEMA_VERSION, **doc}, indent=2, default=str))
+        body = {"schema": RUN_SCHEMA, "schema_version": SCHEMA_VERSION, **doc}
+        atomic_write_text(self._file("run.json"), dumps_strict(body, default=str))
 
     def read_run(self) -> dict:
         return _read_json(self.path / "run.json")
@@ -54,52 +62,106 @@ class RunDir:
 
     @contextmanager
     def lock(self):
-        """Exclusive use of this run folder by one process (released by the OS if it dies)."""
+        """Exclusive use of this run folder by one process (released by the OS if it dies;
+        ``.lock`` is never followed if it is a symlink). A folder this call created is
+        removed again if the body fails before any cell is written."""
+        created = not self.path.exists()
         self.path.mkdir(parents=True, exist_ok=True)
-        path = self.path / ".lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
+        with ExitStack() as stack:
             try:
-                import fcntl
-
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except ImportError:  # pragma: no cover - Windows
-                import msvcrt
-
-                msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-            except OSError:
-                other = Path(path).read_text().strip() or "?"
+                stack.enter_context(exclusive_lock(self._file(".lock")))
+            except LockBusy as busy:
                 raise BeexError(
-                    f"run {self.path} is being written by another beexbench process (pid {other}): "
+                    f"run {self.path} is being written by another beexbench process (pid {busy.owner}): "
                     "wait for it, or start a separate run with --run-id NAME"
                 ) from None
-            os.ftruncate(fd, 0)
-            os.write(fd, str(os.getpid()).encode())
-            yield self
-        finally:
-            os.close(fd)
+            try:
+                yield self
+            except BaseException:
+                if created:
+                    self._discard_if_empty()
+                raise
+
+    def _discard_if_empty(self) -> None:
+        """Remove what starting a run wrote (run.json, .lock, empty cells/) when no cell exists."""
+        if self.cells_dir.is_dir() and any(self.cells_dir.iterdir()):
+            return
+        for name in ("run.json", ".lock"):
+            (self.path / name).unlink(missing_ok=True)
+        for folder in (self.cells_dir, self.path):
+            try:
+                folder.rmdir()
+            except OSError:
+                pass  # not empty: something else is there, keep it
 
     def cell_path(self, key: CellKey) -> Path:
-        return self.cells_dir / f"{key.slug}.json"
+        return self._file("cells", f"{key.slug}.json")
 
-    def write_cell(self, record: CellRecord) -> Path:
+    def write_cell(self, record: CellRecord, *, previous: Path | None = None) -> Path:
+        """Write ``record`` atomically to its own file; ``previous``, another file that held the
+        same cell (e.g. under an older file name), is removed after."""
         path = self.cell_path(record.key)
-        atomic_write_text(path, json.dumps(record.to_dict(), indent=2, default=_json_default))
+        self._check_slot(path, record.key)
+        atomic_write_text(path, dumps_strict(record.to_dict(), default=_json_default))
+        if previous is not None and previous != path:
+            previous.unlink(missing_ok=True)
         return path
 
+    def _check_slot(self, path: Path, key: CellKey) -> None:
+        """A file already at ``path`` must be a readable record of the same cell."""
+        if path.exists() and _read_record(path).key != key:
+            raise BeexError(f"{path} holds another cell than {key.slug}: two cells map to one file; "
+                            "move that file away and report this as a bug")
+
     def has_cell(self, key: CellKey) -> bool:
-        """True when a finished (status ok) record for ``key`` exists and is readable."""
+        """True when a finished (status ok) record for ``key`` exists; an unreadable record is
+        an error, never a reason to run (and overwrite) the cell."""
         path = self.cell_path(key)
         if not path.is_file():
             return False
-        try:
-            return CellRecord.from_dict(_read_json(path), source=str(path)).status == "ok"
-        except BeexError:
-            return False
+        self._check_slot(path, key)
+        return _read_record(path).status == "ok"
+
+    def entries(self) -> Iterator[tuple[Path, CellRecord]]:
+        for path in sorted(self.cells_dir.glob("*.json")):
+            yield path, _read_record(path)
 
     def cells(self) -> Iterator[CellRecord]:
-        for path in sorted(self.cells_dir.glob("*.json")):
-            yield CellRecord.from_dict(_read_json(path), source=str(path))
+        for _, record in self.entries():
+            yield record
+
+    def check_resumable(self) -> dict[CellKey, tuple[Path, CellRecord]]:
+        """:meth:`index`, after checking that this beexbench may add to the run: a run.json or a
+        record it cannot read (corrupt, foreign, newer schema) is an error, so nothing is rewritten."""
+        try:
+            if (self.path / "run.json").is_file():
+                _check_run_doc(self.read_run(), self.path / "run.json")
+            return self.index()
+        except BeexError as exc:
+            raise BeexError(f"cannot add to run {self.path} (nothing was changed): {exc}") from None
+
+    def index(self) -> dict[CellKey, tuple[Path, CellRecord]]:
+        """Every record of this run by its full key. A record this beexbench cannot read (corrupt,
+        foreign, newer schema) or two files holding one cell is an error: nothing is rewritten."""
+        out: dict[CellKey, tuple[Path, CellRecord]] = {}
+        for path, record in self.entries():
+            if record.key in out:
+                raise BeexError(f"{out[record.key][0]} and {path} hold the same cell {record.key.slug}: "
+                                "move one of them out of the run folder")
+            out[record.key] = (path, record)
+        return out
+
+
+def _check_run_doc(doc: dict, path: Path) -> None:
+    version = doc.get("schema_version")
+    if doc.get("schema") != RUN_SCHEMA or not isinstance(version, int):
+        raise BeexError(f"{path} is not a beexbench run file: point at a folder written by `beexbench run`")
+    if version > SCHEMA_VERSION:
+        raise BeexError(f"{path} has run schema version {version}; this beexbench writes {SCHEMA_VERSION}: upgrade beexbench")
+
+
+def _read_record(path: Path) -> CellRecord:
+    return CellRecord.from_dict(_read_json(path), source=str(path))
 
 
 def _json_default(obj):

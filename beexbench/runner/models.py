@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from ..adapters.base import ModelAdapter, TaskSpec
-from .._io import atomic_write_text
+from .._io import atomic_write_text, safe_child, safe_name
 from ..adapters.checkpoint import META
 from ..adapters.encoder_adapter import EncoderAdapter
 from ..adapters.registry import get_adapter_class, load_model
@@ -97,7 +97,8 @@ def build_seeded(name: str, overrides: dict[str, Any], spec: TaskSpec, seed: int
 def checkpoint_dir(store: Path, name: str, spec: TaskSpec, overrides: dict, seed: int, limit: int | None) -> Path:
     ident = json.dumps({"model": name, "task": spec.to_dict(), "overrides": overrides, "limit": limit}, sort_keys=True)
     digest = hashlib.sha256(ident.encode()).hexdigest()[:10]
-    return store / spec.task / name / f"{digest}-seed{seed}"
+    # task and model names come from datasets (name=) and plugins: mapped to safe names, kept inside the store
+    return safe_child(store, safe_name(spec.task), safe_name(name), f"{digest}-seed{seed}", what="checkpoint folder")
 
 
 def obtain_model(

@@ -81,8 +81,8 @@ def _unfinished_run(cfg: RunConfig, fingerprint: str) -> RunDir | None:
     if not root.is_dir():
         return None
     for path in sorted(root.iterdir(), reverse=True):
-        run = RunDir(path)
         try:
+            run = RunDir.under(root, path.name)  # a symlink out of the results folder is not a run to resume
             doc = run.read_run() if (path / "run.json").is_file() else {}
         except BeexError:
             continue
@@ -110,7 +110,7 @@ def run_suite(cfg: RunConfig, progress: Progress = NULL_PROGRESS, *, resume_dir:
         if run is not None:
             progress.log(f"resuming unfinished run {run.run_id} (pass --fresh to start a new one)")
         else:
-            run = RunDir(Path(cfg.results_dir) / (cfg.run_id or new_run_id(cfg.suite)))
+            run = RunDir.under(Path(cfg.results_dir), cfg.run_id or new_run_id(cfg.suite))
     with run.lock():
         return _run_locked(run, cfg, target, fingerprint, progress)
 
@@ -118,6 +118,7 @@ def run_suite(cfg: RunConfig, progress: Progress = NULL_PROGRESS, *, resume_dir:
 def _run_locked(run: RunDir, cfg: RunConfig, target, fingerprint: str, progress: Progress) -> RunSummary:
     start = time.perf_counter()
     summary = RunSummary(run.path)
+    cells = run.check_resumable()  # records it cannot read are refused, never rewritten
     environment = capture_environment(target, seed=cfg.seeds[0], config=cfg.to_dict())
     if not (run.path / "run.json").is_file():
         run.write_run({"run_id": run.run_id, "suite": cfg.suite, "config": cfg.to_dict(), "config_fingerprint": fingerprint,
@@ -134,7 +135,7 @@ def _run_locked(run: RunDir, cfg: RunConfig, target, fingerprint: str, progress:
                     reason = f"{m} runs on {', '.join(devices)} only, not on {target.device.type}"
                     summary.unsupported.append((key, reason))
                     progress.log(f"skipping {m} on {target.name}: {reason}")
-        todo = [k for k in keys if not run.has_cell(k)]
+        todo = [k for k in keys if k not in cells or cells[k][1].status != "ok"]
         summary.skipped += [k for k in keys if k not in todo]
         if not todo:
             continue
@@ -160,7 +161,7 @@ def _run_locked(run: RunDir, cfg: RunConfig, target, fingerprint: str, progress:
             record.run_id = run.run_id
             record.started_at, record.finished_at = started, now_iso()
             record.environment = environment
-            run.write_cell(record)
+            run.write_cell(record, previous=cells[key][0] if key in cells else None)
             summary.written.append(key)
     summary.seconds = time.perf_counter() - start
     if not summary.failed:
