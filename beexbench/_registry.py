@@ -30,10 +30,10 @@ class Entry(Generic[T]):
             module_name, _, attr = self.target.partition(":")
             try:
                 obj = getattr(importlib.import_module(module_name), attr)
-            except (ImportError, AttributeError) as exc:
+            except Exception as exc:  # a plugin may raise anything at import: one line, not a traceback
                 raise BeexError(
-                    f"cannot load '{self.name}' from {self.target} ({self.origin}): {exc}; "
-                    "reinstall the package that provides it or remove it"
+                    f"cannot load '{self.name}' from {self.target} ({self.origin}): {type(exc).__name__}: "
+                    f"{str(exc).splitlines()[0] if str(exc) else ''}; reinstall the package that provides it or remove it"
                 ) from exc
             self.target = obj
         return self.target  # type: ignore[return-value]

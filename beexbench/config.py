@@ -38,7 +38,8 @@ class RunConfig:
     models: list[str] = field(default_factory=lambda: ["beexformer", "fp32"])
     tasks: list[str] = field(default_factory=lambda: ["rotten_tomatoes"])
     target: str = "cpu"
-    threads: int | None = None
+    threads: int | None = None  # 1 .. the usable cores (more only with force_threads)
+    force_threads: bool = False  # allow threads beyond the usable cores (oversubscription)
     seeds: list[int] = field(default_factory=lambda: [0])
     limit: int | None = None  # examples per split, for tiny runs
     model: dict[str, Any] = field(default_factory=dict)  # overrides applied to every model
@@ -52,7 +53,12 @@ class RunConfig:
     run_id: str | None = None
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """As saved in run.json. ``force_threads`` only when set: runs saved before it existed
+        keep their identity (config fingerprint)."""
+        doc = dataclasses.asdict(self)
+        if not doc["force_threads"]:
+            doc.pop("force_threads")
+        return doc
 
     def planned_models(self) -> list[tuple[str, list[int]]]:
         """(model, seeds) run on every task: the configured models on every seed, then the
@@ -142,7 +148,12 @@ def load_config(suite: str | None = None, config_file: Path | None = None, **fla
         cfg = _build(RunConfig, doc, "", cfg)
     if suite and config_file is None:
         cfg.suite = suite
+    return apply_flags(cfg, **flags)
+
+
+def apply_flags(cfg: RunConfig, **flags: Any) -> RunConfig:
+    """``cfg`` with the CLI flags that were given (None = not given); ``cfg`` is unchanged."""
     given = {k: v for k, v in flags.items() if v is not None}
     if "latency_batch_sizes" in given:
-        cfg.latency.batch_sizes = given.pop("latency_batch_sizes")
+        given["latency"] = {**dataclasses.asdict(cfg.latency), "batch_sizes": given.pop("latency_batch_sizes")}
     return _build(RunConfig, given, "", cfg)

@@ -156,6 +156,19 @@ class ModelAdapter(ABC):
 
     # Optional hooks with sensible defaults ---------------------------------------
     @classmethod
+    def config_problems(cls, config: dict[str, Any], problem: str = "classification") -> list[str]:
+        """Every problem with ``config`` (the overrides a run gives this model), one line each,
+        found before any data is loaded: [] when it is fine. Default: build the model for a
+        tiny task shape (the global RNG is left as it was) and report what that raises."""
+        spec = TaskSpec("config-check", 1 if problem == "regression" else 2, vocab_size=16, max_len=8, problem=problem)
+        try:
+            with torch.random.fork_rng(devices=[]):
+                cls.build(config, spec)
+        except Exception as exc:  # a plugin's build may raise anything: report it, do not crash
+            return [str(exc).splitlines()[0] if str(exc) else type(exc).__name__]
+        return []
+
+    @classmethod
     def derive(cls, source: "ModelAdapter", val: EncodedSplit, cost_fn: CostFn | None = None) -> "ModelAdapter":
         """This model made from a trained ``derived_from`` model, calibrated on ``val`` only."""
         raise TypeError(f"{cls.__name__} declares no derived_from model")  # only called when declared

@@ -20,17 +20,20 @@ import torch
 from torch import nn
 
 from ..errors import BeexError
-from ..models.attention import MatMul
+from ..models.attention import ATTENTION_PROBS, MatMul
 from ..models.encoder import BinaryEmbedding, EarlyExitEncoder, EncoderConfig
 from ..models.exits import AbsoluteEntropy, ExitDecision, ExitRule, FractionalEntropy, Patience, PredictionChange
+from ..models.ffn import FFN_KINDS
 from ..models.layers import QuantLinear
-from ..models.losses import exit_loss
+from ..models.losses import LOSSES, exit_loss
+from ..models.quantizers import ESTIMATORS
 from ..progress import NULL_PROGRESS, Progress
 from ..training.batches import EncodedSplit
 from ..training.calibrate import CostFn, all_exit_logits, choose, sweep
 from ..training.config import TrainConfig, build_dataclass, merge
-from ..training.loop import train
+from ..training.loop import SCHEDULES, train
 from ..training.metrics import metric_name, score
+from ..validate import bounded, one_of
 from .base import FitReport, ModelAdapter, Precision, TaskSpec
 from .checkpoint import read_checkpoint, write_checkpoint
 
@@ -79,6 +82,53 @@ def _merged_defaults(cls: type, problem: str = "classification") -> dict[str, An
     return out
 
 
+def encoder_problems(enc: EncoderConfig) -> list[str]:
+    """Out-of-range or unknown encoder settings, one line each (built models check the rest)."""
+    w = "model.encoder."
+    sizes = [p for key in ("d_model", "n_heads", "n_blocks", "d_ff") for p in bounded(w + key, getattr(enc, key), 1, integer=True)]
+    if not sizes and enc.d_model % enc.n_heads:
+        sizes = [f"'{w}d_model' ({enc.d_model}) must be divisible by '{w}n_heads' ({enc.n_heads})"]
+    rates = [p for key in ("dropout", "token_dropout") if hasattr(enc, key)
+             for p in bounded(w + key, getattr(enc, key), 0, 1, below=True)]
+    return sizes + rates + one_of(w + "estimator", enc.estimator, ESTIMATORS) + one_of(w + "ffn", enc.ffn, FFN_KINDS) \
+        + one_of(w + "attention_probs", enc.attention_probs, ATTENTION_PROBS)
+
+
+def train_problems(tc: TrainConfig) -> list[str]:
+    """Out-of-range or unknown training settings, one line each."""
+    w = "model.train."
+    return (bounded(w + "epochs", tc.epochs, 1, integer=True) + bounded(w + "batch_size", tc.batch_size, 1, integer=True)
+            + bounded(w + "lr", tc.lr, 0, above=True) + bounded(w + "weight_decay", tc.weight_decay, 0)
+            + bounded(w + "warmup_ratio", tc.warmup_ratio, 0, 1) + bounded(w + "clip_norm", tc.clip_norm, 0, optional=True)
+            + bounded(w + "patience", tc.patience, 0, integer=True)
+            + bounded(w + "length_buckets", tc.length_buckets, 0, integer=True)
+            + bounded(w + "max_train_examples", tc.max_train_examples, 1, integer=True, optional=True)
+            + one_of(w + "schedule", tc.schedule, SCHEDULES))
+
+
+def loss_problems(loss: dict[str, Any]) -> list[str]:
+    w = "model.loss."
+    return (one_of(w + "kind", loss.get("kind"), LOSSES) + bounded(w + "tau", loss.get("tau"), 0, above=True)
+            + bounded(w + "delta", loss.get("delta")) + bounded(w + "floor", loss.get("floor"), 0, 1)
+            + bounded(w + "min_exit", loss.get("min_exit"), 1, integer=True))
+
+
+def _section_problems(config: dict[str, Any], problem: str) -> list[str]:
+    """Every problem of a merged encoder-model config, section by section."""
+    out: list[str] = []
+    for cls, key, check in ((EncoderConfig, "encoder", encoder_problems), (TrainConfig, "train", train_problems)):
+        try:
+            out += check(build_dataclass(cls, config[key], where=f"model.{key}"))
+        except BeexError as exc:
+            out.append(str(exc))
+    out += loss_problems(config["loss"])
+    try:
+        make_rule(config["exit"], problem)
+    except BeexError as exc:
+        out.append(str(exc))
+    return out
+
+
 class EncoderAdapter(ModelAdapter):
     defaults: ClassVar[dict[str, Any]] = {}
     regression_defaults: ClassVar[dict[str, Any]] = {}
@@ -106,6 +156,16 @@ class EncoderAdapter(ModelAdapter):
     @classmethod
     def build(cls, config: dict[str, Any], spec: TaskSpec) -> "EncoderAdapter":
         return cls(merge(_merged_defaults(cls, spec.problem), config, where="model"), spec)
+
+    @classmethod
+    def config_problems(cls, config: dict[str, Any], problem: str = "classification") -> list[str]:
+        """Every setting checked without data (all reported at once); when they are all
+        fine, the model is built for a tiny task shape, which checks what the class adds."""
+        try:
+            merged = merge(_merged_defaults(cls, problem), config, where="model")
+        except BeexError as exc:
+            return [str(exc)]
+        return _section_problems(merged, problem) or super().config_problems(config, problem)
 
     def loss(self, exit_logits: list[torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
         lc = self.config["loss"]

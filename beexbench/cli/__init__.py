@@ -1,11 +1,12 @@
 """The ``beexbench`` command: a thin typer shell over the Python API, one module per command."""
 from __future__ import annotations
 
+import errno
 import sys
 
 import typer
 
-from . import info_cmd, list_cmd, report_cmd, results_cmd, run_cmd
+from . import _exit, info_cmd, list_cmd, report_cmd, results_cmd, run_cmd
 
 app = typer.Typer(
     name="beexbench",
@@ -21,27 +22,88 @@ app.command("list")(list_cmd.list_)
 app.command("info")(info_cmd.info)
 app.add_typer(results_cmd.app, name="results")
 
+# what to do when the machine refuses a write
+_WRITE_ADVICE = {
+    errno.ENOSPC: "free space, or write elsewhere (--results DIR, --models-dir DIR, BEEXBENCH_CACHE)",
+    errno.EDQUOT: "free space within your quota, or write elsewhere (--results DIR, --models-dir DIR, BEEXBENCH_CACHE)",
+    errno.EROFS: "write to a writable folder (--results DIR, --models-dir DIR, BEEXBENCH_CACHE)",
+    errno.EACCES: "fix its permissions, or use a folder you may write (--results DIR, --models-dir DIR, BEEXBENCH_CACHE)",
+    errno.EPERM: "fix its permissions, or use a folder you may write (--results DIR, --models-dir DIR, BEEXBENCH_CACHE)",
+}
+
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: user errors print one line and exit 2; nothing else is swallowed."""
-    from ..errors import BeexError
+    """Entry point: exits with the status of :func:`run_cli` (the table in ``_exit``)."""
+    sys.exit(run_cli(argv))
 
+
+def run_cli(argv: list[str] | None = None) -> int:
+    """Run the command; user-caused failures print one line each, bugs keep their traceback."""
     try:
-        app(args=argv, standalone_mode=False)
-    except BeexError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        typer.echo("interrupted: finished cells are saved; re-run the same command with --resume to continue", err=True)
-        sys.exit(130)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except Exception as exc:  # click usage errors
+        code = app(args=argv, prog_name="beexbench", standalone_mode=False)
+    except BaseException as exc:  # noqa: BLE001 - _status re-raises what it does not know
+        return _status(exc)
+    if code == _exit.INTERRUPTED:  # typer >= 0.29 turns Ctrl-C into Exit(130) before we see it
+        _say_interrupted()
+    return code if isinstance(code, int) else _exit.OK
+
+
+def _status(exc: BaseException) -> int:
+    """The exit status for ``exc``, after printing its one-line message; unknown errors re-raise."""
+    from ..errors import BeexError, ConfigError, TrainingDiverged
+
+    if isinstance(exc, TrainingDiverged):  # `beexbench train`; `run` records it in the cell and goes on
+        _error(str(exc))
+        return _exit.CELLS_FAILED
+    if isinstance(exc, ConfigError):
+        for problem in exc.problems:
+            _error(problem)
+        return _exit.USAGE
+    if isinstance(exc, BeexError):
+        _error(str(exc))
+        return _exit.USAGE
+    if isinstance(exc, (KeyboardInterrupt, typer.Abort)):  # older typer: Ctrl-C arrives as Abort
+        _say_interrupted()
+        return _exit.INTERRUPTED
+    if isinstance(exc, typer.Exit):
+        return exc.exit_code
+    if isinstance(exc, click_exceptions()):
+        if usage_line(exc):
+            _error(usage_line(exc))
+        return exc.exit_code
+    if isinstance(exc, OSError) and exc.errno in _WRITE_ADVICE:
+        _error(f"{exc.filename or 'a file'}: {exc.strerror}: {_WRITE_ADVICE[exc.errno]}")
+        return _exit.WRITE_REFUSED
+    raise exc
+
+
+def click_exceptions() -> tuple[type, ...]:
+    """``ClickException`` of whichever click typer runs on: the copy it bundles (typer >= 0.29)
+    and, where installed, the ``click`` package (older typer)."""
+    classes = {c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"}
+    try:
         import click
 
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(1)
-        raise
+        classes.add(click.ClickException)
+    except ImportError:  # pragma: no cover - typer >= 0.29 does not need it
+        pass
+    return tuple(classes)
+
+
+def usage_line(exc) -> str:
+    """A usage error as one line, pointing at the command's --help; "" when there is nothing
+    left to say (``beexbench`` alone: its help is already printed)."""
+    if type(exc).__name__ == "NoArgsIsHelpError":
+        return ""
+    message = " ".join(exc.format_message().split())
+    ctx = getattr(exc, "ctx", None)
+    return f"{message} (see `{ctx.command_path} --help`)" if ctx is not None else message
+
+
+def _error(line: str) -> None:
+    typer.echo(f"error: {line}", err=True)
+
+
+def _say_interrupted() -> None:
+    typer.echo("interrupted: finished cells are saved; run the same command again (or --resume RUN) to continue",
+               err=True)

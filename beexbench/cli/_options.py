@@ -12,7 +12,8 @@ ConfigFile = Annotated[Optional[Path], typer.Option("--config", help="A suite fi
 Models = Annotated[Optional[str], typer.Option("--models", help="Comma-separated model names (see `beexbench list models`).")]
 Tasks = Annotated[Optional[str], typer.Option("--tasks", help="Comma-separated task names or dataset specs.")]
 TargetOpt = Annotated[Optional[str], typer.Option("--target", help="cpu, cuda, or an emulated edge profile.")]
-Threads = Annotated[Optional[int], typer.Option("--threads", help="Intra-op threads (recorded in results).")]
+Threads = Annotated[Optional[int], typer.Option("--threads", help="Intra-op threads, 1 to the usable cores (recorded in results).")]
+ForceThreads = Annotated[bool, typer.Option("--force-threads", help="Allow --threads beyond the usable cores (oversubscribe).")]
 BatchSizes = Annotated[Optional[str], typer.Option("--batch-sizes", help="Comma-separated latency batch sizes.")]
 Seeds = Annotated[Optional[str], typer.Option("--seeds", help="Comma-separated training seeds.")]
 Limit = Annotated[Optional[int], typer.Option("--limit", help="Use at most N examples per split (quick runs).")]
@@ -22,11 +23,12 @@ Floors = Annotated[Optional[bool], typer.Option("--floors/--no-floors", help="Ad
 Format = Annotated[str, typer.Option("--format", help="text or json.")]
 
 
-def split_csv(value: str | None, kind=str):
+def split_csv(value: str | None, kind=str, flag: str | None = None):
+    """``"a, b"`` -> ``["a", "b"]`` (each converted by ``kind``); a bad item is a usage error naming ``flag``."""
     if value is None:
         return None
     items = [v.strip() for v in value.split(",") if v.strip()]
     try:
         return [kind(v) for v in items]
     except ValueError:
-        raise typer.BadParameter(f"expected comma-separated {kind.__name__} values, got {value!r}") from None
+        raise typer.BadParameter(f"expected comma-separated {kind.__name__} values, got {value!r}", param_hint=flag) from None

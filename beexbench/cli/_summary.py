@@ -8,6 +8,13 @@ from rich.console import Console
 from rich.table import Table
 
 
+def failed_line(summary) -> str:
+    """One line naming the failed cells and what to do (the exit status is then 1)."""
+    cells = ", ".join(key.slug for key, _ in summary.failed)
+    return (f"{len(summary.failed)} cell(s) failed: {cells}; the others are saved: fix the cause (see the summary) and run "
+            f"`beexbench run --resume {summary.run_dir}` to re-run only the failed ones")
+
+
 def print_summary(summary, fmt: str = "text") -> None:
     from ..results.store import RunDir
 

@@ -1,25 +1,30 @@
 """``beexbench run`` and ``beexbench train``."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
-from ._options import BatchSizes, ConfigFile, Floors, Format, Limit, Models, ModelsDir, ModelsFrom, Seeds, Suite, TargetOpt, Tasks, Threads, split_csv
+from . import _exit
+from ._options import (BatchSizes, ConfigFile, Floors, ForceThreads, Format, Limit, Models, ModelsDir, ModelsFrom, Seeds, Suite,
+                       TargetOpt, Tasks, Threads, split_csv)
 
 
-def _config(suite, config, models, tasks, target, threads, batch_sizes, seeds, limit, models_dir, models_from, results=None, run_id=None,
-            floors=None):
-    from ..config import load_config
-
-    return load_config(
-        suite, config,
-        models=split_csv(models), tasks=split_csv(tasks), target=target, threads=threads,
-        latency_batch_sizes=split_csv(batch_sizes, int), seeds=split_csv(seeds, int), limit=limit,
-        models_dir=str(models_dir) if models_dir else None, models_from=str(models_from) if models_from else None,
-        results_dir=str(results) if results else None, run_id=run_id, floors=floors,
+def _flags(models=None, tasks=None, target=None, threads=None, force_threads=False, batch_sizes=None, seeds=None, limit=None,
+           models_dir=None, models_from=None, results=None, run_id=None, floors=None) -> dict[str, Any]:
+    """The run configuration's keys as the CLI flags give them (None = not given)."""
+    return dict(
+        models=split_csv(models, flag="--models"), tasks=split_csv(tasks, flag="--tasks"), target=target, threads=threads,
+        force_threads=force_threads or None, latency_batch_sizes=split_csv(batch_sizes, int, "--batch-sizes"),
+        seeds=split_csv(seeds, int, "--seeds"), limit=limit, models_dir=_text(models_dir), models_from=_text(models_from),
+        results_dir=_text(results), run_id=run_id, floors=floors,
     )
+
+
+def _text(path: Path | None) -> str | None:
+    return str(path) if path else None
 
 
 def run(
@@ -29,6 +34,7 @@ def run(
     tasks: Tasks = None,
     target: TargetOpt = None,
     threads: Threads = None,
+    force_threads: ForceThreads = False,
     batch_sizes: BatchSizes = None,
     seeds: Seeds = None,
     limit: Limit = None,
@@ -37,33 +43,59 @@ def run(
     floors: Floors = None,
     results: Annotated[Optional[Path], typer.Option("--results", help="Where runs are written (default: results/).")] = None,
     run_id: Annotated[Optional[str], typer.Option("--run-id", help="Name of the run folder.")] = None,
-    resume: Annotated[Optional[Path], typer.Option("--resume", help="A run folder to finish: only missing cells run.")] = None,
+    resume: Annotated[Optional[Path], typer.Option(
+        "--resume", help="A run folder to finish with its own saved configuration: only missing or failed cells run.")] = None,
     fresh: Annotated[bool, typer.Option("--fresh", help="Start a new run even if the same job has an unfinished one.")] = False,
     fmt: Format = "text",
 ) -> None:
-    """Train what is missing, measure every model on every task, write results/<run-id>/."""
+    """Train what is missing, measure every model on every task, write results/<run-id>/.
+    Exit status: 0 every cell ok, 1 some cells failed, 2 bad input, 3 a write refused, 130 interrupted."""
+    from ..config import load_config
     from ..runner import run_suite
     from ._progress import RichProgress
-    from ._summary import print_summary
+    from ._summary import failed_line, print_summary
 
-    cfg = _config(suite, config, models, tasks, target, threads, batch_sizes, seeds, limit, models_dir, models_from, results, run_id,
-                  floors)
-    if resume is not None:
-        cfg = _resume_config(resume, cfg)
+    flags = _flags(models, tasks, target, threads, force_threads, batch_sizes, seeds, limit, models_dir, models_from, results,
+                   run_id, floors)
+    cfg = load_config(suite, config, **flags) if resume is None else _resume_config(resume, suite, config, flags, fresh)
     with RichProgress() as progress:
         summary = run_suite(cfg, progress, resume_dir=resume, fresh=fresh)
     print_summary(summary, fmt)
     if summary.failed:
-        raise typer.Exit(1)
+        typer.echo(f"error: {failed_line(summary)}", err=True)
+        raise typer.Exit(_exit.CELLS_FAILED)
 
 
-def _resume_config(resume: Path, cfg):
-    """Resuming re-uses the run's own saved configuration."""
-    from ..config import RunConfig, _build
+def _resume_config(resume: Path, suite: str | None, config: Path | None, flags: dict[str, Any], fresh: bool):
+    """Resuming finishes a run with the configuration it was started with. Flags that agree
+    with it are fine; flags that would change it are refused, never silently ignored."""
+    from ..config import RunConfig, _build, apply_flags, load_config
+    from ..errors import BeexError
     from ..results.store import RunDir
 
-    saved = RunDir(resume).read_run().get("config") or {}
-    return _build(RunConfig, saved, "") if saved else cfg
+    if fresh:
+        raise BeexError("--fresh starts a new run and --resume finishes an old one: give only one of them")
+    if not (Path(resume) / "run.json").is_file():
+        raise BeexError(f"{resume} is not a beexbench run folder (no run.json): pass a folder under results/")
+    saved_doc = RunDir(Path(resume)).read_run().get("config")
+    if not saved_doc:  # a run.json without its configuration: the flags are all there is
+        return load_config(suite, config, **flags)
+    saved = _build(RunConfig, saved_doc, "")
+    changed = _other_folder(Path(resume), flags.pop("results_dir"), flags.pop("run_id"))
+    asked = load_config(suite, config, **flags) if suite or config else apply_flags(saved, **flags)
+    changed += [f.name for f in dataclasses.fields(RunConfig)
+                if f.name not in ("results_dir", "run_id") and getattr(asked, f.name) != getattr(saved, f.name)]
+    if changed:
+        raise BeexError(f"--resume finishes {resume} with the configuration it was started with, and the flags given change "
+                        f"{', '.join(changed)}: drop them, or start a new run without --resume")
+    return saved
+
+
+def _other_folder(resume: Path, results: str | None, run_id: str | None) -> list[str]:
+    """The flags among --results and --run-id that name another folder than ``resume``."""
+    folder = resume.resolve()
+    return ((["--results"] if results is not None and Path(results).resolve() != folder.parent else [])
+            + (["--run-id"] if run_id is not None and run_id != folder.name else []))
 
 
 def train(
@@ -77,10 +109,11 @@ def train(
     out: Annotated[Optional[Path], typer.Option("--out", help="Model store to write (copy it to another machine).")] = None,
 ) -> None:
     """Train the suite's models into a portable model store (no measuring)."""
+    from ..config import load_config
     from ..runner.train import train_suite
     from ._progress import RichProgress
 
-    cfg = _config(suite, config, models, tasks, None, None, None, seeds, limit, out, None, floors=floors)
+    cfg = load_config(suite, config, **_flags(models, tasks, seeds=seeds, limit=limit, models_dir=out, floors=floors))
     with RichProgress() as progress:
         written = train_suite(cfg, progress)
     for path in written:

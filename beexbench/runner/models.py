@@ -16,7 +16,7 @@ from ..adapters.encoder_adapter import EncoderAdapter
 from ..adapters.registry import get_adapter_class, load_model
 from ..config import RunConfig
 from ..data import cache_root
-from ..errors import BeexError
+from ..errors import BeexError, TrainingDiverged
 from ..progress import NULL_PROGRESS, Progress
 from ..training.batches import EncodedSplit
 
@@ -120,6 +120,9 @@ def obtain_model(
         adapter = load_model(directory)
         if adapter.spec != spec:
             raise BeexError(f"checkpoint {directory} was trained for {adapter.spec}, not {spec}: delete it and retrain")
+        bad = nonfinite_weight(adapter)
+        if bad:  # cached by a beexbench that did not check: refuse it rather than measure garbage
+            raise TrainingDiverged(f"checkpoint {directory} holds a non-finite weight ({bad}): delete it and retrain")
         return adapter, directory, False
     if cfg.models_from:
         raise BeexError(
@@ -137,14 +140,35 @@ def obtain_model(
         adapter = build_seeded(name, overrides, spec, seed)
         cost_fn = cost_fn_factory(adapter) if cost_fn_factory else None
         adapter.fit(train, val, progress=progress, cost_fn=cost_fn)
+    bad = nonfinite_weight(adapter)
+    if bad:  # fails the cell; never cached, so no later run reuses it
+        raise TrainingDiverged(f"training diverged: {name}'s weight {bad} is not finite (nothing was cached): "
+                               "lower model.train.lr or check the task's labels")
+    return _store(adapter, directory, cfg, trained)
+
+
+def nonfinite_weight(adapter: ModelAdapter) -> str | None:
+    """The name of the first weight or buffer holding a NaN or an infinity, or None."""
+    for key, tensor in adapter.module().state_dict().items():
+        if torch.is_tensor(tensor) and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            return key
+    return None
+
+
+def _store(adapter: ModelAdapter, directory: Path, cfg: RunConfig, trained: bool) -> tuple[ModelAdapter, Path, bool]:
+    """Save into the store atomically (a temp folder renamed into place, removed on any failure)."""
+    import shutil
+
     directory.parent.mkdir(parents=True, exist_ok=True)
     _write_manifest(model_store(cfg))
     tmp = directory.with_name(directory.name + f".tmp{os.getpid()}")
-    adapter.save(tmp)
-    if directory.exists():  # another process finished first: keep theirs
-        import shutil
-
+    try:
+        adapter.save(tmp)
+        if directory.exists():  # another process finished first: keep theirs
+            shutil.rmtree(tmp, ignore_errors=True)
+            return load_model(directory), directory, False
+        os.replace(tmp, directory)
+    except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
-        return load_model(directory), directory, False
-    os.replace(tmp, directory)
+        raise
     return adapter, directory, trained

@@ -14,8 +14,6 @@ from ..adapters.base import TaskSpec
 from ..adapters.registry import get_adapter_class
 from ..config import RunConfig
 from ..data import load_task
-from ..data.local import is_dataset_spec
-from ..data.tasks import get_spec
 from ..errors import BeexError
 from ..profilers.environment import capture_environment, noise_warnings
 from ..profilers.ops import DepthCost
@@ -23,6 +21,7 @@ from ..progress import NULL_PROGRESS, Progress
 from ..results.schema import CellKey, CellRecord
 from ..results.store import RunDir, new_run_id, now_iso
 from ..targets import get_target
+from ..validate import check
 from ..training.batches import EncodedSplit
 from ..training.metrics import label_stats, standardize
 from .measure import measure_accuracy_and_exits, measure_model_size, measure_speed
@@ -57,14 +56,8 @@ def prepare_task(data) -> tuple[dict[str, EncodedSplit], TaskSpec]:
 
 
 def validate_names(cfg: RunConfig) -> None:
-    """Fail before any work on an unknown model, task or target."""
-    for name, _ in cfg.planned_models():
-        get_adapter_class(name)
-    for name in cfg.tasks:
-        if not is_dataset_spec(name):
-            get_spec(name)
-    if not cfg.models or not cfg.tasks or not cfg.seeds:
-        raise BeexError("nothing to run: give at least one model, one task and one seed")
+    """Fail before any work, listing every problem of the configuration (beexbench.validate)."""
+    check(cfg)
 
 
 def config_fingerprint(cfg: RunConfig) -> str:

@@ -10,10 +10,13 @@ from typing import Callable
 import torch
 from torch import nn
 
+from ..errors import TrainingDiverged
 from ..progress import NULL_PROGRESS, Progress
 from .batches import Batch, EncodedSplit
 from .config import TrainConfig
 from .metrics import metric_name, score
+
+SCHEDULES = ("cosine", "linear")
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig, total_steps: int):
@@ -32,9 +35,19 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig, total_steps: int):
         t = (step - warmup) / max(1, total_steps - warmup)
         return 0.5 * (1 + math.cos(math.pi * t)) if cfg.schedule == "cosine" else max(0.0, 1 - t)
 
-    if cfg.schedule not in ("cosine", "linear"):
-        raise ValueError(f"unknown schedule '{cfg.schedule}': use cosine or linear")
+    if cfg.schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule '{cfg.schedule}': use one of {', '.join(SCHEDULES)}")
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+def _finite(loss: float, epoch: int, step: int, cfg: TrainConfig) -> float:
+    """``loss``, when finite: a non-finite loss means training diverged, so the cell stops
+    before anything is selected or saved."""
+    if not math.isfinite(loss):
+        raise TrainingDiverged(
+            f"training diverged: the loss is {loss} at epoch {epoch}, step {step} (lr {cfg.lr}): "
+            "lower model.train.lr or check the task's labels")
+    return loss
 
 
 @torch.no_grad()
@@ -63,6 +76,8 @@ def train(
     (default: the final exit's accuracy, or Pearson r for regression; an early-exit model
     passes its deployed rule's score). ``cfg.patience`` > 0 stops once that many epochs in
     a row did not improve it."""
+    if cfg.epochs < 1:
+        raise ValueError(f"train.epochs must be at least 1, got {cfg.epochs}")
     select = select or (lambda m: final_exit_score(m, val_split))
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -82,13 +97,14 @@ def train(
             batch: Batch
             for batch in train_split.batches(cfg.batch_size, shuffle=True, generator=gen, bucket=cfg.length_buckets):
                 loss = loss_fn(model(batch.input_ids, batch.attention_mask), batch.labels)
+                value = _finite(loss.item(), epoch, n + 1, cfg)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.clip_norm:
                     nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm)
                 opt.step()
                 sched.step()
-                running, n = running + loss.item(), n + 1
+                running, n = running + value, n + 1
                 task.advance(1, loss=f"{running / n:.3f}")
             model.eval()
             with torch.no_grad():
