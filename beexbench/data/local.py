@@ -9,7 +9,7 @@ up to a multiple of 8 (cap 256).  Nothing here is cached.
 
 Dataset spec strings (accepted by :func:`beexbench.data.load_task` and the CLI)::
 
-    csv:PATH?text=COL&label=COL[&text_b=COL][&name=NAME][&problem=regression][&sep=;]
+    csv:PATH?text=COL&label=COL[&text_b=COL][&name=NAME][&problem=regression][&sep=;][&missing=drop]
     jsonl:PATH?text=COL&label=COL...
     parquet:PATH?text=COL&label=COL...
     PATH.csv?text=COL&label=COL        (format taken from the extension)
@@ -37,7 +37,7 @@ from beexbench.errors import BeexError
 from beexbench.progress import NULL_PROGRESS
 
 from .splits import SPLIT_SEED, strata_for, stratified_split
-from .tasks import TaskData, assemble_task
+from .tasks import TaskData, assemble_task, describe_missing, missing_label_mask
 
 __all__ = [
     "load_local_dataset",
@@ -123,6 +123,18 @@ def _require_columns(df: pd.DataFrame, cols: dict[str, str | None], where: str) 
             )
 
 
+def _missing_labels(frame: pd.DataFrame, missing: str, where: str, progress) -> pd.DataFrame:
+    """Refuse rows without a label, or drop them (logged) when ``missing="drop"``."""
+    mask = missing_label_mask(frame["label"])
+    if not mask.any():
+        return frame
+    if missing != "drop":
+        raise BeexError(f"{describe_missing(mask, frame['label'], where)}; fill in or delete those rows, "
+                        f"or add &missing=drop to the dataset spec to skip them")
+    progress.log(f"{where}: dropped {int(mask.sum())} rows without a label")
+    return frame[~mask].reset_index(drop=True)
+
+
 def load_local_dataset(
     path: str | os.PathLike,
     text_column: str = "text",
@@ -137,14 +149,18 @@ def load_local_dataset(
     max_len_cap: int = 256,
     sep: str | None = None,
     dedupe: bool = False,
+    missing: str = "refuse",
     progress=NULL_PROGRESS,
 ) -> TaskData:
     """Load a labelled .csv/.tsv/.jsonl/.parquet file as a task.
 
     ``problem`` defaults to classification (``"regression"`` keeps float
-    labels).  Rows with an empty label are dropped (reported via
-    ``progress.log``); labels outside ``label_names`` raise :class:`BeexError`.
-    ``dedupe=True`` drops repeated texts (conflicting copies removed).
+    labels; non-integer numbers as class labels are refused).  Rows without a
+    label (blank, None, "NaN", "null", ...) raise :class:`BeexError` unless
+    ``missing="drop"`` (reported via ``progress.log``); labels outside
+    ``label_names`` raise :class:`BeexError`.  ``dedupe=True`` drops repeated
+    texts (conflicting copies removed).  See :func:`~beexbench.data.tasks.assemble_task`
+    for the checks every task meets.
     """
     p = Path(path).expanduser()
     if not p.is_file():
@@ -156,6 +172,8 @@ def load_local_dataset(
     problem = problem or "classification"
     if problem not in ("classification", "regression"):
         raise BeexError(f"problem must be 'classification' or 'regression', not {problem!r}")
+    if missing not in ("refuse", "drop"):
+        raise BeexError(f"missing must be 'refuse' or 'drop', not {missing!r}")
     df = _read_table(p, fmt, sep)
     _require_columns(df, {"text": text_column, "label": label_column, "text_b": text_b_column},
                      p.name)
@@ -163,10 +181,7 @@ def load_local_dataset(
     if text_b_column:
         cols["text_b"] = df[text_b_column]
     frame = pd.DataFrame(cols)
-    empty = frame["label"].isna() | frame["label"].astype(str).str.strip().eq("")
-    if empty.any():
-        progress.log(f"{p.name}: dropped {int(empty.sum())} rows with an empty label")
-        frame = frame[~empty].reset_index(drop=True)
+    frame = _missing_labels(frame, missing, p.name, progress)
     if dedupe:
         from .catalog import dedupe as _dedupe
 
@@ -269,6 +284,7 @@ def load_hf_dataset(
     if val is not None and not _has_labels(val, problem):
         val = None
 
+    stratified: tuple[str, ...] = ()
     if val is not None and test is not None:
         parts = {"train": train, "val": val, "test": test}
     elif val is not None or test is not None:
@@ -281,6 +297,7 @@ def load_hf_dataset(
         idx_tr, idx_val = stratified_split(strata, (0.9, 0.1), SPLIT_SEED)
         parts = {"train": train.iloc[idx_tr].reset_index(drop=True),
                  "val": train.iloc[idx_val].reset_index(drop=True), "test": held_out}
+        stratified = ("train", "val")
     else:
         return assemble_task(
             train, name=label_name, description=f"Hugging Face dataset {label_name}",
@@ -293,7 +310,8 @@ def load_hf_dataset(
         name=label_name, description=f"Hugging Face dataset {label_name}", source=label_name,
         license_note="see the dataset card on huggingface.co", problem=problem,
         label_names=label_names, text_fields=("text", "text_b") if text_b_column else ("text",),
-        vocab_size=vocab_size, max_len_cap=max_len_cap, splits=parts, progress=progress,
+        vocab_size=vocab_size, max_len_cap=max_len_cap, splits=parts, stratified=stratified,
+        progress=progress,
     )
 
 
@@ -336,7 +354,7 @@ def parse_dataset_spec(spec: str) -> tuple[str, str, dict[str, str]]:
 
 
 _LOCAL_KEYS = {"text", "label", "text_b", "name", "problem", "sep", "vocab_size", "max_len_cap",
-               "dedupe", "labels"}
+               "dedupe", "labels", "missing"}
 _HF_KEYS = {"text", "label", "text_b", "config", "problem", "vocab_size", "max_len_cap", "revision"}
 
 
@@ -372,5 +390,6 @@ def load_dataset_spec(spec: str, progress=NULL_PROGRESS) -> TaskData:
         target, opts.get("text", "text"), opts.get("label", "label"), opts.get("text_b"),
         opts.get("name"), format=kind, problem=opts.get("problem"),
         label_names=tuple(labels.split(",")) if labels else None, sep=opts.get("sep"),
-        dedupe=opts.get("dedupe", "").lower() in ("1", "true", "yes"), progress=progress, **ints,
+        dedupe=opts.get("dedupe", "").lower() in ("1", "true", "yes"),
+        missing=opts.get("missing", "refuse").lower(), progress=progress, **ints,
     )

@@ -61,6 +61,10 @@ CACHE_VERSION = "v1"
 DEFAULT_TASK = "rotten_tomatoes"
 SPLITS = ("train", "val", "test")
 MAX_LEN_PERCENTILE = 95.0
+MIN_ROWS = 20  # fewer usable rows cannot give train, val and test each a useful share
+MIN_PER_CLASS = 10  # examples a class needs for the 10% val and test shares to hold one
+# label strings that mean "no label" (compared stripped and lower-cased); never classes
+MISSING_LABELS = frozenset({"", "nan", "-nan", "null", "<na>", "n/a", "#n/a"})
 _FILES = ("train.jsonl", "val.jsonl", "test.jsonl", "tokenizer.json", "card.json")
 
 
@@ -293,12 +297,16 @@ def normalize_labels(
     integers are kept when ``label_names`` is given, otherwise mapped onto
     their sorted unique values.  Unknown labels raise :class:`BeexError`.
     """
+    _refuse_missing(labels, what)
     if problem == "regression":
         try:
-            return labels.astype(np.float64).to_numpy(), ()
+            y = labels.astype(np.float64).to_numpy()
         except (TypeError, ValueError):
             bad = [v for v in labels.head(1000) if not _is_number(v)][:3]
             raise BeexError(f"regression {what} must be numbers; found {bad!r}") from None
+        if not np.isfinite(y).all():
+            raise BeexError(f"regression {what} must be finite numbers; found {y[~np.isfinite(y)][0]!r}")
+        return y, ()
     values = labels.tolist()
     label_names = tuple(str(n) for n in label_names)
     is_int = all(_is_intlike(v) for v in values)
@@ -325,6 +333,7 @@ def normalize_labels(
         uniq = sorted({int(v) for v in values})
         index = {v: i for i, v in enumerate(uniq)}
         return np.array([index[int(v)] for v in values], dtype=np.int64), tuple(str(u) for u in uniq)
+    _refuse_continuous(values, what)
     strs = [_label_str(v) for v in values]
     names = tuple(sorted(set(strs)))
     index = {n: i for i, n in enumerate(names)}
@@ -337,6 +346,55 @@ def _is_number(v) -> bool:
         return True
     except (TypeError, ValueError):
         return False
+
+
+def is_missing_label(v) -> bool:
+    """None, NaN, a blank string or a missing-value marker such as "NaN" or "null"."""
+    if v is None or v is pd.NA:
+        return True
+    if isinstance(v, (float, np.floating)):
+        return bool(np.isnan(v))
+    return isinstance(v, str) and v.strip().lower() in MISSING_LABELS
+
+
+def missing_label_mask(labels: pd.Series) -> np.ndarray:
+    return np.fromiter((is_missing_label(v) for v in labels), dtype=bool, count=len(labels))
+
+
+def describe_missing(mask: np.ndarray, labels: pd.Series, what: str) -> str:
+    """``WHAT: N of M rows have no label (first: data row R, VALUE)``."""
+    first = int(np.flatnonzero(mask)[0])
+    value = labels.iloc[first]
+    shown = repr(value) if isinstance(value, str) and value.strip() else "empty"
+    return (f"{what}: {int(mask.sum())} of {len(mask)} rows have no label "
+            f"(first: data row {first + 1}, {shown})")
+
+
+def _refuse_missing(labels: pd.Series, what: str) -> None:
+    mask = missing_label_mask(labels)
+    if mask.any():
+        raise BeexError(f"{describe_missing(mask, labels, what)}; fill in or delete those rows")
+
+
+def _refuse_continuous(values: Sequence, what: str) -> None:
+    """Numbers that are not all whole (0.25, 3.7, ...) are a regression target, not classes."""
+    numbers = [_as_number(v) for v in values]
+    if values and all(x is not None for x in numbers) and not all(float(x).is_integer() for x in numbers):
+        examples = sorted({_label_str(v) for v in values})[:3]
+        raise BeexError(
+            f"{what} are non-integer numbers ({len(set(numbers))} distinct, e.g. {', '.join(examples)}), "
+            f"not classes; for a regression task add &problem=regression to the dataset spec "
+            f"(problem='regression' in Python), or name the classes with &labels=A,B")
+
+
+def _as_number(v) -> float | None:
+    if isinstance(v, (bool, np.bool_)):
+        return None
+    try:
+        x = float(v.strip() if isinstance(v, str) else v)
+    except (TypeError, ValueError):
+        return None
+    return x if np.isfinite(x) else None
 
 
 def _is_intlike(v) -> bool:
@@ -361,6 +419,12 @@ def _tidy_frame(df: pd.DataFrame, label_names: Sequence[str], problem: str,
     labels, names = normalize_labels(df["label"].reset_index(drop=True), label_names, problem, what)
     out["label"] = labels
     return out, names
+
+
+def _with_text(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows whose (cleaned) text is not empty."""
+    keep = np.fromiter((bool(t) for t in frame["text"]), dtype=bool, count=len(frame))
+    return frame.loc[keep].reset_index(drop=True)
 
 
 def _make_card(
@@ -396,13 +460,18 @@ def assemble_task(
     vocab_size: int = 8000,
     max_len_cap: int = 256,
     splits: Mapping[str, pd.DataFrame] | None = None,
+    stratified: Sequence[str] = (),
     progress=NULL_PROGRESS,
 ) -> TaskData:
     """Clean, split (80/10/10 stratified, seed 1234), train the tokenizer on
     train, choose ``max_len`` and return a :class:`TaskData`.
 
     Pass either one ``df`` (split here) or ready-made ``splits``
-    (``train``/``val``/``test`` DataFrames, used as given).
+    (``train``/``val``/``test`` DataFrames, used as given; ``stratified`` names
+    those the caller split by class, which must then each hold every class).
+    Refuses (:class:`BeexError`) missing labels, non-integer numbers as classes,
+    fewer than :data:`MIN_ROWS` rows, an empty split, a training split with one
+    class (or one regression value) and, in stratified splits, a class missing.
     """
     if (df is None) == (splits is None):
         raise ValueError("pass exactly one of df or splits")
@@ -413,27 +482,28 @@ def assemble_task(
     text_fields = tuple(text_fields)
 
     if df is not None:
-        full, names = _tidy_frame(df, label_names, problem, text_fields)
-        full = full[full["text"].str.len() > 0].reset_index(drop=True)
-        if len(full) < 3:
-            raise BeexError(f"dataset {name!r} has only {len(full)} usable rows; need at least 3")
+        full, names = _tidy_frame(df, label_names, problem, text_fields, f"dataset {name!r} labels")
+        full = _with_text(full)
+        if len(full) < MIN_ROWS:
+            raise BeexError(f"dataset {name!r} has {len(full)} usable rows (non-empty text and label); "
+                            f"a task needs at least {MIN_ROWS} so train, val and test all get examples: add rows")
         strata = strata_for(full["label"].to_numpy(), problem)
         idx = stratified_split(strata)
         parts = {k: full.iloc[i].reset_index(drop=True) for k, i in zip(SPLITS, idx)}
+        stratified = SPLITS
     else:
         missing = [k for k in SPLITS if k not in frames]
         if missing:
             raise ValueError(f"splits lack {missing}")
         if not label_names and problem == "classification":
             pooled = pd.concat([frames[k]["label"] for k in SPLITS], ignore_index=True)
-            _, label_names = normalize_labels(pooled, (), problem)
+            _, label_names = normalize_labels(pooled, (), problem, f"dataset {name!r} labels")
         parts = {}
         for k in SPLITS:
-            part, names = _tidy_frame(frames[k], label_names, problem, text_fields, f"{k} labels")
-            parts[k] = part[part["text"].str.len() > 0].reset_index(drop=True)
+            part, names = _tidy_frame(frames[k], label_names, problem, text_fields, f"dataset {name!r} {k} labels")
+            parts[k] = _with_text(part)
         names = tuple(label_names) if problem == "classification" else ()
-    if len(parts["train"]) == 0:
-        raise BeexError(f"dataset {name!r} has an empty training split")
+    check_splits(parts, names, problem, name, stratified)
 
     with progress.task(f"Training WordPiece tokenizer for {name}", total=None):
         train_texts = parts["train"]["text"].tolist()
@@ -449,6 +519,29 @@ def assemble_task(
         max_len=max_len, text_fields=text_fields, vocab_size=tok.get_vocab_size(),
     )
     return TaskData(card=card, tokenizer=tok, **parts)
+
+
+def check_splits(parts: Mapping[str, pd.DataFrame], names: Sequence[str], problem: str, name: str,
+                 stratified: Sequence[str] = ()) -> None:
+    """The sanity every task meets before any model sees it (see :func:`assemble_task`)."""
+    for k in SPLITS:
+        if len(parts[k]) == 0:
+            raise BeexError(f"dataset {name!r} has an empty {k} split; add rows (at least {MIN_ROWS} in all)")
+    train = parts["train"]["label"]
+    if train.nunique() < 2:
+        what = f"class {names[int(train.iloc[0])]!r}" if problem == "classification" else \
+            f"label value {train.iloc[0]!r}"
+        raise BeexError(f"dataset {name!r} has a single {what} in its training split; a benchmark needs "
+                        f"at least two: check the label column (label=COL) and the data")
+    if problem != "classification" or not stratified:
+        return
+    present = set().union(*(set(parts[k]["label"]) for k in stratified))
+    for k in stratified:
+        absent = sorted(present - set(parts[k]["label"]))
+        if absent:
+            count = sum(int((parts[s]["label"] == absent[0]).sum()) for s in stratified)
+            raise BeexError(f"dataset {name!r}: class {names[absent[0]]!r} has {count} examples, too few for "
+                            f"one in each of {', '.join(stratified)}; give it at least {MIN_PER_CLASS} or remove it")
 
 
 def apply_limit(data: TaskData, limit: int | None) -> TaskData:
