@@ -85,12 +85,12 @@ def _merged_defaults(cls: type, problem: str = "classification") -> dict[str, An
 def encoder_problems(enc: EncoderConfig) -> list[str]:
     """Out-of-range or unknown encoder settings, one line each (built models check the rest)."""
     w = "model.encoder."
-    sizes = [p for key in ("d_model", "n_heads", "n_blocks", "d_ff") for p in bounded(w + key, getattr(enc, key), 1, integer=True)]
-    if not sizes and enc.d_model % enc.n_heads:
-        sizes = [f"'{w}d_model' ({enc.d_model}) must be divisible by '{w}n_heads' ({enc.n_heads})"]
+    sizes = {key: bounded(w + key, getattr(enc, key), 1, integer=True) for key in ("d_model", "n_heads", "n_blocks", "d_ff")}
+    if not sizes["d_model"] + sizes["n_heads"] and enc.d_model % enc.n_heads:
+        sizes["n_heads"] = [f"'{w}d_model' ({enc.d_model}) must be divisible by '{w}n_heads' ({enc.n_heads})"]
     rates = [p for key in ("dropout", "token_dropout") if hasattr(enc, key)
              for p in bounded(w + key, getattr(enc, key), 0, 1, below=True)]
-    return sizes + rates + one_of(w + "estimator", enc.estimator, ESTIMATORS) + one_of(w + "ffn", enc.ffn, FFN_KINDS) \
+    return sum(sizes.values(), []) + rates + one_of(w + "estimator", enc.estimator, ESTIMATORS) + one_of(w + "ffn", enc.ffn, FFN_KINDS) \
         + one_of(w + "attention_probs", enc.attention_probs, ATTENTION_PROBS)
 
 
