@@ -123,6 +123,10 @@ def test_plugin_that_raises_at_import_is_one_line(tmp_path, plugin_path):
     (line,) = _error_lines(out.stderr)
     assert line.startswith("error: cannot load 'broken-at-import' from beex_reliability_broken:Model")
     assert "RuntimeError: this plugin is broken" in line and "reinstall the package that provides it or remove it" in line
+    listed = beexbench(tmp_path, "list", "models", "--format", "json", plugin=plugin_path)
+    assert listed.returncode == 0, listed.stderr
+    models = {m["name"]: m["description"] for m in json.loads(listed.stdout)["models"]}
+    assert models["broken-at-import"].startswith("[broken: cannot load 'broken-at-import'") and models["fp32"]
 
 
 def test_status_is_0_when_every_cell_is_ok_and_1_when_a_cell_failed(tmp_path, plugin_path):

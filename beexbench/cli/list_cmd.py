@@ -40,14 +40,9 @@ def list_(
 
 def _collect(what: str) -> list[dict]:
     if what == "models":
-        from ..adapters.registry import ADAPTERS, get_adapter_class, list_models
+        from ..adapters.registry import ADAPTERS, list_models
 
-        out = []
-        for name in list_models():
-            cls = get_adapter_class(name)
-            doc = (cls.__doc__ or "").strip().splitlines()
-            out.append({"name": name, "origin": ADAPTERS.entry(name).origin, "description": doc[0] if doc else ""})
-        return out
+        return [{"name": name, "origin": ADAPTERS.entry(name).origin, "description": _model_line(name)} for name in list_models()]
     if what == "tasks":
         from ..data.tasks import get_spec, list_tasks
 
@@ -65,3 +60,15 @@ def _collect(what: str) -> list[dict]:
     from ..config import suite_names
 
     return [{"name": n, "origin": "builtin", "description": ""} for n in suite_names()]
+
+
+def _model_line(name: str) -> str:
+    """The first line of the model's docstring; a plugin that fails to load is listed, not fatal."""
+    from ..adapters.registry import get_adapter_class
+    from ..errors import BeexError
+
+    try:
+        doc = (get_adapter_class(name).__doc__ or "").strip().splitlines()
+    except BeexError as exc:
+        return f"[broken: {exc}]"
+    return doc[0] if doc else ""
