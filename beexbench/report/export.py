@@ -1,7 +1,14 @@
 """Paper-style exports of the report's tables: ``tables.md`` (the formatted cells, as in the HTML)
-and one CSV per kind (``summary.csv``, ``ablation.csv``) with the raw numbers behind them."""
+and one CSV per kind (``summary.csv``, ``ablation.csv``) with the raw numbers behind them.
+
+Names and labels come from results files, plugins and datasets, so both exports escape what
+they carry: a Markdown cell shows raw HTML as text (``&lt;script&gt;``), cannot end the row
+(``|``, line breaks) or open a link, image or code span; a CSV text cell that a spreadsheet would run
+as a formula (starting with ``=``, ``+``, ``-``, ``@``, tab or CR) gets a leading ``'`` (OWASP).
+"""
 from __future__ import annotations
 
+import html
 from pathlib import Path
 
 import pandas as pd
@@ -10,19 +17,37 @@ from .._io import atomic_write_text
 from .tables import Table
 
 
-def _md_cell(text: str) -> str:
-    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+_MD_ESCAPED = "\\|`"  # backslash first: the others' escapes must not be escaped again
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def md_cell(text) -> str:
+    """One Markdown table cell (or heading) showing ``text`` literally, on one line."""
+    out = html.escape(" ".join(str(text).splitlines()), quote=False)
+    for ch in _MD_ESCAPED:
+        out = out.replace(ch, "\\" + ch)
+    return out.replace("](", "]\\(")  # no inline link or image: "[text](url)"
+
+
+def csv_cell(value):
+    """A text cell a spreadsheet would run as a formula, made inert with a leading ``'``."""
+    return "'" + value if isinstance(value, str) and value.startswith(_FORMULA_START) else value
+
+
+def csv_text(df: pd.DataFrame) -> str:
+    """``df`` as CSV with every text cell passed through :func:`csv_cell` (numbers untouched)."""
+    return df.apply(lambda col: col.map(csv_cell)).to_csv(index=False)
 
 
 def markdown(tables: list[Table]) -> str:
     out = ["# beexbench tables", ""]
     for t in tables:
-        out += [f"## {_md_cell(t.title)}", ""]
-        out.append("| " + " | ".join(_md_cell(c) for c in t.columns) + " |")
+        out += [f"## {md_cell(t.title)}", ""]
+        out.append("| " + " | ".join(md_cell(c) for c in t.columns) + " |")
         left = 2 if t.kind == "ablation" else 1
         out.append("|" + "|".join(":--" if i < left else "--:" for i in range(len(t.columns))) + "|")
-        out += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in t.rows]
-        out += [""] + [f"- {_md_cell(n)}" for n in t.notes] + [""]
+        out += ["| " + " | ".join(md_cell(c) for c in row) + " |" for row in t.rows]
+        out += [""] + [f"- {md_cell(n)}" for n in t.notes] + [""]
     return "\n".join(out)
 
 
@@ -36,7 +61,7 @@ def write_tables(tables: list[Table], folder: Path) -> list[Path]:
         raws = [t.raw for t in tables if t.kind == kind and not t.raw.empty]
         path = folder / f"{kind}.csv"
         if raws:
-            atomic_write_text(path, pd.concat(raws, ignore_index=True).to_csv(index=False))
+            atomic_write_text(path, csv_text(pd.concat(raws, ignore_index=True)))
             paths.append(path)
         elif path.exists():
             path.unlink()  # a stale export from an earlier report would contradict this one
