@@ -26,6 +26,7 @@ class EncoderConfig:
     n_blocks: int = 6
     d_ff: int = 256
     dropout: float = 0.1
+    token_dropout: float = 0.0  # training only: each non-pad token's embedding zeroed with this probability
     weight_bits: int = 1  # 1: binarized Linear layers; 32: full precision
     act_bits: int = 1  # 1: W1A1 (default); 32: W1A32 ablation
     estimator: str = "g"  # A1: "g" (g'(x) = 2-2|x|) or "ste" (clipped STE)
@@ -140,7 +141,11 @@ class EarlyExitEncoder(nn.Module):
         if ids.shape[1] > self.max_len:
             raise ValueError(f"sequence length {ids.shape[1]} exceeds the model's max_len {self.max_len}")
         pos = torch.arange(ids.shape[1], device=ids.device)
-        return self.emb_drop(self.emb_norm(self.tok(ids) + self.pos(pos)))
+        tok = self.tok(ids)
+        if self.training and self.cfg.token_dropout > 0:
+            keep = torch.rand(ids.shape, device=ids.device) >= self.cfg.token_dropout
+            tok = tok * keep.unsqueeze(-1).to(tok.dtype)
+        return self.emb_drop(self.emb_norm(tok + self.pos(pos)))
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
         return all_exits(self, ids, mask)
