@@ -69,7 +69,7 @@ class RunDir:
         self.path.mkdir(parents=True, exist_ok=True)
         with ExitStack() as stack:
             try:
-                stack.enter_context(exclusive_lock(self._file(".lock")))
+                stack.enter_context(exclusive_lock(self.path / ".lock"))  # O_NOFOLLOW: a symlink is refused
             except LockBusy as busy:
                 raise BeexError(
                     f"run {self.path} is being written by another beexbench process (pid {busy.owner}): "
