@@ -148,7 +148,10 @@ def _directory_mutex(directory: Path) -> Iterator[None]:
         return
     fd = os.open(directory, os.O_RDONLY)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:  # a filesystem without flock: O_EXCL alone still guards the lock
+            pass
         yield
     finally:
         os.close(fd)
