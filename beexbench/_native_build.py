@@ -157,23 +157,31 @@ def _directory_mutex(directory: Path) -> Iterator[None]:
         os.close(fd)
 
 
+def _create(path: Path) -> int:
+    """The new lock's fd, holding this process's ``pid host start-time``; FileExistsError if taken."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o644)
+    me = _me()
+    os.write(fd, f"{me.pid} {me.host} {me.started}\n".encode())
+    return fd
+
+
 def _try_take(path: Path) -> tuple[int | None, LockOwner | None]:
     """Create the lock (returns its fd) or report who holds it; a dead owner's lock is removed."""
     with _directory_mutex(path.parent):
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
         try:
-            fd = os.open(path, flags, 0o644)
+            return _create(path), None
         except FileExistsError:
+            pass
+        try:
             owner, st = _read_owner(path)
-            if not _is_stale(owner, st):
-                return None, owner
-            os.unlink(path)
-            who = f"process {owner.pid}" if owner else "an unknown process"
-            _say(f"removed a stale build lock {path} left by {who}, which is no longer running")
-            fd = os.open(path, flags, 0o644)
-        me = _me()
-        os.write(fd, f"{me.pid} {me.host} {me.started}\n".encode())
-        return fd, None
+        except FileNotFoundError:  # released meanwhile
+            return _create(path), None
+        if not _is_stale(owner, st):
+            return None, owner
+        os.unlink(path)
+        who = f"process {owner.pid}" if owner else "an unknown process"
+        _say(f"removed a stale build lock {path} left by {who}, which is no longer running")
+        return _create(path), None
 
 
 def lock_timeout() -> float:
