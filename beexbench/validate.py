@@ -48,7 +48,7 @@ def bounded(where: str, value: Any, low: float | None = None, high: float | None
     if value is None and optional:
         return []
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    ok = number and math.isfinite(value) and (not integer or isinstance(value, int) or float(value).is_integer())
+    ok = number and math.isfinite(value) and (isinstance(value, int) or not integer)
     ok = ok and (low is None or (value > low if above else value >= low))
     ok = ok and (high is None or (value < high if below else value <= high))
     if ok:
