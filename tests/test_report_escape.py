@@ -82,3 +82,16 @@ def test_html_tables_escape_names(tables):
     page = "".join(table_html(t) for t in tables)
     assert "<script" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert 'javascript:alert(1)' in page and "<a " not in page  # shown as text, never a link
+
+
+def test_results_export_neutralises_formulas(tmp_path):
+    """`beexbench results export` writes the same guarded CSV as the report's tables."""
+    from beexbench.results.merge import export
+    from beexbench.results.store import RunDir
+
+    run = RunDir.under(tmp_path / "results", "run-a")
+    for i, name in enumerate(FORMULAS):
+        run.write_cell(make_record(name, acc=0.6 + i / 100))
+    rows = list(csv.DictReader(io.StringIO(export([tmp_path / "results"], tmp_path / "all.csv").read_text())))
+    assert {r["model"] for r in rows} == {"'" + f for f in FORMULAS}
+    assert sorted(float(r["accuracy"]) for r in rows) == pytest.approx([0.6, 0.61, 0.62, 0.63])

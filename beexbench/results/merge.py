@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .._io import atomic_write_text
 from ..errors import BeexError
 from .schema import CellKey, CellRecord
 from .store import RunDir, find_runs, load_records, now_iso
@@ -106,11 +107,13 @@ def export_frame(roots: list[Path]) -> pd.DataFrame:
 
 
 def export(roots: list[Path], out: Path) -> Path:
+    from ..report.export import csv_text
+
     df = export_frame(roots)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".csv":
-        df.to_csv(out, index=False)
+        atomic_write_text(out, csv_text(df))  # text cells that a spreadsheet would run as formulas are quoted
     elif out.suffix == ".parquet":
         try:
             df.to_parquet(out, index=False)
