@@ -270,6 +270,23 @@ def test_suites_with_different_model_sizes_are_kept_apart(tmp_path):
     assert "ablation" not in tables
 
 
+def test_seeds_of_another_configuration_under_the_same_suite_name_are_not_averaged(tmp_path):
+    """Two runs named "default" with different model sizes: only the seeds trained like the most
+    recent record are aggregated (seed and calibrated δ may differ), the rest are left out, said so."""
+    def rec(seed, acc, d_model, delta, when):
+        r = make_record("beexformer", seed=seed, acc=acc, finished_at=when)
+        r.model["config"] = {"encoder": {"d_model": d_model}, "train": {"seed": seed}, "exit": {"delta": delta},
+                             "calibration": {"param": "delta"}}
+        return r
+    write_run(tmp_path / "res", "run-old", [rec(0, 0.60, 64, 0.5, "2026-01-01T00:00:00+00:00")])
+    write_run(tmp_path / "res", "run-new", [rec(1, 0.80, 128, 0.3, "2026-01-02T00:00:00+00:00"),
+                                            rec(2, 0.90, 128, 0.1, "2026-01-02T01:00:00+00:00")])
+    html = build_report(tmp_path / "res", tmp_path / "r.html").read_text()
+    rows = _rows(dict(_tables(html))["summary"])
+    assert len(rows) == 1 and rows[0][2].startswith("85.0")  # mean of seeds 1 and 2; seed 0's 60.0 left out
+    assert "1 record(s) were left out" in html
+
+
 def test_names_are_escaped(tmp_path):
     evil = "<script>alert(1)</script>"
     rec = make_record(f"m{evil}", task=f"t{evil}", target=f"x{evil}", cpu=f"cpu{evil}",

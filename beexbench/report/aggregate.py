@@ -14,12 +14,17 @@ GROUP = ["task", "target_label", "label"]
 CELL = GROUP + ["seed"]
 
 
-def dedupe(cells: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """Keep the latest record per (task, target, model, setting, seed); return it and how many were dropped."""
+def dedupe(cells: pd.DataFrame) -> tuple[pd.DataFrame, int, int]:
+    """Keep the latest record per (task, target, model, setting, seed), and of a model's seeds
+    only those trained with the configuration of its latest record (seeds of a differently
+    configured run that shares the suite's name are never averaged in). Returns the cells, how
+    many repeated a cell, and how many were left out for another configuration."""
     if cells.empty:
-        return cells, 0
+        return cells, 0, 0
     d = cells.sort_values("finished_at", kind="stable").drop_duplicates(CELL, keep="last")
-    return d, len(cells) - len(d)
+    latest = d.groupby(GROUP, sort=False)["config_id"].transform("last")
+    same = d[d["config_id"] == latest]
+    return same, len(cells) - len(d), len(d) - len(same)
 
 
 def _mean(s: pd.Series) -> float:

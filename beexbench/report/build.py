@@ -114,7 +114,7 @@ def build_report(results: list[Path] | Path, out: Path, *, tables_dir: Path | No
     ok = [r for r in records if r.status == "ok"]
     if not ok:
         raise BeexError(f"no finished results under {', '.join(map(str, roots))}: run `beexbench run` first")
-    cells, duplicates = dedupe(records_frame(ok))
+    cells, duplicates, other_config = dedupe(records_frame(ok))
     agg = aggregate(cells)
 
     tables: list[Table] = []
@@ -154,7 +154,7 @@ def build_report(results: list[Path] | Path, out: Path, *, tables_dir: Path | No
         + f'<section id="s-notes"><h2>Method and conventions</h2>{method_notes(ok)}'
         f"<h3>Datasets</h3>{dataset_notes(ok)}<h3>Targets</h3>{target_notes(ok)}</section>"
         f'<section id="s-environment"><h2>Environment</h2>{environment_table(ok)}</section>'
-        f'<section id="s-warnings"><h2>Warnings</h2>{warnings_section(ok, duplicates, floor_warnings)}</section>'
+        f'<section id="s-warnings"><h2>Warnings</h2>{warnings_section(ok, duplicates, floor_warnings, other_config=other_config)}</section>'
         + failed_section(records)
     )
     out = Path(out)

@@ -1,6 +1,8 @@
 """Saved cell records -> one tidy pandas DataFrame (one row per cell)."""
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 
 import pandas as pd
@@ -72,6 +74,15 @@ def model_label(model: str, setting: str) -> str:
     return model if setting in ("", "default") else f"{model} ({setting})"
 
 
+def config_id(model: dict) -> str:
+    """A short hash of what the model was built and trained with (its recorded config), less
+    what differs between the seeds of one configuration: the seed and the calibrated exit value."""
+    cfg = {k: dict(v) if isinstance(v, dict) else v for k, v in ((model or {}).get("config") or {}).items()}
+    cfg.get("train", {}).pop("seed", None)
+    cfg.get("exit", {}).pop(str(cfg.get("calibration", {}).get("param")), None)
+    return hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
 def records_frame(records: list[CellRecord]) -> pd.DataFrame:
     """One row per cell record with the numbers the report shows (raw units: bits, MACs, ms, J)."""
     rows = []
@@ -98,7 +109,8 @@ def records_frame(records: list[CellRecord]) -> pd.DataFrame:
             "error": r.error,
             "finished_at": r.finished_at or "",
             "description": str(_get(r.model, "description", default="")),
-            "role": str(_get(r.model, "role", default="model")),  # "reference floor" or "model"
+            "role": str(_get(r.model, "role", default="model")),
+            "config_id": config_id(r.model),  # "reference floor" or "model"
             "metric": str(_get(m, "accuracy", "metric", default="accuracy")),
             "accuracy": _get(m, "accuracy", "value"),
             "accuracy_lo": acc_lo,

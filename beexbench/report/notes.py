@@ -132,7 +132,8 @@ def floor_warning(group, title: str) -> str | None:
             f"{top['label']} reference floor's {show(top['accuracy'])}: a bag-of-words baseline beats every neural model here.")
 
 
-def warnings_section(records: list[CellRecord], duplicates: int, floors: list[str] | tuple = ()) -> str:
+def warnings_section(records: list[CellRecord], duplicates: int, floors: list[str] | tuple = (), *,
+                     other_config: int = 0) -> str:
     by_text = defaultdict(list)
     for r in records:
         for w in r.warnings or []:
@@ -146,6 +147,8 @@ def warnings_section(records: list[CellRecord], duplicates: int, floors: list[st
         lead.append(f'<p class="warn">{esc("Energy is estimated, not measured, for: " + "; ".join(estimated))}</p>')
     if duplicates:
         lead.append(f'<p class="note">{esc(f"{duplicates} record(s) repeated a (model, task, target, seed) cell of another run; the most recent one is shown.")}</p>')
+    if other_config:
+        lead.append(f'<p class="warn" data-other-config>{esc(f"{other_config} record(s) were left out: their model was built or trained with another configuration than its most recent record (runs that share a suite name but not its settings). Report one run with --results RUN_FOLDER to see them.")}</p>')
     if not by_text:
         return "".join(lead) + '<p class="note">No warnings were recorded.</p>'
     items = []
