@@ -144,6 +144,17 @@ def test_status_is_0_when_every_cell_is_ok_and_1_when_a_cell_failed(tmp_path, pl
     assert last.startswith("error: 1 cell(s) failed: failing-floor") and "--resume" in last
 
 
+def test_train_goes_on_past_a_failing_model_and_exits_1(tmp_path, plugin_path):
+    suite = write_tiny_suite(tmp_path, models=("majority",))
+    out = beexbench(tmp_path, "train", "--config", str(suite), "--models", "failing-floor,majority", "--no-floors",
+                    "--out", str(tmp_path / "store"), plugin=plugin_path)
+    assert out.returncode == 1, out.stderr
+    (stored,) = out.stdout.split()
+    assert "majority" in stored and Path(stored).is_dir()  # the model after the failing one was still trained
+    last = _error_lines(out.stderr)[-1]
+    assert last.startswith("error: failing-floor on ") and "RuntimeError: this model always fails" in last
+
+
 def test_ctrl_c_exits_130_and_the_run_resumes(tmp_path, plugin_path):
     suite = write_tiny_suite(tmp_path, models=("majority", "slow-floor"))
     marker = tmp_path / "fitting"

@@ -69,7 +69,9 @@ def test_portable_store_and_incompatible_store(tmp_path, monkeypatch):
     from beexbench.runner.train import train_suite
 
     cfg = load_config(config_file=write_tiny_suite(tmp_path, models=("fp32",)), models_dir=str(tmp_path / "store"))
-    (ckpt,) = train_suite(cfg)
+    trained = train_suite(cfg)
+    (ckpt,), failed = trained.written, trained.failed
+    assert failed == []
     assert (tmp_path / "store" / "STORE.json").is_file()
     moved = tmp_path / "copied-store"
     os.rename(tmp_path / "store", moved)  # "another machine"

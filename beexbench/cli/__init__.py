@@ -50,11 +50,8 @@ def run_cli(argv: list[str] | None = None) -> int:
 
 def _status(exc: BaseException) -> int:
     """The exit status for ``exc``, after printing its one-line message; unknown errors re-raise."""
-    from ..errors import BeexError, ConfigError, TrainingDiverged
+    from ..errors import BeexError, ConfigError
 
-    if isinstance(exc, TrainingDiverged):  # `beexbench train`; `run` records it in the cell and goes on
-        _error(str(exc))
-        return _exit.CELLS_FAILED
     if isinstance(exc, ConfigError):
         for problem in exc.problems:
             _error(problem)

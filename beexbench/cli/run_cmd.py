@@ -108,13 +108,18 @@ def train(
     floors: Floors = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="Model store to write (copy it to another machine).")] = None,
 ) -> None:
-    """Train the suite's models into a portable model store (no measuring)."""
+    """Train the suite's models into a portable model store (no measuring).
+    Exit status: 0 every model trained, 1 some failed (the others are stored), 2 bad input."""
     from ..config import load_config
     from ..runner.train import train_suite
     from ._progress import RichProgress
 
     cfg = load_config(suite, config, **_flags(models, tasks, seeds=seeds, limit=limit, models_dir=out, floors=floors))
     with RichProgress() as progress:
-        written = train_suite(cfg, progress)
-    for path in written:
+        summary = train_suite(cfg, progress)
+    for path in summary.written:
         typer.echo(str(path))
+    if summary.failed:
+        typer.echo("error: " + "; ".join(f"{what} failed ({error})" for what, error in summary.failed)
+                   + ": fix the cause and re-run the same command (trained models are reused)", err=True)
+        raise typer.Exit(_exit.CELLS_FAILED)

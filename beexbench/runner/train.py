@@ -1,20 +1,30 @@
 """``train_suite``: fill a model store (portable: copy it and measure elsewhere)."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..adapters.registry import get_adapter_class
 from ..config import RunConfig
 from ..data import load_task
+from ..errors import BeexError
 from ..profilers.ops import DepthCost
 from ..progress import NULL_PROGRESS, Progress
 from .models import obtain_model
 from .run import prepare_task, validate_names
 
 
-def train_suite(cfg: RunConfig, progress: Progress = NULL_PROGRESS) -> list[Path]:
+@dataclass
+class TrainSummary:
+    written: list[Path] = field(default_factory=list)  # checkpoint folders, trained now or found in the store
+    failed: list[tuple[str, str]] = field(default_factory=list)  # ("model on task, seed N", error)
+
+
+def train_suite(cfg: RunConfig, progress: Progress = NULL_PROGRESS) -> TrainSummary:
+    """Train every (model, task, seed) of ``cfg`` into its model store. A model that fails is
+    recorded and the others still train; user errors (:class:`BeexError`) stop at once."""
     validate_names(cfg)
-    written = []
+    out = TrainSummary()
     for task_name in cfg.tasks:
         data = load_task(task_name, progress=progress, limit=cfg.limit)
         splits, spec = prepare_task(data)
@@ -24,7 +34,14 @@ def train_suite(cfg: RunConfig, progress: Progress = NULL_PROGRESS) -> list[Path
                 progress.log(f"skipping {model} on {task_name}: {reason}")
                 continue
             for seed in seeds:
-                _, directory, _ = obtain_model(model, spec, splits["train"], splits["val"], cfg, seed,
-                                               cost_fn_factory=lambda a: DepthCost.measure(a).macs, progress=progress)
-                written.append(directory)
-    return written
+                try:
+                    _, directory, _ = obtain_model(model, spec, splits["train"], splits["val"], cfg, seed,
+                                                   cost_fn_factory=lambda a: DepthCost.measure(a).macs, progress=progress)
+                except BeexError:
+                    raise
+                except Exception as exc:  # one broken model must not stop the others (nothing of it is cached)
+                    out.failed.append((f"{model} on {task_name}, seed {seed}", f"{type(exc).__name__}: {exc}"))
+                    progress.log(f"[red]{model} on {task_name} (seed {seed}) failed: {exc}")
+                    continue
+                out.written.append(directory)
+    return out
