@@ -8,6 +8,7 @@ import json
 import math
 import os
 import re
+import socket
 import stat
 import tempfile
 import time
@@ -149,11 +150,17 @@ def dumps_strict(doc: dict, *, default: Callable[[Any], Any] | None = None, inde
 # Lock files
 # --------------------------------------------------------------------------- #
 class LockBusy(BeexError):
-    """Another live process holds the lock; ``owner`` is its pid as written in the file."""
+    """Another live process holds the lock; ``owner`` is its pid and ``host`` its host name
+    as written in the file ("?" and "" when not written yet)."""
 
-    def __init__(self, path: Path, owner: str) -> None:
+    def __init__(self, path: Path, owner: str, host: str = "") -> None:
         super().__init__(f"{path} is held by another beexbench process (pid {owner})")
-        self.path, self.owner = path, owner
+        self.path, self.owner, self.host = path, owner, host
+
+    @property
+    def holder(self) -> str:
+        """The holder in words, e.g. ``process 123 on node7``."""
+        return _holder(self.owner, self.host)
 
 
 def _open_lock_file(path: Path) -> int:
@@ -174,7 +181,7 @@ def _open_lock_file(path: Path) -> int:
     return fd
 
 
-def _try_lock(fd: int) -> bool:
+def _try_lock(fd: int, path: Path) -> bool:
     try:
         import fcntl
     except ImportError:  # pragma: no cover - Windows
@@ -193,34 +200,49 @@ def _try_lock(fd: int) -> bool:
     except OSError as exc:
         if exc.errno in (errno.EAGAIN, errno.EACCES):
             return False
-        raise BeexError(f"cannot lock a file here ({exc.strerror}): put the folder on a local disk") from None
+        raise BeexError(f"cannot lock {path} ({exc.strerror}): put that folder on a local disk") from None
 
 
-def _owner(fd: int) -> str:
+def _owner(fd: int) -> tuple[str, str]:
+    """``(pid, host)`` as the holder wrote them (``pid host``; older versions wrote the pid alone)."""
     try:
         os.lseek(fd, 0, os.SEEK_SET)
-        return os.read(fd, 32).decode("ascii", "replace").strip() or "?"
+        fields = os.read(fd, 512).decode("utf-8", "replace").split()
     except OSError:
-        return "?"
+        fields = []
+    return (fields[0] if fields else "?"), (fields[1] if len(fields) > 1 else "")
+
+
+def _holder(pid: str, host: str) -> str:
+    if pid == "?":
+        return "another process"
+    return f"process {pid} on {host}" if host else f"process {pid}"
 
 
 @contextmanager
-def exclusive_lock(path: str | os.PathLike, *, timeout_s: float = 0.0, poll_s: float = 0.2) -> Iterator[None]:
+def exclusive_lock(path: str | os.PathLike, *, timeout_s: float = 0.0, poll_s: float = 0.2,
+                   on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
     """Hold ``path`` exclusively (the OS lock is released when the holder dies, so the lock
-    of a dead process is recovered at once); the file holds the holder's pid while held.
-    Waits up to ``timeout_s``, then raises :class:`LockBusy`. A symlink or a non-file at
-    ``path`` is refused, never followed."""
+    of a dead process is recovered at once); the file holds ``pid host`` of the holder while
+    held. Waits up to ``timeout_s`` (calling ``on_wait`` once with the holder in words, e.g.
+    ``process 123 on node7``, when it first has to wait), then raises :class:`LockBusy`.
+    A symlink or a non-file at ``path`` is refused, never followed."""
     path = Path(path)
     fd = _open_lock_file(path)
     try:
         deadline = time.monotonic() + timeout_s
-        while not _try_lock(fd):
-            if time.monotonic() >= deadline:
-                raise LockBusy(path, _owner(fd))
-            time.sleep(poll_s)
+        told = False
+        while not _try_lock(fd, path):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise LockBusy(path, *_owner(fd))
+            if on_wait is not None and not told:
+                on_wait(_holder(*_owner(fd)))
+                told = True
+            time.sleep(min(poll_s, left))
         os.ftruncate(fd, 0)
         os.lseek(fd, 0, os.SEEK_SET)
-        os.write(fd, str(os.getpid()).encode())
+        os.write(fd, f"{os.getpid()} {socket.gethostname()}".encode())
         try:
             yield
         finally:

@@ -1,13 +1,18 @@
-"""Native builds (issue 15): the build lock recovers a dead owner's lock, gives up on a live
-one after its timeout with a message, never follows a symlink; a cached library is loaded
-only once its recorded sha256 matches, else rebuilt (or refused with the reason)."""
+"""Native builds (issue 15): the build lock (an OS lock, see beexbench._io.exclusive_lock) is
+free at once when its holder died, gives up on a live one after its timeout with a message,
+never follows a symlink; a cached library is loaded only once its recorded sha256 matches,
+else rebuilt (or refused with the reason)."""
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -20,67 +25,96 @@ from beexbench.kernels import _build as kernels_build
 SHARED_CACHE_ENV = "BEEXBENCH_TEST_BUILD_CACHE"  # reuse one build across test sessions
 
 
-def write_lock(directory: Path, pid: int, started: str | None = None) -> Path:
-    started = nb._start_time(pid) if started is None else started
-    path = directory / nb.LOCK_NAME
-    path.write_text(f"{pid} {socket.gethostname()} {started}\n")
-    return path
-
-
-def dead_pid() -> int:
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    proc.wait()
-    return proc.pid
+# holds the build lock of argv[1] until a line arrives on stdin, then stays alive without it
+HOLDER = ("import sys\nfrom pathlib import Path\nfrom beexbench import _native_build as nb\n"
+          "with nb.build_lock(Path(sys.argv[1]), 'holder build', timeout=5):\n"
+          "    print('held', flush=True)\n    sys.stdin.readline()\n"
+          "print('released', flush=True)\nsys.stdin.readline()\n")
 
 
 @pytest.fixture
-def live_process():
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    yield proc
-    proc.kill()
-    proc.wait()
+def holder(tmp_path):
+    """A live process holding ``tmp_path/build.lock``."""
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def lock_text(directory: Path) -> str:
+    return (directory / nb.LOCK_NAME).read_text()
 
 
 # ---------------------------------------------------------------------------
 # The lock
 # ---------------------------------------------------------------------------
-def test_stale_lock_from_dead_pid_is_recovered(tmp_path, capsys):
-    write_lock(tmp_path, dead_pid())
+def test_lock_of_a_killed_holder_is_taken_at_once(tmp_path, capsys, holder):
+    assert lock_text(tmp_path) == f"{holder.pid} {socket.gethostname()}"
+    holder.send_signal(signal.SIGKILL)  # killed mid-build: the file stays, naming it
+    holder.wait()
+    assert lock_text(tmp_path).split()[0] == str(holder.pid)
     t0 = time.monotonic()
     with nb.build_lock(tmp_path, "test build", timeout=30):
-        owner, _ = nb._read_owner(tmp_path / nb.LOCK_NAME)
-        assert owner.pid == os.getpid()
-    assert time.monotonic() - t0 < 5
-    assert not (tmp_path / nb.LOCK_NAME).exists()
-    assert "stale build lock" in capsys.readouterr().err
+        assert lock_text(tmp_path).split()[0] == str(os.getpid())
+    assert time.monotonic() - t0 < 2
+    assert "waiting" not in capsys.readouterr().err
+    assert lock_text(tmp_path) == ""  # released: the file stays (no unlink race), naming nobody
 
 
-def test_lock_of_reused_pid_is_stale(tmp_path):
-    # the pid runs, but it is another process than the one that took the lock (start time differs)
-    write_lock(tmp_path, os.getppid(), started="1")
-    with nb.build_lock(tmp_path, "test build", timeout=5):
-        pass
+def test_lock_file_naming_a_live_process_is_free_without_its_os_lock(tmp_path):
+    # what a pid-file lock would wrongly honour (a reused pid, or the old "pid host start" format):
+    # only the OS lock counts, never what the file says
+    (tmp_path / nb.LOCK_NAME).write_text(f"{os.getppid()} {socket.gethostname()} 1\n")
+    t0 = time.monotonic()
+    with nb.build_lock(tmp_path, "test build", timeout=30):
+        assert lock_text(tmp_path).split()[0] == str(os.getpid())
+    assert time.monotonic() - t0 < 2
 
 
-def test_live_owner_past_timeout_fails_with_message(tmp_path, capsys, live_process):
-    path = write_lock(tmp_path, live_process.pid)
+def test_live_holder_past_timeout_fails_with_message(tmp_path, capsys, holder):
     t0 = time.monotonic()
     with pytest.raises(nb.BuildLockTimeout) as err:
         with nb.build_lock(tmp_path, "test build", timeout=0.5):
             pytest.fail("took a lock held by a live process")
     assert 0.4 < time.monotonic() - t0 < 5
     msg = str(err.value)
-    assert "\n" not in msg and str(live_process.pid) in msg and "delete that file" in msg
-    assert f"waiting for process {live_process.pid}" in capsys.readouterr().err
-    assert path.read_text().split()[0] == str(live_process.pid)  # a live owner's lock stays
+    assert "\n" not in msg and f"process {holder.pid} on {socket.gethostname()}" in msg
+    assert "delete that file" in msg and nb.TIMEOUT_ENV in msg
+    err_text = capsys.readouterr().err
+    assert f"waiting for process {holder.pid}" in err_text and nb.TIMEOUT_ENV in err_text
+    assert lock_text(tmp_path).split()[0] == str(holder.pid)  # a live holder's lock stays
 
 
-def test_waiter_takes_the_lock_when_the_owner_finishes(tmp_path, live_process):
-    write_lock(tmp_path, live_process.pid)
-    live_process.kill()
-    live_process.wait()
-    with nb.build_lock(tmp_path, "test build", timeout=10):
-        pass
+def test_waiter_says_whom_it_waits_for_and_takes_the_lock_when_released(tmp_path, capsys, holder):
+    release = threading.Timer(0.5, lambda: (holder.stdin.write("\n"), holder.stdin.flush()))
+    release.start()
+    t0 = time.monotonic()
+    try:
+        with nb.build_lock(tmp_path, "test build", timeout=10):
+            waited = time.monotonic() - t0
+            assert lock_text(tmp_path).split()[0] == str(os.getpid())
+            assert holder.poll() is None  # released, not dead
+    finally:
+        release.cancel()
+    assert 0.3 < waited < 5
+    err_text = capsys.readouterr().err
+    assert err_text.count("waiting for") == 1  # said once, not every poll
+    assert f"waiting for process {holder.pid} on {socket.gethostname()} to finish building test build" in err_text
+    assert holder.stdout.readline().strip() == "released"
+
+
+def test_no_locking_on_the_file_system_is_a_clear_error(tmp_path, monkeypatch):
+    def flock(fd, op):
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(fcntl, "flock", flock)
+    with pytest.raises(nb.NativeBuildError, match="local disk"):
+        with nb.build_lock(tmp_path, "test build", timeout=1):
+            pass
 
 
 def test_timeout_from_environment(monkeypatch):
@@ -101,8 +135,9 @@ def test_lock_symlink_is_never_followed(tmp_path, dangling):
     (build / nb.LOCK_NAME).symlink_to(victim)
     with pytest.raises(nb.NativeBuildError, match="symlink"):
         with nb.build_lock(build, "test build", timeout=1):
-            pass
+            pytest.fail("took a lock through a symlink")
     assert victim.read_text() == "precious" if not dangling else not victim.exists()
+    assert (build / nb.LOCK_NAME).is_symlink()
 
 
 # ---------------------------------------------------------------------------
@@ -130,7 +165,7 @@ def test_built_once_then_loaded_from_verified_cache(fake_toolchain):
     assert nb.verify_problem(ext.library) is None
     assert nb.load(ext, timeout=1) is False
     assert calls["compiled"] == 1 and len(calls["loaded"]) == 1  # compile loads it itself
-    assert not (ext.build_dir / nb.LOCK_NAME).exists()
+    assert lock_text(ext.build_dir) == ""  # released
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip", "no checksum"])
