@@ -75,7 +75,20 @@ def _run_problems(cfg: RunConfig) -> list[str]:
     out = [] if cfg.models and cfg.tasks and cfg.seeds else [
         "nothing to run: give at least one model, one task and one seed"]
     out += _duplicates("models", cfg.models) + _duplicates("tasks", cfg.tasks) + _duplicates("seeds", cfg.seeds)
-    return out + bounded("limit", cfg.limit, 1, integer=True, optional=True)
+    return out + bounded("limit", cfg.limit, 1, integer=True, optional=True) + _run_id_problems(cfg)
+
+
+def _run_id_problems(cfg: RunConfig) -> list[str]:
+    """A run id must name one folder inside the results folder."""
+    from ._io import safe_child
+
+    if cfg.run_id is None:
+        return []
+    try:
+        safe_child(cfg.results_dir, cfg.run_id, what="run id")
+    except BeexError as exc:
+        return [str(exc)]
+    return []
 
 
 def usable_cores() -> int:

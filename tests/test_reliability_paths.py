@@ -152,4 +152,5 @@ def test_a_run_id_out_of_the_results_folder_is_a_one_line_error(tmp_path, capsys
     err = capsys.readouterr().err.strip()
     assert code == 2 and "run id" in err and "not a plain file name" in err and "\n" not in err, err
     assert not (tmp_path / "results").exists() or not list((tmp_path / "results").iterdir())
+    assert not (tmp_path / "cache").exists()  # refused by the validation pass, before any data is loaded
     _assert_nothing_escaped(tmp_path, [tmp_path / "results", tmp_path / "cache"], before)
