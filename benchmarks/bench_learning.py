@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from beexbench.config import load_config  # noqa: E402
 from beexbench.data import load_task  # noqa: E402
+from beexbench.data.tasks import model_recipe  # noqa: E402
 from beexbench.models.exits import simulate  # noqa: E402
 from beexbench.runner.models import build_seeded, overrides_for  # noqa: E402
 from beexbench.runner.run import prepare_task  # noqa: E402
@@ -34,7 +35,7 @@ from beexbench.training.metrics import score  # noqa: E402
 
 
 def run_one(name: str, task: str, splits, spec, cfg, seed: int) -> dict:
-    adapter = build_seeded(name, overrides_for(name, cfg, seed), spec, seed)  # as a `beexbench run` cell
+    adapter = build_seeded(name, overrides_for(name, cfg, seed, model_recipe(task)), spec, seed)  # as a `beexbench run` cell
     start = time.perf_counter()
     report = adapter.fit(splits["train"], splits["val"])
     seconds = time.perf_counter() - start

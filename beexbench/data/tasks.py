@@ -25,7 +25,7 @@ import hashlib
 import json
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
@@ -169,6 +169,9 @@ class TaskSpec:
     max_len_cap: int = 256
     text_fields: tuple[str, ...] = ("text",)
     revision: int = 1  # bump when the cleaning recipe changes; invalidates caches
+    # Settings for models on the shared encoder trained on this task, chosen on its validation
+    # split (e.g. {"encoder": {"token_dropout": 0.4}}); under the suite's own [model] settings.
+    model_recipe: dict = field(default_factory=dict)
 
     def recipe(self) -> dict:
         return {
@@ -218,6 +221,7 @@ def register_task(
     max_len_cap: int = 256,
     text_fields: Sequence[str] = ("text",),
     revision: int = 1,
+    model_recipe: dict | None = None,
     replace: bool = False,
 ):
     """Register a task builder ``builder(cache_dir: Path, progress) -> DataFrame``.
@@ -238,7 +242,7 @@ def register_task(
             name=name, builder=fn, description=description, label_names=tuple(label_names),
             problem=problem, source=source, sha256=sha256, license_note=license_note,
             vocab_size=int(vocab_size), max_len_cap=int(max_len_cap),
-            text_fields=tuple(text_fields), revision=int(revision),
+            text_fields=tuple(text_fields), revision=int(revision), model_recipe=dict(model_recipe or {}),
         )
         return fn
 
@@ -262,6 +266,11 @@ def _is_spec_string(name: str) -> bool:
     from .local import is_dataset_spec
 
     return is_dataset_spec(name)
+
+
+def model_recipe(name: str) -> dict:
+    """A catalog task's settings for the models trained on it ({} for dataset specs)."""
+    return {} if _is_spec_string(name) else get_spec(name).model_recipe
 
 
 def get_spec(name: str) -> TaskSpec:

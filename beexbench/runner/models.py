@@ -69,21 +69,26 @@ def _version() -> str:
     return __version__
 
 
-def overrides_for(name: str, cfg: RunConfig, seed: int) -> dict[str, Any]:
-    """Suite-wide ``model`` overrides (for models built on the shared encoder), then the
-    per-model ones, then the seed."""
+def overrides_for(name: str, cfg: RunConfig, seed: int, recipe: dict | None = None) -> dict[str, Any]:
+    """For models built on the shared encoder, the task's ``recipe`` (settings chosen on its
+    validation split) under the suite-wide ``model`` overrides; then the per-model overrides,
+    then the seed."""
     cls = get_adapter_class(name)
     out: dict[str, Any] = {}
     if issubclass(cls, EncoderAdapter):
-        out = json.loads(json.dumps(cfg.model))
-    for key, value in cfg.model_overrides.get(name, {}).items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = {**out[key], **value}
-        else:
-            out[key] = value
+        out = _deep_merge(json.loads(json.dumps(recipe or {})), cfg.model)
+    out = _deep_merge(out, cfg.model_overrides.get(name, {}))
     if issubclass(cls, EncoderAdapter):
         out.setdefault("train", {})
         out["train"] = {**out["train"], "seed": seed}
+    return out
+
+
+def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``top``'s sections merged in key by key (``top`` wins)."""
+    out = dict(base)
+    for key, value in top.items():
+        out[key] = {**out[key], **value} if isinstance(value, dict) and isinstance(out.get(key), dict) else value
     return out
 
 
@@ -109,12 +114,14 @@ def obtain_model(
     cfg: RunConfig,
     seed: int,
     *,
+    recipe: dict | None = None,
     cost_fn_factory=None,
     progress: Progress = NULL_PROGRESS,
 ) -> tuple[ModelAdapter, Path, bool]:
-    """Load the checkpoint for this cell, or train (or derive) and save it.
+    """Load the checkpoint for this cell, or train (or derive) and save it; ``recipe`` is the
+    task's model settings (:func:`beexbench.data.tasks.model_recipe`).
     Returns (model, checkpoint dir, whether any training happened for it now)."""
-    overrides = overrides_for(name, cfg, seed)
+    overrides = overrides_for(name, cfg, seed, recipe)
     directory = checkpoint_dir(model_store(cfg), name, spec, overrides, seed, cfg.limit)
     if (directory / META).is_file():
         adapter = load_model(directory)
@@ -131,7 +138,7 @@ def obtain_model(
         )
     cls = get_adapter_class(name)
     if cls.derived_from:
-        source, _, trained = obtain_model(cls.derived_from, spec, train, val, cfg, seed,
+        source, _, trained = obtain_model(cls.derived_from, spec, train, val, cfg, seed, recipe=recipe,
                                           cost_fn_factory=cost_fn_factory, progress=progress)
         progress.log(f"deriving {name} from the trained {cls.derived_from}")
         adapter = cls.derive(source, val, cost_fn_factory(source) if cost_fn_factory else None)

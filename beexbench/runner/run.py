@@ -14,6 +14,7 @@ from ..adapters.base import TaskSpec
 from ..adapters.registry import get_adapter_class
 from ..config import RunConfig
 from ..data import load_task
+from ..data.tasks import model_recipe
 from ..errors import BeexError
 from ..profilers.environment import capture_environment, noise_warnings
 from ..profilers.ops import DepthCost
@@ -170,7 +171,8 @@ def _run_cell(key: CellKey, cfg: RunConfig, spec: TaskSpec, card: dict, splits, 
         return depths[id(a)].macs
 
     adapter, ckpt, trained = obtain_model(
-        key.model, spec, splits["train"], splits["val"], cfg, key.seed, cost_fn_factory=cost_fn, progress=progress,
+        key.model, spec, splits["train"], splits["val"], cfg, key.seed, recipe=model_recipe(key.task),
+        cost_fn_factory=cost_fn, progress=progress,
     )
     depth = depths.get(id(adapter)) or DepthCost.measure(adapter)
     metrics = measure_accuracy_and_exits(adapter, splits["test"], depth)

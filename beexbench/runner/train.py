@@ -7,6 +7,7 @@ from pathlib import Path
 from ..adapters.registry import get_adapter_class
 from ..config import RunConfig
 from ..data import load_task
+from ..data.tasks import model_recipe
 from ..errors import BeexError
 from ..profilers.ops import DepthCost
 from ..progress import NULL_PROGRESS, Progress
@@ -36,6 +37,7 @@ def train_suite(cfg: RunConfig, progress: Progress = NULL_PROGRESS) -> TrainSumm
             for seed in seeds:
                 try:
                     _, directory, _ = obtain_model(model, spec, splits["train"], splits["val"], cfg, seed,
+                                                   recipe=model_recipe(task_name),
                                                    cost_fn_factory=lambda a: DepthCost.measure(a).macs, progress=progress)
                 except BeexError:
                     raise
