@@ -7,7 +7,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from beexbench.profilers._op_handles import register_op_handle, shape, numel
+from beexbench.profilers._op_handles import numel, shape
 
 from ._ptq import PostTrainingQuantized, plain_linears
 
@@ -88,15 +88,17 @@ class WeightOnlyLinear(nn.Module):
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, W{self.bits}A32"
 
+    @staticmethod
+    def op_handles() -> dict:
+        """The operation counter's handles for this module's kernels, used when a model
+        holding it is counted (beexbench.profilers._op_handle_sets)."""
+        return {"aten::_weight_int8pack_mm": _weight_only_mm, "aten::_weight_int4pack_mm_for_cpu": _weight_only_mm}
+
 
 def _weight_only_mm(inputs: list, outputs: list) -> dict[str, int]:
     """aten::_weight_int{8,4}pack_mm(x [M, K], W, ...): M*N*K MACs at the module's declared
     precision (low-bit weight x fp32 activation)."""
     return {"mac": numel(outputs[0]) * shape(inputs[0])[-1]}
-
-
-register_op_handle("aten::_weight_int8pack_mm", _weight_only_mm)
-register_op_handle("aten::_weight_int4pack_mm_for_cpu", _weight_only_mm)
 
 
 class _WeightOnly(PostTrainingQuantized):

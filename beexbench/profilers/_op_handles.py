@@ -1,4 +1,4 @@
-"""The table of op handles the operation counter runs over a traced graph (fvcore style).
+"""The base op handles: how the operation counter costs torch's own ops (fvcore style).
 
 A handle is a small pure function ``(inputs, outputs) -> dict[category, int]`` over the
 ``torch._C.Value`` inputs and outputs of one traced node. Categories:
@@ -13,14 +13,17 @@ A handle returning ``{}`` costs nothing but the call is still recorded (embeddin
 lookups). A handle that cannot count a node raises :class:`Uncountable`; the node is then
 reported in the record's ``uncounted``, never as a silent zero.
 
-Extend the table with :func:`register_op_handle` (for example for a plugin's custom
-autograd Function, which traces as ``prim::PythonOp.<ClassName>``).
+:data:`ATEN_HANDLES` is read-only: nothing adds to it. The handles of one analysis are
+the base set (these, plus torch's quantized modules: :mod:`._op_handles_quantized`) and
+what the model being counted contributes (its modules' and its adapter's ``op_handles()``),
+assembled per analysis by :mod:`beexbench.profilers._op_handle_sets`.
 """
 from __future__ import annotations
 
 import math
 import re
 from math import prod
+from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
 Handle = Callable[[list, list], Mapping[str, int]]
@@ -129,14 +132,6 @@ def sdpa(inputs: list, outputs: list) -> dict[str, int]:
     return {"mac": scores * q[-1] + scores * v[-1], "flop": 6 * scores}
 
 
-def linear_dynamic(inputs: list, outputs: list) -> dict[str, int]:
-    """quantized::linear_dynamic(x [.., k], packed W): int8 x int8 MACs, plus dynamic
-    activation quantization (2/input elt) and rescale + bias (2/output elt)."""
-    k = shape(inputs[0])[-1]
-    out = numel(outputs[0])
-    return {"mac@int8": out * k, "flop": 2 * numel(inputs[0]) + 2 * out}
-
-
 # -- elementwise ----------------------------------------------------------------------
 def per_output(cost: int = 1) -> Handle:
     def handle(inputs: list, outputs: list) -> dict[str, int]:
@@ -189,7 +184,8 @@ _REDUCTIONS = ("sum", "mean", "max", "min", "amax", "amin", "argmax", "norm", "v
 # The custom sign / step autograd Functions of beexbench's models (elementwise).
 PYTHON_OPS_ELEMENTWISE = ("_SignG", "_SignSTE", "_StepSTE", "_ThresholdSTE")
 
-_TABLE: dict[str, Handle] = {
+# torch's ops and beexbench's sign Functions (torch's quantized modules: _op_handles_quantized)
+_ATEN: dict[str, Handle] = {
     "aten::linear": linear,
     "aten::matmul": matmul,
     "aten::mm": matmul,
@@ -198,9 +194,6 @@ _TABLE: dict[str, Handle] = {
     "aten::baddbmm": addmm,
     "aten::einsum": einsum,
     "aten::scaled_dot_product_attention": sdpa,
-    "quantized::linear_dynamic": linear_dynamic,
-    "prim::PythonOp._Int8DynamicLinear": linear_dynamic,  # ops.py's traceable stand-in
-    "quantized::linear_dynamic_fp16": linear,  # fp16 weights: module-declared precision
     "aten::softmax": per_output(5),
     "aten::log_softmax": per_output(5),
     "aten::layer_norm": layer_norm,
@@ -212,21 +205,9 @@ _TABLE: dict[str, Handle] = {
     **{f"prim::PythonOp.{name}": per_output(1) for name in PYTHON_OPS_ELEMENTWISE},
 }
 
+ATEN_HANDLES: Mapping[str, Handle] = MappingProxyType(_ATEN)
+
 _CATEGORY = re.compile(r"^(mac(@[a-z0-9]+)?|flop)$")
-
-
-def register_op_handle(name: str, fn: Handle | None) -> None:
-    """Add or replace the handle of a traced op kind (``"aten::foo"``,
-    ``"quantized::bar"``, ``"prim::PythonOp.MyFunction"``); ``None`` removes it."""
-    if fn is None:
-        _TABLE.pop(name, None)
-    else:
-        _TABLE[name] = fn
-
-
-def op_handles() -> dict[str, Handle]:
-    """A copy of the current table."""
-    return dict(_TABLE)
 
 
 def check_cost(name: str, cost: Mapping[str, int]) -> dict[str, int]:

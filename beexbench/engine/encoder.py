@@ -1,0 +1,141 @@
+"""The packed-bit BEExformer: :class:`PackedEncoder`, its configuration check and its
+tensors (what :mod:`.files` stores and :mod:`.pack` fills from a trained network).
+
+Module names match the trained :class:`~beexbench.models.encoder.EarlyExitEncoder`
+(``tok``, ``pos``, ``emb_norm``, ``blocks.i.*``, ``heads.i``), so counters and reports
+line up; the exit heads are the trained model's fp32 :class:`ExitHead`.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import BeexError
+from ..models.encoder import ExitHead, all_exits, early_exit_infer  # the fp32 head is shared as is
+from ..models.exits import ExitDecision, ExitRule
+from . import _fused
+from .layers import FFN_LAYERS, PackedBlock, PackedLinear
+
+# the encoder options the engine implements (BEExformer's W1A1 configuration)
+REQUIRED = {"weight_bits": 1, "act_bits": 1, "binary_qk": True, "attention_probs": "softmax",
+            "binary_embedding": False, "learnable_act_scale": False}
+
+
+def check_config(enc: dict[str, Any]) -> None:
+    bad = {k: enc.get(k) for k, v in REQUIRED.items() if enc.get(k) != v}
+    if enc.get("ffn") not in FFN_LAYERS:
+        bad["ffn"] = enc.get("ffn")
+    if bad:
+        raise BeexError(
+            f"the packed engine runs BEExformer's W1A1 configuration ({REQUIRED}, ffn in {sorted(FFN_LAYERS)}); "
+            f"this model has {bad}: measure it with its own adapter")
+
+
+class PackedEncoder(nn.Module):
+    """Packed-bit BEExformer: ``forward`` gives every exit's logits, ``infer`` early-exits."""
+
+    def __init__(self, enc: dict[str, Any], *, vocab_size: int, max_len: int, num_labels: int) -> None:
+        super().__init__()
+        check_config(enc)
+        self.enc = dict(enc)
+        d, shift = int(enc["d_model"]), bool(enc["learnable_shift"])
+        if d % int(enc["n_heads"]):
+            raise BeexError(f"d_model={d} must be divisible by n_heads={enc['n_heads']}")
+        self.max_len, self.num_labels, self.n_blocks = int(max_len), int(num_labels), int(enc["n_blocks"])
+        self.tok = nn.Embedding(vocab_size, d, padding_idx=0)
+        self.pos = nn.Embedding(max_len, d)
+        self.emb_norm = nn.LayerNorm(d)
+        self.blocks = nn.ModuleList(
+            PackedBlock(d, int(enc["n_heads"]), int(enc["d_ff"]), enc["ffn"], shift) for _ in range(self.n_blocks))
+        n_heads = self.n_blocks if enc["exit_heads"] else 1
+        self.heads = nn.ModuleList(ExitHead(d, num_labels) for _ in range(n_heads))
+        self._fast = None  # the fused path's flat tensors (_fused.flat_tensors), built on first use
+
+    # -- layout (same as EarlyExitEncoder: the counters group by blocks / head_for) ---
+    @property
+    def n_exits(self) -> int:
+        return len(self.heads)
+
+    @property
+    def exit_blocks(self) -> list[int]:
+        return list(range(1, self.n_blocks + 1)) if self.enc["exit_heads"] else [self.n_blocks]
+
+    def head_for(self, block: int) -> nn.Module | None:
+        if self.enc["exit_heads"]:
+            return self.heads[block - 1]
+        return self.heads[0] if block == self.n_blocks else None
+
+    def packed_linears(self) -> dict[str, PackedLinear]:
+        return {n: m for n, m in self.named_modules() if isinstance(m, PackedLinear)}
+
+    # -- inference ---------------------------------------------------------------------
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        if ids.shape[1] > self.max_len:
+            raise ValueError(f"sequence length {ids.shape[1]} exceeds the model's max_len {self.max_len}")
+        pos = torch.arange(ids.shape[1], device=ids.device)
+        return self.emb_norm(self.tok(ids) + self.pos(pos))
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
+        """Logits of every exit, [n_exits] x [B, C] (all blocks run)."""
+        return all_exits(self, ids, mask)
+
+    def infer(self, ids: torch.Tensor, mask: torch.Tensor, rule: ExitRule) -> ExitDecision:
+        """Early-exit inference; rows that exit leave the batch (as EarlyExitEncoder.infer).
+
+        Runs the fused C++ steps (one call per block and its head, the fractional-entropy
+        rule too) while the native kernels are active, else the module path; both compute
+        the float model's values op for op."""
+        from . import _native
+
+        ops = _native.ops() if ids.device.type == "cpu" else None
+        if ops is None:
+            return self.infer_modules(ids, mask, rule)
+        with torch.no_grad():
+            return self._infer_fused(ops, ids, mask, rule)
+
+    def _flat(self) -> tuple[list[list[torch.Tensor]], list[list[torch.Tensor]], int]:
+        return _fused.flat_tensors(self)
+
+    def _infer_fused(self, ops, ids: torch.Tensor, mask: torch.Tensor, rule: ExitRule) -> ExitDecision:
+        return _fused.infer_fused(self, ops, ids, mask, rule)
+
+    def infer_modules(self, ids: torch.Tensor, mask: torch.Tensor, rule: ExitRule) -> ExitDecision:
+        """Early exit through the module tree (any kernel backend)."""
+        return early_exit_infer(self, ids, mask, rule)
+
+    # -- tensors -------------------------------------------------------------------------
+    def packed_tensors(self) -> dict[str, torch.Tensor]:
+        out = {}
+        for name, lin in self.packed_linears().items():
+            out[f"{name}.weight_packed"] = lin.weight_packed
+            out[f"{name}.alpha"] = lin.alpha
+            if lin.bias is not None:
+                out[f"{name}.bias"] = lin.bias
+            if lin.shift is not None:
+                out[f"{name}.shift"] = lin.shift
+        return out
+
+    def fp32_tensors(self) -> dict[str, torch.Tensor]:
+        packed = set(self.packed_linears())
+        return {k: v for k, v in self.state_dict().items() if k.rpartition(".")[0] not in packed}
+
+    def load_tensors(self, packed: dict[str, torch.Tensor], fp32: dict[str, torch.Tensor]) -> None:
+        """Load exactly (strict: every tensor present, right dtype and shape)."""
+        want = self.packed_tensors()
+        missing = sorted(set(want) - set(packed))
+        extra = sorted(set(packed) - set(want))
+        if missing or extra:
+            raise BeexError(f"packed tensors do not match the architecture (missing {missing[:3]}, unexpected {extra[:3]})")
+        for key, t in want.items():
+            src = packed[key]
+            if src.dtype != t.dtype or src.shape != t.shape:
+                raise BeexError(f"packed tensor {key}: {src.dtype} {tuple(src.shape)}, expected {t.dtype} {tuple(t.shape)}")
+        try:
+            self.load_state_dict({**fp32, **{k: v for k, v in packed.items() if not k.endswith(".alpha")}}, strict=True)
+        except RuntimeError as exc:
+            raise BeexError(f"fp32 tensors do not match the architecture ({str(exc).splitlines()[0]})") from None
+        for name, lin in self.packed_linears().items():
+            lin.alpha = packed[f"{name}.alpha"].clone()
+        self._fast = None
