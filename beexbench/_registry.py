@@ -11,7 +11,7 @@ import difflib
 import importlib
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any, Callable, Generic, TypeVar
+from typing import Any, Callable, Generic, Mapping, TypeVar
 
 from .errors import BeexError, UnknownNameError
 
@@ -40,11 +40,15 @@ class Entry(Generic[T]):
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str, entry_point_group: str | None = None) -> None:
+    def __init__(self, kind: str, entry_point_group: str | None = None,
+                 builtins: Mapping[str, str] | None = None) -> None:
+        """``builtins``: in-tree entries as ``{name: "module:attr"}``, added (before the entry
+        points, and without importing anything) on the registry's first lookup."""
         self.kind = kind
         self.entry_point_group = entry_point_group
         self._entries: dict[str, Entry[T]] = {}
-        self._entry_points_loaded = entry_point_group is None
+        self._builtins = dict(builtins or {})
+        self._entry_points_loaded = entry_point_group is None and not self._builtins
 
     def register(self, name: str | None = None, **defaults: Any) -> Callable[[T], T]:
         """Decorator: ``@REGISTRY.register("name", max_len=64)``."""
@@ -71,15 +75,26 @@ class Registry(Generic[T]):
         if self._entry_points_loaded:
             return
         self._entry_points_loaded = True
+        for name, target in self._builtins.items():
+            self._entries.setdefault(name, Entry(name, target))
+        if self.entry_point_group is None:
+            return
         for ep in metadata.entry_points(group=self.entry_point_group):
             if ep.name in self._entries:
                 continue
             dist = getattr(getattr(ep, "dist", None), "name", "?")
             self._entries[ep.name] = Entry(ep.name, ep.value, {}, f"entry-point:{dist}")
 
-    def names(self) -> list[str]:
+    def names(self, *, sort: bool = True) -> list[str]:
+        """Registered names, sorted (``sort=False``: built-ins, entry points, then the rest, in
+        registration order)."""
         self._load_entry_points()
-        return sorted(self._entries)
+        return sorted(self._entries) if sort else list(self._entries)
+
+    def unregister(self, name: str) -> None:
+        """Forget ``name`` (no error when it is not registered)."""
+        self._load_entry_points()
+        self._entries.pop(name, None)
 
     def entry(self, name: str) -> Entry[T]:
         self._load_entry_points()

