@@ -122,3 +122,22 @@ def test_batched_row_removal_matches_batch_size_one_and_simulation(tiny_beex):
 def test_empty_batch_is_rejected(tiny_beex):
     with pytest.raises(ValueError, match="empty batch"):
         tiny_beex.predict(torch.zeros(0, 4, dtype=torch.long), torch.zeros(0, 4, dtype=torch.bool))
+
+
+def test_fractional_entropy_reduction_by_hand():
+    from beexbench.models.exits import fractional_entropy_reduction
+
+    r = fractional_entropy_reduction(torch.tensor([0.6, 0.3, 0.0]), torch.tensor([0.3, 0.36, 0.0]), eps=1e-6)
+    assert r.tolist() == pytest.approx([0.5, -0.2, 0.0])
+
+
+def test_rule_step_is_the_shared_fractional_entropy_step():
+    from beexbench.models.exits import ExitState, fractional_entropy_step
+
+    g = torch.Generator().manual_seed(3)
+    prev, cur = torch.randn(9, 4, generator=g), torch.randn(9, 4, generator=g)
+    rule = FractionalEntropy(delta=0.05, min_exit=2)
+    state = ExitState(prev_logits=prev, prev_entropy=entropy(prev))
+    done, answer, new = rule.step(2, cur, state, last=False)
+    d2, a2, h2 = fractional_entropy_step(cur, prev, entropy(prev), 0.05, rule.eps, True, True, False)
+    assert torch.equal(done, d2) and torch.equal(answer, a2) and torch.equal(new.prev_entropy, h2)

@@ -66,3 +66,16 @@ def test_soft_routing_weights_carry_no_gradient():
         (w[:, i] * F.cross_entropy(xi, y, reduction="none")).mean().backward()
         assert torch.allclose(x.grad, xi.grad, atol=1e-6)
     assert entropy(lg[0]).shape == (4,)
+
+
+def test_soft_routing_with_a_sharp_sigmoid_routes_where_the_exit_rule_exits():
+    """The loss's r_i is the rule's (one fractional-entropy function): with tau -> 0 and no
+    floor, each sample's weight sits on the exit the rule picks."""
+    from beexbench.models.exits import FractionalEntropy, simulate
+
+    g = torch.Generator().manual_seed(5)
+    lg = [torch.randn(64, 3, generator=g) * s for s in (0.5, 1.0, 1.5, 2.0)]
+    for delta in (0.05, 0.2, 0.5):
+        w = exit_weights("soft_routing", lg, delta=delta, tau=1e-6, floor=0.0, min_exit=2)
+        rule = simulate(FractionalEntropy(delta, min_exit=2, answer="current"), lg)
+        assert torch.equal(w.argmax(1) + 1, rule.exit_block)

@@ -285,3 +285,29 @@ def test_unsupported_configuration_is_refused():
     w1a32 = create_model("beexformer-w1a32", SPEC, ODD)
     with pytest.raises(BeexError, match="W1A1"):
         get_adapter_class("beexformer-packed").derive(w1a32, None)
+
+
+def test_fused_frac_entropy_op_equals_the_python_rule_step():
+    """The C++ ``frac_entropy`` (engine/_engine.cpp) is the documented twin of
+    models.exits.fractional_entropy_step: same results, bit for bit, for every flag."""
+    from beexbench.models.exits import fractional_entropy_step
+
+    ops = _native.ops()
+    if ops is None:
+        pytest.skip(f"fused engine not running here: {_native.mode()}")
+    g = torch.Generator().manual_seed(11)
+    for trial in range(6):
+        logits = torch.randn(17, 3, generator=g) * (0.3 + trial)
+        prev_l = torch.randn(17, 3, generator=g)
+        prev_h = torch.rand(17, generator=g) * 1.1
+        prev_h[0] = 0.0  # the eps clamp
+        for has in (False, True):
+            for check in (False, True):
+                for lower in (False, True):
+                    for last in (False, True):
+                        a = ops.frac_entropy(logits, prev_l, prev_h if has else logits, has, 0.1, 1e-6, check, lower,
+                                             last)
+                        b = fractional_entropy_step(logits, prev_l if has else None, prev_h if has else None, 0.1,
+                                                    1e-6, check, lower, last)
+                        for x, y in zip(a, b):
+                            assert torch.equal(x, y), (trial, has, check, lower, last)

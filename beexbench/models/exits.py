@@ -23,6 +23,43 @@ def entropy(logits: torch.Tensor) -> torch.Tensor:
     return -(logp.exp() * logp).sum(-1)
 
 
+def fractional_entropy_reduction(prev_entropy: torch.Tensor, current: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """BEExformer's fractional entropy reduction r_i = (H_{i-1} - H_i) / max(H_{i-1}, eps).
+
+    The one definition, used by the exit rule (:class:`FractionalEntropy`, through
+    :func:`fractional_entropy_step`), the soft-routing loss
+    (:func:`beexbench.models.losses.exit_weights`) and the packed engine, whose module
+    path runs the rule's ``step`` and whose fused path runs the C++ equivalent in
+    ``beexbench/engine/_engine.cpp`` (``frac_entropy``), the same ops in the same order::
+
+        Tensor r = prev_entropy.sub(h).div(prev_entropy.clamp_min(eps));
+
+    with ``h`` = :func:`entropy` (``logp = log_softmax(logits.float(), -1)``,
+    ``h = logp.exp().mul(logp).sum(-1).neg()``), so both give bit-identical results
+    (tests/test_packed.py checks the C++ op against :func:`fractional_entropy_step`).
+    """
+    return (prev_entropy - current) / prev_entropy.clamp_min(eps)
+
+
+def fractional_entropy_step(logits: torch.Tensor, prev_logits: torch.Tensor | None, prev_entropy: torch.Tensor | None,
+                            delta: float, eps: float, check: bool, lower: bool, last: bool):
+    """One exit of the fractional-entropy rule: ``(done [b], answer [b, C], entropy [b])``.
+
+    Done where ``last`` or, when ``check`` (block >= min_exit) and a previous exit exists,
+    r_i < ``delta`` (:func:`fractional_entropy_reduction`); with ``lower``, rows whose
+    entropy rose (r_i < 0) answer with ``prev_logits``. Same arguments and results as the
+    packed engine's C++ op ``frac_entropy`` (``has_prev`` there is ``prev_entropy is not None``)."""
+    h = entropy(logits)
+    done = torch.full_like(h, last, dtype=torch.bool)
+    answer = logits
+    if prev_entropy is not None and check:
+        r = fractional_entropy_reduction(prev_entropy, h, eps)
+        done = done | (r < delta)
+        if lower:
+            answer = torch.where((r < 0).unsqueeze(-1), prev_logits, logits)
+    return done, answer, h
+
+
 @dataclass(frozen=True)
 class ExitState:
     prev_logits: torch.Tensor | None = None  # [b, C]
@@ -71,15 +108,9 @@ class FractionalEntropy(ExitRule):
         return f"fractional entropy reduction < {self.delta:g} from block {self.min_exit}, answer={self.answer}"
 
     def step(self, block, logits, state, last):
-        h = entropy(logits)
-        done = torch.full_like(h, last, dtype=torch.bool)
-        answer = logits
-        if state.prev_entropy is not None and block >= self.min_exit:
-            r = (state.prev_entropy - h) / state.prev_entropy.clamp_min(self.eps)
-            done = done | (r < self.delta)
-            if self.answer == "lower_entropy":
-                rose = (r < 0).unsqueeze(-1)
-                answer = torch.where(rose, state.prev_logits, logits)
+        done, answer, h = fractional_entropy_step(
+            logits, state.prev_logits, state.prev_entropy, self.delta, self.eps, block >= self.min_exit,
+            self.answer == "lower_entropy", last)
         return done, answer, ExitState(prev_logits=logits, prev_entropy=h)
 
     def to_dict(self) -> dict:

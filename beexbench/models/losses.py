@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 
 from ..training.metrics import per_sample_loss
-from .exits import entropy, prediction_change
+from .exits import entropy, fractional_entropy_reduction, prediction_change
 
 LOSSES = ("soft_routing", "depth_weighted", "uniform", "final")
 
@@ -63,7 +63,7 @@ def exit_weights(
             if regression:
                 r = prediction_change(exit_logits[i].float(), exit_logits[i - 1].float())
             else:
-                r = (h[:, i - 1] - h[:, i]) / h[:, i - 1].clamp_min(eps)
+                r = fractional_entropy_reduction(h[:, i - 1], h[:, i], eps)
             s = torch.sigmoid((delta - r) / tau)
         else:
             s = torch.zeros(n, device=device)
