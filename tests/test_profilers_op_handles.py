@@ -213,3 +213,22 @@ def test_counts_do_not_depend_on_what_was_imported_first():
     assert fresh["int8-dynamic-toy"]["macs"]["int8"] == 4 * 3
     assert fresh["beexformer-packed"]["bops"] == fresh["beexformer"]["bops"] > 0
     assert fresh["int8-weight-only"]["macs"]["w8a32"] > 0  # (int4 takes no Linear this small: K % 32)
+
+
+LAZY_OPS = r"""
+import importlib, torch
+from beexbench.engine import _traced_ops
+assert not _traced_ops.defined()
+a = _traced_ops.traced_ops()
+b = _traced_ops.traced_ops()  # idempotent
+assert a is b and _traced_ops.defined()
+again = importlib.reload(_traced_ops)  # a second copy finds the ops already defined
+assert again.traced_ops().binary_qk is not None
+x = torch.randn(2, 3, 70)
+s = torch.where(x >= 0, 1.0, -1.0)
+print(torch.equal(a.binary_qk(x, x), s @ s.transpose(1, 2)))
+"""
+
+
+def test_engine_ops_are_defined_on_first_use_once():
+    assert _run(LAZY_OPS) == "True"
