@@ -19,6 +19,7 @@ from torch import nn
 
 from beexbench.adapters.base import FitReport, Precision, TaskSpec
 from beexbench.adapters.encoder_adapter import EncoderAdapter, module_precision
+from beexbench.adapters.roles import BASELINE
 from beexbench.errors import BeexError
 from beexbench.models.layers import QuantLinear
 from beexbench.progress import NULL_PROGRESS, Progress
@@ -50,6 +51,7 @@ class PostTrainingQuantized(FP32):
     """Helper base (not registered): the fp32 counterpart, trained, then converted."""
 
     derived_from = "fp32"
+    role = BASELINE  # a rival in its own right (not the fp32 reference it is made from)
     devices = ("cpu",)  # torch's quantized kernels run on the CPU only
     quantized_types: ClassVar[tuple[type, ...]] = ()  # the quantized modules convert() creates
     weight_bits: ClassVar[int] = 8  # storage bits of their weights

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from beexbench.adapters.base import TaskSpec
-from beexbench.training.config import merge
+from beexbench.adapters.spec import ModelSpec
 
 from .transformer import Transformer
 
@@ -51,8 +51,8 @@ class PABEEStyle(Transformer):
         "calibration": {"param": "patience", "grid": None},
     }
 
-    def __init__(self, config: dict[str, Any], spec: TaskSpec) -> None:
-        if config["calibration"]["grid"] is None:
-            grid = list(range(1, int(config["encoder"]["n_blocks"])))
-            config = merge(config, {"calibration": {"grid": grid}})
-        super().__init__(config, spec)
+    def __init__(self, config: "dict[str, Any] | ModelSpec", spec: TaskSpec) -> None:
+        settings = config if isinstance(config, ModelSpec) else ModelSpec.from_dict(config)
+        if settings.calibration.grid is None:
+            settings = settings.merged({"calibration": {"grid": list(range(1, settings.encoder.n_blocks))}})
+        super().__init__(settings, spec)

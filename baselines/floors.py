@@ -41,6 +41,7 @@ from torch import nn
 
 from beexbench.adapters.base import FitReport, ModelAdapter, Precision, TaskSpec
 from beexbench.adapters.checkpoint import read_checkpoint, write_checkpoint
+from beexbench.adapters.roles import REFERENCE_FLOOR
 from beexbench.errors import BeexError
 from beexbench.models.exits import ExitDecision
 from beexbench.progress import NULL_PROGRESS, Progress
@@ -64,7 +65,9 @@ class _Floor(ModelAdapter):
 
     problems = ("classification", "regression")
     fit_by_gradient = False
-    reference_floor = True
+    role = REFERENCE_FLOOR
+    training_note = "reference floor, fitted with scikit-learn on the task's train split (settings chosen on val)"
+    uses_model_spec = False  # settings of its own (below): no suite [model] settings, no seed (deterministic fit)
     defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, config: dict[str, Any], spec: TaskSpec) -> None:

@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 from beexbench.adapters.encoder_adapter import EncoderAdapter
+from beexbench.adapters.roles import BASELINE, FULL_PRECISION_REFERENCE
 from beexbench.models.beexformer import DELTA_GRID, REGRESSION_EXIT
 
 
 class FP32(EncoderAdapter):
     """fp32 BEExformer architecture (SLFN, exits after every block, fractional-entropy rule)."""
+
+    role = FULL_PRECISION_REFERENCE  # the report's compression ratios are against it
 
     defaults = {
         "encoder": {"weight_bits": 32, "act_bits": 32, "ffn": "slfn", "exit_heads": True, "dropout": 0.2},
@@ -20,6 +23,8 @@ class FP32(EncoderAdapter):
 
 class FP32NoEE(FP32):
     """The same trained network as fp32, without early exit (all blocks run)."""
+
+    role = BASELINE
 
     derived_from = "fp32"
     defaults = {"exit": {"rule": "final"}, "calibration": {"param": None, "grid": []}}

@@ -3,8 +3,11 @@ model is built or trained: :func:`validate` returns every problem at once, one l
 :func:`check` raises them together as a :class:`~beexbench.errors.ConfigError`.
 
 What each part may hold is asked of the part that knows it: model names of the model
-registry, each model's settings of the model itself (:meth:`ModelAdapter.config_problems`),
-task names of the task catalog, target names of the target registry.
+registry, each model's settings of the model itself (:meth:`ModelAdapter.config_problems`: for
+the models whose settings are a :class:`~beexbench.adapters.spec.ModelSpec`, the spec's own
+validation), task names of the task catalog, target names of the target registry, the model
+store of the store. What this pass finds are user errors (nothing runs); what goes wrong later,
+inside one cell, fails that cell only.
 """
 from __future__ import annotations
 
@@ -31,7 +34,8 @@ def check(cfg: RunConfig) -> None:
 
 def validate(cfg: RunConfig) -> list[str]:
     """Every problem of ``cfg``, one line each ([] when it can run)."""
-    problems = _run_problems(cfg) + _thread_problems(cfg) + latency_problems(cfg.latency) + _target_problems(cfg)
+    problems = _run_problems(cfg) + _thread_problems(cfg) + latency_problems(cfg.latency) + _target_problems(cfg) \
+        + _store_problems(cfg)
     kinds: set[str] = set()
     for task in cfg.tasks:
         found, kind = task_problems(task)
@@ -127,6 +131,17 @@ def _target_problems(cfg: RunConfig) -> list[str]:
 
     try:
         get_target(cfg.target)
+    except BeexError as exc:
+        return [str(exc)]
+    return []
+
+
+def _store_problems(cfg: RunConfig) -> list[str]:
+    """The model store must be one this beexbench reads (``--models-from``: must be a store)."""
+    from .runner.models import model_store
+
+    try:
+        model_store(cfg)
     except BeexError as exc:
         return [str(exc)]
     return []

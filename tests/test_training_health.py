@@ -121,9 +121,13 @@ def test_a_diverged_cell_fails_and_the_others_go_on(tmp_path, monkeypatch):
 
 
 def test_infinite_learning_rate_is_caught_when_validation_is_bypassed(tmp_path):
-    """The issue's reproduction through the library (the CLI refuses lr=inf up front)."""
+    """The issue's reproduction through the library (the CLI refuses lr=inf up front). Since
+    issue 14 the library refuses it up front too: a model's settings are checked when its
+    ModelSpec is made, before any training (it used to diverge at the first step)."""
+    from beexbench.errors import ConfigError
+
     cfg = RunConfig(models_dir=str(tmp_path / "models"),
                     model={**TINY, "train": {"lr": float("inf"), "epochs": 1, "batch_size": 4}})
-    with pytest.raises(TrainingDiverged, match="training diverged"):
+    with pytest.raises(ConfigError, match="'model.train.lr' must be a finite number > 0, got inf"):
         store.obtain_model("fp32", SPEC, _split(), _split(), cfg, 0)
     assert not list((tmp_path / "models").rglob(META))

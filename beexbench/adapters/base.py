@@ -1,6 +1,6 @@
 """The model interface every benchmarked model implements (built-in or plugged in).
 
-Seven methods, as small as lm-evaluation-harness's model interface:
+Eight methods, as small as lm-evaluation-harness's model interface:
 
 * ``build(config, spec)``     - a fresh, untrained model for a task shape;
 * ``fit(train, val, ...)``   - train (or quantize, or calibrate) it;
@@ -11,6 +11,21 @@ Seven methods, as small as lm-evaluation-harness's model interface:
 * ``precision()``             - the bits of every parameter and every product, which the
                                  size and operation counters read;
 * ``module()``                - the ``nn.Module`` the counters and profilers run.
+
+and what its consumers read, declared here with defaults (never probed with ``isinstance``,
+``hasattr`` or the model's name):
+
+* ``role``                    - subject, ablation of X, deployment of X, baseline, full-precision
+                                 reference or reference floor (:mod:`beexbench.adapters.roles`):
+                                 the runner records it, the report places the model by it;
+* ``uses_model_spec``         - its settings are a :class:`~beexbench.adapters.spec.ModelSpec`
+                                 (``defaults`` over the field defaults, see :meth:`default_spec`):
+                                 the runner then applies the suite's ``[model]`` settings and the
+                                 task's recipe, and puts the run's seed at ``train.seed``;
+* ``exit_layout()``           - after which blocks its exits sit (and the block and head modules);
+* ``exit_rule()`` / ``rule_variants()`` - the deployed exit rule and, for the calibration
+                                 sweep on test, the same rule with one parameter changed;
+* ``derived_from`` / ``derive`` - made from another trained model without training.
 
 :class:`beexbench.adapters.encoder_adapter.EncoderAdapter` is an optional helper base that
 implements all of them for models built on the shared encoder.
@@ -24,11 +39,14 @@ from typing import Any, ClassVar
 
 import torch
 
-from ..errors import BeexError
-from ..models.exits import ExitDecision
+from ..errors import BeexError, ConfigError
+from ..models.exits import ExitDecision, ExitRule
 from ..progress import NULL_PROGRESS, Progress
 from ..training.batches import EncodedSplit
 from ..training.calibrate import CostFn
+from ..training.config import merge
+from .roles import BASELINE, REFERENCE_FLOOR, Role
+from .spec import ModelSpec, make_rule
 
 
 @dataclass(frozen=True)
@@ -96,9 +114,31 @@ class FitReport:
             raise BeexError(f"a checkpoint's training record does not match this beexbench ({exc}): retrain the model") from None
 
 
+@dataclass(frozen=True, eq=False)
+class ExitLayout:
+    """Where a model's exits are: ``exit_blocks`` (1-based, ascending) are the blocks an exit head
+    follows, out of ``n_blocks``. ``blocks`` and ``heads`` are the modules of blocks 1..n and of
+    the head after each exit block, for profilers that cost a model per depth (empty: the model
+    is not made of blocks - one exit, after its one "block")."""
+
+    n_blocks: int = 1
+    exit_blocks: tuple[int, ...] = (1,)
+    blocks: tuple[torch.nn.Module, ...] = ()
+    heads: tuple[torch.nn.Module, ...] = ()
+
+    @classmethod
+    def of_encoder(cls, module: torch.nn.Module) -> "ExitLayout":
+        """The layout of an encoder with ``blocks``, ``exit_blocks`` and ``head_for(block)``."""
+        exits = tuple(module.exit_blocks)
+        return cls(len(module.blocks), exits, tuple(module.blocks), tuple(module.head_for(b) for b in exits))
+
+    def head_for(self, block: int) -> torch.nn.Module | None:
+        """The exit head after ``block`` (1-based), or None when that block has none."""
+        return self.heads[self.exit_blocks.index(block)] if block in self.exit_blocks and self.heads else None
+
+
 class ModelAdapter(ABC):
     name: ClassVar[str] = ""  # registry name; set by the registry when built by name
-    supports_early_exit: ClassVar[bool] = False
     # A model made from another trained model without training (post-training quantization,
     # packing, switching exits off) names it here and implements ``derive``; the runner then
     # trains (or reuses) that model's checkpoint once and derives this one from it.
@@ -108,9 +148,21 @@ class ModelAdapter(ABC):
     # False where ``fit`` is closed-form or a solver outside torch (scikit-learn): the module's
     # parameters are not trained by gradient steps, so the gradient contract test does not apply.
     fit_by_gradient: ClassVar[bool] = True
-    # A reference floor (``majority``, ``bow-linear``): added to every run's tasks, shown in
-    # reports as a reference line and row, never as a candidate on the Pareto fronts.
-    reference_floor: ClassVar[bool] = False
+    # What the model is in a benchmark (see beexbench.adapters.roles); recorded with every cell.
+    role: ClassVar[Role] = BASELINE
+    training_note: ClassVar[str] = "trained from scratch on the task's train split; no distillation"
+    # Its settings are a ModelSpec: ``defaults`` (and ``regression_defaults``) are nested dicts
+    # merged over the parent class's, and the runner applies the suite's [model] settings, the
+    # task's recipe and the seed (train.seed). False: settings of its own (``defaults`` is then
+    # whatever the model reads), only the run's per-model overrides apply and no seed is set.
+    uses_model_spec: ClassVar[bool] = True
+    defaults: ClassVar[dict[str, Any]] = {}
+    regression_defaults: ClassVar[dict[str, Any]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("reference_floor") and "role" not in cls.__dict__:  # the flag before roles existed
+            cls.role = REFERENCE_FLOOR
 
     spec: TaskSpec
     config: dict[str, Any]
@@ -154,12 +206,44 @@ class ModelAdapter(ABC):
             return None
         return f"{cls.name or cls.__name__} is built for {' and '.join(cls.problems)} tasks, not {problem}"
 
-    # Optional hooks with sensible defaults ---------------------------------------
+    # Settings ---------------------------------------------------------------------
+    @classmethod
+    def default_spec(cls, problem: str = "classification") -> ModelSpec:
+        """The settings this model is registered with (timm's default config): the ModelSpec
+        field defaults, then ``defaults`` of each class along the hierarchy, base first; for a
+        regression task each class's ``regression_defaults`` right after its own ``defaults``."""
+        if not cls.uses_model_spec:
+            raise TypeError(f"{cls.__name__} has settings of its own (uses_model_spec = False), not a ModelSpec")
+        doc = ModelSpec().to_dict()
+        layers = ("defaults", "regression_defaults") if problem == "regression" else ("defaults",)
+        for klass in reversed(cls.__mro__):
+            for layer in layers:
+                own = klass.__dict__.get(layer)
+                if own:
+                    doc = merge(doc, own, where="model")
+        return ModelSpec.from_dict(doc)
+
+    @classmethod
+    def resolve_spec(cls, overrides: "dict[str, Any] | ModelSpec | None", problem: str = "classification") -> ModelSpec:
+        """The registered spec with a run's ``overrides`` (a partial ModelSpec) merged in."""
+        return cls.default_spec(problem).merged(overrides)
+
     @classmethod
     def config_problems(cls, config: dict[str, Any], problem: str = "classification") -> list[str]:
         """Every problem with ``config`` (the overrides a run gives this model), one line each,
-        found before any data is loaded: [] when it is fine. Default: build the model for a
-        tiny task shape (the global RNG is left as it was) and report what that raises."""
+        found before any data is loaded: [] when it is fine. A ModelSpec model's settings are
+        checked by the spec (all at once); when they are fine (or for settings of its own), the
+        model is built for a tiny task shape (the global RNG is left as it was) and what that
+        raises is reported."""
+        if cls.uses_model_spec:
+            try:
+                found = cls.resolve_spec(config, problem).problems(problem)
+            except ConfigError as exc:
+                found = exc.problems
+            except BeexError as exc:
+                found = [str(exc)]
+            if found:
+                return found
         spec = TaskSpec("config-check", 1 if problem == "regression" else 2, vocab_size=16, max_len=8, problem=problem)
         try:
             with torch.random.fork_rng(devices=[]):
@@ -167,6 +251,32 @@ class ModelAdapter(ABC):
         except Exception as exc:  # a plugin's build may raise anything: report it, do not crash
             return [str(exc).splitlines()[0] if str(exc) else type(exc).__name__]
         return []
+
+    # Exits --------------------------------------------------------------------------
+    def exit_layout(self) -> ExitLayout:
+        """After which blocks this model's exits sit; default: one block, one exit."""
+        return ExitLayout()
+
+    def exit_rule(self) -> ExitRule | None:
+        """The exit rule ``predict`` deploys; None: no rule (one answer, no exits to report)."""
+        return None
+
+    def rule_variants(self, param: str, values: list) -> list[ExitRule]:
+        """The deployed rule with ``param`` set to each of ``values`` (the calibration sweep,
+        re-scored on test by the runner)."""
+        rule = self.exit_rule()
+        if rule is None:
+            raise TypeError(f"{type(self).__name__} has no exit rule to vary")
+        return [make_rule({**rule.to_dict(), param: v}, self.spec.problem) for v in values]
+
+    @property
+    def supports_early_exit(self) -> bool:
+        return len(self.exit_layout().exit_blocks) > 1
+
+    def op_handles(self) -> dict:
+        """Operation-counter handles (op name -> handle) for ops this model runs that the counter's
+        base set does not know (``beexbench.profilers``); default: none."""
+        return {}
 
     @classmethod
     def derive(cls, source: "ModelAdapter", val: EncodedSplit, cost_fn: CostFn | None = None) -> "ModelAdapter":

@@ -1,6 +1,7 @@
 """Optional helper base: everything a model built on :class:`EarlyExitEncoder` needs.
 
-A variant only declares ``defaults`` (a nested dict merged over its parent's)::
+Its settings are a :class:`~beexbench.adapters.spec.ModelSpec`. A variant only declares
+``defaults`` (a nested dict merged over its parent's, see ``ModelAdapter.default_spec``)::
 
     @register_model("beexformer-ste")
     class BEExformerSTE(BEExformer):
@@ -11,137 +12,41 @@ for a regression task (merged right after the same class's ``defaults``).
 """
 from __future__ import annotations
 
-import inspect
+import dataclasses
 import json
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 from torch import nn
 
 from ..errors import BeexError
-from ..models.attention import ATTENTION_PROBS, MatMul
+from ..models.attention import MatMul
 from ..models.encoder import BinaryEmbedding, EarlyExitEncoder, EncoderConfig
-from ..models.exits import AbsoluteEntropy, ExitDecision, ExitRule, FractionalEntropy, Patience, PredictionChange
-from ..models.ffn import FFN_KINDS
+from ..models.exits import ExitDecision, ExitRule
 from ..models.layers import QuantLinear
-from ..models.losses import LOSSES, exit_loss
-from ..models.quantizers import ESTIMATORS
+from ..models.losses import exit_loss
 from ..progress import NULL_PROGRESS, Progress
 from ..training.batches import EncodedSplit
 from ..training.calibrate import CostFn, all_exit_logits, choose, sweep
-from ..training.config import TrainConfig, build_dataclass, merge
-from ..training.loop import SCHEDULES, train
+from ..training.config import TrainConfig
+from ..training.loop import train
 from ..training.metrics import metric_name, score
-from ..validate import bounded, one_of
-from .base import FitReport, ModelAdapter, Precision, TaskSpec
+from .base import ExitLayout, FitReport, ModelAdapter, Precision, TaskSpec
 from .checkpoint import read_checkpoint, write_checkpoint
-
-RULES = {"final": ExitRule, "fractional-entropy": FractionalEntropy, "absolute-entropy": AbsoluteEntropy,
-         "patience": Patience, "prediction-change": PredictionChange}
-
-BASE_DEFAULTS: dict[str, Any] = {
-    "encoder": EncoderConfig().to_dict(),
-    "train": TrainConfig().__dict__,
-    "loss": {"kind": "final", "delta": 0.1, "tau": 0.05, "floor": 0.3, "min_exit": 2},
-    # exit rule at inference; parameters a rule does not take stay None
-    "exit": {"rule": "final", "delta": None, "min_exit": None, "answer": None, "threshold": None, "patience": None,
-             "agree_within": None},
-    # candidate parameter values tried on the validation split; {} = no calibration
-    "calibration": {"param": None, "grid": [], "tolerance": 0.005},
-}
-
-
-def make_rule(spec: dict[str, Any], problem: str = "classification") -> ExitRule:
-    """Build the rule ``spec["rule"]`` from the parameters it takes (the others are ignored,
-    so a variant can switch rules without clearing its parent's parameters)."""
-    kind = spec.get("rule", "final")
-    if kind not in RULES:
-        raise BeexError(f"unknown exit rule '{kind}': use one of {', '.join(RULES)}")
-    if problem not in RULES[kind].problems:
-        fits = [k for k, r in RULES.items() if problem in r.problems]
-        raise BeexError(f"exit rule '{kind}' is not defined for {problem} tasks: use one of {', '.join(fits)}")
-    takes = inspect.signature(RULES[kind].__init__).parameters
-    kwargs = {k: v for k, v in spec.items() if k in takes and k != "self" and v is not None}
-    try:
-        return RULES[kind](**kwargs)
-    except TypeError as exc:
-        raise BeexError(f"bad parameters for exit rule '{kind}': {exc}") from None
-
-
-def _merged_defaults(cls: type, problem: str = "classification") -> dict[str, Any]:
-    """``defaults`` along the class hierarchy, base first; for regression each class's
-    ``regression_defaults`` amend its own ``defaults`` (so a subclass's choices still win)."""
-    out = BASE_DEFAULTS
-    layers = ("defaults", "regression_defaults") if problem == "regression" else ("defaults",)
-    for klass in reversed(cls.__mro__):
-        for layer in layers:
-            own = klass.__dict__.get(layer)
-            if own:
-                out = merge(out, own, where="model")
-    return out
-
-
-def encoder_problems(enc: EncoderConfig) -> list[str]:
-    """Out-of-range or unknown encoder settings, one line each (built models check the rest)."""
-    w = "model.encoder."
-    sizes = {key: bounded(w + key, getattr(enc, key), 1, integer=True) for key in ("d_model", "n_heads", "n_blocks", "d_ff")}
-    if not sizes["d_model"] + sizes["n_heads"] and enc.d_model % enc.n_heads:
-        sizes["n_heads"] = [f"'{w}d_model' ({enc.d_model}) must be divisible by '{w}n_heads' ({enc.n_heads})"]
-    rates = [p for key in ("dropout", "token_dropout") if hasattr(enc, key)
-             for p in bounded(w + key, getattr(enc, key), 0, 1, below=True)]
-    return sum(sizes.values(), []) + rates + one_of(w + "estimator", enc.estimator, ESTIMATORS) + one_of(w + "ffn", enc.ffn, FFN_KINDS) \
-        + one_of(w + "attention_probs", enc.attention_probs, ATTENTION_PROBS)
-
-
-def train_problems(tc: TrainConfig) -> list[str]:
-    """Out-of-range or unknown training settings, one line each."""
-    w = "model.train."
-    return (bounded(w + "epochs", tc.epochs, 1, integer=True) + bounded(w + "batch_size", tc.batch_size, 1, integer=True)
-            + bounded(w + "lr", tc.lr, 0, above=True) + bounded(w + "weight_decay", tc.weight_decay, 0)
-            + bounded(w + "warmup_ratio", tc.warmup_ratio, 0, 1) + bounded(w + "clip_norm", tc.clip_norm, 0, optional=True)
-            + bounded(w + "patience", tc.patience, 0, integer=True)
-            + bounded(w + "length_buckets", tc.length_buckets, 0, integer=True)
-            + bounded(w + "max_train_examples", tc.max_train_examples, 1, integer=True, optional=True)
-            + one_of(w + "schedule", tc.schedule, SCHEDULES))
-
-
-def loss_problems(loss: dict[str, Any]) -> list[str]:
-    w = "model.loss."
-    return (one_of(w + "kind", loss.get("kind"), LOSSES) + bounded(w + "tau", loss.get("tau"), 0, above=True)
-            + bounded(w + "delta", loss.get("delta")) + bounded(w + "floor", loss.get("floor"), 0, 1)
-            + bounded(w + "min_exit", loss.get("min_exit"), 1, integer=True))
-
-
-def _section_problems(config: dict[str, Any], problem: str) -> list[str]:
-    """Every problem of a merged encoder-model config, section by section."""
-    out: list[str] = []
-    for cls, key, check in ((EncoderConfig, "encoder", encoder_problems), (TrainConfig, "train", train_problems)):
-        try:
-            out += check(build_dataclass(cls, config[key], where=f"model.{key}"))
-        except BeexError as exc:
-            out.append(str(exc))
-    out += loss_problems(config["loss"])
-    try:
-        make_rule(config["exit"], problem)
-    except BeexError as exc:
-        out.append(str(exc))
-    return out
+from .spec import RULES, ModelSpec, make_rule  # noqa: F401  (make_rule and RULES: re-exported)
 
 
 class EncoderAdapter(ModelAdapter):
-    defaults: ClassVar[dict[str, Any]] = {}
-    regression_defaults: ClassVar[dict[str, Any]] = {}
     problems = ("classification", "regression")
 
-    def __init__(self, config: dict[str, Any], spec: TaskSpec) -> None:
+    def __init__(self, config: "dict[str, Any] | ModelSpec", spec: TaskSpec) -> None:
         refusal = self.problem_refusal(spec.problem)
         if refusal:
             raise BeexError(f"{refusal} ('{spec.task}'): pick another model or task")
-        self.config, self.spec = config, spec
-        self.encoder_config = build_dataclass(EncoderConfig, config["encoder"], where="model.encoder")
-        self.train_config = build_dataclass(TrainConfig, config["train"], where="model.train")
-        self.rule = make_rule(config["exit"], spec.problem)
+        self.model_spec = config if isinstance(config, ModelSpec) else ModelSpec.from_dict(config)
+        self.spec = spec
+        self.rule = make_rule(self.model_spec.exit, spec.problem)
         self.model = EarlyExitEncoder(
             self.encoder_config, vocab_size=spec.vocab_size, max_len=spec.max_len, num_labels=spec.num_labels
         )
@@ -149,31 +54,43 @@ class EncoderAdapter(ModelAdapter):
         self.fit_report: FitReport | None = None
 
     @property
-    def supports_early_exit(self) -> bool:  # type: ignore[override]
-        return self.encoder_config.exit_heads and self.model.n_exits > 1
+    def config(self) -> dict[str, Any]:  # type: ignore[override]
+        """The settings as plain nested dicts (checkpoints and records hold this)."""
+        return self.model_spec.to_dict()
+
+    @config.setter
+    def config(self, value: dict[str, Any]) -> None:  # a whole new config: checked as a ModelSpec
+        self.model_spec = ModelSpec.from_dict(value)
+
+    @property
+    def encoder_config(self) -> EncoderConfig:
+        return self.model_spec.encoder
+
+    @property
+    def train_config(self) -> TrainConfig:
+        return self.model_spec.train
 
     # -- contract -------------------------------------------------------------------
     @classmethod
-    def build(cls, config: dict[str, Any], spec: TaskSpec) -> "EncoderAdapter":
-        return cls(merge(_merged_defaults(cls, spec.problem), config, where="model"), spec)
+    def build(cls, config: "dict[str, Any] | ModelSpec", spec: TaskSpec) -> "EncoderAdapter":
+        return cls(cls.resolve_spec(config, spec.problem), spec)
 
-    @classmethod
-    def config_problems(cls, config: dict[str, Any], problem: str = "classification") -> list[str]:
-        """Every setting checked without data (all reported at once); when they are all
-        fine, the model is built for a tiny task shape, which checks what the class adds."""
-        try:
-            merged = merge(_merged_defaults(cls, problem), config, where="model")
-        except BeexError as exc:
-            return [str(exc)]
-        return _section_problems(merged, problem) or super().config_problems(config, problem)
+    def exit_layout(self) -> ExitLayout:
+        return ExitLayout.of_encoder(self.model)
+
+    def exit_rule(self) -> ExitRule:
+        return self.rule
+
+    def rule_variants(self, param: str, values: list) -> list[ExitRule]:
+        return [make_rule(dataclasses.replace(self.model_spec.exit, **{param: v}), self.spec.problem) for v in values]
 
     def loss(self, exit_logits: list[torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
-        lc = self.config["loss"]
-        kind = lc["kind"] if len(exit_logits) > 1 else "final"
-        return exit_loss(kind, exit_logits, labels, delta=lc["delta"], tau=lc["tau"], floor=lc["floor"], min_exit=lc["min_exit"])
+        lc = self.model_spec.loss
+        kind = lc.kind if len(exit_logits) > 1 else "final"
+        return exit_loss(kind, exit_logits, labels, delta=lc.delta, tau=lc.tau, floor=lc.floor, min_exit=lc.min_exit)
 
     def fit(self, train_split: EncodedSplit, val: EncodedSplit, progress: Progress = NULL_PROGRESS, cost_fn: CostFn | None = None) -> FitReport:
-        calibrated = bool(self.config["calibration"]["grid"])
+        calibrated = bool(self.model_spec.calibration.grid)
         per_epoch: list[dict] = []
 
         def select(model: nn.Module) -> float:
@@ -193,17 +110,17 @@ class EncoderAdapter(ModelAdapter):
     def _calibration(self, val: EncodedSplit, cost_fn=None) -> dict:
         """Sweep the exit rule's parameter on the validation split and pick the cheapest
         setting within ``tolerance`` of the no-exit score (accuracy, or Pearson r)."""
-        cal = self.config["calibration"]
+        cal = self.model_spec.calibration
         self.model.eval()
         logits = all_exit_logits(self.model, val)
         lengths = val.attention_mask.sum(1)
         reference = score(logits[-1], val.labels)
-        rules = [make_rule({**self.config["exit"], cal["param"]: v}, self.spec.problem) for v in cal["grid"]]
+        rules = self.rule_variants(cal.param, list(cal.grid))
         rows = sweep(rules, logits, val.labels, lengths, cost_fn, self.model.exit_blocks)
         metric = metric_name(val.labels)
-        best = choose(rows, reference, cal["tolerance"], metric)
-        return {"split": "val", "param": cal["param"], "metric": metric, "reference_accuracy": reference,
-                "tolerance": cal["tolerance"], "chosen": cal["grid"][best], "deployed_accuracy": rows[best][metric],
+        best = choose(rows, reference, cal.tolerance, metric)
+        return {"split": "val", "param": cal.param, "metric": metric, "reference_accuracy": reference,
+                "tolerance": cal.tolerance, "chosen": cal.grid[best], "deployed_accuracy": rows[best][metric],
                 "sweep": rows}
 
     def calibrate(self, val: EncodedSplit, cost_fn=None) -> dict:
@@ -212,20 +129,20 @@ class EncoderAdapter(ModelAdapter):
 
     def _use(self, result: dict) -> dict:
         """Deploy the parameter a calibration chose."""
-        self.config = merge(self.config, {"exit": {result["param"]: result["chosen"]}})
-        self.rule = make_rule(self.config["exit"], self.spec.problem)
+        self.model_spec = self.model_spec.merged({"exit": {result["param"]: result["chosen"]}})
+        self.rule = make_rule(self.model_spec.exit, self.spec.problem)
         return result
 
     @classmethod
     def derive(cls, source: ModelAdapter, val: EncodedSplit, cost_fn: CostFn | None = None) -> "EncoderAdapter":
         """The same trained network with this variant's exit rule (and its calibration)."""
-        own = _merged_defaults(cls, source.spec.problem)
-        config = merge(source.config, {"exit": own["exit"], "calibration": own["calibration"]}, where="model")
-        out = cls(config, source.spec)
+        own = cls.default_spec(source.spec.problem)
+        trained = ModelSpec.from_dict(source.config)  # the source's settings, as it records them
+        out = cls(dataclasses.replace(trained, exit=own.exit, calibration=own.calibration), source.spec)
         out.model.load_state_dict(source.module().state_dict())
         out.model.eval()
         report = source.fit_report.to_dict() if source.fit_report else None
-        calibration = out.calibrate(val, cost_fn) if config["calibration"]["grid"] else None
+        calibration = out.calibrate(val, cost_fn) if out.model_spec.calibration.grid else None
         if report is not None:
             report["calibration"] = calibration
             out.fit_report = FitReport(**report)

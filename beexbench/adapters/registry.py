@@ -8,6 +8,7 @@ from typing import Any, Callable, TypeVar
 from .._registry import Registry
 from ..errors import BeexError
 from .base import ModelAdapter, TaskSpec
+from .spec import ModelSpec
 
 ADAPTERS: Registry[type[ModelAdapter]] = Registry("model", entry_point_group="beexbench.adapters")
 
@@ -51,9 +52,32 @@ def list_models() -> list[str]:
     return ADAPTERS.names()
 
 
-def create_model(name: str, spec: TaskSpec, overrides: dict[str, Any] | None = None) -> ModelAdapter:
-    """Build an untrained model by name, with its registered defaults and ``overrides``."""
-    return get_adapter_class(name).build(overrides or {}, spec)
+def create_model(name: str, spec: TaskSpec, overrides: "dict[str, Any] | ModelSpec | None" = None, *,
+                 seed: int | None = None) -> ModelAdapter:
+    """Build an untrained model by name: its registered settings (``default_spec``) with
+    ``overrides`` - for a ModelSpec model a partial ModelSpec as nested dicts (a suite's
+    ``[model]`` table, say) or a whole :class:`ModelSpec`. With ``seed`` it is exactly what
+    ``beexbench run`` builds for that seed and those settings: the seed is put where the model
+    takes it (``train.seed``) and torch's RNG is seeded before the build (same initial weights)."""
+    cls = get_adapter_class(name)
+    if seed is None:
+        return cls.build(overrides or {}, spec)
+    import torch
+
+    overrides = with_seed(cls, overrides, seed)
+    torch.manual_seed(seed)
+    return cls.build(overrides, spec)
+
+
+def with_seed(cls: type[ModelAdapter], overrides: "dict[str, Any] | ModelSpec | None", seed: int) -> "dict[str, Any] | ModelSpec":
+    """``overrides`` with the run's seed where the model takes it: ``train.seed`` of a ModelSpec
+    model; a model with settings of its own (``uses_model_spec = False``) takes none."""
+    if isinstance(overrides, ModelSpec):
+        return overrides.merged({"train": {"seed": seed}}) if cls.uses_model_spec else overrides
+    out = dict(overrides or {})
+    if cls.uses_model_spec:
+        out["train"] = {**out.get("train", {}), "seed": seed}
+    return out
 
 
 def load_model(directory: Path) -> ModelAdapter:

@@ -1,32 +1,33 @@
 """``beexformer-packed``: the trained BEExformer run by the packed-bit engine.
 
-A derived model: the runner trains (or reuses) the ``beexformer`` checkpoint and calls
-:meth:`PackedBEExformer.derive`, which packs that network and keeps its calibrated exit
-rule (nothing is re-calibrated: the engine computes the float model's logits).  It
-subclasses :class:`EncoderAdapter` for its configuration handling only (defaults,
-overrides, exit rule), so a suite's encoder settings key its checkpoint like every model
-built on the shared encoder; its module is the inference-only
+A derived deployment of beexformer (``role``): the runner trains (or reuses) the ``beexformer``
+checkpoint and calls :meth:`PackedBEExformer.derive`, which packs that network and keeps its
+calibrated exit rule (nothing is re-calibrated: the engine computes the float model's logits).
+Its settings are beexformer's registered :class:`~beexbench.adapters.spec.ModelSpec`
+(:meth:`PackedBEExformer.default_spec`), so a suite's encoder settings key its checkpoint like
+every model built on the shared encoder; its module is the inference-only
 :class:`~beexbench.engine.packed.PackedEncoder`, never a trainable network.
 """
 from __future__ import annotations
 
-import json
+import dataclasses
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from .. import kernels
-from ..adapters.base import FitReport, ModelAdapter, Precision, TaskSpec
-from ..adapters.encoder_adapter import EncoderAdapter, make_rule
+from ..adapters.base import ExitLayout, FitReport, ModelAdapter, Precision, TaskSpec
 from ..adapters.registry import register_model
-from ..errors import BeexError
+from ..adapters.roles import deployment_of
+from ..adapters.spec import ModelSpec, make_rule
+from ..errors import BeexError, ConfigError
 from ..models.beexformer import BEExformer
+from ..models.exits import ExitDecision, ExitRule
 from ..progress import NULL_PROGRESS, Progress
 from ..training.batches import EncodedSplit
 from ..training.calibrate import CostFn
-from ..training.config import TrainConfig, build_dataclass
-from ..models.encoder import EncoderConfig
 from .packed import FloatMatMul, PackedEncoder, PackedLinear, PackedQK, check_config, pack_encoder, read_packed, write_packed
 
 
@@ -38,26 +39,45 @@ def kernel_note() -> str:
 
 
 @register_model("beexformer-packed")
-class PackedBEExformer(EncoderAdapter):
+class PackedBEExformer(ModelAdapter):
     """The trained beexformer deployed with the packed-bit engine: 1-bit weights packed 64 to a
     word, XNOR-popcount products for every W1A1 Linear and for Q.K^T, fp32 embeddings,
     LayerNorms, softmax, A.V and exit heads; its calibrated exit rule. CPU only."""
 
     derived_from = "beexformer"
+    role = deployment_of("beexformer")
     devices = ("cpu",)
-    defaults = BEExformer.defaults
-    regression_defaults = BEExformer.regression_defaults
+    problems = BEExformer.problems
 
-    def __init__(self, config: dict[str, Any], spec: TaskSpec, engine: PackedEncoder | None = None) -> None:
-        self.config, self.spec = config, spec
-        check_config(config["encoder"])
-        self.encoder_config = build_dataclass(EncoderConfig, config["encoder"], where="model.encoder")
-        self.train_config = build_dataclass(TrainConfig, config["train"], where="model.train")
-        self.rule = make_rule(config["exit"], spec.problem)
+    def __init__(self, config: "dict[str, Any] | ModelSpec", spec: TaskSpec, engine: PackedEncoder | None = None) -> None:
+        refusal = self.problem_refusal(spec.problem)
+        if refusal:
+            raise BeexError(f"{refusal} ('{spec.task}'): pick another model or task")
+        self.model_spec = config if isinstance(config, ModelSpec) else ModelSpec.from_dict(config)
+        self.spec = spec
+        check_config(self.model_spec.encoder.to_dict())
+        self.rule = make_rule(self.model_spec.exit, spec.problem)
         if engine is None:  # a fresh model: pack a freshly initialised beexformer network
-            engine = self._pack(BEExformer(config, spec))
+            engine = self._pack(BEExformer(self.model_spec, spec))
         self.model = engine.eval()
         self.fit_report: FitReport | None = None
+
+    @classmethod
+    def default_spec(cls, problem: str = "classification") -> ModelSpec:
+        """beexformer's registered settings: this is that network, deployed another way."""
+        return BEExformer.default_spec(problem)
+
+    @property
+    def config(self) -> dict[str, Any]:  # type: ignore[override]
+        return self.model_spec.to_dict()
+
+    @config.setter
+    def config(self, value: dict[str, Any]) -> None:  # a whole new config: checked as a ModelSpec
+        self.model_spec = ModelSpec.from_dict(value)
+
+    @classmethod
+    def build(cls, config: "dict[str, Any] | ModelSpec", spec: TaskSpec) -> "PackedBEExformer":
+        return cls(cls.resolve_spec(config, spec.problem), spec)
 
     @staticmethod
     def _pack(source: ModelAdapter) -> PackedEncoder:
@@ -68,10 +88,12 @@ class PackedBEExformer(EncoderAdapter):
     @classmethod
     def from_beexformer(cls, source: ModelAdapter) -> "PackedBEExformer":
         """Pack a trained beexformer adapter, keeping its (calibrated) exit rule."""
-        if not isinstance(getattr(source, "config", None), dict) or "encoder" not in source.config:
-            raise BeexError(f"'{getattr(source, 'name', source)}' is not a beexformer model: {cls.name} packs beexformer")
-        out = cls(json.loads(json.dumps(source.config)), source.spec, engine=cls._pack(source))
-        rule = getattr(source, "rule", None)
+        try:
+            settings = ModelSpec.from_dict(source.config)
+        except (ConfigError, AttributeError):
+            raise BeexError(f"'{getattr(source, 'name', source)}' is not a beexformer model: {cls.name} packs beexformer") from None
+        out = cls(settings, source.spec, engine=cls._pack(source))
+        rule = source.exit_rule()
         if rule is not None:
             out.rule = rule  # the calibrated rule object (config["exit"] holds the same parameters)
         out.fit_report = source.fit_report
@@ -86,17 +108,31 @@ class PackedBEExformer(EncoderAdapter):
             cost_fn: CostFn | None = None) -> FitReport:
         """beexformer-packed is derived from beexformer: this trains a beexformer with the same
         configuration (and calibrates its exit rule), then packs it."""
-        source = BEExformer(json.loads(json.dumps(self.config)), self.spec)
+        source = BEExformer(self.model_spec, self.spec)
         source.name = BEExformer.name
         report = source.fit(train_split, val, progress=progress, cost_fn=cost_fn)
         packed = self.from_beexformer(source)
-        self.config, self.rule, self.model, self.fit_report = packed.config, packed.rule, packed.model, report
+        self.model_spec, self.rule, self.model, self.fit_report = packed.model_spec, packed.rule, packed.model, report
         return report
 
-    def calibrate(self, val: EncodedSplit, cost_fn=None) -> dict:
-        raise BeexError(f"{self.name} keeps the exit rule calibrated on its beexformer; calibrate that model")
+    # the engine has the float encoder's interface: every exit's logits, early-exit inference
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> list[torch.Tensor]:
+        return self.model(input_ids, attention_mask)
 
-    # forward, predict and module come from EncoderAdapter: the engine has the same interface
+    def predict(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> ExitDecision:
+        return self.model.infer(input_ids, attention_mask, self.rule)
+
+    def module(self) -> nn.Module:
+        return self.model
+
+    def exit_layout(self) -> ExitLayout:
+        return ExitLayout.of_encoder(self.model)
+
+    def exit_rule(self) -> ExitRule:
+        return self.rule
+
+    def rule_variants(self, param: str, values: list) -> list[ExitRule]:
+        return [make_rule(dataclasses.replace(self.model_spec.exit, **{param: v}), self.spec.problem) for v in values]
 
     def save(self, directory: Path) -> Path:
         meta = {"config": self.config, "task": self.spec.to_dict(),
@@ -108,8 +144,8 @@ class PackedBEExformer(EncoderAdapter):
         model, doc = read_packed(Path(directory), cls.name)
         try:
             adapter = cls(doc["config"], TaskSpec(**doc["task"]), engine=model)
-        except (KeyError, TypeError) as exc:
-            raise BeexError(f"checkpoint {directory} does not match model '{cls.name}' ({exc}): re-derive it") from None
+        except (KeyError, TypeError, BeexError) as exc:
+            raise BeexError(f"checkpoint {directory} does not match model '{cls.name}' ({str(exc).splitlines()[0]}): re-derive it") from None
         if adapter.config["encoder"] != model.enc:
             raise BeexError(f"checkpoint {directory}: its packed architecture differs from its config: re-derive it")
         adapter.fit_report = FitReport.from_dict(doc.get("fit"))

@@ -1,8 +1,11 @@
-"""BEExformer (SPEC §1) and its ablations, each a variant that only declares defaults."""
+"""BEExformer (SPEC §1) and its ablations, each a variant that only declares defaults (what
+differs from its parent's registered spec) and its role: beexformer is the subject, every
+variant an ablation of it (the report compares each with it)."""
 from __future__ import annotations
 
 from ..adapters.encoder_adapter import EncoderAdapter
 from ..adapters.registry import register_model
+from ..adapters.roles import SUBJECT, ablation_of
 
 DELTA_GRID = [-0.5, -0.2, -0.1, -0.05, 0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.01]
 # prediction-change thresholds for regression, in train-label standard deviations
@@ -10,6 +13,7 @@ DELTA_GRID = [-0.5, -0.2, -0.1, -0.05, 0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4
 CHANGE_GRID = [0.0, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 10.0]
 # Regression tasks have no class entropy: the exits use the same rule on the prediction
 # itself (exit when it moves less than delta), and the soft-routing loss follows it.
+ABLATION = ablation_of("beexformer")
 REGRESSION_EXIT = {
     "exit": {"rule": "prediction-change", "delta": 0.1, "min_exit": 2},
     "calibration": {"param": "delta", "grid": CHANGE_GRID},
@@ -20,6 +24,8 @@ REGRESSION_EXIT = {
 class BEExformer(EncoderAdapter):
     """Binarized (W1A1, sign with g'(x) = 2-2|x|), SLFN, an exit after every block with the
     fractional-entropy rule (delta calibrated on validation), soft-routing loss."""
+
+    role = SUBJECT
 
     defaults = {
         "encoder": {"weight_bits": 1, "act_bits": 1, "estimator": "g", "ffn": "slfn", "exit_heads": True},
@@ -35,6 +41,8 @@ class BEExformer(EncoderAdapter):
 class BEExformerNoEE(BEExformer):
     """Ablation: the same trained network as beexformer, no early exit (every block runs)."""
 
+    role = ABLATION
+
     derived_from = "beexformer"
     defaults = {"exit": {"rule": "final"}, "calibration": {"param": None, "grid": []}}
 
@@ -43,12 +51,16 @@ class BEExformerNoEE(BEExformer):
 class BEExformerFFN(BEExformer):
     """Ablation A6: a plain GELU FFN instead of the SLFN."""
 
+    role = ABLATION
+
     defaults = {"encoder": {"ffn": "gelu"}}
 
 
 @register_model("beexformer-slfn3")
 class BEExformerSLFN3(BEExformer):
     """A6 option: the three-gate SLFN variant."""
+
+    role = ABLATION
 
     defaults = {"encoder": {"ffn": "slfn3"}}
 
@@ -57,12 +69,16 @@ class BEExformerSLFN3(BEExformer):
 class BEExformerSTE(BEExformer):
     """Ablation A1: the clipped straight-through estimator instead of g'(x)."""
 
+    role = ABLATION
+
     defaults = {"encoder": {"estimator": "ste"}}
 
 
 @register_model("beexformer-w1a32")
 class BEExformerW1A32(BEExformer):
     """Ablation: binarized weights, full-precision activations."""
+
+    role = ABLATION
 
     defaults = {"encoder": {"act_bits": 32}}
 
@@ -71,6 +87,8 @@ class BEExformerW1A32(BEExformer):
 class BEExformerDepthLoss(BEExformer):
     """Ablation A9: depth-weighted exit losses (w_i proportional to i)."""
 
+    role = ABLATION
+
     defaults = {"loss": {"kind": "depth_weighted"}}
 
 
@@ -78,11 +96,15 @@ class BEExformerDepthLoss(BEExformer):
 class BEExformerUniformLoss(BEExformer):
     """Ablation A9: uniform exit losses."""
 
+    role = ABLATION
+
     defaults = {"loss": {"kind": "uniform"}}
 
 
 @register_model("beexformer-loss-final")
 class BEExformerFinalLoss(BEExformer):
     """Ablation A9: only the final exit's loss (the other heads barely learn)."""
+
+    role = ABLATION
 
     defaults = {"loss": {"kind": "final"}}

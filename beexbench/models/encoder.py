@@ -6,20 +6,24 @@ early-exit baselines are all this module with a different :class:`EncoderConfig`
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Literal
 
 import torch
 from torch import nn
 
-from .attention import Attention
+from .attention import ATTENTION_PROBS, Attention
 from .exits import ExitDecision, ExitRule
-from .ffn import make_ffn
+from .ffn import FFN_KINDS, make_ffn
 from .init import init_encoder_
-from .quantizers import binary_sign, row_scale
+from .quantizers import ESTIMATORS, binary_sign, row_scale
 
 
-@dataclass
+@dataclass(frozen=True)
 class EncoderConfig:
-    """Architecture and precision. Options named A1..A6 are the spec's assumptions."""
+    """Architecture and precision (the ``encoder`` section of a ModelSpec). Options named
+    A1..A6 are the spec's assumptions. The field defaults are the one place the encoder's
+    defaults live: the paper-size reference model (see ``beexbench/adapters/spec.py``); the
+    allowed names are the ``Literal`` types, checked when a ModelSpec is made."""
 
     d_model: int = 128
     n_heads: int = 4
@@ -27,15 +31,15 @@ class EncoderConfig:
     d_ff: int = 256
     dropout: float = 0.1
     token_dropout: float = 0.0  # training only: each non-pad token's embedding zeroed with this probability
-    weight_bits: int = 1  # 1: binarized Linear layers; 32: full precision
-    act_bits: int = 1  # 1: W1A1 (default); 32: W1A32 ablation
-    estimator: str = "g"  # A1: "g" (g'(x) = 2-2|x|) or "ste" (clipped STE)
+    weight_bits: Literal[1, 32] = 1  # 1: binarized Linear layers; 32: full precision
+    act_bits: Literal[1, 32] = 1  # 1: W1A1 (default); 32: W1A32 ablation
+    estimator: Literal[ESTIMATORS] = "g"  # A1: "g" (g'(x) = 2-2|x|) or "ste" (clipped STE)
     learnable_shift: bool = True  # A3: learnable per-channel shift before sign(activation)
     learnable_act_scale: bool = False  # BiT elastic binarization: learnable scale of sign(activation)
     binary_qk: bool = True  # Q K^T between binary operands (when weights are binary)
-    attention_probs: str = "softmax"  # A4: "softmax" | "binary" ({0, alpha}) | "bi-attention"
+    attention_probs: Literal[ATTENTION_PROBS] = "softmax"  # A4: "softmax" | "binary" ({0, alpha}) | "bi-attention"
     binary_embedding: bool = False  # A5: alpha * sign(E) token embedding
-    ffn: str = "slfn"  # A6: "slfn" | "slfn3" | "gelu"
+    ffn: Literal[FFN_KINDS] = "slfn"  # A6: "slfn" | "slfn3" | "gelu"
     exit_heads: bool = True  # an exit head after every block (else only after the last)
 
     def to_dict(self) -> dict:

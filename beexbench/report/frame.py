@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from ..adapters.roles import BASELINE, REFERENCE_FLOOR, recorded_role
 from ..results.schema import CellRecord
 
 
@@ -62,12 +63,27 @@ def target_label(record: CellRecord) -> str:
     return f"{record.key.target} · {'emulated on ' if emulated else ''}{hw}"
 
 
-FLOOR_ROLE = "reference floor"
+FLOOR_ROLE = str(REFERENCE_FLOOR)
+
+
+def model_roles(df: pd.DataFrame) -> pd.Series:
+    """Each row's :class:`~beexbench.adapters.roles.Role`: the one its records state (declared by
+    the model's adapter), or for records written before roles were declared the legacy rule."""
+    if df.empty or "model" not in df:
+        return pd.Series([BASELINE] * len(df), index=df.index, dtype=object)
+    recorded = df["role"] if "role" in df else pd.Series("model", index=df.index)
+    return pd.Series([recorded_role(str(m), None if pd.isna(r) else str(r)) for m, r in zip(df["model"], recorded)],
+                     index=df.index, dtype=object)
+
+
+def has_role(df: pd.DataFrame, kind: str) -> pd.Series:
+    """Rows whose role is of ``kind`` (``"reference floor"``, ``"ablation"``, ...)."""
+    return model_roles(df).map(lambda role: role.kind == kind).astype(bool)
 
 
 def is_floor(df: pd.DataFrame) -> pd.Series:
     """Rows of reference floors (majority, bow-linear): reference lines, not Pareto candidates."""
-    return df["role"] == FLOOR_ROLE if "role" in df else pd.Series(False, index=df.index)
+    return has_role(df, REFERENCE_FLOOR.kind)
 
 
 def model_label(model: str, setting: str) -> str:
@@ -109,8 +125,8 @@ def records_frame(records: list[CellRecord]) -> pd.DataFrame:
             "error": r.error,
             "finished_at": r.finished_at or "",
             "description": str(_get(r.model, "description", default="")),
-            "role": str(_get(r.model, "role", default="model")),
-            "config_id": config_id(r.model),  # "reference floor" or "model"
+            "role": str(_get(r.model, "role", default="model")),  # as recorded (see model_roles)
+            "config_id": config_id(r.model),
             "metric": str(_get(m, "accuracy", "metric", default="accuracy")),
             "accuracy": _get(m, "accuracy", "value"),
             "accuracy_lo": acc_lo,

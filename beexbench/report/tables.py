@@ -7,12 +7,15 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from .frame import is_floor, quality_of
+from ..adapters.roles import FULL_PRECISION_REFERENCE
+from .frame import has_role, is_floor, model_roles, quality_of
 from .pareto import pareto_mask
 
-FULL_MODEL = "beexformer"
-VARIANT_PREFIX = "beexformer-"
-DEPLOYMENTS = ("beexformer-packed",)  # the same trained network deployed differently: summary only, not an ablation
+# Where a model appears is decided by the role its records state (beexbench.adapters.roles):
+# every model is a summary row; an "ablation of X" is also compared with X in the ablation
+# table; a "deployment of X" (the same trained network run another way) is a summary row only;
+# the "full-precision reference" is what the compression ratios are against; a "reference
+# floor" is a reference line, never on a Pareto front.
 
 # (column, axis name) pairs the Pareto fronts are computed on; lower cost is better.
 FRONTS = [("size_bits", "size"), ("ops", "ops"), ("latency_ms", "latency"), ("energy_j", "energy")]
@@ -30,10 +33,11 @@ class Table:
     raw: pd.DataFrame
     notes: list[str] = field(default_factory=list)
     row_classes: list[str] = field(default_factory=list)
+    reference: str = ""  # ablation tables: the model(s) the variants are compared with
 
     @property
     def title(self) -> str:
-        name = "Summary" if self.kind == "summary" else "Ablations (Δ against full BEExformer)"
+        name = "Summary" if self.kind == "summary" else f"Ablations (Δ against the full model: {self.reference})"
         return f"{name} — {self.task} on {self.target}"
 
 
@@ -95,7 +99,8 @@ def summary_table(group: pd.DataFrame) -> Table:
     floor = is_floor(g)
     # the reference floors are reference lines, not candidates: the fronts are over the other models
     flags = front_flags(g[~floor]).reindex(g.index, fill_value=False).astype(bool)
-    refs = {row["setting"]: row for _, row in g[g["model"] == "fp32"].iterrows()}
+    reference = g[has_role(g, FULL_PRECISION_REFERENCE.kind)]
+    refs = {row["setting"]: row for _, row in reference.iterrows()}
 
     def smaller(r, col):  # compression against the fp32 counterpart of the same setting, "—" without one
         ref = refs.get(r["setting"])
@@ -147,6 +152,9 @@ def summary_table(group: pd.DataFrame) -> Table:
                      "not candidates on the Pareto fronts")
     q = quality_of(group)
     columns = [f"{q.axis} (test)" if c == SUMMARY_COLUMNS[2] else c for c in SUMMARY_COLUMNS]
+    names = sorted(set(reference["model"]))
+    if names and names != ["fp32"]:  # the compression column names the reference the records declare
+        columns[4] = columns[4].replace("fp32", " / ".join(names))
     return Table("summary", str(group["task"].iloc[0]), str(group["target_label"].iloc[0]),
                  columns, rows, pd.DataFrame(raw), notes, classes)
 
@@ -165,21 +173,23 @@ def _first_sentence(text: str, limit: int = 90) -> str:
 
 
 def ablation_table(group: pd.DataFrame) -> Table | None:
-    """Each ``beexformer-*`` variant against ``beexformer`` in the same (task, target) group."""
-    variants = group[group["model"].str.startswith(VARIANT_PREFIX) & ~group["model"].isin(DEPLOYMENTS)].sort_values("label")
+    """Each model whose role is "ablation of X" against X in the same (task, target) group."""
+    roles = model_roles(group)
+    variants = group[roles.map(lambda role: role.kind == "ablation").astype(bool)]
     if variants.empty:
         return None
+    variants = variants.assign(_of=roles[variants.index].map(lambda role: role.of)).sort_values("label")
     task, target = str(group["task"].iloc[0]), str(group["target_label"].iloc[0])
     notes = []
-    ordered = []  # (reference of this setting or None, row): each variant against the full model of its own setting
-    for setting, vs in variants.groupby("setting", sort=True):
-        full = group[(group["model"] == FULL_MODEL) & (group["setting"] == setting)]
+    ordered = []  # (reference of this setting or None, row, reference name): each variant against its own full model
+    for (of, setting), vs in variants.groupby(["_of", "setting"], sort=True):
+        full = group[(group["model"] == of) & (group["setting"] == setting)]
         ref = full.iloc[0] if len(full) else None
         if ref is None:
-            notes.append(f"the full model (beexformer) has no result for setting '{setting}' in this group: Δ not computed")
-        ordered += ([(ref, ref)] if ref is not None else []) + [(ref, v) for _, v in vs.iterrows()]
+            notes.append(f"the full model ({of}) has no result for setting '{setting}' in this group: Δ not computed")
+        ordered += ([(ref, ref, of)] if ref is not None else []) + [(ref, v, of) for _, v in vs.iterrows()]
     rows, raw = [], []
-    for ref, r in ordered:
+    for ref, r, of in ordered:
         is_ref = ref is not None and r is ref
         d_acc = math.nan if ref is None else (r["accuracy"] - ref["accuracy"]) * 100
         d_ops = math.nan if ref is None else _rel(r["ops"], ref["ops"])
@@ -193,7 +203,7 @@ def ablation_table(group: pd.DataFrame) -> Table | None:
             f"{fmt(r['mean_exit'], '.2f')} / {fmt(r['n_blocks'], '.0f')}" if not _nan(r["n_blocks"]) else "—",
         ])
         raw.append({
-            "task": task, "target": target, "model": r["label"], "reference": FULL_MODEL, "n_seeds": r["n_seeds"],
+            "task": task, "target": target, "model": r["label"], "reference": of, "n_seeds": r["n_seeds"],
             "accuracy": r["accuracy"], "accuracy_std": r["accuracy_std"], "accuracy_lo": r["accuracy_lo"],
             "accuracy_hi": r["accuracy_hi"], "accuracy_interval": r["spread"],
             "delta_accuracy_pp": 0.0 if is_ref else d_acc, "delta_ops_pct": 0.0 if is_ref else d_ops,
@@ -209,4 +219,5 @@ def ablation_table(group: pd.DataFrame) -> Table | None:
     columns = list(ABLATION_COLUMNS)
     if q.key != "accuracy":
         columns[3:5] = [f"{q.axis} (test)", f"Δ {q.axis}"]
-    return Table("ablation", task, target, columns, rows, pd.DataFrame(raw), notes)
+    return Table("ablation", task, target, columns, rows, pd.DataFrame(raw), notes,
+                 reference=", ".join(dict.fromkeys(of for _, _, of in ordered)))

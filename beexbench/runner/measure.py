@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from ..adapters.base import ModelAdapter
+from ..adapters.base import ExitLayout, ModelAdapter
 from ..config import LatencySettings
 from ..models.exits import entropy, prediction_change
 from ..profilers.energy import track_energy
@@ -92,8 +92,10 @@ def measure_accuracy_and_exits(adapter: ModelAdapter, test: EncodedSplit, depth:
     n_exits = all_logits.shape[0]
     out["accuracy_no_exit"] = quality_record(all_logits[-1], labels, label_std, "test", "final exit, every block run")
     lengths = test.attention_mask.sum(1)
+    layout, rule = adapter.exit_layout(), adapter.exit_rule()  # as the adapter declares them
+    check_layout(adapter.name, layout, depth, n_exits)
     out["ops"] = ops_summary(depth, blocks, lengths)
-    if n_exits == 1 and depth.n_blocks == 1 and not hasattr(adapter, "rule"):
+    if n_exits == 1 and layout.n_blocks == 1 and rule is None:
         out["exits"] = None  # no blocks and no exit rule (the reference floors): nothing to report per exit
         return out
     hist = torch.bincount(blocks, minlength=depth.n_blocks + 1)[1:]
@@ -106,7 +108,7 @@ def measure_accuracy_and_exits(adapter: ModelAdapter, test: EncodedSplit, depth:
         "n_exits": n_exits,
         "n_blocks": depth.n_blocks,
         "metric": metric_name(labels),
-        "rule": getattr(adapter, "rule").to_dict() if hasattr(adapter, "rule") else None,
+        "rule": rule.to_dict() if rule is not None else None,
         "histogram": hist.tolist(),
         # one entry per block; None where no sample (regression: fewer than two) exited there
         "accuracy_at_taken_exit": [score_or_none(logits[blocks == b], labels[blocks == b]) for b in range(1, depth.n_blocks + 1)],
@@ -121,15 +123,19 @@ def measure_accuracy_and_exits(adapter: ModelAdapter, test: EncodedSplit, depth:
     cal = (adapter.fit_report.calibration if adapter.fit_report else None) or None
     if cal:
         out["exits"]["calibration"] = cal  # chosen on validation
-        rules = _calibration_rules(adapter, cal)
+        rules = adapter.rule_variants(cal["param"], [row[cal["param"]] for row in cal["sweep"]])
         out["exits"]["test_sweep"] = sweep(rules, all_logits, labels, lengths, depth.macs, depth.exits)
     return out
 
 
-def _calibration_rules(adapter, cal: dict):
-    from ..adapters.encoder_adapter import make_rule
-
-    return [make_rule({**adapter.config["exit"], cal["param"]: v}, adapter.spec.problem) for v in [r[cal["param"]] for r in cal["sweep"]]]
+def check_layout(name: str, layout: ExitLayout, depth: DepthCost, n_exits: int) -> None:
+    """The exits the adapter declares are the ones its module runs and the cost profile saw (a
+    mismatch fails the cell: its exit and operation figures would not describe one model)."""
+    if list(layout.exit_blocks) != list(depth.exits) or layout.n_blocks != depth.n_blocks or n_exits != len(layout.exit_blocks):
+        raise RuntimeError(
+            f"{name} declares exits after blocks {list(layout.exit_blocks)} of {layout.n_blocks} (exit_layout), but its "
+            f"forward returns {n_exits} exit(s) and the operation counter sees exits after {depth.exits} of "
+            f"{depth.n_blocks}: give its module 'blocks' and 'head_for(block)', or fix exit_layout()")
 
 
 def ops_summary(depth: DepthCost, blocks: torch.Tensor, lengths: torch.Tensor) -> dict[str, Any]:

@@ -12,8 +12,7 @@ import torch
 from ..adapters.base import ModelAdapter, TaskSpec
 from .._io import atomic_write_text, safe_child, safe_name
 from ..adapters.checkpoint import META
-from ..adapters.encoder_adapter import EncoderAdapter
-from ..adapters.registry import get_adapter_class, load_model
+from ..adapters.registry import create_model, get_adapter_class, load_model, with_seed
 from ..config import RunConfig
 from ..data import cache_root
 from ..errors import BeexError, TrainingDiverged
@@ -70,18 +69,14 @@ def _version() -> str:
 
 
 def overrides_for(name: str, cfg: RunConfig, seed: int, recipe: dict | None = None) -> dict[str, Any]:
-    """For models built on the shared encoder, the task's ``recipe`` (settings chosen on its
-    validation split) under the suite-wide ``model`` overrides; then the per-model overrides,
-    then the seed."""
+    """What a run gives model ``name``, as its adapter declares it takes them: for a model whose
+    settings are a ModelSpec (``uses_model_spec``), the task's ``recipe`` (settings chosen on its
+    validation split) under the suite-wide ``model`` settings; then the per-model overrides;
+    then the seed where the model takes it (``train.seed``)."""
     cls = get_adapter_class(name)
-    out: dict[str, Any] = {}
-    if issubclass(cls, EncoderAdapter):
-        out = _deep_merge(json.loads(json.dumps(recipe or {})), cfg.model)
+    out: dict[str, Any] = _deep_merge(json.loads(json.dumps(recipe or {})), cfg.model) if cls.uses_model_spec else {}
     out = _deep_merge(out, cfg.model_overrides.get(name, {}))
-    if issubclass(cls, EncoderAdapter):
-        out.setdefault("train", {})
-        out["train"] = {**out["train"], "seed": seed}
-    return out
+    return with_seed(cls, out, seed)
 
 
 def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
@@ -94,9 +89,9 @@ def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
 
 def build_seeded(name: str, overrides: dict[str, Any], spec: TaskSpec, seed: int) -> ModelAdapter:
     """A fresh model whose initial weights depend on ``seed`` only: not on what ran earlier
-    in the process (other cells, an interrupted run resumed in a new process)."""
-    torch.manual_seed(seed)
-    return get_adapter_class(name).build(overrides, spec)
+    in the process (other cells, an interrupted run resumed in a new process). The same as
+    ``create_model(name, spec, overrides, seed=seed)``: what a user builds is what a run trains."""
+    return create_model(name, spec, overrides, seed=seed)
 
 
 def checkpoint_dir(store: Path, name: str, spec: TaskSpec, overrides: dict, seed: int, limit: int | None) -> Path:

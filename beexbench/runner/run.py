@@ -1,6 +1,9 @@
-"""``run_suite``: the main job. Validates every name before any work, trains what is
-missing, measures every (model, task, target, seed) cell and writes each record
-atomically as soon as it finishes; ``resume`` skips cells already written."""
+"""``run_suite``: the main job. Validates the whole configuration before any work (user errors:
+:class:`~beexbench.errors.BeexError`, nothing runs), trains what is missing, measures every
+(model, task, target, seed) cell and writes each record atomically as soon as it finishes;
+``resume`` skips cells already written. Whatever goes wrong inside one cell - a BeexError
+included (a checkpoint missing from ``--models-from``, a model that cannot run this task's
+shape) - fails that cell only: it is recorded and the suite goes on."""
 from __future__ import annotations
 
 import hashlib
@@ -145,9 +148,7 @@ def _run_locked(run: RunDir, cfg: RunConfig, target, fingerprint: str, progress:
             started = now_iso()
             try:
                 record = _run_cell(key, cfg, spec, data.card.to_dict(), splits, target, progress)
-            except BeexError:
-                raise
-            except Exception as exc:  # one broken model must not lose the other cells
+            except Exception as exc:  # a condition of this cell (a BeexError too) fails it; the others go on
                 record = CellRecord(key=key, run_id=run.run_id, status="failed", error=f"{type(exc).__name__}: {exc}",
                                     model={"traceback": traceback.format_exc(limit=8)})
                 summary.failed.append((key, record.error or ""))
@@ -194,9 +195,8 @@ def _run_cell(key: CellKey, cfg: RunConfig, spec: TaskSpec, card: dict, splits, 
             "checkpoint": str(ckpt),
             "trained_this_run": trained,
             "precision_notes": list(adapter.precision().notes),
-            "role": "reference floor" if entry.reference_floor else "model",
-            "training_note": ("reference floor, fitted with scikit-learn on the task's train split (settings chosen on val)"
-                              if entry.reference_floor else "trained from scratch on the task's train split; no distillation"),
+            "role": str(entry.role),  # as the adapter declares it (beexbench.adapters.roles)
+            "training_note": entry.training_note,
         },
         task=card,
         target=target.describe(),
