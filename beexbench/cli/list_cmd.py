@@ -32,9 +32,12 @@ def list_(
         table = Table(title=kind)
         table.add_column("name", style="bold")
         table.add_column("origin")
+        if kind == "models":
+            table.add_column("role")
         table.add_column("description")
         for row in rows:
-            table.add_row(row["name"], row.get("origin", ""), row.get("description", ""))
+            role = [row.get("role", "")] if kind == "models" else []
+            table.add_row(row["name"], row.get("origin", ""), *role, row.get("description", ""))
         console.print(table)
 
 
@@ -42,7 +45,8 @@ def _collect(what: str) -> list[dict]:
     if what == "models":
         from ..adapters.registry import ADAPTERS, list_models
 
-        return [{"name": name, "origin": ADAPTERS.entry(name).origin, "description": _model_line(name)} for name in list_models()]
+        return [{"name": name, "origin": ADAPTERS.entry(name).origin, "description": _model_line(name), "role": _model_role(name)}
+                for name in list_models()]
     if what == "tasks":
         from ..data.tasks import get_spec, list_tasks
 
@@ -72,3 +76,14 @@ def _model_line(name: str) -> str:
     except BeexError as exc:
         return f"[broken: {exc}]"
     return doc[0] if doc else ""
+
+
+def _model_role(name: str) -> str:
+    """The role the model declares (beexbench.adapters.roles); "" for a plugin that fails to load."""
+    from ..adapters.registry import get_adapter_class
+    from ..errors import BeexError
+
+    try:
+        return str(get_adapter_class(name).role)
+    except BeexError:
+        return ""
