@@ -67,6 +67,8 @@ def declared_handles(obj: Any) -> dict[str, Handle]:
     if declared is None:
         return {}
     table = declared() if callable(declared) else declared
+    if table is None:
+        return {}
     if not isinstance(table, Mapping):
         raise TypeError(f"{type(obj).__name__}.op_handles must give a mapping op name -> handle, got {type(table).__name__}")
     where = f"{type(obj).__name__}.op_handles"
