@@ -42,8 +42,10 @@ class RunConfig:
     force_threads: bool = False  # allow threads beyond the usable cores (oversubscription)
     seeds: list[int] = field(default_factory=lambda: [0])
     limit: int | None = None  # examples per split, for tiny runs
-    model: dict[str, Any] = field(default_factory=dict)  # overrides applied to every model
-    model_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # per model name
+    # a partial ModelSpec (beexbench.adapters.spec) merged over every ModelSpec model's registered
+    # spec: the run's explicit choices (sizes, epochs), never a default; checked per model by validate
+    model: dict[str, Any] = field(default_factory=dict)
+    model_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # per model name, over ``model``
     latency: LatencySettings = field(default_factory=LatencySettings)
     energy: bool = True
     floors: bool = True  # add the reference floors (FLOORS) to every task
