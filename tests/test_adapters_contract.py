@@ -8,7 +8,6 @@ from torch import nn
 
 from beexbench.adapters.base import ModelAdapter, Precision, TaskSpec
 from beexbench.adapters.checkpoint import WEIGHTS
-from beexbench.adapters.encoder_adapter import EncoderAdapter
 from beexbench.adapters.registry import create_model, get_adapter_class, list_models, load_model
 from beexbench.errors import BeexError
 from beexbench.models.encoder import BinaryEmbedding
@@ -32,7 +31,7 @@ TINY = {"encoder": {"d_model": 16, "n_heads": 2, "n_blocks": 3, "d_ff": 32}, "tr
 
 def build(name: str) -> ModelAdapter:
     torch.manual_seed(0)
-    overrides = TINY if issubclass(get_adapter_class(name), EncoderAdapter) else {}
+    overrides = TINY if get_adapter_class(name).uses_model_spec else {}  # declared: its settings are a ModelSpec
     return create_model(name, SPEC, overrides)
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from beexbench.adapters.base import TaskSpec
-from beexbench.adapters.encoder_adapter import EncoderAdapter, make_rule
+from beexbench.adapters.encoder_adapter import make_rule
 from beexbench.adapters.registry import create_model, get_adapter_class, list_models, load_model
 from beexbench.errors import BeexError
 from beexbench.models.exits import Patience, PredictionChange, simulate
@@ -151,9 +151,9 @@ def test_which_models_take_regression():
 @pytest.mark.parametrize("name", REGRESSION_MODELS)
 def test_regression_contract(name, tmp_path):
     torch.manual_seed(0)
-    overrides = TINY if issubclass(get_adapter_class(name), EncoderAdapter) else {}
+    overrides = TINY if get_adapter_class(name).uses_model_spec else {}
     adapter = create_model(name, SPEC, overrides)
-    assert "regression" in getattr(getattr(adapter, "rule", None), "problems", ("regression",))
+    assert "regression" in getattr(adapter.exit_rule(), "problems", ("regression",))
     report = adapter.fit(regression_split(48, 2), regression_split(24, 3))
     assert report.val_metric == "pearson_r" and -1.0 <= report.val_accuracy <= 1.0
     if report.calibration:
