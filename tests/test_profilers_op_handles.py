@@ -12,7 +12,7 @@ import sys
 import torch
 from torch import nn
 
-from beexbench.adapters.base import TaskSpec
+from beexbench.adapters.base import ExitLayout, TaskSpec
 from beexbench.adapters.encoder_adapter import module_precision
 from beexbench.profilers.ops import count_ops, handles_for, registered_op_handles
 
@@ -60,6 +60,12 @@ class _Adapter:
 
     def precision(self):
         return module_precision(self.model)
+
+    def exit_layout(self):  # ModelAdapter's defaults: one block, one exit, no op handles
+        return ExitLayout()
+
+    def op_handles(self):
+        return {}
 
 
 class _DeclaringAdapter(_Adapter):
@@ -138,7 +144,7 @@ PRIMED = {primed!r}
 if PRIMED:
     for name in {imports!r}:
         importlib.import_module(name)
-from beexbench.adapters.base import TaskSpec
+from beexbench.adapters.base import ExitLayout, TaskSpec
 from beexbench.adapters.encoder_adapter import module_precision
 from beexbench.profilers.ops import count_ops
 from beexbench.models.beexformer import BEExformer
@@ -153,6 +159,8 @@ class Toy:
     def module(self): return self.model
     def forward(self, ids, mask): return self.model(ids, mask)
     def precision(self): return module_precision(self.model)
+    def exit_layout(self): return ExitLayout()
+    def op_handles(self): return {{}}
 
 class Int8PackDirect(nn.Module):
     # calls the weight-only kernel itself: no module declares its handle

@@ -11,8 +11,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from beexbench.adapters.base import TaskSpec
-from beexbench.adapters.encoder_adapter import EncoderAdapter, module_precision
+from beexbench.adapters.base import ExitLayout, TaskSpec
+from beexbench.adapters.encoder_adapter import module_precision
 from beexbench.adapters.registry import create_model, get_adapter_class, list_models
 from beexbench.errors import BeexError
 from beexbench.profilers.ops import CONVENTION, DepthCost, OpsRecord, count_ops, register_op_handle
@@ -25,7 +25,7 @@ SMALL = {"encoder": {"n_blocks": 2, "d_model": D, "n_heads": H, "d_ff": DFF, "dr
 @lru_cache(maxsize=None)
 def model(name: str, n_blocks: int = 2, **encoder):
     cls = get_adapter_class(name)
-    if not issubclass(cls, EncoderAdapter):  # a plugged-in model: its own defaults
+    if not cls.uses_model_spec:  # settings of its own (the floors): its defaults
         return create_model(name, SPEC)
     enc = {**SMALL["encoder"], "n_blocks": n_blocks, **encoder}
     return create_model(name, SPEC, {"encoder": enc})
@@ -45,7 +45,9 @@ def torch_flops(adapter, seq_len: int) -> int:
 
 
 class ToyAdapter:
-    """The smallest thing count_ops accepts: module(), forward(), precision(), spec."""
+    """The smallest thing count_ops accepts: name, spec, module(), forward(), precision() and the
+    declarations the counter reads, here ModelAdapter's defaults (exit_layout(): one block, one
+    exit; op_handles(): none)."""
 
     name = "toy"
 
@@ -60,6 +62,12 @@ class ToyAdapter:
 
     def precision(self):
         return module_precision(self.model)
+
+    def exit_layout(self) -> ExitLayout:
+        return ExitLayout()
+
+    def op_handles(self) -> dict:
+        return {}
 
 
 # -- (1) hand-computed formula -----------------------------------------------------------
@@ -271,3 +279,59 @@ class _Cubic(nn.Module):
 def test_depth_cost_verifies_the_polynomial():
     with pytest.raises(BeexError, match="not a polynomial"):
         DepthCost.measure(ToyAdapter(_Cubic()))
+
+
+class _Stack(nn.Module):
+    """Two blocks under a name of its own (``layers``), a head after each: nothing the counter
+    could guess from attribute names."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(V, 4)
+        self.layers = nn.ModuleList(nn.Linear(4, 4) for _ in range(2))
+        self.outs = nn.ModuleList(nn.Linear(4, C) for _ in range(2))
+
+    def forward(self, ids, mask):
+        h, out = self.emb(ids), []
+        for layer, head in zip(self.layers, self.outs):
+            h = layer(h)
+            out.append(head(h.mean(1)))
+        return out
+
+
+class _DeclaredStack(ToyAdapter):
+    def exit_layout(self) -> ExitLayout:
+        m = self.model
+        return ExitLayout(2, (1, 2), tuple(m.layers), tuple(m.outs))
+
+
+def test_groups_and_exits_come_from_the_declared_exit_layout():
+    L = 5
+    rec = count_ops(_DeclaredStack(_Stack()), L)
+    assert {g: rec.by_module[g]["macs_fp32"] for g in ("block.1", "block.2", "head.1", "head.2")} == {
+        "block.1": L * 16, "block.2": L * 16, "head.1": 4 * C, "head.2": 4 * C}
+    dc = DepthCost.measure(_DeclaredStack(_Stack()))
+    assert (dc.exits, dc.n_blocks) == ([1, 2], 2)
+    assert dc.macs(torch.tensor([1, 2]), torch.tensor([L, L])).tolist() == [L * 16 + 4 * C, rec.total_macs]
+    # the same module under the default declaration (one block, one exit): grouped per child
+    plain = count_ops(ToyAdapter(_Stack()), L)
+    assert "block.1" not in plain.by_module and plain.total_macs == rec.total_macs
+    assert DepthCost.measure(ToyAdapter(_Stack())).exits == [1]
+    # an encoder's own blocks are not read from the module when the adapter declares none
+    enc = model("fp32", 2)
+    assert "block.1" not in count_ops(ToyAdapter(enc.module()), 8).by_module
+
+
+def test_a_declared_layout_must_name_the_modules_it_runs():
+    class Foreign(ToyAdapter):
+        def exit_layout(self) -> ExitLayout:
+            return ExitLayout(2, (1, 2), tuple(_Stack().layers), tuple(self.model.outs))
+
+    class Short(ToyAdapter):
+        def exit_layout(self) -> ExitLayout:
+            return ExitLayout(2, (1, 2), (self.model.layers[0],), tuple(self.model.outs))
+
+    with pytest.raises(BeexError, match="block 1 module in exit_layout"):
+        count_ops(Foreign(_Stack()), 5)
+    with pytest.raises(BeexError, match="1 block and 2 head modules for 2 blocks"):
+        DepthCost.measure(Short(_Stack()))

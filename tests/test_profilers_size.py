@@ -10,7 +10,6 @@ import torch
 from torch import nn
 
 from beexbench.adapters.base import Precision, TaskSpec
-from beexbench.adapters.encoder_adapter import EncoderAdapter
 from beexbench.adapters.registry import create_model, get_adapter_class, list_models
 from beexbench.errors import BeexError
 from beexbench.profilers.size import SizeRecord, measure_size, size_ratio
@@ -127,7 +126,7 @@ def test_int8_weights_count_bits_and_scales():
 @pytest.mark.parametrize("name", list_models())
 def test_every_model_sizes_consistently(name):
     cls = get_adapter_class(name)
-    adapter = tiny(name) if issubclass(cls, EncoderAdapter) else create_model(name, SPEC)
+    adapter = tiny(name) if cls.uses_model_spec else create_model(name, SPEC)  # every ModelSpec model tiny
     rec = measure_size(adapter)
     parts = sum(v for k, v in rec.bits.items() if k != "embeddings")
     assert rec.total_bits == parts

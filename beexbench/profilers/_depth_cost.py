@@ -62,7 +62,7 @@ class DepthCost:
         """Measure ``adapter``'s cost per exit; ``handles`` add to (or replace) the op
         handles of this analysis (see :func:`~beexbench.profilers.ops.count_ops`)."""
         module = module_of(adapter)
-        _, _, exits, n_blocks = layout(module)
+        _, _, exits, n_blocks = layout(adapter, module)
         table = handles_for(adapter, module, handles)
         if max_len is None:
             max_len = int(getattr(getattr(adapter, "spec", None), "max_len", 0) or getattr(module, "max_len", 0))

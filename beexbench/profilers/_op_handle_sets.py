@@ -9,8 +9,8 @@ handles are passed to the analysis, no global table is edited by importing anyth
    interactive use and tests; nothing in beexbench calls it);
 3. what the model being counted contributes: every module class in its module tree that
    defines ``op_handles()`` (for example the packed engine's ``PackedLinear`` and
-   ``PackedQK``, the weight-only baselines' ``WeightOnlyLinear``), then the adapter's
-   ``op_handles()`` if it has one;
+   ``PackedQK``, the weight-only baselines' ``WeightOnlyLinear``), then what the adapter
+   declares (``ModelAdapter.op_handles()``, none by default);
 4. the ``handles`` argument of ``count_ops`` / ``DepthCost.measure``.
 
 ``op_handles`` is a method (static, class or instance) returning a mapping
@@ -61,18 +61,26 @@ def _checked(name: Any, fn: Any, where: str) -> Handle:
     return fn
 
 
-def declared_handles(obj: Any) -> dict[str, Handle]:
-    """What ``obj.op_handles`` contributes (``{}`` when it declares none)."""
-    declared = getattr(obj, "op_handles", None)
-    if declared is None:
-        return {}
-    table = declared() if callable(declared) else declared
+def _table(table: Any, where: str) -> dict[str, Handle]:
+    """A declared handle table, checked (``None``: none)."""
     if table is None:
         return {}
     if not isinstance(table, Mapping):
-        raise TypeError(f"{type(obj).__name__}.op_handles must give a mapping op name -> handle, got {type(table).__name__}")
-    where = f"{type(obj).__name__}.op_handles"
+        raise TypeError(f"{where} must give a mapping op name -> handle, got {type(table).__name__}")
     return {name: _checked(name, fn, where) for name, fn in table.items()}
+
+
+def declared_handles(obj: Any) -> dict[str, Handle]:
+    """What a module's class-level ``op_handles`` (a method or a mapping) contributes (``{}`` when
+    it declares none). Modules may declare it; adapters always do (:func:`adapter_handles`)."""
+    declared = getattr(obj, "op_handles", None)
+    return _table(declared() if callable(declared) else declared, f"{type(obj).__name__}.op_handles")
+
+
+def adapter_handles(adapter: Any) -> dict[str, Handle]:
+    """What the adapter declares with :meth:`~beexbench.adapters.base.ModelAdapter.op_handles`
+    (``{}`` or ``None``: none)."""
+    return _table(adapter.op_handles(), f"{type(adapter).__name__}.op_handles()")
 
 
 def module_handles(module: nn.Module) -> dict[str, Handle]:
@@ -98,7 +106,7 @@ def handles_for(adapter: Any = None, module: nn.Module | None = None,
     if module is not None:
         handles.update(module_handles(module))
     if adapter is not None:
-        handles.update(declared_handles(adapter))
+        handles.update(adapter_handles(adapter))
     if extra:
         handles.update({name: _checked(name, fn, "handles") for name, fn in extra.items()})
     return handles

@@ -1,5 +1,6 @@
-"""The operation counter's tally: a trace's counts grouped by embed / block.N / head.N and
-its MACs put into the precision buckets the modules declare (``adapter.precision()``)."""
+"""The operation counter's tally: a trace's counts grouped by embed / block.N / head.N (the
+blocks and heads the adapter declares, ``adapter.exit_layout()``) and its MACs put into the
+precision buckets the modules declare (``adapter.precision()``)."""
 from __future__ import annotations
 
 from collections import Counter
@@ -44,25 +45,32 @@ class Tally:
         return Tally(groups, products, self.uncounted, self.notes)
 
 
-def layout(module: nn.Module) -> tuple[dict[str, str], str, list[int], int]:
-    """(module-name prefix -> group, rest group, exit blocks, final block).
+def layout(adapter, module: nn.Module) -> tuple[dict[str, str], str, list[int], int]:
+    """(module-name prefix -> group, rest group, exit blocks, final block) of ``module``
+    (``adapter.module()``), as the adapter declares it (``adapter.exit_layout()``).
 
-    EarlyExitEncoder-like modules (``blocks`` + ``head_for``) are grouped into embed,
-    block.N and head.N; any other module has one exit and groups per top-level child."""
+    A layout with block modules is grouped into embed (everything outside the blocks and
+    heads), block.N and head.N; a model that declares no blocks has one exit and is grouped
+    per top-level child."""
+    declared = adapter.exit_layout()
+    if not declared.blocks:
+        prefixes = {n: n for n, _ in module.named_children()}
+        return prefixes, "(root)", [1], 1
+    who = adapter.name or type(adapter).__name__
+    if len(declared.blocks) != declared.n_blocks or (declared.heads and len(declared.heads) != len(declared.exit_blocks)):
+        raise BeexError(f"{who}: exit_layout() gives {len(declared.blocks)} block and {len(declared.heads)} head "
+                        f"modules for {declared.n_blocks} blocks with exits after {list(declared.exit_blocks)}")
     names = {id(m): n for n, m in module.named_modules()}
-    blocks = getattr(module, "blocks", None)
-    head_for = getattr(module, "head_for", None)
-    if isinstance(blocks, nn.ModuleList) and callable(head_for) and len(blocks):
-        prefixes = {names[id(b)]: f"block.{i}" for i, b in enumerate(blocks, 1)}
-        exits = []
-        for i in range(1, len(blocks) + 1):
-            head = head_for(i)
-            if head is not None:
-                prefixes[names[id(head)]] = f"head.{i}"
-                exits.append(i)
-        return prefixes, "embed", exits, len(blocks)
-    prefixes = {n: n for n, _ in module.named_children()}
-    return prefixes, "(root)", [1], 1
+
+    def name_of(part: nn.Module, what: str) -> str:
+        if id(part) not in names:
+            raise BeexError(f"{who}: the {what} module in exit_layout() is not part of its module()")
+        return names[id(part)]
+
+    prefixes = {name_of(b, f"block {i}"): f"block.{i}" for i, b in enumerate(declared.blocks, 1)}
+    for block, head in zip(declared.exit_blocks, declared.heads):
+        prefixes[name_of(head, f"head after block {block}")] = f"head.{block}"
+    return prefixes, "embed", list(declared.exit_blocks), declared.n_blocks
 
 
 def _group_of(name: str, prefixes: dict[str, str], rest: str) -> str:
@@ -82,7 +90,7 @@ def tally(adapter, seq_len: int, handles: Mapping[str, Handle]) -> Tally:
     """Trace one sample of ``seq_len`` tokens with ``handles`` and group its counts."""
     module = module_of(adapter)
     precision = adapter.precision()
-    prefixes, rest, _, _ = layout(module)
+    prefixes, rest, _, _ = layout(adapter, module)
     traced = trace(adapter, seq_len, handles)
     per_module, wrapper, why = traced.per_module, traced.wrapper, traced.why
 
