@@ -85,6 +85,22 @@ def test_plugin_task_is_listed_and_loads_through_the_cli(plugins, tmp_path):
     assert (tmp_path / "cache" / "tasks" / "plugin_reviews" / "v1" / "MANIFEST.json").is_file()
 
 
+def test_a_broken_task_plugin_is_listed_as_broken_and_the_others_still_are(plugins, tmp_path):
+    cli = ["-c", "from beexbench.cli import main; main()"]
+    listed = _run([*cli, "list", "tasks", "--format", "json"], plugins["all"], tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    tasks = {t["name"]: t for t in json.loads(listed.stdout)["tasks"]}
+    assert list(tasks)[0] == "rotten_tomatoes" and tasks["trec"]["description"] and tasks["plugin_reviews"]["origin"]
+    for name, expected in (("plugin_broken", "[broken: cannot load 'plugin_broken' from beex_task_plugin_broken:task"),
+                           ("plugin_not_a_task", "[broken: task 'plugin_not_a_task' from beex_task_plugin:NOT_A_TASK")):
+        row = tasks[name]
+        assert row["description"].startswith(expected) and "\n" not in row["description"], row
+        assert row["origin"] == "entry-point:beex-task-plugin"
+    assert "RuntimeError: this task plugin is broken" in tasks["plugin_broken"]["description"]
+    text = _run([*cli, "list", "tasks"], plugins["all"], tmp_path)  # the table, too
+    assert text.returncode == 0 and "plugin_broken" in text.stdout and "broken" in text.stdout, text.stderr
+
+
 _API = textwrap.dedent("""
     import sys
     from beexbench.data import list_tasks, load_task

@@ -48,9 +48,9 @@ def _collect(what: str) -> list[dict]:
         return [{"name": name, "origin": ADAPTERS.entry(name).origin, "description": _model_line(name), "role": _model_role(name)}
                 for name in list_models()]
     if what == "tasks":
-        from ..data.tasks import get_spec, list_tasks
+        from ..data.tasks import list_tasks
 
-        return [{"name": n, "origin": get_spec(n).source, "description": get_spec(n).description} for n in list_tasks()]
+        return [_task_row(n) for n in list_tasks()]
     if what == "targets":
         from ..targets import get_target, list_targets
 
@@ -76,6 +76,20 @@ def _model_line(name: str) -> str:
     except BeexError as exc:
         return f"[broken: {exc}]"
     return doc[0] if doc else ""
+
+
+def _task_row(name: str) -> dict:
+    """A task's source and description; a plugin task that fails to load is listed as broken in
+    one line (with where it comes from), not fatal."""
+    from ..data.registry import TASKS, get_spec
+    from ..errors import BeexError
+
+    try:
+        spec = get_spec(name)
+    except BeexError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return {"name": name, "origin": TASKS.entry(name).origin, "description": f"[broken: {first}]"}
+    return {"name": name, "origin": spec.source, "description": spec.description}
 
 
 def _model_role(name: str) -> str:
