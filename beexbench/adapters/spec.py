@@ -4,7 +4,10 @@
 ``train`` (:class:`~beexbench.training.config.TrainConfig`), ``loss`` (:class:`LossSpec`),
 ``exit`` (:class:`ExitSpec`) and ``calibration`` (:class:`CalibrationSpec`). The allowed names
 (estimator, ffn, attention probabilities, loss kind, exit rule, schedule, bits) are ``Literal``
-types on those fields; ranges are checked here. Making a ModelSpec (``ModelSpec(...)``,
+types on those fields; the estimator, ffn, loss kind and exit rule are checked against their
+registries instead (``SIGN_ESTIMATORS``, ``FFNS``, ``EXIT_LOSSES``, ``EXIT_RULES`` in
+:mod:`beexbench.models`), whose built-ins are the Literal's names, so a registered plugin's name
+is accepted too; ranges are checked here. Making a ModelSpec (``ModelSpec(...)``,
 :meth:`ModelSpec.from_dict`, :meth:`ModelSpec.merged`) reports every problem at once, one line
 each, as a :class:`~beexbench.errors.ConfigError` - before any data is loaded or any model built.
 
@@ -35,15 +38,13 @@ from typing import Any, Callable, Literal, Union
 
 from ..errors import BeexError, ConfigError
 from ..models.encoder import EncoderConfig
-from ..models.exits import AbsoluteEntropy, ExitRule, FractionalEntropy, Patience, PredictionChange
-from ..models.losses import LOSSES
+from ..models.exits import EXIT_RULES, RULE_NAMES, RULES, ExitRule, rule_class, rules_for  # noqa: F401 (re-exported)
+from ..models.ffn import FFNS
+from ..models.losses import EXIT_LOSSES, LOSSES
+from ..models.quantizers import SIGN_ESTIMATORS
 from ..training.config import TrainConfig
 from ..validate import bounded
 
-RULES: dict[str, type[ExitRule]] = {"final": ExitRule, "fractional-entropy": FractionalEntropy,
-                                    "absolute-entropy": AbsoluteEntropy, "patience": Patience,
-                                    "prediction-change": PredictionChange}
-RULE_NAMES = tuple(RULES)
 ANSWERS = ("lower_entropy", "current")
 
 
@@ -94,20 +95,19 @@ def make_rule(exit: ExitSpec | dict[str, Any], problem: str | None = "classifica
     ``problem``: refuse a rule that is not defined for that kind of task (None: any)."""
     spec = exit if isinstance(exit, dict) else dataclasses.asdict(exit)
     kind = spec.get("rule", "final")
-    if kind not in RULES:
-        raise BeexError(f"unknown exit rule '{kind}': use one of {', '.join(RULES)}")
-    if problem is not None and problem not in RULES[kind].problems:
-        fits = [k for k, r in RULES.items() if problem in r.problems]
+    cls = rule_class(kind)
+    if problem is not None and problem not in cls.problems:
+        fits = rules_for(problem)
         raise BeexError(f"exit rule '{kind}' is not defined for {problem} tasks: use one of {', '.join(fits)}")
     kwargs = {k: v for k, v in spec.items() if k in rule_params(kind) and v is not None}
     try:
-        return RULES[kind](**kwargs)
+        return cls(**kwargs)
     except (TypeError, ValueError) as exc:
         raise BeexError(f"bad parameters for exit rule '{kind}': {exc}") from None
 
 
 def rule_params(kind: str) -> tuple[str, ...]:
-    return tuple(p for p in inspect.signature(RULES[kind].__init__).parameters if p in EXIT_PARAMS)
+    return tuple(p for p in inspect.signature(rule_class(kind).__init__).parameters if p in EXIT_PARAMS)
 
 
 # -- checks --------------------------------------------------------------------------------
@@ -124,6 +124,15 @@ def _grid(where: str, value: Any) -> list[str]:
     return [] if ok else [f"'{where}' must be a list of finite numbers, got {list(value) if isinstance(value, tuple) else value!r}"]
 
 
+def _named(registry) -> Check:
+    """A name ``registry`` knows: a built-in, an entry point or one registered at run time."""
+    def check(where: str, value: Any) -> list[str]:
+        if isinstance(value, str) and value in registry:
+            return []
+        return [f"'{where}' is {value!r}: use one of {', '.join(registry.names(sort=False))}"]
+    return check
+
+
 def _param(where: str, value: Any) -> list[str]:
     return [] if value is None or value in EXIT_PARAMS else [f"'{where}' is {value!r}: use one of {', '.join(EXIT_PARAMS)}"]
 
@@ -131,13 +140,15 @@ def _param(where: str, value: Any) -> list[str]:
 # value checks by section and field; every other field is checked against its type annotation
 CHECKS: dict[type, dict[str, Check]] = {
     EncoderConfig: {**{k: _num(1, integer=True) for k in ("d_model", "n_heads", "n_blocks", "d_ff")},
-                    "dropout": _num(0, 1, below=True), "token_dropout": _num(0, 1, below=True)},
+                    "dropout": _num(0, 1, below=True), "token_dropout": _num(0, 1, below=True),
+                    "estimator": _named(SIGN_ESTIMATORS), "ffn": _named(FFNS)},
     TrainConfig: {"epochs": _num(1, integer=True), "batch_size": _num(1, integer=True), "lr": _num(0, above=True),
                   "weight_decay": _num(0), "warmup_ratio": _num(0, 1), "clip_norm": _num(0, optional=True),
                   "patience": _num(0, integer=True), "length_buckets": _num(0, integer=True),
                   "max_train_examples": _num(1, integer=True, optional=True)},
-    LossSpec: {"tau": _num(0, above=True), "delta": _num(), "floor": _num(0, 1), "min_exit": _num(1, integer=True)},
-    ExitSpec: {"delta": _num(optional=True), "min_exit": _num(1, integer=True, optional=True),
+    LossSpec: {"kind": _named(EXIT_LOSSES), "tau": _num(0, above=True), "delta": _num(), "floor": _num(0, 1),
+               "min_exit": _num(1, integer=True)},
+    ExitSpec: {"rule": _named(EXIT_RULES), "delta": _num(optional=True), "min_exit": _num(1, integer=True, optional=True),
                "threshold": _num(optional=True), "patience": _num(1, integer=True, optional=True),
                "agree_within": _num(0, optional=True)},
     CalibrationSpec: {"param": _param, "grid": _grid, "tolerance": _num(0)},
@@ -194,12 +205,12 @@ def section_problems(section: Any, where: str) -> list[str]:
     if isinstance(section, EncoderConfig) and not out["d_model"] + out["n_heads"] and section.d_model % section.n_heads:
         found.append(f"'{where}.d_model' ({section.d_model}) must be divisible by '{where}.n_heads' ({section.n_heads})")
     if isinstance(section, ExitSpec) and not found:
-        needed = [p for p, v in inspect.signature(RULES[section.rule].__init__).parameters.items()
-                  if p in EXIT_PARAMS and v.default is inspect.Parameter.empty and getattr(section, p) is None]
-        found += [f"'{where}.{p}' must be set: exit rule '{section.rule}' needs it" for p in needed]
-    if isinstance(section, ExitSpec) and not found:
         try:
-            make_rule(section, None)
+            needed = [p for p, v in inspect.signature(rule_class(section.rule).__init__).parameters.items()
+                      if p in EXIT_PARAMS and v.default is inspect.Parameter.empty and getattr(section, p) is None]
+            found += [f"'{where}.{p}' must be set: exit rule '{section.rule}' needs it" for p in needed]
+            if not found:
+                make_rule(section, None)
         except BeexError as exc:
             found.append(str(exc))
     return found

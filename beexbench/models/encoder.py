@@ -23,7 +23,9 @@ class EncoderConfig:
     """Architecture and precision (the ``encoder`` section of a ModelSpec). Options named
     A1..A6 are the spec's assumptions. The field defaults are the one place the encoder's
     defaults live: the paper-size reference model (see ``beexbench/adapters/spec.py``); the
-    allowed names are the ``Literal`` types, checked when a ModelSpec is made."""
+    allowed names are the ``Literal`` types, checked when a ModelSpec is made - for ``estimator``
+    and ``ffn`` the names of their registries (:data:`~beexbench.models.quantizers.SIGN_ESTIMATORS`,
+    :data:`~beexbench.models.ffn.FFNS`: the built-ins below, and any plugin registered there)."""
 
     d_model: int = 128
     n_heads: int = 4
@@ -33,13 +35,13 @@ class EncoderConfig:
     token_dropout: float = 0.0  # training only: each non-pad token's embedding zeroed with this probability
     weight_bits: Literal[1, 32] = 1  # 1: binarized Linear layers; 32: full precision
     act_bits: Literal[1, 32] = 1  # 1: W1A1 (default); 32: W1A32 ablation
-    estimator: Literal[ESTIMATORS] = "g"  # A1: "g" (g'(x) = 2-2|x|) or "ste" (clipped STE)
+    estimator: Literal[ESTIMATORS] = "g"  # A1: "g" (g'(x) = 2-2|x|), "ste" (clipped STE) or a registered one
     learnable_shift: bool = True  # A3: learnable per-channel shift before sign(activation)
     learnable_act_scale: bool = False  # BiT elastic binarization: learnable scale of sign(activation)
     binary_qk: bool = True  # Q K^T between binary operands (when weights are binary)
     attention_probs: Literal[ATTENTION_PROBS] = "softmax"  # A4: "softmax" | "binary" ({0, alpha}) | "bi-attention"
     binary_embedding: bool = False  # A5: alpha * sign(E) token embedding
-    ffn: Literal[FFN_KINDS] = "slfn"  # A6: "slfn" | "slfn3" | "gelu"
+    ffn: Literal[FFN_KINDS] = "slfn"  # A6: "slfn" | "slfn3" | "gelu" | a registered one (FFNS)
     exit_heads: bool = True  # an exit head after every block (else only after the last)
 
     def to_dict(self) -> dict:

@@ -4,12 +4,33 @@ A rule is a small object with ``start(batch)`` and ``step(block, logits, state, 
 that returns which rows are done, the logits each done row answers with, and the new
 state. The same object drives real early-exit inference (rows that are done leave the
 batch) and the offline simulation over all exits' logits used for the delta sweep.
+
+The rules are the entries of :data:`EXIT_RULES`, a :class:`~beexbench._registry.Registry` of
+:class:`ExitRule` subclasses whose constructor takes keyword parameters named like the fields of
+``ExitSpec`` (``delta``, ``min_exit``, ``answer``, ``threshold``, ``patience``, ``agree_within``).
+The built-ins are added on the registry's first lookup (importing this module registers
+nothing); another rule comes in through the ``beexbench.exit_rules`` entry-point group or
+``register_exit_rule("name", cls)``, and its name is then a valid ``exit.rule`` of a ModelSpec.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterator, Mapping
 
 import torch
+
+from .._registry import Registry
+from ._registration import registrar
+from ..errors import BeexError
+
+_BUILTIN_RULES = {name: f"beexbench.models.exits:{cls}" for name, cls in (
+    ("final", "ExitRule"), ("fractional-entropy", "FractionalEntropy"), ("absolute-entropy", "AbsoluteEntropy"),
+    ("patience", "Patience"), ("prediction-change", "PredictionChange"))}
+RULE_NAMES = tuple(_BUILTIN_RULES)  # the built-in names (ExitSpec.rule's Literal type)
+RULE_ENTRY_POINT_GROUP = "beexbench.exit_rules"
+EXIT_RULES: Registry[type["ExitRule"]] = Registry("exit rule", entry_point_group=RULE_ENTRY_POINT_GROUP,
+                                                  builtins=_BUILTIN_RULES)
+register_exit_rule = registrar(EXIT_RULES)
 
 
 def prediction_change(outputs: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
@@ -201,6 +222,47 @@ class PredictionChange(ExitRule):
 
     def to_dict(self) -> dict:
         return {"rule": self.name, "delta": self.delta, "min_exit": self.min_exit}
+
+
+def rule_class(name: str) -> type[ExitRule]:
+    """The :class:`ExitRule` subclass registered as ``name`` (:data:`EXIT_RULES`); a
+    :class:`~beexbench.errors.BeexError` (one line) when it is unknown, fails to load or is not one."""
+    if name not in EXIT_RULES:
+        raise BeexError(f"unknown exit rule '{name}': use one of {', '.join(EXIT_RULES.names(sort=False))}")
+    cls = EXIT_RULES.get(name)
+    if not (isinstance(cls, type) and issubclass(cls, ExitRule)):
+        raise BeexError(f"exit rule '{name}' ({EXIT_RULES.entry(name).origin}) is not an ExitRule subclass")
+    return cls
+
+
+def rules_for(problem: str) -> list[str]:
+    """The registered exit rules defined for ``problem`` tasks (a plugin that fails to load is left out)."""
+    fits = []
+    for name in EXIT_RULES.names(sort=False):
+        try:
+            if problem in rule_class(name).problems:
+                fits.append(name)
+        except BeexError:
+            pass
+    return fits
+
+
+class _RuleTable(Mapping):
+    """:data:`EXIT_RULES` read as a mapping name -> ExitRule subclass (built-ins first)."""
+
+    def __getitem__(self, name: str) -> type[ExitRule]:
+        if name not in EXIT_RULES:
+            raise KeyError(name)
+        return rule_class(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(EXIT_RULES.names(sort=False))
+
+    def __len__(self) -> int:
+        return len(EXIT_RULES.names())
+
+
+RULES: Mapping[str, type[ExitRule]] = _RuleTable()
 
 
 @dataclass(frozen=True)

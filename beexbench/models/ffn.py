@@ -1,13 +1,31 @@
-"""The feed-forward sub-layers: SLFN (A6 default), its three-gate variant, plain GELU FFN."""
+"""The feed-forward sub-layers: SLFN (A6 default), its three-gate variant, plain GELU FFN.
+
+They are the entries of :data:`FFNS`, a :class:`~beexbench._registry.Registry` of classes
+``cls(d_model, d_ff, linear_kwargs, dropout) -> nn.Module`` (``[B, L, d_model]`` in and out;
+``linear_kwargs`` are the :class:`~beexbench.models.layers.QuantLinear` settings of the model's
+precision). The built-ins are added on the registry's first lookup (importing this module
+registers nothing); another FFN comes in through the ``beexbench.ffns`` entry-point group or
+``register_ffn("name", cls)``, and its name is then a valid ``encoder.ffn`` of a ModelSpec.
+"""
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._registry import Registry
+from ._registration import registrar
 from .layers import QuantLinear
 
-FFN_KINDS = ("slfn", "slfn3", "gelu")
+_BUILTIN_FFNS = {"slfn": "beexbench.models.ffn:SLFN", "slfn3": "beexbench.models.ffn:SLFN3",
+                 "gelu": "beexbench.models.ffn:GeluFFN"}
+FFN_KINDS = tuple(_BUILTIN_FFNS)  # the built-in names (EncoderConfig.ffn's Literal type)
+FFN_ENTRY_POINT_GROUP = "beexbench.ffns"
+FFNS: Registry[Callable[..., nn.Module]] = Registry("ffn", entry_point_group=FFN_ENTRY_POINT_GROUP,
+                                                    builtins=_BUILTIN_FFNS)
+register_ffn = registrar(FFNS)
 
 
 class SLFN(nn.Module):
@@ -65,7 +83,7 @@ class GeluFFN(nn.Module):
 
 
 def make_ffn(kind: str, d_model: int, d_ff: int, linear_kwargs: dict, dropout: float) -> nn.Module:
-    classes = {"slfn": SLFN, "slfn3": SLFN3, "gelu": GeluFFN}
-    if kind not in classes:
-        raise ValueError(f"unknown ffn '{kind}': use one of {FFN_KINDS}")
-    return classes[kind](d_model, d_ff, linear_kwargs, dropout)
+    """The FFN registered as ``kind`` (:data:`FFNS`)."""
+    if kind not in FFNS:
+        raise ValueError(f"unknown ffn '{kind}': use one of {tuple(FFNS.names(sort=False))}")
+    return FFNS.get(kind)(d_model, d_ff, linear_kwargs, dropout)

@@ -10,13 +10,30 @@ Estimators (the backward of sign):
   g(x) = -1 (x<-1); 2x+x^2 (-1<=x<0); 2x-x^2 (0<=x<1); 1 (x>=1), i.e.
   g'(x) = 2 - 2|x| on [-1, 1], 0 outside.
 * ``"ste"``: the clipped straight-through estimator, 1 on [-1, 1], 0 outside.
+
+They are the entries of :data:`SIGN_ESTIMATORS`, a :class:`~beexbench._registry.Registry` of
+functions ``f(x) -> sign(x)`` (sign(0) = +1) whose backward is the estimator, used while
+training (inference is :func:`hard_sign` whatever the estimator). The built-ins are added on
+the registry's first lookup (importing this module registers nothing); another estimator comes
+in through the ``beexbench.estimators`` entry-point group or ``register_estimator("name", fn)``,
+and its name is then a valid ``encoder.estimator`` of a ModelSpec.
 """
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 from torch import nn
 
-ESTIMATORS = ("g", "ste")
+from .._registry import Registry
+from ._registration import registrar
+
+_BUILTIN_ESTIMATORS = {"g": "beexbench.models.quantizers:sign_g", "ste": "beexbench.models.quantizers:sign_ste"}
+ESTIMATORS = tuple(_BUILTIN_ESTIMATORS)  # the built-in names (EncoderConfig.estimator's Literal type)
+ESTIMATOR_ENTRY_POINT_GROUP = "beexbench.estimators"
+SIGN_ESTIMATORS: Registry[Callable[[torch.Tensor], torch.Tensor]] = Registry(
+    "sign estimator", entry_point_group=ESTIMATOR_ENTRY_POINT_GROUP, builtins=_BUILTIN_ESTIMATORS)
+register_estimator = registrar(SIGN_ESTIMATORS)
 
 
 def hard_sign(x: torch.Tensor) -> torch.Tensor:
@@ -58,13 +75,13 @@ sign_ste = _SignSTE.apply
 
 
 def binary_sign(x: torch.Tensor, estimator: str = "g") -> torch.Tensor:
+    """sign(x) (sign(0) = +1); with a gradient, the backward of the estimator registered as
+    ``estimator`` (:data:`SIGN_ESTIMATORS`)."""
     if not (torch.is_grad_enabled() and x.requires_grad):
         return hard_sign(x)  # inference: the estimator only matters for the backward
-    if estimator == "g":
-        return sign_g(x)
-    if estimator == "ste":
-        return sign_ste(x)
-    raise ValueError(f"unknown sign estimator '{estimator}': use one of {ESTIMATORS}")
+    if estimator not in SIGN_ESTIMATORS:
+        raise ValueError(f"unknown sign estimator '{estimator}': use one of {tuple(SIGN_ESTIMATORS.names(sort=False))}")
+    return SIGN_ESTIMATORS.get(estimator)(x)
 
 
 def row_scale(w: torch.Tensor) -> torch.Tensor:
