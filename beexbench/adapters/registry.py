@@ -1,5 +1,6 @@
-"""The model registry: decorators in the tree, entry points (group ``beexbench.adapters``)
-from outside, build and load by name."""
+"""The model registry: the built-ins below and the baselines' entry points (group
+``beexbench.adapters``, the way a third party adds a model) are loaded on first lookup, so
+importing a module registers nothing; ``register_model`` for code that adds its own."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,12 +11,23 @@ from ..errors import BeexError
 from .base import ModelAdapter, TaskSpec
 from .spec import ModelSpec
 
-ADAPTERS: Registry[type[ModelAdapter]] = Registry("model", entry_point_group="beexbench.adapters")
+# Built-in models as "module:Class" (loaded on first lookup, so `beexbench --help` imports no torch)
+BUILTIN_MODELS = {
+    "beexformer": "beexbench.models.beexformer:BEExformer",
+    "beexformer-no-ee": "beexbench.models.beexformer:BEExformerNoEE",
+    "beexformer-ffn": "beexbench.models.beexformer:BEExformerFFN",
+    "beexformer-slfn3": "beexbench.models.beexformer:BEExformerSLFN3",
+    "beexformer-ste": "beexbench.models.beexformer:BEExformerSTE",
+    "beexformer-w1a32": "beexbench.models.beexformer:BEExformerW1A32",
+    "beexformer-loss-depth": "beexbench.models.beexformer:BEExformerDepthLoss",
+    "beexformer-loss-uniform": "beexbench.models.beexformer:BEExformerUniformLoss",
+    "beexformer-loss-final": "beexbench.models.beexformer:BEExformerFinalLoss",
+    "beexformer-packed": "beexbench.engine.adapter:PackedBEExformer",
+}
+ADAPTERS: Registry[type[ModelAdapter]] = Registry("model", entry_point_group="beexbench.adapters",
+                                                  builtins=BUILTIN_MODELS)
 
 A = TypeVar("A", bound=type)
-
-# Built-in models, registered lazily so `beexbench --help` imports no torch.
-_BUILTIN_MODULES = ("beexbench.models.beexformer", "beexbench.engine.adapter")
 
 
 def register_model(name: str) -> Callable[[A], A]:
@@ -28,15 +40,7 @@ def register_model(name: str) -> Callable[[A], A]:
     return deco
 
 
-def _ensure_builtins() -> None:
-    import importlib
-
-    for mod in _BUILTIN_MODULES:
-        importlib.import_module(mod)
-
-
 def get_adapter_class(name: str) -> type[ModelAdapter]:
-    _ensure_builtins()
     cls = ADAPTERS.get(name)
     if not (isinstance(cls, type) and issubclass(cls, ModelAdapter)):
         raise BeexError(f"model '{name}' ({ADAPTERS.entry(name).origin}) is not a beexbench ModelAdapter subclass")
@@ -48,7 +52,6 @@ def get_adapter_class(name: str) -> type[ModelAdapter]:
 
 
 def list_models() -> list[str]:
-    _ensure_builtins()
     return ADAPTERS.names()
 
 

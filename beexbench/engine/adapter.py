@@ -19,7 +19,6 @@ from torch import nn
 
 from .. import kernels
 from ..adapters.base import ExitLayout, FitReport, ModelAdapter, Precision, TaskSpec
-from ..adapters.registry import register_model
 from ..adapters.roles import deployment_of
 from ..adapters.spec import ModelSpec, make_rule
 from ..errors import BeexError, ConfigError
@@ -38,11 +37,12 @@ def kernel_note() -> str:
     return f"packed kernels: {name}"
 
 
-@register_model("beexformer-packed")
 class PackedBEExformer(ModelAdapter):
     """The trained beexformer deployed with the packed-bit engine: 1-bit weights packed 64 to a
     word, XNOR-popcount products for every W1A1 Linear and for Q.K^T, fp32 embeddings,
     LayerNorms, softmax, A.V and exit heads; its calibrated exit rule. CPU only."""
+
+    name = "beexformer-packed"
 
     derived_from = "beexformer"
     role = deployment_of("beexformer")

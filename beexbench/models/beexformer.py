@@ -4,7 +4,6 @@ variant an ablation of it (the report compares each with it)."""
 from __future__ import annotations
 
 from ..adapters.encoder_adapter import EncoderAdapter
-from ..adapters.registry import register_model
 from ..adapters.roles import SUBJECT, ablation_of
 
 DELTA_GRID = [-0.5, -0.2, -0.1, -0.05, 0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.01]
@@ -20,10 +19,11 @@ REGRESSION_EXIT = {
 }
 
 
-@register_model("beexformer")
 class BEExformer(EncoderAdapter):
     """Binarized (W1A1, sign with g'(x) = 2-2|x|), SLFN, an exit after every block with the
     fractional-entropy rule (delta calibrated on validation), soft-routing loss."""
+
+    name = "beexformer"
 
     role = SUBJECT
 
@@ -37,9 +37,10 @@ class BEExformer(EncoderAdapter):
     regression_defaults = REGRESSION_EXIT
 
 
-@register_model("beexformer-no-ee")
 class BEExformerNoEE(BEExformer):
     """Ablation: the same trained network as beexformer, no early exit (every block runs)."""
+
+    name = "beexformer-no-ee"
 
     role = ABLATION
 
@@ -47,63 +48,70 @@ class BEExformerNoEE(BEExformer):
     defaults = {"exit": {"rule": "final"}, "calibration": {"param": None, "grid": []}}
 
 
-@register_model("beexformer-ffn")
 class BEExformerFFN(BEExformer):
     """Ablation A6: a plain GELU FFN instead of the SLFN."""
+
+    name = "beexformer-ffn"
 
     role = ABLATION
 
     defaults = {"encoder": {"ffn": "gelu"}}
 
 
-@register_model("beexformer-slfn3")
 class BEExformerSLFN3(BEExformer):
     """A6 option: the three-gate SLFN variant."""
+
+    name = "beexformer-slfn3"
 
     role = ABLATION
 
     defaults = {"encoder": {"ffn": "slfn3"}}
 
 
-@register_model("beexformer-ste")
 class BEExformerSTE(BEExformer):
     """Ablation A1: the clipped straight-through estimator instead of g'(x)."""
+
+    name = "beexformer-ste"
 
     role = ABLATION
 
     defaults = {"encoder": {"estimator": "ste"}}
 
 
-@register_model("beexformer-w1a32")
 class BEExformerW1A32(BEExformer):
     """Ablation: binarized weights, full-precision activations."""
+
+    name = "beexformer-w1a32"
 
     role = ABLATION
 
     defaults = {"encoder": {"act_bits": 32}}
 
 
-@register_model("beexformer-loss-depth")
 class BEExformerDepthLoss(BEExformer):
     """Ablation A9: depth-weighted exit losses (w_i proportional to i)."""
+
+    name = "beexformer-loss-depth"
 
     role = ABLATION
 
     defaults = {"loss": {"kind": "depth_weighted"}}
 
 
-@register_model("beexformer-loss-uniform")
 class BEExformerUniformLoss(BEExformer):
     """Ablation A9: uniform exit losses."""
+
+    name = "beexformer-loss-uniform"
 
     role = ABLATION
 
     defaults = {"loss": {"kind": "uniform"}}
 
 
-@register_model("beexformer-loss-final")
 class BEExformerFinalLoss(BEExformer):
     """Ablation A9: only the final exit's loss (the other heads barely learn)."""
+
+    name = "beexformer-loss-final"
 
     role = ABLATION
 

@@ -1,5 +1,6 @@
-"""Targets by name, on the project's generic :class:`~beexbench._registry.Registry`:
-``@register_target`` in the tree, the ``beexbench.targets`` entry-point group outside it."""
+"""Targets by name, on the project's generic :class:`~beexbench._registry.Registry`: the
+built-ins below (loaded on first lookup: importing a module registers nothing), the
+``beexbench.targets`` entry-point group, and ``register_target`` for code that adds its own."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable
@@ -10,7 +11,15 @@ from beexbench.errors import BeexError
 if TYPE_CHECKING:
     from beexbench.targets.base import Target
 
-TARGETS: Registry[Callable[..., "Target"]] = Registry("target", entry_point_group="beexbench.targets")
+BUILTIN_TARGETS = {
+    "cpu": "beexbench.targets.cpu:cpu",
+    "cuda": "beexbench.targets.cuda:cuda",
+    "edge-1t": "beexbench.targets.edge:edge_1t",
+    "edge-2t": "beexbench.targets.edge:edge_2t",
+    "rpi4-like": "beexbench.targets.edge:rpi4_like",
+}
+TARGETS: Registry[Callable[..., "Target"]] = Registry("target", entry_point_group="beexbench.targets",
+                                                      builtins=BUILTIN_TARGETS)
 
 
 def register_target(name: str):

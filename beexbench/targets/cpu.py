@@ -8,7 +8,6 @@ import torch
 
 from beexbench.errors import BeexError
 from beexbench.targets import _rapl
-from beexbench.targets._registry import register_target
 from beexbench.targets.base import EnergyCounter, Target, physical_cores, usable_cpus
 
 
@@ -40,7 +39,6 @@ class CpuTarget(Target):
         return _rapl.RaplCounter(self.rapl_root)
 
 
-@register_target("cpu")
 def cpu(**overrides) -> CpuTarget:
     """Host CPU with one thread per physical core (override ``threads=``, ``cores=``)."""
     return CpuTarget(**overrides)

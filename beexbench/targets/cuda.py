@@ -7,7 +7,6 @@ from typing import Any, Callable, Iterator
 import torch
 
 from beexbench.targets import _host
-from beexbench.targets._registry import register_target
 from beexbench.targets.base import EnergyCounter, MemoryMeter, Target, physical_cores
 
 
@@ -119,7 +118,6 @@ class CudaTarget(Target):
         return out
 
 
-@register_target("cuda")
 def cuda(**overrides) -> CudaTarget:
     """CUDA device ``index`` (default 0)."""
     return CudaTarget(**overrides)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from beexbench.errors import BeexError
 from beexbench.targets._host import PINNING_SUPPORTED
-from beexbench.targets._registry import register_target
 from beexbench.targets.base import usable_cpus
 from beexbench.targets.cpu import CpuTarget
 
@@ -49,19 +48,16 @@ class EdgeTarget(CpuTarget):
         return out
 
 
-@register_target("edge-1t")
 def edge_1t(**overrides) -> EdgeTarget:
     """One thread pinned to one core: a single-core microcontroller-class CPU budget."""
     return EdgeTarget("edge-1t", 1, mimics="a single-core edge CPU", **overrides)
 
 
-@register_target("edge-2t")
 def edge_2t(**overrides) -> EdgeTarget:
     """Two threads pinned to two cores."""
     return EdgeTarget("edge-2t", 2, mimics="a dual-core edge CPU", **overrides)
 
 
-@register_target("rpi4-like")
 def rpi4_like(**overrides) -> EdgeTarget:
     """Four threads (Raspberry Pi 4: 4x Cortex-A72), capped at the host's usable cores."""
     return EdgeTarget("rpi4-like", 4, mimics="Raspberry Pi 4 (4x Cortex-A72)", **overrides)
