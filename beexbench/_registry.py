@@ -66,6 +66,7 @@ class Registry(Generic[T]):
         self._add(Entry(name, target, dict(defaults)))
 
     def _add(self, entry: Entry[T]) -> None:
+        self._load_entry_points()  # built-ins and entry points first: a taken name is refused, never shadowed
         old = self._entries.get(entry.name)
         if old is not None and old.target is not entry.target and old.target != entry.target:
             raise BeexError(f"{self.kind} '{entry.name}' is registered twice ({old.origin}, {entry.origin})")

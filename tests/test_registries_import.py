@@ -32,3 +32,18 @@ def test_importing_every_module_registers_nothing():
     assert found["failed"] == []
     assert {"model", "task", "target"} <= set(found["registries"])  # the walk reached them
     assert {kind: names for kind, names in found["registries"].items() if names} == {}
+
+
+def test_registering_a_built_in_name_before_any_lookup_is_refused():
+    """A registration made before the first lookup must not shadow a built-in of the same name."""
+    import pytest
+
+    from beexbench._registry import Registry
+    from beexbench.errors import BeexError
+
+    registry = Registry("thing", builtins={"cpu-count": "os:cpu_count"})
+    with pytest.raises(BeexError, match="'cpu-count' is registered twice"):
+        registry.register("cpu-count")(print)
+    import os
+
+    assert registry.get("cpu-count") is os.cpu_count
