@@ -170,16 +170,16 @@ def test_measurement_of_a_model_without_exits():
     bow = create_model("bow-linear", spec())
     bow.fit(train, val)
     out = measure_accuracy_and_exits(bow, test, DepthCost.measure(bow))
-    assert out["exits"] is None and 0.9 <= out["accuracy"]["value"] <= 1.0
-    assert out["ops"]["per_sample_mean"]["macs_fp32"] > 0 and out["ops"]["macs_reduction_from_exits"] == 0.0
+    assert out.exits is None and 0.9 <= out.accuracy.value <= 1.0
+    assert out.ops.per_sample_mean.macs["fp32"] > 0 and out.ops.macs_reduction_from_exits == 0.0
     # regression majority: a constant answer has no Pearson r, and the record says so instead of a number
     reg_train, reg_val, reg_test = (bow_split(n, s, regression=True) for n, s in ((200, 1), (80, 2), (60, 3)))
     maj = create_model("majority", spec(1, "regression"))
     maj.fit(reg_train, reg_val)
-    rec = measure_accuracy_and_exits(maj, reg_test, DepthCost.measure(maj))["accuracy"]
-    assert rec["value"] is None and rec["spearman"] is None and rec["ci95"] == [None, None]
-    assert "undefined (constant prediction)" in rec["undefined"]
-    assert not math.isnan(rec["rmse"]) and rec["rmse"] > 0  # its error is still a number
+    rec = measure_accuracy_and_exits(maj, reg_test, DepthCost.measure(maj)).accuracy
+    assert rec.value is None and rec.spearman is None and rec.ci95 == (None, None)
+    assert "undefined (constant prediction)" in rec.undefined
+    assert not math.isnan(rec.rmse) and rec.rmse > 0  # its error is still a number
 
 
 def test_every_run_plans_the_floors_once_per_task():

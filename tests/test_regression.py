@@ -69,12 +69,12 @@ def test_fisher_interval_and_label_scale_errors():
     lo, hi = fisher_ci(0.5, 28)  # z = atanh(0.5) = 0.5493, half width 1.96 / 5
     assert lo == pytest.approx(math.tanh(0.549306 - 0.392), abs=1e-4)
     assert hi == pytest.approx(math.tanh(0.549306 + 0.392), abs=1e-4)
-    rec = quality_record(col(0.0, 1.0, 2.0, 4.0), torch.tensor([0.0, 2.0, 2.0, 2.0]), 3.0, "test", "")
-    assert rec["metric"] == "pearson_r" and rec["n"] == 4
+    rec = quality_record(col(0.0, 1.0, 2.0, 4.0), torch.tensor([0.0, 2.0, 2.0, 2.0]), 3.0, "test", "", "regression")
+    assert rec.metric == "pearson_r" and rec.n == 4
     # errors (0, -1, 0, 2) in standardized units: MSE 5/4; label scale x3: RMSE 3*sqrt(5/4), MAE 3*3/4
-    assert rec["mse_label_var"] == pytest.approx(1.25)
-    assert rec["rmse"] == pytest.approx(3 * math.sqrt(1.25)) and rec["mae"] == pytest.approx(2.25)
-    assert quality_record(torch.eye(2), torch.tensor([0, 0]), 1.0, "test", "")["metric"] == "accuracy"
+    assert rec.mse_label_var == pytest.approx(1.25)
+    assert rec.rmse == pytest.approx(3 * math.sqrt(1.25)) and rec.mae == pytest.approx(2.25)
+    assert quality_record(torch.eye(2), torch.tensor([0, 0]), 1.0, "test", "", "classification").metric == "accuracy"
 
 
 # -- exit rules and loss --------------------------------------------------------------------
@@ -220,15 +220,15 @@ def test_run_and_report_a_regression_task(tmp_path, monkeypatch):
     records = {r.key.model: r for r in load_records([tmp_path / "results"])}
     assert set(records) == {"beexformer", "fp32", "majority", "bow-linear"}  # the reference floors join every run
     floors = {name: records.pop(name) for name in ("majority", "bow-linear")}
-    assert floors["majority"].metrics["accuracy"]["value"] is None  # a constant answer has no Pearson r
-    assert "undefined" in floors["majority"].metrics["accuracy"]["undefined"]
-    assert floors["bow-linear"].metrics["accuracy"]["value"] > 0.5  # the counting task is a bag-of-words task
+    assert floors["majority"].metrics.accuracy.value is None  # a constant answer has no Pearson r
+    assert "undefined" in floors["majority"].metrics.accuracy.undefined
+    assert floors["bow-linear"].metrics.accuracy.value > 0.5  # the counting task is a bag-of-words task
     for rec in records.values():
-        acc = rec.metrics["accuracy"]
-        assert acc["metric"] == "pearson_r" and acc["ci_method"] == "fisher_z"
-        assert rec.metrics["exits"]["rule"]["rule"] == "prediction-change"
-        assert rec.metrics["exits"]["mean_abs_change_per_exit"][0] is None
-    assert records["fp32"].metrics["accuracy"]["value"] > 0.5  # the counting task is learnable
+        acc = rec.metrics.accuracy
+        assert acc.metric == "pearson_r" and acc.ci_method == "fisher_z"
+        assert rec.metrics.exits.metric == "pearson_r" and rec.metrics.exits.rule["rule"] == "prediction-change"
+        assert rec.metrics.exits.mean_abs_change_per_exit[0] is None
+    assert records["fp32"].metrics.accuracy.value > 0.5  # the counting task is learnable
     out = build_report(tmp_path / "results", tmp_path / "report.html")
     html = out.read_text()
     assert "Pearson r ×100" in html and "Fisher-z" in html

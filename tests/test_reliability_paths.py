@@ -20,6 +20,7 @@ from beexbench.results.store import RunDir, load_records, new_run_id
 from beexbench.runner import run_suite
 from beexbench.runner.models import checkpoint_dir
 from conftest import write_tiny_csv, write_tiny_suite
+from records import sample_metrics
 
 TOKEN = f"beex-escape-{os.getpid()}"  # every escape attempt names this, so a file that got out is findable
 
@@ -100,7 +101,7 @@ def test_hostile_names_never_land_outside_the_roots(tmp_path):
         run = RunDir.under(results, new_run_id(name))  # suite name: always mapped inside
         assert _inside(run.path, results)
         key = CellKey(model=name, task=f"csv:/d/{name}?name={name}", target=name, seed=i, setting=name)
-        path = cells.write_cell(CellRecord(key=key, run_id="run"))  # cell file
+        path = cells.write_cell(CellRecord(key=key, run_id="run", metrics=sample_metrics()))  # cell file
         assert path.parent == cells.cells_dir and cells.has_cell(key)
         ckpt = checkpoint_dir(store, name, TaskSpec(**{**spec.to_dict(), "task": name}), {}, i, None)  # store key
         ckpt.mkdir(parents=True)

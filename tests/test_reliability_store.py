@@ -3,6 +3,7 @@ never overwrite a cell on merge or resume, never let two cells share a file, wri
 JSON only, and leave nothing behind when a start or a write fails."""
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import math
@@ -25,6 +26,7 @@ from beexbench.results.schema import CellKey, CellRecord
 from beexbench.results.store import RunDir, load_records
 from beexbench.runner import run_suite
 from conftest import write_tiny_csv, write_tiny_suite
+from records import sample_metrics
 
 
 # --------------------------------------------------------------------------- #
@@ -60,7 +62,7 @@ def _cli(capsys, argv: list[str]) -> tuple[int, str]:
 
 
 def _record(key: CellKey, run_id: str, finished_at: str, accuracy: float) -> CellRecord:
-    return CellRecord(key=key, run_id=run_id, metrics={"accuracy": {"value": accuracy}},
+    return CellRecord(key=key, run_id=run_id, metrics=sample_metrics(acc=accuracy),
                       started_at=finished_at, finished_at=finished_at)
 
 
@@ -170,7 +172,7 @@ def test_merge_into_an_existing_run_adds_missing_cells_and_keeps_its_run_json(tm
     assert n == 1 and notes == []
     assert (existing.path / "run.json").read_bytes() == run_json  # never replaced
     assert existing.cell_path(K1).read_bytes() == k1_file
-    assert {r.key: r.metrics["accuracy"]["value"] for r in load_records([existing.path])} == {K1: 0.9, K2: 0.7}
+    assert {r.key: r.metrics.accuracy.value for r in load_records([existing.path])} == {K1: 0.9, K2: 0.7}
 
 
 def test_merge_prefer_newer_keeps_the_later_record_either_way(tmp_path):
@@ -281,19 +283,26 @@ def test_non_finite_numbers_are_written_as_null_with_a_reason(tmp_path):
     from beexbench.report.frame import records_frame
 
     run = RunDir(tmp_path / "r")
-    metrics = {"accuracy": {"value": math.nan, "ci95": [math.nan, np.float32("inf")]},
-               "batch1": {"median": -math.inf, "n": 3}}
+    base = sample_metrics()
+    metrics = dataclasses.replace(base, accuracy=dataclasses.replace(base.accuracy, value=math.nan, ci95=(math.nan, np.float32("inf"))),
+                                  batch1=dataclasses.replace(base.batch1, median=-math.inf))
     path = run.write_cell(CellRecord(key=K1, run_id="r", metrics=metrics))
     doc = _strict_loads(path.read_text())
-    assert doc["metrics"] == {"accuracy": {"value": None, "ci95": [None, None]}, "batch1": {"median": None, "n": 3}}
+    assert doc["metrics"]["accuracy"]["value"] is None and doc["metrics"]["accuracy"]["ci95"] == [None, None]
+    assert doc["metrics"]["batch1"]["median"] is None and doc["metrics"]["batch1"]["n"] == 3
     assert doc["null_reasons"] == {"/metrics/accuracy/value": "not a number (NaN)",
                                    "/metrics/accuracy/ci95/0": "not a number (NaN)",
                                    "/metrics/accuracy/ci95/1": "infinite (+inf)",
                                    "/metrics/batch1/median": "infinite (-inf)"}
-    (rec,) = load_records([tmp_path])  # the report reads it
+    (rec,) = load_records([tmp_path])  # the report reads it: each null its non-finite number again
     assert rec.null_reasons == doc["null_reasons"]
+    assert math.isnan(rec.metrics.accuracy.value) and rec.metrics.accuracy.ci95[1] == math.inf
+    assert rec.metrics.batch1.median == -math.inf
+    text = path.read_text()
+    run.write_cell(rec)  # written again: the same file, reasons included
+    assert path.read_text() == text
     row = records_frame([rec]).iloc[0]
-    assert pd.isna(row["accuracy"]) and pd.isna(row["latency_ms"]) and row["status"] == "ok"
+    assert pd.isna(row["accuracy"]) and pd.isna(row["latency_ms"]) and row["status"] == "ok"  # shown as missing
     run.write_run({"config": {"model": {"train": {"lr": math.inf}}}})
     assert _strict_loads((run.path / "run.json").read_text())["null_reasons"] == {"/config/model/train/lr": "infinite (+inf)"}
 

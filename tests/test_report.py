@@ -18,30 +18,18 @@ from beexbench.report import build_report, default_tables_dir
 from beexbench.report.tables import fmt_accuracy
 from beexbench.results.schema import CellKey, CellRecord
 from beexbench.results.store import RunDir
+from records import sample_metrics
 
 # --------------------------------------------------------------------------- synthetic records
-
-
-def _sweep(acc: float, macs: float, n_blocks: int, shift: float = 0.0) -> list[dict]:
-    rows = []
-    for i, delta in enumerate([-0.5, 0.0, 0.1, 0.3, 0.5, 1.01]):
-        depth = n_blocks - i * (n_blocks - 1) / 5
-        rows.append({"rule": "fractional-entropy", "delta": delta, "accuracy": acc - 0.01 * i + shift,
-                     "mean_exit_block": depth, "exit_histogram": [0] * n_blocks, "mean_macs": macs * depth / n_blocks})
-    return rows
 
 
 def make_record(model="beexformer", task="rotten_tomatoes", target="cpu", seed=0, *, acc=0.80, n=400, ci=(0.76, 0.84),
                 total_bits=8_000_000, bits_no_emb=150_000, macs_fp32=60_000.0, bops=760_000.0, latency=2.0,
                 latency_ci=(1.9, 2.1), p90=2.4, energy=None, provenance="unavailable", mean_exit=2.0, n_blocks=3,
                 histogram=(0, 300, 100), emulated=False, cpu="Test CPU 9000", run_id="run-a", warnings=(),
-                finished_at="2026-01-01T00:00:00+00:00", description="A model. More words.", status="ok") -> CellRecord:
-    flops = 2 * macs_fp32
-    exits = {} if n_blocks is None else {
-        "n_blocks": n_blocks, "histogram": list(histogram), "mean_exit_block": mean_exit,
-        "calibration": {"split": "val", "param": "delta", "chosen": 0.5, "sweep": _sweep(acc, macs_fp32 + bops, n_blocks, 0.01)},
-        "test_sweep": _sweep(acc, macs_fp32 + bops, n_blocks),
-    }
+                finished_at="2026-01-01T00:00:00+00:00", description="A model. More words.", status="ok",
+                metric="accuracy", undefined=None) -> CellRecord:
+    """A complete record as the runner writes it (schema version 2); ``n_blocks=None``: no exits."""
     return CellRecord(
         key=CellKey(model, task, target, seed), run_id=run_id, status=status,
         error=None if status == "ok" else "boom",
@@ -49,19 +37,10 @@ def make_record(model="beexformer", task="rotten_tomatoes", target="cpu", seed=0
         task={"name": task, "description": f"{task}: a test dataset", "source": "synthetic", "split_sizes": {"train": 10, "val": 10, "test": n}},
         target={"name": target, "device": "cpu", "threads": 1 if emulated else 2, "emulated": emulated,
                 "description": "emulated on the host" if emulated else "host CPU", "notes": []},
-        metrics={} if status != "ok" else {
-            "accuracy": {"value": acc, "n": n, "ci95": list(ci), "ci_method": "wilson"},
-            "accuracy_no_exit": {"value": acc, "n": n, "ci95": list(ci)},
-            "size": {"total_bits": total_bits, "total_bits_without_embeddings": bits_no_emb, "disk_bytes": total_bits // 8 + 1000,
-                     "bits": {"embeddings": total_bits - bits_no_emb}, "notes": ["1-bit weights: 1 bit per element"]},
-            "ops": {"per_sample_mean": {"flops": flops, "bops": bops, "ops": flops + bops / 64, "macs_fp32": macs_fp32,
-                                        "macs_binary": bops, "macs_int8": 0.0, "macs_w1a32": 0.0},
-                    "convention": "MACs: test convention; OPs = FLOPs + BOPs/64", "uncounted": {}},
-            "batch1": {"median": latency, "p90": p90, "ci95_median": list(latency_ci), "ci_halfwidth_pct": 5.0, "threads": 2, "warnings": []},
-            "energy": {"joules_per_sample": energy, "provenance": provenance, "inputs": {}, "warnings": []},
-            "memory": {"peak_rss_bytes": 2**28},
-            "exits": exits,
-        },
+        metrics=None if status != "ok" else sample_metrics(
+            acc=acc, metric=metric, undefined=undefined, n=n, ci=ci, total_bits=total_bits, bits_no_emb=bits_no_emb,
+            macs_fp32=macs_fp32, bops=bops, latency=latency, latency_ci=latency_ci, p90=p90, energy=energy,
+            provenance=provenance, mean_exit=mean_exit, n_blocks=n_blocks, histogram=histogram),
         environment={"python": "3.11", "packages": {"torch": "2.x", "beexbench": "0.1.0"}, "git": {"commit": "abc123", "dirty": False},
                      "cpu": {"model": cpu, "logical_cores": 2, "usable_cores": 2}, "threads_used": 2, "gpus": [],
                      "os": {"system": "Linux", "release": "6"}, "timestamp_utc": finished_at},
@@ -390,20 +369,12 @@ def floor_record(model: str, acc: float | None, **kw) -> CellRecord:
 
 def floors_results(root: Path, fp32_acc: float, *, metric: str = "accuracy") -> Path:
     recs = [
-        make_record("beexformer", acc=0.70, ci=(0.66, 0.74)),
+        make_record("beexformer", acc=0.70, ci=(0.66, 0.74), metric=metric),
         make_record("fp32", acc=fp32_acc, ci=(fp32_acc - 0.04, fp32_acc + 0.04), total_bits=12_000_000, bits_no_emb=4_000_000,
-                    macs_fp32=1_000_000.0, bops=0.0, latency=1.0),
-        floor_record("majority", 0.50 if metric == "accuracy" else None),
-        floor_record("bow-linear", 0.76, total_bits=100_000, bits_no_emb=100_000, macs_fp32=40.0),
+                    macs_fp32=1_000_000.0, bops=0.0, latency=1.0, metric=metric),  # the δ sweeps are keyed by the metric
+        floor_record("majority", 0.50 if metric == "accuracy" else None, metric=metric),
+        floor_record("bow-linear", 0.76, total_bits=100_000, bits_no_emb=100_000, macs_fp32=40.0, metric=metric),
     ]
-    for r in recs:
-        r.metrics["accuracy"]["metric"] = metric
-    if metric == "pearson_r":
-        for r in recs[:2]:  # the δ sweeps are keyed by the task's metric
-            exits = r.metrics["exits"]
-            for row in exits["calibration"]["sweep"] + exits["test_sweep"]:
-                row["pearson_r"] = row.pop("accuracy")
-        recs[2].metrics["accuracy"].update(value=None, ci95=[None, None], undefined="Pearson r is undefined (constant prediction)")
     return write_run(root, "run-floors", recs)
 
 

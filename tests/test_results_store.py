@@ -5,16 +5,17 @@ import pytest
 from beexbench.errors import BeexError
 from beexbench.results.schema import CellKey, CellRecord
 from beexbench.results.store import RunDir, find_runs, load_records
+from records import sample_metrics
 
 
 def test_write_read_and_resume_check(tmp_path):
     run = RunDir(tmp_path / "r1")
     key = CellKey("beexformer", "rotten_tomatoes", "cpu", 0)
     assert not run.has_cell(key)
-    run.write_cell(CellRecord(key=key, run_id="r1", metrics={"accuracy": {"value": 0.5}}))
+    run.write_cell(CellRecord(key=key, run_id="r1", metrics=sample_metrics(acc=0.5)))
     assert run.has_cell(key)
     (rec,) = load_records([tmp_path])
-    assert rec.key == key and rec.metrics["accuracy"]["value"] == 0.5
+    assert rec.key == key and rec.metrics.accuracy.value == 0.5
     assert not list(run.cells_dir.glob("*.tmp"))
 
 

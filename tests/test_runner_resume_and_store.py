@@ -56,7 +56,7 @@ def test_merge_runs_from_two_targets(tmp_path, monkeypatch):
     recs = load_records([tmp_path / "merged"])
     assert sorted(r.key.target for r in recs) == ["cpu", "edge-1t"]
     edge = next(r for r in recs if r.key.target == "edge-1t")
-    assert edge.target["emulated"] is True and edge.metrics["batch1"]["threads"] == 1
+    assert edge.target["emulated"] is True and edge.metrics.batch1.threads == 1
     # the edge run reused the cpu run's checkpoint (same model, task, config, seed)
     assert edge.model["trained_this_run"] is False
     # merging a run with itself keeps one copy of each cell and says so

@@ -37,18 +37,15 @@ def print_summary(summary, fmt: str = "text") -> None:
         if r.status != "ok":
             table.add_row(r.key.model, r.key.task, r.key.target, f"[red]failed: {r.error}", "", "", "", "", "")
             continue
-        ops = m["ops"]["per_sample_mean"]
-        macs = sum(v for k, v in ops.items() if k.startswith("macs_") and k != "macs_binary")
-        value = m["accuracy"]["value"]
-        exits = m.get("exits")
+        ops, value, exits = m.ops.per_sample_mean, m.accuracy.value, m.exits
         table.add_row(
             r.key.model, r.key.task, r.key.target,
-            ("undefined" if value is None else f"{value:.4f}") + (" r" if m["accuracy"].get("metric") == "pearson_r" else ""),
-            f"{m['size']['total_bits'] / 8 / 1024:.1f}",
-            f"{macs / 1e6:.2f} M",
-            f"{ops.get('bops', 0) / 1e6:.2f} M",
-            f"{m['batch1']['median']:.3f}",
-            f"{exits['mean_exit_block']:.2f}/{exits['n_blocks']}" if exits else "—",
+            ("undefined" if value is None else f"{value:.4f}") + (" r" if m.accuracy.metric == "pearson_r" else ""),
+            f"{m.size.total_bits / 8 / 1024:.1f}",
+            f"{ops.non_binary_macs / 1e6:.2f} M",
+            f"{ops.bops / 1e6:.2f} M",
+            f"{m.batch1.median:.3f}",
+            f"{exits.mean_exit_block:.2f}/{exits.n_blocks}" if exits else "—",
         )
     console = Console()
     if not console.is_terminal:

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import json
 from dataclasses import dataclass
 
 import pandas as pd
 
 from ..adapters.roles import BASELINE, REFERENCE_FLOOR, recorded_role
+from ..results.metrics import CellMetrics
 from ..results.schema import CellRecord
 
 
@@ -99,17 +101,61 @@ def config_id(model: dict) -> str:
     return hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
+def _metric_columns(m: CellMetrics | None) -> dict:
+    """The frame's columns read from a record's typed metrics (a failed cell has none)."""
+    if m is None:
+        return {"metric": "accuracy", "accuracy": None, "accuracy_lo": None, "accuracy_hi": None, "accuracy_n": None,
+                "accuracy_undefined": "", "accuracy_no_exit": None, "size_bits": None, "size_bits_no_emb": None,
+                "disk_bytes": None, "params": None, "macs": None, "bops": None, "flops": None, "ops": None,
+                "macs_reduction": None, "uncounted": {}, "latency_ms": None, "latency_p90_ms": None, "latency_lo": None,
+                "latency_hi": None, "latency_ci_pct": None, "energy_j": None, "energy_provenance": "not measured",
+                "peak_rss_mib": None, "mean_exit": None, "n_blocks": None, "exit_histogram": [],
+                "calibration_param": "delta", "calibration_chosen": None, "val_sweep": [], "test_sweep": []}
+    acc, ops, lat, exits = m.accuracy, m.ops.per_sample_mean, m.batch1, m.exits
+    calibration = exits.calibration if exits is not None else None
+    rss = m.memory.peak_rss_bytes
+    return {
+        "metric": acc.metric,
+        "accuracy": acc.value,
+        "accuracy_lo": acc.ci95[0],
+        "accuracy_hi": acc.ci95[1],
+        "accuracy_n": acc.n,
+        "accuracy_undefined": acc.undefined or "",  # why there is no value
+        "accuracy_no_exit": m.accuracy_no_exit.value,
+        "size_bits": m.size.total_bits,
+        "size_bits_no_emb": m.size.total_bits_without_embeddings,
+        "disk_bytes": m.size.disk_bytes,
+        "params": m.size.params,
+        # MACs that are not binary (fp32, w1a32, int8); binary x binary MACs are BOPs.
+        "macs": ops.non_binary_macs,
+        "bops": ops.bops,
+        "flops": ops.flops,
+        "ops": ops.ops,
+        "macs_reduction": m.ops.macs_reduction_from_exits,
+        "uncounted": dict(m.ops.uncounted),
+        "latency_ms": lat.median,
+        "latency_p90_ms": lat.p90,
+        "latency_lo": lat.ci95_median[0],
+        "latency_hi": lat.ci95_median[1],
+        "latency_ci_pct": lat.ci_halfwidth_pct,
+        "energy_j": m.energy.joules_per_sample if m.energy is not None else None,
+        "energy_provenance": m.energy.provenance if m.energy is not None else "not measured",
+        "peak_rss_mib": rss / 2**20 if rss else None,
+        "mean_exit": exits.mean_exit_block if exits is not None else None,
+        "n_blocks": exits.n_blocks if exits is not None else None,
+        "exit_histogram": list(exits.histogram) if exits is not None else [],
+        "calibration_param": calibration.param if calibration is not None else "delta",
+        "calibration_chosen": calibration.chosen if calibration is not None else None,
+        # sweep rows as they read in the file (the plots and the CSV export take them so)
+        "val_sweep": [row.to_dict() for row in calibration.sweep] if calibration is not None else [],
+        "test_sweep": [row.to_dict() for row in exits.test_sweep] if exits is not None and exits.test_sweep else [],
+    }
+
+
 def records_frame(records: list[CellRecord]) -> pd.DataFrame:
     """One row per cell record with the numbers the report shows (raw units: bits, MACs, ms, J)."""
     rows = []
     for r in records:
-        m = r.metrics or {}
-        ops = _get(m, "ops", "per_sample_mean", default={}) or {}
-        acc_lo, acc_hi = _pair(_get(m, "accuracy", "ci95"))
-        lat_lo, lat_hi = _pair(_get(m, "batch1", "ci95_median"))
-        exits = _get(m, "exits", default={}) or {}
-        calibration = exits.get("calibration") or _get(r.model, "fit", "calibration", default={}) or {}
-        rss = _get(m, "memory", "peak_rss_bytes")
         rows.append({
             "run_id": r.run_id,
             "model": r.key.model,
@@ -127,39 +173,7 @@ def records_frame(records: list[CellRecord]) -> pd.DataFrame:
             "description": str(_get(r.model, "description", default="")),
             "role": str(_get(r.model, "role", default="model")),  # as recorded (see model_roles)
             "config_id": config_id(r.model),
-            "metric": str(_get(m, "accuracy", "metric", default="accuracy")),
-            "accuracy": _get(m, "accuracy", "value"),
-            "accuracy_lo": acc_lo,
-            "accuracy_hi": acc_hi,
-            "accuracy_n": _get(m, "accuracy", "n"),
-            "accuracy_undefined": str(_get(m, "accuracy", "undefined", default="")),  # why there is no value
-            "accuracy_no_exit": _get(m, "accuracy_no_exit", "value"),
-            "size_bits": _get(m, "size", "total_bits"),
-            "size_bits_no_emb": _get(m, "size", "total_bits_without_embeddings"),
-            "disk_bytes": _get(m, "size", "disk_bytes"),
-            "params": _get(m, "size", "params"),
-            # MACs that are not binary (fp32, w1a32, int8); binary x binary MACs are BOPs.
-            "macs": sum(v or 0 for k, v in ops.items() if k.startswith("macs_") and k != "macs_binary") if ops else None,
-            "bops": ops.get("bops"),
-            "flops": ops.get("flops"),
-            "ops": ops.get("ops"),
-            "macs_reduction": _get(m, "ops", "macs_reduction_from_exits"),
-            "uncounted": _get(m, "ops", "uncounted", default={}),
-            "latency_ms": _get(m, "batch1", "median"),
-            "latency_p90_ms": _get(m, "batch1", "p90"),
-            "latency_lo": lat_lo,
-            "latency_hi": lat_hi,
-            "latency_ci_pct": _get(m, "batch1", "ci_halfwidth_pct"),
-            "energy_j": _get(m, "energy", "joules_per_sample"),
-            "energy_provenance": str(_get(m, "energy", "provenance", default="not measured")),
-            "peak_rss_mib": rss / 2**20 if rss else None,
-            "mean_exit": exits.get("mean_exit_block"),
-            "n_blocks": exits.get("n_blocks"),
-            "exit_histogram": exits.get("histogram") or [],
-            "calibration_param": calibration.get("param") or "delta",
-            "calibration_chosen": calibration.get("chosen"),
-            "val_sweep": calibration.get("sweep") or [],
-            "test_sweep": exits.get("test_sweep") or [],
+            **_metric_columns(r.metrics),
             "warnings": list(r.warnings or []),
         })
     df = pd.DataFrame(rows)
@@ -167,6 +181,6 @@ def records_frame(records: list[CellRecord]) -> pd.DataFrame:
            "params", "macs", "bops", "flops", "ops", "macs_reduction", "latency_ms", "latency_p90_ms", "latency_lo",
            "latency_hi", "latency_ci_pct", "energy_j", "peak_rss_mib", "mean_exit", "n_blocks", "accuracy_n"]
     for c in num:
-        if c in df:
-            df[c] = pd.to_numeric(df[c], errors="coerce").astype(float)
+        if c in df:  # a number that was not finite when measured (null in the file) is shown as missing
+            df[c] = pd.to_numeric(df[c], errors="coerce").astype(float).replace([math.inf, -math.inf], math.nan)
     return df

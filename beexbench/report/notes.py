@@ -23,18 +23,25 @@ def _cell(r: CellRecord) -> str:
     return f"{r.key.model}{setting} / {r.key.task} / {target_label(r)}{seed}"
 
 
+def _energy_provenance(r: CellRecord) -> str:
+    """Where the cell's energy figure comes from, or "not measured" (no energy section)."""
+    energy = r.metrics.energy if r.metrics is not None else None
+    return energy.provenance if energy is not None else "not measured"
+
+
 def _ul(items) -> str:
     return '<ul class="tight">' + "".join(f"<li>{i}</li>" for i in items) + "</ul>"
 
 
 def method_notes(records: list[CellRecord]) -> str:
-    conventions = sorted({str(_get(r.metrics, "ops", "convention", default="")) for r in records} - {""})
-    size_notes = sorted({str(n) for r in records for n in (_get(r.metrics, "size", "notes", default=[]) or [])})
+    measured = [(r, r.metrics) for r in records if r.metrics is not None]
+    conventions = sorted({m.ops.convention for _, m in measured} - {""})
+    size_notes = sorted({str(n) for _, m in measured for n in m.size.notes})
     training = sorted({str(_get(r.model, "training_note", default="")) for r in records} - {""})
     provenances = defaultdict(set)
     for r in records:
-        provenances[str(_get(r.metrics, "energy", "provenance", default="not measured"))].add(r.key.model)
-    uncounted = sorted({f"{r.key.model}: {k}" for r in records for k in (_get(r.metrics, "ops", "uncounted", default={}) or {})})
+        provenances[_energy_provenance(r)].add(r.key.model)
+    uncounted = sorted({f"{r.key.model}: {k}" for r, m in measured for k in m.ops.uncounted})
     parts = [
         "<h3>Training</h3>",
         _ul([esc("Every model is trained from scratch on each task's train split, without distillation "
@@ -139,7 +146,7 @@ def warnings_section(records: list[CellRecord], duplicates: int, floors: list[st
         for w in r.warnings or []:
             by_text[str(w)].append(_cell(r))
     noisy = sum(len(c) for w, c in by_text.items() if any(k in w for k in NOISY))
-    estimated = sorted({_cell(r) for r in records if str(_get(r.metrics, "energy", "provenance", default="")).startswith("estimated")})
+    estimated = sorted({_cell(r) for r in records if _energy_provenance(r).startswith("estimated")})
     lead = [f'<p class="warn" data-floor-warning>{esc(w)}</p>' for w in floors]
     if noisy:
         lead.append(f'<p class="warn">{esc(f"{noisy} warning(s) say the machine was noisy or a timing is rough: read those latencies as indicative.")}</p>')

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .._io import atomic_write_text
+from .._io import atomic_write_text, dumps_strict
 from ..errors import BeexError
 from .schema import CellKey, CellRecord
 from .store import RunDir, find_runs, load_records, now_iso
@@ -51,7 +51,7 @@ class _Plan:
         old = self.current(rec.key)
         if old is None:
             self.cells[rec.key] = rec
-        elif old.to_dict() == rec.to_dict():
+        elif _same(old, rec):
             if rec.key in self.cells:  # the same cell twice among the sources (already in out: nothing to say)
                 self.notes.append(f"{rec.key.slug}: the same record in {old.run_id} and {rec.run_id}; kept one")
         elif prefer is None:
@@ -61,6 +61,11 @@ class _Plan:
             self.notes.append(f"{rec.key.slug}: in {old.run_id} and {rec.run_id}; kept {rec.run_id} (newer)")
         else:
             self.notes.append(f"{rec.key.slug}: in {old.run_id} and {rec.run_id}; kept {old.run_id} (not older)")
+
+
+def _same(a: CellRecord, b: CellRecord) -> bool:
+    """The two records would be written as the same file (NaN included: compared as JSON)."""
+    return dumps_strict(a.to_dict(), sort_keys=True) == dumps_strict(b.to_dict(), sort_keys=True)
 
 
 def _plan(roots: list[Path], out_run: RunDir, out_is_run: bool, prefer: str | None) -> _Plan:

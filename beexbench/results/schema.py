@@ -2,15 +2,20 @@
 
 This is the single source of truth: reports read only these files. Every key is
 documented in ``docs/RESULTS.md``; :func:`validate` refuses foreign or newer files with a
-one-line error.
+one-line error. A record's ``metrics`` are typed (:class:`~beexbench.results.metrics.CellMetrics`):
+reading a record checks every key the schema requires, and a missing or mistyped one is a
+one-line :class:`~beexbench.results.codec.RecordError` naming the file and the key.
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .._io import safe_name
 from ..errors import BeexError
+from .codec import Context, RecordError, decode_section
+from .metrics import CellMetrics
 
 SCHEMA = "beexbench-result"
 SCHEMA_VERSION = 2
@@ -37,6 +42,9 @@ class CellKey:
         return asdict(self)
 
 
+STATUSES = ("ok", "failed")
+
+
 @dataclass
 class CellRecord:
     key: CellKey
@@ -46,27 +54,49 @@ class CellRecord:
     model: dict[str, Any] = field(default_factory=dict)  # adapter, origin, config, fit, checkpoint
     task: dict[str, Any] = field(default_factory=dict)  # the task card
     target: dict[str, Any] = field(default_factory=dict)  # target.describe()
-    metrics: dict[str, Any] = field(default_factory=dict)  # accuracy, size, ops, latency, memory, energy, exits
+    metrics: CellMetrics | None = None  # None ({} in the file) exactly when the cell failed
     environment: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     started_at: str = ""
     finished_at: str = ""
     null_reasons: dict[str, str] = field(default_factory=dict)  # JSON Pointer of a null -> why (written by the store)
 
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"a cell's status is one of {', '.join(STATUSES)}, not {self.status!r}")
+        if self.status == "ok" and self.metrics is None:
+            raise ValueError("a finished (status ok) cell needs its metrics")
+
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d["key"] = self.key.to_dict()
-        return {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, **d}
+        return {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "key": self.key.to_dict(), "run_id": self.run_id,
+                "status": self.status, "error": self.error, "model": copy.deepcopy(self.model),
+                "task": copy.deepcopy(self.task), "target": copy.deepcopy(self.target),
+                "metrics": self.metrics.to_dict() if self.metrics is not None else {},
+                "environment": copy.deepcopy(self.environment), "warnings": list(self.warnings),
+                "started_at": self.started_at, "finished_at": self.finished_at, "null_reasons": dict(self.null_reasons)}
 
     @classmethod
     def from_dict(cls, doc: dict, *, source: str = "record") -> "CellRecord":
+        """Read a record of any schema version this beexbench reads (1 and 2); a missing or
+        mistyped key is a one-line :class:`RecordError` naming ``source`` and the key."""
         validate(doc, source=source)
+        version = doc["schema_version"]
+        ctx = Context(source, version, doc.get("null_reasons") or {})
         body = {k: v for k, v in doc.items() if k not in ("schema", "schema_version")}
+        for name in ("key", "run_id"):
+            if name not in body:
+                raise ctx.fail(f"/{name}", "is missing")
+        if not isinstance(body["key"], dict):
+            raise ctx.fail("/key", "is not an object")
+        metrics = body.get("metrics") or None
+        if body.get("status", "ok") == "ok" and metrics is None:
+            raise ctx.fail("/metrics", "is missing (a finished cell has its measurements)")
+        body["metrics"] = None if metrics is None else decode_section(CellMetrics, metrics, "/metrics", ctx)
         try:
             body["key"] = CellKey(**body["key"])
             return cls(**body)
-        except (KeyError, TypeError) as exc:
-            raise BeexError(f"{source} does not follow the beexbench result schema ({exc}): re-run the cell") from None
+        except (KeyError, TypeError, ValueError) as exc:
+            raise RecordError(f"{source} does not follow the beexbench result schema ({exc}): re-run the cell") from None
 
 
 def validate(doc: Any, *, source: str) -> None:

@@ -1,10 +1,15 @@
 """Measure one trained model on one target: accuracy, exits, operations, size,
-latency, memory and energy. Each profiler returns a record; this module only composes them."""
+latency, memory and energy. Each profiler returns a record; this module only composes them
+into the typed sections of a result record (:mod:`beexbench.results.metrics`). Whether the
+task is classification or regression is the task's declared problem (``TaskSpec.problem``),
+passed down - never guessed from the labels."""
 from __future__ import annotations
 
+import dataclasses
 import math
 from contextlib import nullcontext
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +26,10 @@ from ..profilers.size import measure_size
 from ..progress import NULL_PROGRESS, Progress
 from ..targets import Target
 from ..training.batches import EncodedSplit
+from ..results.metrics import (Accuracy, Calibration, CellMetrics, Energy, Exits, Latency, Memory, Ops, OpsMean, Quality,
+                               RegressionQuality, Size, SweepRow)
 from ..training.calibrate import all_exit_logits, sweep
-from ..training.metrics import is_regression, metric_name, pearson, score, spearman
+from ..training.metrics import Problem, check_labels, metric_of, pearson, score, spearman
 
 
 def wilson_ci(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -36,10 +43,10 @@ def wilson_ci(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return (centre - half, centre + half)
 
 
-def accuracy_record(correct: int, n: int, split: str, note: str) -> dict:
+def accuracy_record(correct: int, n: int, split: str, note: str) -> Accuracy:
     lo, hi = wilson_ci(correct, n)
-    return {"value": correct / n if n else math.nan, "metric": "accuracy", "correct": correct, "n": n,
-            "ci95": [lo, hi], "ci_method": "wilson", "split": split, "note": note}
+    return Accuracy(value=correct / n if n else math.nan, metric="accuracy", correct=correct, n=n, ci95=(lo, hi),
+                    ci_method="wilson", split=split, note=note)
 
 
 def fisher_ci(r: float, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -50,25 +57,26 @@ def fisher_ci(r: float, n: int, z: float = 1.96) -> tuple[float, float]:
     return (math.tanh(centre - half), math.tanh(centre + half))
 
 
-def regression_record(outputs: torch.Tensor, labels: torch.Tensor, label_std: float, split: str, note: str) -> dict:
+def regression_record(outputs: torch.Tensor, labels: torch.Tensor, label_std: float, split: str, note: str) -> RegressionQuality:
     """Pearson r (the headline), Spearman rho, and errors: MSE in units of the train labels'
     variance (what the model was trained on), RMSE and MAE back on the label scale."""
     pred, y = outputs[:, 0].double(), labels.double()
     r, n = pearson(pred, y), len(y)
     err = pred - y
     mse = float((err**2).mean()) if n else math.nan
-    rec = {"value": r, "metric": "pearson_r", "n": n, "ci95": list(fisher_ci(r, n)), "ci_method": "fisher_z",
-           "spearman": spearman(pred, y), "mse_label_var": mse, "rmse": math.sqrt(mse) * label_std,
-           "mae": float(err.abs().mean()) * label_std if n else math.nan, "split": split, "note": note}
+    values: dict[str, Any] = dict(value=r, ci95=fisher_ci(r, n), spearman=spearman(pred, y), undefined=None)
     if math.isnan(r):  # a constant prediction (the majority floor) has no correlation: say so, never a number
         why = "constant prediction" if n >= 2 and float(pred.std()) == 0 else "fewer than two samples or constant labels"
-        rec.update(value=None, ci95=[None, None], spearman=None, undefined=f"Pearson r is undefined ({why})")
-    return rec
+        values = dict(value=None, ci95=(None, None), spearman=None, undefined=f"Pearson r is undefined ({why})")
+    return RegressionQuality(metric="pearson_r", n=n, ci_method="fisher_z", mse_label_var=mse, rmse=math.sqrt(mse) * label_std,
+                             mae=float(err.abs().mean()) * label_std if n else math.nan, split=split, note=note, **values)
 
 
-def quality_record(outputs: torch.Tensor, labels: torch.Tensor, label_std: float, split: str, note: str) -> dict:
+def quality_record(outputs: torch.Tensor, labels: torch.Tensor, label_std: float, split: str, note: str,
+                   problem: Problem) -> Quality:
     """The task's headline quality: accuracy (classification) or Pearson r (regression)."""
-    if is_regression(labels):
+    check_labels(labels, problem)
+    if problem == "regression":
         return regression_record(outputs, labels, label_std, split, note)
     return accuracy_record(int((outputs.argmax(-1) == labels).sum()), len(labels), split, note)
 
@@ -83,49 +91,69 @@ def predict_all(adapter: ModelAdapter, split: EncodedSplit, batch_size: int = 25
     return torch.cat(logits), torch.cat(blocks)
 
 
-def measure_accuracy_and_exits(adapter: ModelAdapter, test: EncodedSplit, depth: DepthCost) -> dict[str, Any]:
+@dataclass(frozen=True)
+class QualityAndExits:
+    """The test-split sections of a record: quality with and without exits, operations, exits."""
+
+    accuracy: Quality
+    accuracy_no_exit: Quality
+    ops: Ops
+    exits: Exits | None  # None: no blocks and no exit rule (the reference floors)
+
+
+def measure_accuracy_and_exits(adapter: ModelAdapter, test: EncodedSplit, depth: DepthCost,
+                               problem: Problem | None = None) -> QualityAndExits:
+    """Quality, operations and exits on the test split. ``problem``: the task's declared problem
+    (default: the one of the task the adapter was built for, ``adapter.spec.problem``)."""
+    problem = problem or adapter.spec.problem
     logits, blocks = predict_all(adapter, test)
     labels = test.labels
     label_std = adapter.spec.label_std
-    out: dict[str, Any] = {"accuracy": quality_record(logits, labels, label_std, "test", "deployed model, exit rule applied")}
+    accuracy = quality_record(logits, labels, label_std, "test", "deployed model, exit rule applied", problem)
     all_logits = all_exit_logits(adapter.forward, test)  # [n_exits, N, C]
     n_exits = all_logits.shape[0]
-    out["accuracy_no_exit"] = quality_record(all_logits[-1], labels, label_std, "test", "final exit, every block run")
+    no_exit = quality_record(all_logits[-1], labels, label_std, "test", "final exit, every block run", problem)
     lengths = test.attention_mask.sum(1)
     layout, rule = adapter.exit_layout(), adapter.exit_rule()  # as the adapter declares them
     check_layout(adapter.name, layout, depth, n_exits)
-    out["ops"] = ops_summary(depth, blocks, lengths)
+    ops = ops_summary(depth, blocks, lengths)
     if n_exits == 1 and layout.n_blocks == 1 and rule is None:
-        out["exits"] = None  # no blocks and no exit rule (the reference floors): nothing to report per exit
-        return out
+        return QualityAndExits(accuracy, no_exit, ops, None)  # no blocks and no exit rule (the reference floors)
     hist = torch.bincount(blocks, minlength=depth.n_blocks + 1)[1:]
+    regression = problem == "regression"
 
     def score_or_none(outputs: torch.Tensor, y: torch.Tensor) -> float | None:
-        value = score(outputs, y) if len(y) > (1 if is_regression(y) else 0) else math.nan
+        value = score(outputs, y, problem) if len(y) > (1 if regression else 0) else math.nan
         return None if math.isnan(value) else value
 
-    out["exits"] = {
-        "n_exits": n_exits,
-        "n_blocks": depth.n_blocks,
-        "metric": metric_name(labels),
-        "rule": rule.to_dict() if rule is not None else None,
-        "histogram": hist.tolist(),
-        # one entry per block; None where no sample (regression: fewer than two) exited there
-        "accuracy_at_taken_exit": [score_or_none(logits[blocks == b], labels[blocks == b]) for b in range(1, depth.n_blocks + 1)],
-        "accuracy_if_all_exit_at": [score(all_logits[i], labels) for i in range(n_exits)],
-        "mean_exit_block": float(blocks.float().mean()),
-    }
-    if is_regression(labels):  # the prediction-change rule's signal, in label standard deviations
-        out["exits"]["mean_abs_change_per_exit"] = [None] + [
-            float(prediction_change(all_logits[i], all_logits[i - 1]).mean()) for i in range(1, n_exits)]
+    signal: dict[str, Any] = {}
+    if regression:  # the prediction-change rule's signal, in label standard deviations
+        signal["mean_abs_change_per_exit"] = (None, *(
+            float(prediction_change(all_logits[i], all_logits[i - 1]).mean()) for i in range(1, n_exits)))
     else:
-        out["exits"]["mean_entropy_per_exit"] = [float(entropy(all_logits[i]).mean()) for i in range(n_exits)]
+        signal["mean_entropy_per_exit"] = tuple(float(entropy(all_logits[i]).mean()) for i in range(n_exits))
     cal = (adapter.fit_report.calibration if adapter.fit_report else None) or None
+    calibration = test_sweep = None
     if cal:
-        out["exits"]["calibration"] = cal  # chosen on validation
-        rules = adapter.rule_variants(cal["param"], [row[cal["param"]] for row in cal["sweep"]])
-        out["exits"]["test_sweep"] = sweep(rules, all_logits, labels, lengths, depth.macs, depth.exits)
-    return out
+        calibration = Calibration.from_dict(cal, source=f"{adapter.name}'s calibration (fit_report.calibration)")
+        rules = adapter.rule_variants(calibration.param, [row.rule[calibration.param] for row in calibration.sweep])
+        test_sweep = tuple(SweepRow.from_dict(row, source=f"{adapter.name}'s test sweep")
+                           for row in sweep(rules, all_logits, labels, lengths, depth.macs, depth.exits))
+    exits = Exits(
+        n_exits=n_exits,
+        n_blocks=depth.n_blocks,
+        metric=metric_of(problem),
+        rule=rule.to_dict() if rule is not None else None,
+        histogram=tuple(hist.tolist()),
+        # one entry per block; None where no sample (regression: fewer than two) exited there
+        accuracy_at_taken_exit=tuple(score_or_none(logits[blocks == b], labels[blocks == b]) for b in range(1, depth.n_blocks + 1)),
+        accuracy_if_all_exit_at=tuple(score(all_logits[i], labels, problem) for i in range(n_exits)),
+        mean_exit_block=float(blocks.float().mean()),
+        calibration=calibration,  # chosen on validation
+        test_sweep=test_sweep,
+        **signal,
+    )
+    return QualityAndExits(accuracy, no_exit, ops, exits)
 
 
 def check_layout(name: str, layout: ExitLayout, depth: DepthCost, n_exits: int) -> None:
@@ -138,41 +166,64 @@ def check_layout(name: str, layout: ExitLayout, depth: DepthCost, n_exits: int) 
             f"{depth.n_blocks}: give its module 'blocks' and 'head_for(block)', or fix exit_layout()")
 
 
-def ops_summary(depth: DepthCost, blocks: torch.Tensor, lengths: torch.Tensor) -> dict[str, Any]:
+def ops_summary(depth: DepthCost, blocks: torch.Tensor, lengths: torch.Tensor) -> Ops:
     """Mean per-sample operations over what each test sample really ran, and the same
     with every block run; keyed by precision bucket."""
     pairs = Counter(zip(blocks.tolist(), lengths.tolist()))
     full = Counter(lengths.tolist())
     n = len(blocks)
 
-    def mean_of(counter: Counter, fixed_block: int | None) -> dict[str, float]:
+    def mean_of(counter: Counter, fixed_block: int | None) -> OpsMean:
         acc: dict[str, float] = {}
+        macs: dict[str, float] = {}
         for key, count in counter.items():
             block, length = (fixed_block, key) if fixed_block else key
             rec = depth.record(block, length).to_dict()
             for field in ("flops", "bops", "ops", "elementwise_flops"):
                 acc[field] = acc.get(field, 0.0) + rec[field] * count
-            for bucket, macs in rec["macs"].items():
-                acc[f"macs_{bucket}"] = acc.get(f"macs_{bucket}", 0.0) + macs * count
-        return {k: v / n for k, v in acc.items()}
+            for bucket, count_macs in rec["macs"].items():
+                macs[bucket] = macs.get(bucket, 0.0) + count_macs * count
+        return OpsMean(**{k: v / n for k, v in acc.items()}, macs={k: v / n for k, v in macs.items()})
 
     taken = mean_of(pairs, None)
     every = mean_of(full, depth.n_blocks)
-    total = lambda d: sum(v for k, v in d.items() if k.startswith("macs_"))  # noqa: E731
+    total = lambda m: sum(m.macs.values())  # noqa: E731
     reduction = 1 - total(taken) / total(every) if total(every) else 0.0
-    return {
-        "per_sample_mean": taken,
-        "per_sample_mean_all_blocks": every,
-        "macs_reduction_from_exits": reduction,
-        "per_depth_at_mean_length": [depth.record(b, int(round(float(lengths.float().mean())))).to_dict() for b in depth.exits],
-        "convention": depth.record(depth.n_blocks, 1).convention,
-        "counter": depth.record(depth.n_blocks, 1).counter,
-        "uncounted": depth.record(depth.n_blocks, 1).uncounted,
-    }
+    whole = depth.record(depth.n_blocks, 1)
+    return Ops(
+        per_sample_mean=taken,
+        per_sample_mean_all_blocks=every,
+        macs_reduction_from_exits=reduction,
+        per_depth_at_mean_length=tuple(depth.record(b, int(round(float(lengths.float().mean())))).to_dict() for b in depth.exits),
+        convention=whole.convention,
+        counter=whole.counter,
+        uncounted=dict(whole.uncounted),
+    )
+
+
+@dataclass(frozen=True)
+class Speed:
+    """The target-side sections of a record: latency, memory and (when measured) energy."""
+
+    batch1: Latency
+    energy: Energy | None  # None: the run does not measure energy
+    memory: Memory
+    batch_sweep: tuple[Latency, ...]
+    seq_len_sweep: tuple[Latency, ...]
+
+    @property
+    def warnings(self) -> list[str]:
+        """The profilers' warnings, each prefixed with its section."""
+        sections = [("batch1", self.batch1), ("memory", self.memory), ("energy", self.energy)]
+        return [f"{name}: {w}" for name, rec in sections if rec is not None for w in rec.warnings]
+
+
+def _latency(rec) -> Latency:
+    return Latency.from_dict(rec.to_dict(), source="the latency profiler's record")
 
 
 def measure_speed(adapter: ModelAdapter, test: EncodedSplit, target: Target, settings: LatencySettings,
-                  energy: bool, progress: Progress = NULL_PROGRESS) -> dict[str, Any]:
+                  energy: bool, progress: Progress = NULL_PROGRESS) -> Speed:
     """Batch-1 latency on real test samples (each trimmed to its own length, so exits and
     lengths vary as in deployment), with memory and energy around the same loop; then
     larger batch sizes of real samples."""
@@ -186,7 +237,7 @@ def measure_speed(adapter: ModelAdapter, test: EncodedSplit, target: Target, set
     def one(sample):
         return adapter.predict(*sample)
 
-    out: dict[str, Any] = {}
+    energy_rec = None
     with torch.inference_mode():
         with progress.task(f"latency {adapter.name} bs=1", total=None):
             # energy counters are read before and after: they do not disturb the timed loop
@@ -194,17 +245,18 @@ def measure_speed(adapter: ModelAdapter, test: EncodedSplit, target: Target, set
                 rec = measure_latency(one, target=target, inputs=singles, warmup=settings.warmup,
                                       min_iters=settings.min_iters, min_seconds=settings.min_seconds,
                                       max_seconds=settings.max_seconds, batch_size=1)
-        out["batch1"] = rec.to_dict()
+        batch1 = _latency(rec)
         if energy:
-            out["energy"] = _energy_per_sample(en.record.to_dict(), rec.n + settings.warmup)
+            energy_rec = _energy_per_sample(Energy.from_dict(en.record.to_dict(), source="the energy profiler's record"),
+                                            rec.n + settings.warmup)
         # memory in its own pass: the RSS sampling thread would compete with the timed code
         with target.activate(), track_memory(target) as mem:
             for sample in singles:
                 one(sample)
-        out["memory"] = mem.record.to_dict()
+        memory = Memory.from_dict(mem.record.to_dict(), source="the memory profiler's record")
         short = dict(warmup=max(2, settings.warmup // 2), min_iters=max(5, settings.min_iters // 2),
                      min_seconds=settings.min_seconds / 2, max_seconds=settings.max_seconds / 2)
-        out["batch_sweep"] = []
+        batch_sweep = []
         for bs in settings.batch_sizes:
             if bs == 1 or bs > len(test):
                 continue
@@ -212,9 +264,9 @@ def measure_speed(adapter: ModelAdapter, test: EncodedSplit, target: Target, set
                        for b in (test.batch(slice(s, s + bs)) for s in range(0, min(len(test), bs * 16), bs)) if len(b) == bs]
             with progress.task(f"latency {adapter.name} bs={bs}", total=None):
                 r = measure_latency(one, target=target, inputs=batches, batch_size=bs, **short)
-            out["batch_sweep"].append(r.to_dict())
+            batch_sweep.append(_latency(r))
         # sequence-length sweep at batch size 1: real test sentences cut (or padded) to L tokens
-        out["seq_len_sweep"] = []
+        seq_len_sweep = []
         for length in settings.seq_lens:
             if length > test.input_ids.shape[1]:
                 progress.log(f"seq_len {length} exceeds the task's max_len {test.input_ids.shape[1]}: skipped")
@@ -225,20 +277,23 @@ def measure_speed(adapter: ModelAdapter, test: EncodedSplit, target: Target, set
             inputs = [(ids[i : i + 1], mask[i : i + 1].to(target.device)) for i in range(len(ids))]
             with progress.task(f"latency {adapter.name} L={length}", total=None):
                 r = measure_latency(one, target=target, inputs=inputs, batch_size=1, seq_len=length, **short)
-            out["seq_len_sweep"].append(r.to_dict())
-    return out
+            seq_len_sweep.append(_latency(r))
+    return Speed(batch1, energy_rec, memory, tuple(batch_sweep), tuple(seq_len_sweep))
 
 
-def _energy_per_sample(doc: dict, calls: int) -> dict:
+def _energy_per_sample(rec: Energy, calls: int) -> Energy:
     """The energy loop ran ``calls`` batch-1 predictions (warm-up included)."""
-    doc = dict(doc)
-    if doc.get("joules") is not None:
-        doc["joules_per_sample"] = doc["joules"] / calls
-    doc["n_samples"] = calls
-    return doc
+    per_sample = rec.joules / calls if rec.joules is not None else rec.joules_per_sample
+    return dataclasses.replace(rec, joules_per_sample=per_sample, n_samples=calls)
 
 
+def measure_model_size(adapter: ModelAdapter, checkpoint: Path) -> Size:
+    return Size.from_dict(measure_size(adapter, adapter.deployable_files(checkpoint)).to_dict(),
+                          source="the size profiler's record")
 
 
-def measure_model_size(adapter: ModelAdapter, checkpoint: Path) -> dict:
-    return measure_size(adapter, adapter.deployable_files(checkpoint)).to_dict()
+def cell_metrics(quality: QualityAndExits, size: Size, speed: Speed) -> CellMetrics:
+    """The record's ``metrics``, composed from the three measurements."""
+    return CellMetrics(accuracy=quality.accuracy, accuracy_no_exit=quality.accuracy_no_exit, ops=quality.ops,
+                       exits=quality.exits, size=size, batch1=speed.batch1, energy=speed.energy, memory=speed.memory,
+                       batch_sweep=speed.batch_sweep, seq_len_sweep=speed.seq_len_sweep)

@@ -27,8 +27,8 @@ from ..results.store import RunDir, new_run_id, now_iso
 from ..targets import get_target
 from ..validate import check
 from ..training.batches import EncodedSplit
-from ..training.metrics import label_stats, standardize
-from .measure import measure_accuracy_and_exits, measure_model_size, measure_speed
+from ..training.metrics import check_labels, label_stats, standardize
+from .measure import cell_metrics, measure_accuracy_and_exits, measure_model_size, measure_speed
 from .models import model_store, obtain_model
 
 
@@ -43,15 +43,19 @@ class RunSummary:
 
 
 def prepare_task(data) -> tuple[dict[str, EncodedSplit], TaskSpec]:
-    """The encoded train/val/test splits and the task's shape. Regression labels are
-    standardized with the train split's mean and std (kept in the spec, so predictions
-    map back to the label scale)."""
+    """The encoded train/val/test splits and the task's shape. The task's declared problem
+    (its card's ``problem``, kept as ``TaskSpec.problem``) is what every later step goes by;
+    the labels are checked to agree with it here (class indices, or float scores). Regression
+    labels are standardized with the train split's mean and std (kept in the spec, so
+    predictions map back to the label scale)."""
     splits = {name: EncodedSplit(*data.encode(name)) for name in ("train", "val", "test")}
     mean, std = 0.0, 1.0
     if data.card.problem == "regression":
         mean, std = label_stats(splits["train"].labels)
         splits = {name: EncodedSplit(sp.input_ids, sp.attention_mask, standardize(sp.labels, mean, std))
                   for name, sp in splits.items()}
+    for name, sp in splits.items():
+        check_labels(sp.labels, data.card.problem, where=f"task {data.card.name}'s {name} split")
     tok_sha = hashlib.sha256(data.tokenizer.to_str().encode()).hexdigest()
     spec = TaskSpec(task=data.card.name, num_labels=data.card.num_labels, vocab_size=data.tokenizer.get_vocab_size(),
                     max_len=data.card.max_len, tokenizer_sha256=tok_sha, problem=data.card.problem,
@@ -176,13 +180,12 @@ def _run_cell(key: CellKey, cfg: RunConfig, spec: TaskSpec, card: dict, splits, 
         cost_fn_factory=cost_fn, progress=progress,
     )
     depth = depths.get(id(adapter)) or DepthCost.measure(adapter)
-    metrics = measure_accuracy_and_exits(adapter, splits["test"], depth)
-    metrics["size"] = measure_model_size(adapter, ckpt)
+    quality = measure_accuracy_and_exits(adapter, splits["test"], depth, spec.problem)
+    size = measure_model_size(adapter, ckpt)
     with target.activate():
         warnings = list(noise_warnings(target))
-    metrics.update(measure_speed(adapter, splits["test"], target, cfg.latency, cfg.energy, progress))
-    for section in ("batch1", "memory", "energy"):
-        warnings += [f"{section}: {w}" for w in metrics.get(section, {}).get("warnings", [])]
+    speed = measure_speed(adapter, splits["test"], target, cfg.latency, cfg.energy, progress)
+    warnings += speed.warnings
     entry = get_adapter_class(key.model)
     return CellRecord(
         key=key,
@@ -200,6 +203,6 @@ def _run_cell(key: CellKey, cfg: RunConfig, spec: TaskSpec, card: dict, splits, 
         },
         task=card,
         target=target.describe(),
-        metrics=metrics,
+        metrics=cell_metrics(quality, size, speed),
         warnings=warnings,
     )

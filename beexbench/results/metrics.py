@@ -1,0 +1,37 @@
+"""The typed ``metrics`` of a result record (:class:`CellMetrics`), one section per kind of
+measurement; each section's fields are its schema (:mod:`beexbench.results.codec`)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .codec import Section, absent_if_none, legacy
+from .costs import ENERGY_PROVENANCES, Energy, Latency, Memory, Ops, OpsMean, Size
+from .quality import METRICS, Accuracy, Calibration, Exits, Metric, Quality, RegressionQuality, SweepRow
+
+
+@dataclass(frozen=True, kw_only=True)
+class CellMetrics(Section):
+    """Everything measured for one cell. Optional by design: ``exits`` is None for a model with
+    no blocks and no exit rule (the reference floors; the key is there, ``null``), ``energy``
+    is None when the run did not measure energy (``energy = false``: the key is left out; an
+    energy that was measured but is unavailable is an :class:`Energy` that says why)."""
+
+    accuracy: Quality  # the task's headline quality, exit rule applied
+    accuracy_no_exit: Quality  # the final exit, every block run
+    ops: Ops
+    exits: Exits | None
+    size: Size
+    batch1: Latency  # batch size 1 on real test samples
+    energy: Energy | None = absent_if_none()
+    memory: Memory
+    batch_sweep: tuple[Latency, ...]
+    seq_len_sweep: tuple[Latency, ...] = legacy((), since=2)
+
+    @property
+    def metric(self) -> str:
+        """The headline metric's name: ``accuracy`` or ``pearson_r``."""
+        return self.accuracy.metric
+
+
+__all__ = ["Accuracy", "Calibration", "CellMetrics", "ENERGY_PROVENANCES", "Energy", "Exits", "Latency", "METRICS",
+           "Memory", "Metric", "Ops", "OpsMean", "Quality", "RegressionQuality", "Size", "SweepRow"]
