@@ -3,7 +3,9 @@ import json
 
 from typer.testing import CliRunner
 
+from beexbench._io import dumps_strict
 from beexbench.cli import app, main
+from beexbench.results.schema import CellRecord
 
 runner = CliRunner()
 
@@ -19,6 +21,8 @@ def test_run_report_results(tiny_suite, tmp_path):
     assert len(cells) == 4
     by_model = {json.loads(p.read_text())["key"]["model"]: json.loads(p.read_text()) for p in cells}
     assert set(by_model) == {"beexformer", "fp32", "majority", "bow-linear"}
+    for path in cells:  # every record reads as typed metrics and writes back to the same file
+        assert dumps_strict(CellRecord.from_dict(json.loads(path.read_text()), source=str(path)).to_dict()) == path.read_text()
     for floor in ("majority", "bow-linear"):
         f = by_model[floor]
         assert f["model"]["role"] == "reference floor" and f["metrics"]["exits"] is None

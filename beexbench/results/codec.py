@@ -50,7 +50,8 @@ class Context:
 
     def fail(self, pointer: str, problem: str) -> RecordError:
         return RecordError(f"{self.source} does not follow the beexbench result schema "
-                           f"(version {self.version}): {pointer or '/'} {problem}: re-run that cell")
+                           f"(version {self.version}): {pointer or '/'} {problem}: move it out of the run folder and "
+                           "re-run that cell with `beexbench run --resume`")
 
 
 def absent_if_none(**kw: Any) -> Any:

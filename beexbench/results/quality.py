@@ -112,7 +112,7 @@ class Calibration(Section):
     """The exit rule's parameter chosen on the validation split: the sweep over its grid and
     the value picked (the cheapest within ``tolerance`` of the no-exit score)."""
 
-    split: str
+    split: str | None = absent_if_none()  # "val" (a plugin may leave it out)
     param: str
     metric: Metric = legacy("accuracy", since=2)
     reference_accuracy: float | None = absent_if_none()  # the no-exit score, in ``metric``

@@ -96,7 +96,8 @@ class CellRecord:
             body["key"] = CellKey(**body["key"])
             return cls(**body)
         except (KeyError, TypeError, ValueError) as exc:
-            raise RecordError(f"{source} does not follow the beexbench result schema ({exc}): re-run the cell") from None
+            raise RecordError(f"{source} does not follow the beexbench result schema ({exc}): move it out of the run "
+                              "folder and re-run that cell with `beexbench run --resume`") from None
 
 
 def validate(doc: Any, *, source: str) -> None:

@@ -135,7 +135,9 @@ def measure_accuracy_and_exits(adapter: ModelAdapter, test: EncodedSplit, depth:
     cal = (adapter.fit_report.calibration if adapter.fit_report else None) or None
     calibration = test_sweep = None
     if cal:
-        calibration = Calibration.from_dict(cal, source=f"{adapter.name}'s calibration (fit_report.calibration)")
+        # its sweep is scored in the task's metric (a plugin's calibration may leave the name out)
+        calibration = Calibration.from_dict(cal if "metric" in cal else {**cal, "metric": metric_of(problem)},
+                                            source=f"{adapter.name}'s calibration (fit_report.calibration)")
         rules = adapter.rule_variants(calibration.param, [row.rule[calibration.param] for row in calibration.sweep])
         test_sweep = tuple(SweepRow.from_dict(row, source=f"{adapter.name}'s test sweep")
                            for row in sweep(rules, all_logits, labels, lengths, depth.macs, depth.exits))
