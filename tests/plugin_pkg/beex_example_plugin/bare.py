@@ -22,7 +22,7 @@ from beexbench.models.exits import ExitDecision, ExitRule
 from beexbench.models.losses import exit_loss
 from beexbench.training.calibrate import all_exit_logits, choose, sweep
 from beexbench.training.loop import train
-from beexbench.training.metrics import metric_name, score
+from beexbench.training.metrics import metric_of, score
 
 
 class ResidualMLPEncoder(nn.Module):
@@ -109,10 +109,11 @@ class ResidualMLPExits(ModelAdapter):
         logits = all_exit_logits(self.net, val)
         rows = sweep(self.rule_variants(cal.param, list(cal.grid)), logits, val.labels, val.attention_mask.sum(1),
                      cost_fn, self.net.exit_blocks)
-        best = choose(rows, score(logits[-1], val.labels), cal.tolerance, metric_name(val.labels))
+        problem = self.spec.problem  # the task's declared problem decides the score and its name
+        best = choose(rows, score(logits[-1], val.labels, problem), cal.tolerance, metric_of(problem))
         self.model_spec = self.model_spec.merged({"exit": {cal.param: cal.grid[best]}})
         self.rule = make_rule(self.model_spec.exit, self.spec.problem)
-        calibration = {"split": "val", "param": cal.param, "metric": metric_name(val.labels), "chosen": cal.grid[best],
+        calibration = {"split": "val", "param": cal.param, "metric": metric_of(problem), "chosen": cal.grid[best],
                        "sweep": rows}
         self.fit_report = FitReport(**log, calibration=calibration)
         return self.fit_report
