@@ -159,8 +159,11 @@ def test_ctrl_c_exits_130_and_the_run_resumes(tmp_path, plugin_path):
     suite = write_tiny_suite(tmp_path, models=("majority", "slow-floor"))
     marker = tmp_path / "fitting"
     args = [*_command(), "run", "--config", str(suite)]
+    # a shell that starts a job in the background (nohup ... &) leaves SIGINT ignored, and the
+    # child would inherit that: give it the default disposition, as a terminal's Ctrl-C finds it
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=_env(tmp_path, plugin_path, BEEX_TEST_MARKER=str(marker)))
+                            env=_env(tmp_path, plugin_path, BEEX_TEST_MARKER=str(marker)),
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 240
         while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
