@@ -30,7 +30,7 @@ import torch
 
 from .._registry import Registry
 from ._registration import registrar
-from ..training.metrics import per_sample_loss
+from ..training.metrics import per_sample_loss, problem_of
 from .exits import entropy, fractional_entropy_reduction, prediction_change
 
 _BUILTIN_LOSSES = {kind: f"beexbench.models.losses:{fn}" for kind, fn in (
@@ -109,6 +109,6 @@ def soft_routing_weights(exit_logits: list[torch.Tensor], *, delta: float = 0.1,
 
 
 def exit_loss(kind: str, exit_logits: list[torch.Tensor], labels: torch.Tensor, **kw) -> torch.Tensor:
-    w = exit_weights(kind, exit_logits, regression=labels.is_floating_point(), **kw)
+    w = exit_weights(kind, exit_logits, regression=problem_of(labels) == "regression", **kw)  # labels follow the task (check_labels)
     per_exit = torch.stack([per_sample_loss(lg, labels) for lg in exit_logits], dim=1)
     return (w * per_exit).sum(1).mean()
