@@ -3,8 +3,8 @@
 Its settings are a :class:`~beexbench.adapters.spec.ModelSpec`. A variant only declares
 ``defaults`` (a nested dict merged over its parent's, see ``ModelAdapter.default_spec``)::
 
-    @register_model("beexformer-ste")
     class BEExformerSTE(BEExformer):
+        name = "beexformer-ste"
         defaults = {"encoder": {"estimator": "ste"}}
 
 and, where its exit rule needs class probabilities, ``regression_defaults``: what changes
@@ -37,21 +37,18 @@ from .checkpoint import read_checkpoint, write_checkpoint
 from .spec import RULES, ModelSpec, make_rule  # noqa: F401  (make_rule and RULES: re-exported)
 
 
-class EncoderAdapter(ModelAdapter):
-    problems = ("classification", "regression")
+class SpecEncoderBase(ModelAdapter):
+    """What every adapter whose settings are a :class:`ModelSpec` and whose module is an
+    early-exit encoder (called for every exit's logits, ``infer(ids, mask, rule)``) shares:
+    the float :class:`EncoderAdapter` and beexformer's packed deployment."""
 
-    def __init__(self, config: "dict[str, Any] | ModelSpec", spec: TaskSpec) -> None:
+    def _take_settings(self, config: "dict[str, Any] | ModelSpec", spec: TaskSpec) -> None:
         refusal = self.problem_refusal(spec.problem)
         if refusal:
             raise BeexError(f"{refusal} ('{spec.task}'): pick another model or task")
         self.model_spec = config if isinstance(config, ModelSpec) else ModelSpec.from_dict(config)
         self.spec = spec
         self.rule = make_rule(self.model_spec.exit, spec.problem)
-        self.model = EarlyExitEncoder(
-            self.encoder_config, vocab_size=spec.vocab_size, max_len=spec.max_len, num_labels=spec.num_labels
-        )
-        self.model.eval()
-        self.fit_report: FitReport | None = None
 
     @property
     def config(self) -> dict[str, Any]:  # type: ignore[override]
@@ -62,18 +59,18 @@ class EncoderAdapter(ModelAdapter):
     def config(self, value: dict[str, Any]) -> None:  # a whole new config: checked as a ModelSpec
         self.model_spec = ModelSpec.from_dict(value)
 
-    @property
-    def encoder_config(self) -> EncoderConfig:
-        return self.model_spec.encoder
-
-    @property
-    def train_config(self) -> TrainConfig:
-        return self.model_spec.train
-
-    # -- contract -------------------------------------------------------------------
     @classmethod
-    def build(cls, config: "dict[str, Any] | ModelSpec", spec: TaskSpec) -> "EncoderAdapter":
+    def build(cls, config: "dict[str, Any] | ModelSpec", spec: TaskSpec) -> "SpecEncoderBase":
         return cls(cls.resolve_spec(config, spec.problem), spec)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> list[torch.Tensor]:
+        return self.model(input_ids, attention_mask)
+
+    def predict(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> ExitDecision:
+        return self.model.infer(input_ids, attention_mask, self.rule)
+
+    def module(self) -> nn.Module:
+        return self.model
 
     def exit_layout(self) -> ExitLayout:
         return ExitLayout.of_encoder(self.model)
@@ -83,6 +80,28 @@ class EncoderAdapter(ModelAdapter):
 
     def rule_variants(self, param: str, values: list) -> list[ExitRule]:
         return [make_rule(dataclasses.replace(self.model_spec.exit, **{param: v}), self.spec.problem) for v in values]
+
+
+class EncoderAdapter(SpecEncoderBase):
+    problems = ("classification", "regression")
+
+    def __init__(self, config: "dict[str, Any] | ModelSpec", spec: TaskSpec) -> None:
+        self._take_settings(config, spec)
+        self.model = EarlyExitEncoder(
+            self.encoder_config, vocab_size=spec.vocab_size, max_len=spec.max_len, num_labels=spec.num_labels
+        )
+        self.model.eval()
+        self.fit_report: FitReport | None = None
+
+    @property
+    def encoder_config(self) -> EncoderConfig:
+        return self.model_spec.encoder
+
+    @property
+    def train_config(self) -> TrainConfig:
+        return self.model_spec.train
+
+    # -- contract -------------------------------------------------------------------
 
     def loss(self, exit_logits: list[torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
         lc = self.model_spec.loss
@@ -147,15 +166,6 @@ class EncoderAdapter(ModelAdapter):
             report["calibration"] = calibration
             out.fit_report = FitReport(**report)
         return out
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> list[torch.Tensor]:
-        return self.model(input_ids, attention_mask)
-
-    def predict(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> ExitDecision:
-        return self.model.infer(input_ids, attention_mask, self.rule)
-
-    def module(self) -> nn.Module:
-        return self.model
 
     def set_rule(self, rule: ExitRule) -> None:
         self.rule = rule

@@ -10,20 +10,18 @@ every model built on the shared encoder; its module is the inference-only
 """
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from .. import kernels
-from ..adapters.base import ExitLayout, FitReport, ModelAdapter, Precision, TaskSpec
+from ..adapters.base import FitReport, ModelAdapter, Precision, TaskSpec
+from ..adapters.encoder_adapter import SpecEncoderBase
 from ..adapters.roles import deployment_of
-from ..adapters.spec import ModelSpec, make_rule
+from ..adapters.spec import ModelSpec
 from ..errors import BeexError, ConfigError
 from ..models.beexformer import BEExformer
-from ..models.exits import ExitDecision, ExitRule
 from ..progress import NULL_PROGRESS, Progress
 from ..training.batches import EncodedSplit
 from ..training.calibrate import CostFn
@@ -37,7 +35,7 @@ def kernel_note() -> str:
     return f"packed kernels: {name}"
 
 
-class PackedBEExformer(ModelAdapter):
+class PackedBEExformer(SpecEncoderBase):  # the engine has the float encoder's interface
     """The trained beexformer deployed with the packed-bit engine: 1-bit weights packed 64 to a
     word, XNOR-popcount products for every W1A1 Linear and for Q.K^T, fp32 embeddings,
     LayerNorms, softmax, A.V and exit heads; its calibrated exit rule. CPU only."""
@@ -50,13 +48,8 @@ class PackedBEExformer(ModelAdapter):
     problems = BEExformer.problems
 
     def __init__(self, config: "dict[str, Any] | ModelSpec", spec: TaskSpec, engine: PackedEncoder | None = None) -> None:
-        refusal = self.problem_refusal(spec.problem)
-        if refusal:
-            raise BeexError(f"{refusal} ('{spec.task}'): pick another model or task")
-        self.model_spec = config if isinstance(config, ModelSpec) else ModelSpec.from_dict(config)
-        self.spec = spec
+        self._take_settings(config, spec)
         check_config(self.model_spec.encoder.to_dict())
-        self.rule = make_rule(self.model_spec.exit, spec.problem)
         if engine is None:  # a fresh model: pack a freshly initialised beexformer network
             engine = self._pack(BEExformer(self.model_spec, spec))
         self.model = engine.eval()
@@ -66,18 +59,6 @@ class PackedBEExformer(ModelAdapter):
     def default_spec(cls, problem: str = "classification") -> ModelSpec:
         """beexformer's registered settings: this is that network, deployed another way."""
         return BEExformer.default_spec(problem)
-
-    @property
-    def config(self) -> dict[str, Any]:  # type: ignore[override]
-        return self.model_spec.to_dict()
-
-    @config.setter
-    def config(self, value: dict[str, Any]) -> None:  # a whole new config: checked as a ModelSpec
-        self.model_spec = ModelSpec.from_dict(value)
-
-    @classmethod
-    def build(cls, config: "dict[str, Any] | ModelSpec", spec: TaskSpec) -> "PackedBEExformer":
-        return cls(cls.resolve_spec(config, spec.problem), spec)
 
     @staticmethod
     def _pack(source: ModelAdapter) -> PackedEncoder:
@@ -114,25 +95,6 @@ class PackedBEExformer(ModelAdapter):
         packed = self.from_beexformer(source)
         self.model_spec, self.rule, self.model, self.fit_report = packed.model_spec, packed.rule, packed.model, report
         return report
-
-    # the engine has the float encoder's interface: every exit's logits, early-exit inference
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> list[torch.Tensor]:
-        return self.model(input_ids, attention_mask)
-
-    def predict(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> ExitDecision:
-        return self.model.infer(input_ids, attention_mask, self.rule)
-
-    def module(self) -> nn.Module:
-        return self.model
-
-    def exit_layout(self) -> ExitLayout:
-        return ExitLayout.of_encoder(self.model)
-
-    def exit_rule(self) -> ExitRule:
-        return self.rule
-
-    def rule_variants(self, param: str, values: list) -> list[ExitRule]:
-        return [make_rule(dataclasses.replace(self.model_spec.exit, **{param: v}), self.spec.problem) for v in values]
 
     def save(self, directory: Path) -> Path:
         meta = {"config": self.config, "task": self.spec.to_dict(),
