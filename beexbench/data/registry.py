@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-from typing import Sequence
+from typing import Any
 
 from beexbench._registry import Registry
 from beexbench.errors import BeexError, UnknownNameError
 
-from .definition import Builder, TaskDefinition, check_task_fields, define_task
+from .definition import Builder, TaskDefinition, define_task
 
 __all__ = ["TASKS", "BUILTIN_TASKS", "ENTRY_POINT_GROUP", "register_task", "unregister_task", "list_tasks", "get_spec"]
 
@@ -35,24 +35,10 @@ BUILTIN_TASKS: dict[str, str] = {
 TASKS: Registry[TaskDefinition] = Registry("task", entry_point_group=ENTRY_POINT_GROUP, builtins=BUILTIN_TASKS)
 
 
-def register_task(
-    name: str,
-    builder: Builder | None = None,
-    *,
-    description: str = "",
-    label_names: Sequence[str] = (),
-    problem: str = "classification",
-    source: str = "",
-    sha256: str = "",
-    license_note: str = "",
-    vocab_size: int = 8000,
-    max_len_cap: int = 256,
-    text_fields: Sequence[str] = ("text",),
-    revision: int = 1,
-    model_recipe: dict | None = None,
-    replace: bool = False,
-):
-    """Register a task builder ``builder(cache_dir: Path, progress) -> DataFrame``.
+def register_task(name: str, builder: Builder | None = None, *, replace: bool = False, **fields: Any):
+    """Register a task builder ``builder(cache_dir: Path, progress) -> DataFrame``; ``fields``
+    are :func:`~beexbench.data.definition.define_task`'s (description, label_names, problem,
+    source, sha256, license_note, vocab_size, max_len_cap, text_fields, revision, model_recipe).
 
     The DataFrame has ``text`` (and ``text_b`` for pair tasks) and ``label``:
     class indices into ``label_names``, label strings, or floats for
@@ -60,12 +46,7 @@ def register_task(
     builder unchanged).  A name already taken (catalog, entry point or an earlier call)
     raises ``ValueError`` unless ``replace=True``.
     """
-    check_task_fields(name, problem)
-    define = define_task(
-        name, description=description, label_names=label_names, problem=problem, source=source,
-        sha256=sha256, license_note=license_note, vocab_size=vocab_size, max_len_cap=max_len_cap,
-        text_fields=text_fields, revision=revision, model_recipe=model_recipe,
-    )
+    define = define_task(name, **fields)
 
     def _register(fn: Builder) -> Builder:
         if name in TASKS:
