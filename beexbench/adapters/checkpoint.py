@@ -76,11 +76,17 @@ def read_checkpoint(directory: Path, adapter: str) -> tuple[dict[str, torch.Tens
             f"checkpoint {directory} was written by adapter '{doc.get('adapter')}', not '{adapter}': "
             f"load it with `{doc.get('adapter')}` or retrain"
         )
-    weights = directory / WEIGHTS
-    if not weights.is_file() or sha256_file(weights) != doc.get("weights_sha256"):
-        raise BeexError(f"checkpoint {directory} is tampered or incomplete (weights checksum mismatch): delete it and retrain")
-    try:
-        tensors = load_file(str(weights))
-    except (SafetensorError, OSError) as exc:
-        raise BeexError(f"cannot read {weights} ({exc}): delete it and retrain") from None
+    tensors = load_verified(directory / WEIGHTS, doc.get("weights_sha256"), f"checkpoint {directory}", "weights",
+                            "delete it and retrain")
     return tensors, doc
+
+
+def load_verified(path: Path, sha256: str | None, what: str, label: str, remedy: str) -> dict[str, torch.Tensor]:
+    """The tensors of the safetensors file ``path``, read only when its sha256 is the recorded
+    one (never a file that was changed or cut short); else a one-line error ending in ``remedy``."""
+    if not path.is_file() or sha256_file(path) != sha256:
+        raise BeexError(f"{what} is tampered or incomplete ({label} checksum mismatch): {remedy}")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise BeexError(f"cannot read {path} ({exc}): {remedy}") from None

@@ -15,8 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from ..errors import BeexError
 from .encoder import PackedEncoder
@@ -58,8 +57,7 @@ def write_packed(directory: Path, adapter: str, model: PackedEncoder, meta: dict
 def read_packed(directory: Path, adapter: str) -> tuple[PackedEncoder, dict[str, Any]]:
     """Read and verify a packed checkpoint: adapter name, both checksums, the format
     header and every tensor's shape; refuse anything else with a BeexError."""
-    from .._io import sha256_file
-    from ..adapters.checkpoint import read_checkpoint
+    from ..adapters.checkpoint import load_verified, read_checkpoint
 
     directory = Path(directory)
     fp32, doc = read_checkpoint(directory, adapter)
@@ -69,13 +67,8 @@ def read_packed(directory: Path, adapter: str) -> tuple[PackedEncoder, dict[str,
     if header.get("version") != PACKED_VERSION:
         raise BeexError(f"packed checkpoint {directory} has format version {header.get('version')}, this beexbench "
                         f"reads {PACKED_VERSION}: re-derive it from the trained beexformer")
-    path = directory / PACKED_FILE
-    if not path.is_file() or sha256_file(path) != header.get("sha256"):
-        raise BeexError(f"packed checkpoint {directory} is tampered or incomplete ({PACKED_FILE} checksum mismatch): delete it and re-derive")
-    try:
-        packed = load_file(str(path))
-    except (SafetensorError, OSError) as exc:
-        raise BeexError(f"cannot read {path} ({exc}): delete it and re-derive") from None
+    packed = load_verified(directory / PACKED_FILE, header.get("sha256"), f"packed checkpoint {directory}", PACKED_FILE,
+                           "delete it and re-derive")
     arch = header.get("architecture") or {}
     try:
         model = PackedEncoder(arch["encoder"], vocab_size=int(arch["vocab_size"]), max_len=int(arch["max_len"]),
