@@ -18,12 +18,16 @@ from .errors import BeexError, UnknownNameError
 T = TypeVar("T")
 
 
+# the origin of an entry added by register() in this process: a fresh process does not have it
+REGISTERED_AT_RUN_TIME = "registered at run time"
+
+
 @dataclass
 class Entry(Generic[T]):
     name: str
     target: T | str  # the object, or "module:attr" until first use
     defaults: dict[str, Any] = field(default_factory=dict)
-    origin: str = "builtin"  # "builtin" or "entry-point:<dist>"
+    origin: str = "builtin"  # "builtin", "entry-point:<dist>" or REGISTERED_AT_RUN_TIME
 
     def load(self) -> T:
         if isinstance(self.target, str):
@@ -57,7 +61,7 @@ class Registry(Generic[T]):
             key = name or getattr(obj, "__name__", None)
             if not key:
                 raise ValueError("register() needs a name")
-            self._add(Entry(key, obj, dict(defaults)))
+            self._add(Entry(key, obj, dict(defaults), origin=REGISTERED_AT_RUN_TIME))
             return obj
 
         return deco

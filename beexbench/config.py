@@ -26,6 +26,9 @@ class LatencySettings:
     batch_sizes: list[int] = field(default_factory=lambda: [1, 8])
     samples: int = 256  # test samples cycled through at batch size 1 (real inputs, real exits)
     seq_lens: list[int] = field(default_factory=list)  # batch-1 sweep over exact lengths (<= the task's max_len)
+    # each thread setting measured in a fresh process whose threads and OpenMP wait policy are set
+    # before torch loads (beexbench.runner.isolate); false: in the run's own process (faster, for tests)
+    isolate: bool = True
 
 
 # Reference floors added to every task of a run unless ``floors = false`` (``--no-floors``).

@@ -12,7 +12,7 @@ def latency_doc(median: float = 2.0, *, p90: float | None = None, ci=(1.9, 2.1),
             "min": median, "max": p90, "ci95_median": list(ci), "ci_halfwidth_pct": 5.0, "timer": "perf_counter_ns",
             "target": "cpu", "emulated": False, "threads": threads, "warmup": 1, "batch_size": batch_size, "seq_len": seq_len,
             "n_inputs": 3, "elapsed_s": 0.1, "stop_reason": "min_iters_and_min_seconds", "warnings": list(warnings),
-            "unit": "ms"}
+            "unit": "ms", "wait_policy": "ACTIVE", "isolated": True}
 
 
 def quality_doc(value, *, metric: str = "accuracy", n: int = 400, ci=(0.76, 0.84), undefined: str | None = None,
@@ -88,6 +88,7 @@ def metrics_doc(*, acc=0.80, metric: str = "accuracy", n=400, ci=(0.76, 0.84), u
                    "unit": "bytes"},
         "batch_sweep": [latency_doc(latency * 3, batch_size=4)],
         "seq_len_sweep": [latency_doc(latency, seq_len=8)],
+        "latency_by_threads": [latency_doc(latency, threads=threads), latency_doc(latency * 3, threads=threads, batch_size=4)],
     }
 
 

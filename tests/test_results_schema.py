@@ -18,12 +18,13 @@ from beexbench.report.frame import records_frame
 from beexbench.results.codec import RecordError
 from beexbench.results.costs import ENERGY_PROVENANCES
 from beexbench.results.metrics import Accuracy, CellMetrics, Exits, RegressionQuality
-from beexbench.results.schema import CellKey, CellRecord
+from beexbench.results.schema import SCHEMA_VERSION, CellKey, CellRecord
 from beexbench.results.store import RunDir, load_records
 from records import metrics_doc, sample_metrics
 
 DATA = Path(__file__).parent / "data"
-FIXTURES = sorted(DATA.glob("v2-*.json"))
+FIXTURES = sorted(DATA.glob("v3-*.json"))  # written by the runner of this schema version
+OLDER = sorted(DATA.glob("v2-*.json"))
 
 
 def _doc(name: str) -> dict:
@@ -41,6 +42,16 @@ def test_records_written_by_the_runner_read_and_write_back_to_the_same_file(path
     rec = _read(json.loads(text), str(path))
     assert dumps_strict(rec.to_dict()) + "\n" == text  # same keys, values and key order
     assert isinstance(rec.metrics, CellMetrics)
+
+
+@pytest.mark.parametrize("path", OLDER, ids=lambda p: p.stem)
+def test_version_2_records_read_with_the_documented_defaults_and_write_as_current(path):
+    rec = _read(json.loads(path.read_text()), str(path))
+    m = rec.metrics
+    assert m.latency_by_threads == () and m.batch1.wait_policy is None and m.batch1.isolated is False
+    doc = rec.to_dict()
+    assert doc["schema_version"] == SCHEMA_VERSION and doc["metrics"]["batch1"]["isolated"] is False
+    assert _read(json.loads(dumps_strict(doc))) == rec
 
 
 def test_the_typed_fields_are_what_the_file_says():
@@ -157,7 +168,7 @@ def test_a_bad_record_in_a_run_folder_is_named_when_the_report_reads_it(tmp_path
 
 # --------------------------------------------------------------------------- compatibility
 def test_unknown_keys_are_kept_and_written_back():
-    doc = _doc("v2-beexformer-classification.json")
+    doc = _doc("v3-beexformer-classification.json")
     doc["metrics"]["batch1"]["new_profiler_field"] = 7
     doc["metrics"]["ops"]["per_sample_mean"]["extra_count"] = 1.0
     doc["metrics"]["future_section"] = {"a": 1}
@@ -185,7 +196,7 @@ def test_version_1_records_read_with_the_documented_defaults():
     m = rec.metrics
     assert m.accuracy.metric == m.accuracy_no_exit.metric == m.exits.metric == m.exits.calibration.metric == "accuracy"
     assert m.seq_len_sweep == () and math.isnan(m.accuracy.value)
-    assert rec.to_dict()["schema_version"] == 2  # written again (merge), it is a version-2 record
+    assert rec.to_dict()["schema_version"] == SCHEMA_VERSION  # written again (merge), it is a current record
     text = dumps_strict(rec.to_dict())
     assert json.loads(text)["null_reasons"] == {"/metrics/accuracy/value": "not a number (NaN)"}
     again = _read(json.loads(text))

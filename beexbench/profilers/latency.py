@@ -11,6 +11,7 @@ Per-sample timing on real inputs (early-exit models at batch size 1, whose exit 
 from __future__ import annotations
 
 import functools
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -21,6 +22,7 @@ from beexbench.errors import BeexError
 from beexbench.profilers._stats import bootstrap_median_ci, summarize
 from beexbench.targets import Target, get_target
 
+ISOLATED_ENV = "BEEXBENCH_ISOLATED"  # set to "1" in the measurement processes of beexbench.runner.isolate
 WIDE_CI_PCT = 5.0  # warn when the 95% CI half-width of the median exceeds this share of the median
 TINY_CALL_MS = 0.01  # below ~10 us per call the timer's own overhead matters
 
@@ -53,6 +55,8 @@ class LatencyRecord:
     stop_reason: str = ""  # "min_iters_and_min_seconds" | "max_seconds"
     warnings: tuple[str, ...] = ()
     unit: str = field(default="ms")
+    wait_policy: str | None = None  # OMP_WAIT_POLICY of this process (None: the OpenMP default)
+    isolated: bool = False  # measured in a fresh process set up for it (beexbench.runner.isolate)
 
     @classmethod
     def from_values(cls, values: Iterable[float], *, timer: str, warnings: Iterable[str] = (),
@@ -144,6 +148,7 @@ def measure_latency(
         values, timer=timer.name, warnings=warnings, target=target.name, emulated=target.emulated,
         threads=threads, warmup=warmup, batch_size=batch_size, seq_len=seq_len,
         n_inputs=None if inputs is None else len(inputs), elapsed_s=elapsed, stop_reason=stop,
+        wait_policy=os.environ.get("OMP_WAIT_POLICY"), isolated=os.environ.get(ISOLATED_ENV) == "1",
     )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal, Mapping
 
-from .codec import Context, Section, construct, decode, pointer, with_extra
+from .codec import Context, Section, construct, decode, legacy, pointer, with_extra
 
 # beexbench.profilers.energy.PROVENANCES (a test keeps the two equal; results never import torch)
 ENERGY_PROVENANCES = ("measured:rapl", "measured:nvml", "estimated:tdp-share", "unavailable")
@@ -106,6 +106,8 @@ class Latency(Section):
     stop_reason: str
     warnings: tuple[str, ...]
     unit: str
+    wait_policy: str | None = legacy(None, since=3)  # OMP_WAIT_POLICY of the measuring process
+    isolated: bool = legacy(False, since=3)  # measured in a fresh process set up for it
 
 
 @dataclass(frozen=True, kw_only=True)

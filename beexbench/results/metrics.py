@@ -21,11 +21,14 @@ class CellMetrics(Section):
     ops: Ops
     exits: Exits | None
     size: Size
-    batch1: Latency  # batch size 1 on real test samples
+    batch1: Latency  # batch size 1 on real test samples, at the model's fastest thread setting
     energy: Energy | None = absent_if_none()
     memory: Memory
     batch_sweep: tuple[Latency, ...]
     seq_len_sweep: tuple[Latency, ...] = legacy((), since=2)
+    # batch 1 and the batch sweep at every thread setting the target lists (batch1 and
+    # batch_sweep are the fastest setting's, chosen by the batch-1 median)
+    latency_by_threads: tuple[Latency, ...] = legacy((), since=3)
 
     @property
     def metric(self) -> str:

@@ -18,9 +18,11 @@ from .codec import Context, RecordError, decode_section
 from .metrics import CellMetrics
 
 SCHEMA = "beexbench-result"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # 2: strict JSON: a NaN or infinite number is written as null, and the record's top-level
 #    ``null_reasons`` maps its JSON Pointer to why (e.g. "/metrics/accuracy/value")
+# 3: latency measured per thread setting in isolated processes: ``metrics.latency_by_threads``,
+#    and ``wait_policy`` / ``isolated`` on every latency record
 RUN_SCHEMA = "beexbench-run"
 
 

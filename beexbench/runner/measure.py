@@ -294,8 +294,11 @@ def measure_model_size(adapter: ModelAdapter, checkpoint: Path) -> Size:
                           source="the size profiler's record")
 
 
-def cell_metrics(quality: QualityAndExits, size: Size, speed: Speed) -> CellMetrics:
-    """The record's ``metrics``, composed from the three measurements."""
+def cell_metrics(quality: QualityAndExits, size: Size, speed: Speed,
+                 latency_by_threads: tuple[Latency, ...] = ()) -> CellMetrics:
+    """The record's ``metrics``, composed from the three measurements (``speed``: the fastest
+    thread setting's; ``latency_by_threads``: every setting's latency records)."""
     return CellMetrics(accuracy=quality.accuracy, accuracy_no_exit=quality.accuracy_no_exit, ops=quality.ops,
                        exits=quality.exits, size=size, batch1=speed.batch1, energy=speed.energy, memory=speed.memory,
-                       batch_sweep=speed.batch_sweep, seq_len_sweep=speed.seq_len_sweep)
+                       batch_sweep=speed.batch_sweep, seq_len_sweep=speed.seq_len_sweep,
+                       latency_by_threads=latency_by_threads or (speed.batch1, *speed.batch_sweep))

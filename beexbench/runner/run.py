@@ -28,7 +28,8 @@ from ..targets import get_target
 from ..validate import check
 from ..training.batches import EncodedSplit
 from ..training.metrics import check_labels, label_stats, standardize
-from .measure import cell_metrics, measure_accuracy_and_exits, measure_model_size, measure_speed
+from .isolate import measure_speed_by_threads
+from .measure import cell_metrics, measure_accuracy_and_exits, measure_model_size
 from .models import model_store, obtain_model
 
 
@@ -61,6 +62,11 @@ def prepare_task(data) -> tuple[dict[str, EncodedSplit], TaskSpec]:
                     max_len=data.card.max_len, tokenizer_sha256=tok_sha, problem=data.card.problem,
                     label_mean=mean, label_std=std)
     return splits, spec
+
+
+def target_options(cfg: RunConfig) -> dict:
+    """What the run passes to its target's factory (the isolated measurements rebuild it so)."""
+    return {"threads": cfg.threads} if cfg.threads else {}
 
 
 def validate_names(cfg: RunConfig) -> None:
@@ -97,7 +103,7 @@ def run_suite(cfg: RunConfig, progress: Progress = NULL_PROGRESS, *, resume_dir:
     """Run every cell of ``cfg``. The same job re-run after an interruption resumes its
     unfinished run (only missing or failed cells run) unless ``fresh``."""
     validate_names(cfg)
-    target = get_target(cfg.target, **({"threads": cfg.threads} if cfg.threads else {}))
+    target = get_target(cfg.target, **target_options(cfg))
     ok, reason = target.available()
     if not ok:
         raise BeexError(f"target '{cfg.target}' is not available here ({reason}): choose another with --target (see `beexbench list targets`)")
@@ -184,8 +190,9 @@ def _run_cell(key: CellKey, cfg: RunConfig, spec: TaskSpec, card: dict, splits, 
     size = measure_model_size(adapter, ckpt)
     with target.activate():
         warnings = list(noise_warnings(target))
-    speed = measure_speed(adapter, splits["test"], target, cfg.latency, cfg.energy, progress)
-    warnings += speed.warnings
+    speed, by_threads, isolation_notes = measure_speed_by_threads(
+        adapter, ckpt, splits["test"], target, target_options(cfg), cfg.latency, cfg.energy, progress)
+    warnings += speed.warnings + isolation_notes
     entry = get_adapter_class(key.model)
     return CellRecord(
         key=key,
@@ -203,6 +210,6 @@ def _run_cell(key: CellKey, cfg: RunConfig, spec: TaskSpec, card: dict, splits, 
         },
         task=card,
         target=target.describe(),
-        metrics=cell_metrics(quality, size, speed),
+        metrics=cell_metrics(quality, size, speed, by_threads),
         warnings=warnings,
     )

@@ -91,6 +91,10 @@ class Target(ABC):
     # Whether "TDP share x this process's CPU time" is a fair energy estimate when no counter exists.
     # False where the work happens off the CPU (GPU), so the estimate would undercount.
     cpu_time_energy_estimate: bool = True
+    # OpenMP wait policy of the isolated measurement processes (OMP_WAIT_POLICY, and ONNX Runtime's
+    # intra-op spinning): ACTIVE, as latency-critical deployments run (threads spin between ops
+    # instead of sleeping; with PASSIVE a 2-thread batch-1 call mostly measures thread wake-up).
+    wait_policy: str = "ACTIVE"
 
     def __init__(self) -> None:
         # Notes about what could not be applied as asked (capped threads, no pinning, ...), kept for
@@ -136,6 +140,22 @@ class Target(ABC):
                 restore_affinity()
             torch.set_num_threads(prev_threads)
 
+    def thread_settings(self) -> list[int]:
+        """The intra-op thread counts latency is measured at (each in its own process): the
+        target's own count; CPU targets add 1 thread (see :class:`~beexbench.targets.cpu.CpuTarget`)."""
+        return [self.threads]
+
+    def with_threads(self, threads: int) -> "Target":
+        """A copy of this target running ``threads`` intra-op threads (pinned cores trimmed to match)."""
+        import copy
+
+        out = copy.copy(self)
+        out.notes = list(self.notes)
+        out.threads = int(threads)
+        if self.cores is not None:
+            out.cores = tuple(self.cores[: max(1, int(threads))])
+        return out
+
     def synchronize(self) -> None:
         """Wait for queued device work; a no-op on the CPU."""
 
@@ -158,6 +178,8 @@ class Target(ABC):
             "name": self.name,
             "device": str(self.device),
             "threads": self.threads,
+            "thread_settings": self.thread_settings(),
+            "wait_policy": self.wait_policy,
             "interop_threads": torch.get_num_interop_threads(),
             "emulated": self.emulated,
             "description": self.description,

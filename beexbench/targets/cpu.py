@@ -22,6 +22,7 @@ class CpuTarget(Target):
         description: str = "host CPU",
     ) -> None:
         super().__init__()
+        self.explicit_threads = threads is not None
         self.name = name
         self.device = torch.device("cpu")
         self.threads = physical_cores() if threads is None else int(threads)
@@ -34,6 +35,12 @@ class CpuTarget(Target):
         usable = len(usable_cpus())
         if self.threads > usable:
             self._note(f"{self.threads} threads on {usable} usable cores: oversubscribed, timings will suffer")
+
+    def thread_settings(self) -> list[int]:
+        """1 thread and the target's count (all physical cores unless ``threads`` was given, which
+        is then the only setting): at batch 1 one thread often wins, since waking the others per
+        op costs more than the work they share."""
+        return [self.threads] if self.explicit_threads else sorted({1, self.threads})
 
     def energy_meter(self) -> EnergyCounter:
         return _rapl.RaplCounter(self.rapl_root)

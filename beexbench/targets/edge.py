@@ -42,6 +42,10 @@ class EdgeTarget(CpuTarget):
             else:
                 self._note("core pinning unavailable on this platform: thread count limited, cores not pinned")
 
+    def thread_settings(self) -> list[int]:
+        """1 thread and the emulated device's count."""
+        return sorted({1, self.threads})
+
     def describe(self) -> dict:
         out = super().describe()
         out.update(mimics=self.mimics or None, requested_threads=self.requested_threads)
