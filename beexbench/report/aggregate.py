@@ -76,6 +76,12 @@ def aggregate(cells: pd.DataFrame) -> pd.DataFrame:
             for c in ["accuracy_lo", "accuracy_hi", "latency_lo", "latency_hi"]:
                 row[c] = float(first[c]) if pd.notna(first[c]) else math.nan
         row["latency_ci_pct"] = _mean(g.latency_ci_pct)
+        row["latency_threads"] = ",".join(sorted({str(int(t)) for t in g.latency_threads if pd.notna(t)}, key=int))
+        per: dict[int, list[float]] = {}
+        for d in g.latency_by_threads:
+            for t, v in (d or {}).items():
+                per.setdefault(int(t), []).append(v)
+        row["latency_by_threads"] = {t: sum(v) / len(v) for t, v in sorted(per.items())}
         row["energy_n"] = int(g.energy_j.notna().sum())
         measured = g[g.energy_j.notna()] if g.energy_j.notna().any() else g  # provenance of the figure shown
         row["energy_provenance"] = " / ".join(sorted(set(measured.energy_provenance)))

@@ -108,7 +108,7 @@ def _metric_columns(m: CellMetrics | None) -> dict:
                 "accuracy_undefined": "", "accuracy_no_exit": None, "size_bits": None, "size_bits_no_emb": None,
                 "disk_bytes": None, "params": None, "macs": None, "bops": None, "flops": None, "ops": None,
                 "macs_reduction": None, "uncounted": {}, "latency_ms": None, "latency_p90_ms": None, "latency_lo": None,
-                "latency_hi": None, "latency_ci_pct": None, "energy_j": None, "energy_provenance": "not measured",
+                "latency_hi": None, "latency_ci_pct": None, "latency_threads": None, "latency_by_threads": {}, "energy_j": None, "energy_provenance": "not measured",
                 "peak_rss_mib": None, "mean_exit": None, "n_blocks": None, "exit_histogram": [],
                 "calibration_param": "delta", "calibration_chosen": None, "val_sweep": [], "test_sweep": []}
     acc, ops, lat, exits = m.accuracy, m.ops.per_sample_mean, m.batch1, m.exits
@@ -138,6 +138,9 @@ def _metric_columns(m: CellMetrics | None) -> dict:
         "latency_lo": lat.ci95_median[0],
         "latency_hi": lat.ci95_median[1],
         "latency_ci_pct": lat.ci_halfwidth_pct,
+        "latency_threads": lat.threads,  # the fastest thread setting (the headline)
+        # batch-1 median at every thread setting measured (records of schema 3; {} before)
+        "latency_by_threads": {r.threads: r.median for r in m.latency_by_threads if r.batch_size == 1 and r.threads},
         "energy_j": m.energy.joules_per_sample if m.energy is not None else None,
         "energy_provenance": m.energy.provenance if m.energy is not None else "not measured",
         "peak_rss_mib": rss / 2**20 if rss else None,

@@ -77,6 +77,18 @@ def fmt_ms(v) -> str:
     return format(v, ".2f" if abs(v) < 10 else ".1f" if abs(v) < 100 else ".0f")
 
 
+def fmt_latency(r) -> str:
+    """``median / p90 @ threads`` of the fastest thread setting, then the other settings' medians:
+    ``0.41 / 0.50 @ 1t (2t: 0.43)``."""
+    text = f"{fmt_ms(r['latency_ms'])} / {fmt_ms(r['latency_p90_ms'])}"
+    if r.get("latency_threads"):
+        text += f" @ {r['latency_threads']}t"
+    others = {t: v for t, v in (r.get("latency_by_threads") or {}).items() if str(t) != str(r.get("latency_threads"))}
+    if others:
+        text += " (" + ", ".join(f"{t}t: {fmt_ms(v)}" for t, v in sorted(others.items())) + ")"
+    return text
+
+
 def fmt_kib(bits) -> str:
     return fmt(bits, ",.1f", 1 / 8 / 1024)
 
@@ -89,7 +101,7 @@ def front_flags(group: pd.DataFrame) -> pd.DataFrame:
 SUMMARY_COLUMNS = [
     "model", "seeds", "accuracy % (test)", "size KiB (total / w/o emb.)", "× smaller than fp32 (bits / w/o emb. / disk)",
     "MACs M", "BOPs M", "OPs M",
-    "latency bs=1 ms (median / p90)", "energy / sample", "mean exit / blocks", "Pareto front",
+    "latency bs=1 ms (median / p90 @ threads)", "energy / sample", "mean exit / blocks", "Pareto front",
 ]
 
 
@@ -117,7 +129,7 @@ def summary_table(group: pd.DataFrame) -> Table:
             f"{fmt_kib(r['size_bits'])} / {fmt_kib(r['size_bits_no_emb'])}",
             " / ".join(fmt(x, ".1f") for x in ratios),
             fmt(r["macs"], ".2f", 1e-6), fmt(r["bops"], ".2f", 1e-6), fmt(r["ops"], ".2f", 1e-6),
-            f"{fmt_ms(r['latency_ms'])} / {fmt_ms(r['latency_p90_ms'])}",
+            fmt_latency(r),
             fmt_energy(r),
             f"{fmt(r['mean_exit'], '.2f')} / {fmt(r['n_blocks'], '.0f')}" if not _nan(r["n_blocks"]) else "—",
             ", ".join(on) or "—",
@@ -133,6 +145,7 @@ def summary_table(group: pd.DataFrame) -> Table:
             "x_smaller_disk": ratios[2], "macs_non_binary": r["macs"], "bops": r["bops"], "flops": r["flops"],
             "ops": r["ops"], "latency_median_ms": r["latency_ms"], "latency_p90_ms": r["latency_p90_ms"],
             "latency_lo_ms": r["latency_lo"], "latency_hi_ms": r["latency_hi"],
+            "latency_threads": r.get("latency_threads", ""), "latency_median_ms_by_threads": r.get("latency_by_threads") or {},
             "energy_j_per_sample": r["energy_j"], "energy_provenance": r["energy_provenance"],
             "mean_exit_block": r["mean_exit"], "n_blocks": r["n_blocks"],
             **{f"front_{name}": bool(flags.at[i, name]) for name in flags.columns},
