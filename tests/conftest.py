@@ -26,9 +26,10 @@ def write_tiny_csv(path: Path, n: int = 240, seed: int = 0) -> Path:
 
 
 def write_tiny_suite(directory: Path, models=("beexformer", "fp32"), target: str = "cpu", epochs: int = 1,
-                     floors: bool = False) -> Path:
+                     floors: bool = False, isolate: bool = False) -> Path:
     """A tiny offline suite; the reference floors (on by default in real runs) only when asked,
-    so tests that count cells count the models they name."""
+    so tests that count cells count the models they name; latency measured in the test's own
+    process unless ``isolate`` (a fresh process per thread setting costs seconds per cell)."""
     csv = write_tiny_csv(directory / "tiny.csv")
     suite = directory / "tiny.toml"
     suite.write_text(f"""
@@ -60,6 +61,7 @@ max_seconds = 1.0
 batch_sizes = [1, 4]
 seq_lens = [4, 8]
 samples = 8
+isolate = {str(isolate).lower()}
 """.replace("'", '"'))
     return suite
 

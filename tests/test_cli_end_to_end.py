@@ -11,6 +11,7 @@ runner = CliRunner()
 
 
 def test_run_report_results(tiny_suite, tmp_path):
+    tiny_suite.write_text(tiny_suite.read_text().replace("isolate = false", "isolate = true"))  # as real runs measure
     r = runner.invoke(app, ["run", "--config", str(tiny_suite), "--format", "json"])
     assert r.exit_code == 0, r.output
     summary = json.loads(r.stdout[r.stdout.index("{"):])
@@ -35,6 +36,10 @@ def test_run_report_results(tiny_suite, tmp_path):
     assert rec["schema"] == "beexbench-result" and rec["status"] == "ok"
     assert 0 <= m["accuracy"]["value"] <= 1 and m["accuracy"]["n"] == 24
     assert m["batch1"]["n"] >= 3 and m["batch1"]["median"] > 0
+    # every thread setting the target lists, each measured in a fresh process with the target's wait policy
+    assert sorted({r["threads"] for r in m["latency_by_threads"]}) == rec["target"]["thread_settings"]
+    assert all(r["isolated"] and r["wait_policy"] == rec["target"]["wait_policy"] for r in m["latency_by_threads"])
+    assert m["batch1"] in m["latency_by_threads"]
     assert [r["batch_size"] for r in m["batch_sweep"]] == [4] and [r["seq_len"] for r in m["seq_len_sweep"]] == [4, 8]
     assert sum(m["exits"]["histogram"]) == 24
     assert m["ops"]["uncounted"] == {}
