@@ -1,0 +1,370 @@
+"""``fp32-ort`` and ``int8-ort``: the trained fp32 model deployed with ONNX Runtime.
+
+Derived deployments of ``fp32`` (no retraining): the runner trains (or reuses) the fp32
+checkpoint and calls :meth:`OrtDeployment.derive`, which exports that network to ONNX one block
+at a time (:mod:`baselines._onnx_export`: graph 1 embeds and runs block 1 and its exit head,
+graph i runs block i and its head; batch and sequence axes dynamic) and, for ``int8-ort``,
+quantizes every graph with ONNX Runtime's dynamic int8 quantization. ``predict`` runs the
+graphs in ONNX Runtime sessions and the fp32 model's calibrated exit rule in Python between
+them, dropping the rows that exit, exactly as :func:`beexbench.models.encoder.early_exit_infer`
+does for torch. ``derive`` checks the deployment against the torch model on the validation
+split and records what it found (``verification``, also in ``precision().notes``); fp32-ort
+must give the same predictions and exit blocks with logits within :attr:`FP32Ort.tolerance`.
+
+The operation counter and the profilers trace ``module()``, the torch fp32 network the graphs
+were exported from (kept beside them in the checkpoint folder); if its weights change (training
+``module()``, loading a state dict), the graphs are exported again before the next call, so the
+ONNX graphs are always that network. ``deployable_files`` are the ``.onnx`` graphs and a small
+JSON header (exit rule, graph inputs and outputs): what a deployment ships.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from beexbench._io import atomic_write_bytes, atomic_write_text, dumps_strict
+from beexbench.adapters.base import FitReport, ModelAdapter, Precision, TaskSpec
+from beexbench.adapters.checkpoint import META, read_checkpoint, write_checkpoint
+from beexbench.adapters.encoder_adapter import module_precision
+from beexbench.adapters.roles import deployment_of
+from beexbench.adapters.spec import ModelSpec
+from beexbench.errors import BeexError, ConfigError
+from beexbench.models.exits import ExitDecision
+from beexbench.progress import NULL_PROGRESS, Progress
+from beexbench.training.batches import EncodedSplit
+from beexbench.training.calibrate import CostFn
+
+from . import _onnx_export as ox
+from .fp32 import FP32
+
+HEADER = "ort.json"  # the deployment's header: graphs, their inputs/outputs, the exit rule
+HEADER_FORMAT = "beexbench-ort"
+HEADER_VERSION = 1
+
+
+def graph_file(index: int) -> str:
+    return f"block{index}.onnx"
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class OrtDeployment(FP32):
+    """Helper base (not registered): the trained fp32 network run by ONNX Runtime, block by
+    block, with fp32's calibrated exit rule. CPU only."""
+
+    derived_from = "fp32"
+    role = deployment_of("fp32")
+    devices = ("cpu",)
+    training_note = "the trained fp32 network exported to ONNX (no retraining); trained from scratch as fp32"
+    quantized: ClassVar[bool] = False  # int8: ONNX Runtime dynamic quantization of every graph
+    per_channel: ClassVar[bool] = False  # int8 weight scales per output column instead of per tensor
+    tolerance: ClassVar[float | None] = None  # max |logit - torch logit| derive accepts (None: recorded only)
+    verify_batch_size: ClassVar[int] = 64
+
+    def __init__(self, config: "dict[str, Any] | ModelSpec", spec: TaskSpec) -> None:
+        super().__init__(config, spec)
+        self._graphs: list[bytes] | None = None  # serialized ONNX models, one per block
+        self._stamp: tuple | None = None  # the torch weights the graphs were made from
+        self._params: tuple[int, list[torch.Tensor]] | None = None
+        self._sessions: list | None = None
+        self._session_key: tuple[int, bool] | None = None
+        self._ios: list[ox.GraphIO] = [ox.graph_io(self.model, i) for i in range(1, len(self.model.blocks) + 1)]
+        self.verification: dict | None = None
+
+    # -- the graphs and their sessions ------------------------------------------------------
+    def _module_stamp(self) -> tuple:
+        if self._params is None or self._params[0] != id(self.model):
+            self._params = (id(self.model), [*self.model.parameters(), *self.model.buffers()])
+        return id(self.model), sum(p._version for p in self._params[1])
+
+    def _trainable(self) -> bool:
+        self._module_stamp()
+        return any(p.requires_grad for p in self._params[1])
+
+    def graphs(self) -> list[bytes]:
+        """The ONNX graphs (serialized), exported (and quantized) again if module()'s weights changed."""
+        if self._graphs is None or self._stamp != self._module_stamp():
+            graphs = ox.export_graphs(self.model, self.spec.max_len)
+            if self.quantized:
+                graphs = [ox.quantize_graph(g, per_channel=self.per_channel) for g in graphs]
+            self._graphs, self._stamp, self._sessions = graphs, self._module_stamp(), None
+            self._ios = [ox.graph_io(self.model, i) for i in range(1, len(self.model.blocks) + 1)]
+        return self._graphs
+
+    def session_settings(self) -> dict:
+        """The settings the sessions run with (or will, at the next call): intra-op threads from
+        ``torch.get_num_threads()``, spinning when ``OMP_WAIT_POLICY=ACTIVE``."""
+        threads, spinning = self._session_key or (torch.get_num_threads(), ox.spinning_from_environment())
+        return ox.session_settings(threads, spinning)
+
+    def sessions(self) -> list:
+        graphs = self.graphs()
+        key = (torch.get_num_threads(), ox.spinning_from_environment())
+        if self._sessions is None or key != self._session_key:
+            self._sessions = [ox.make_session(g, *key) for g in graphs]
+            self._session_key = key
+        return self._sessions
+
+    # -- inference ------------------------------------------------------------------------
+    def _inputs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        if input_ids.shape[0] == 0:
+            raise ValueError("empty batch")
+        if input_ids.shape[1] > self.spec.max_len:
+            raise ValueError(f"sequence length {input_ids.shape[1]} exceeds the model's max_len {self.spec.max_len}")
+        ids = input_ids.detach().to("cpu", torch.int64).contiguous().numpy()
+        mask = attention_mask.detach().to("cpu", torch.bool).contiguous().numpy()
+        return ids, mask
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> list[torch.Tensor]:
+        """Every exit's logits, every block run: the ORT graphs. Two cases run the torch network
+        the graphs are exported from instead: a torch trace (the operation counter's: ORT's kernels
+        are invisible to torch's tracer, and the graphs compute the same operations), and autograd
+        recording with trainable weights (training ``module()``: ORT has no gradients; the graphs
+        are exported again from the new weights at the next call without autograd). Every
+        measurement (accuracy, exits, latency) runs without autograd, so it runs the graphs."""
+        if torch.jit.is_tracing() or (torch.is_grad_enabled() and self._trainable()):
+            return self.model(input_ids, attention_mask)
+        sessions = self.sessions()
+        h, mask = self._inputs(input_ids, attention_mask)
+        out = []
+        for session, io in zip(sessions, self._ios):
+            res = dict(zip(io.outputs, session.run(list(io.outputs), {io.inputs[0]: h, "mask": mask})))
+            h = res.get("h")
+            if "logits" in res:
+                out.append(torch.from_numpy(res["logits"]))
+        return out
+
+    def predict(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> ExitDecision:
+        """Early-exit inference in ONNX Runtime: the exit rule runs between the block graphs and
+        the rows that exit leave the batch (as ``early_exit_infer`` does for torch)."""
+        sessions = self.sessions()
+        h, mask = self._inputs(input_ids, attention_mask)
+        n = h.shape[0]
+        rule, last_block = self.rule, len(sessions)
+        rows = torch.arange(n)
+        logits_out = torch.empty(n, self.spec.num_labels)
+        blocks_out = torch.empty(n, dtype=torch.long)
+        state = rule.start(n)
+        for i, (session, io) in enumerate(zip(sessions, self._ios), start=1):
+            res = session.run(list(io.outputs), {io.inputs[0]: h, "mask": mask})
+            if io.outputs[-1] != "logits":  # a block without an exit head
+                h = res[0]
+                continue
+            h = res[0] if len(res) == 2 else None
+            done, answer, state = rule.step(i, torch.from_numpy(res[-1]), state, last=i == last_block)
+            if done.any():
+                logits_out[rows[done]] = answer[done]
+                blocks_out[rows[done]] = i
+                keep = ~done
+                if not keep.any():
+                    break
+                k = keep.numpy()
+                h, mask, rows, state = h[k], mask[k], rows[keep], state.select(keep)
+        return ExitDecision(logits_out, blocks_out)
+
+    # -- derivation and verification --------------------------------------------------------
+    @classmethod
+    def derive(cls, source: ModelAdapter, val: EncodedSplit | None, cost_fn: CostFn | None = None) -> "OrtDeployment":
+        """Export the trained fp32 network (its calibrated exit rule kept, nothing re-calibrated)
+        and check the deployment against it on ``val``."""
+        try:
+            settings = ModelSpec.from_dict(source.config)
+        except (ConfigError, AttributeError):
+            raise BeexError(f"'{getattr(source, 'name', source)}' is not an fp32 encoder model: {cls.name} exports fp32") from None
+        if settings.encoder.weight_bits != 32:
+            raise BeexError(f"'{source.name}' is not a full-precision model: {cls.name} exports fp32 models only")
+        out = cls(settings, source.spec)
+        out.model.load_state_dict(source.module().state_dict())
+        out.model.eval()
+        rule = source.exit_rule()
+        if rule is not None:
+            out.rule = rule  # the calibrated rule object (config["exit"] holds the same parameters)
+        out.fit_report = source.fit_report
+        out.verification = out.verify(source.predict, source.forward, val, reference=f"torch {source.name} (eager)")
+        return out
+
+    def fit(self, train_split: EncodedSplit, val: EncodedSplit, progress: Progress = NULL_PROGRESS,
+            cost_fn: CostFn | None = None) -> FitReport:
+        """Train the fp32 network (as ``fp32`` does, exit rule calibrated on val), export it and verify."""
+        report = super().fit(train_split, val, progress=progress, cost_fn=cost_fn)
+        with torch.no_grad():
+            self.verification = self.verify(lambda i, m: self.model.infer(i, m, self.rule), self.model, val,
+                                            reference="torch fp32 (eager)")
+        return report
+
+    def verify(self, torch_predict, torch_forward, val: EncodedSplit | None, reference: str = "torch fp32") -> dict:
+        """Compare the deployment with the torch model on ``val`` (batches of ``verify_batch_size``,
+        rows removed as they exit): agreement of predictions and exit blocks, max |logit
+        difference| of the answers (rows that exit at the same block) and of every exit. With a
+        ``tolerance``, any disagreement or a larger difference is a BeexError."""
+        if val is None or len(val) == 0:
+            return {"split": None, "note": "not verified: no validation split was given"}
+        n = same_pred = same_block = 0
+        answer_diff = exits_diff = 0.0
+        self.model.eval()
+        with torch.no_grad():
+            for b in val.batches(self.verify_batch_size):
+                ref, got = torch_predict(b.input_ids, b.attention_mask), self.predict(b.input_ids, b.attention_mask)
+                same = ref.exit_block == got.exit_block
+                n += len(same)
+                same_block += int(same.sum())
+                same_pred += int((ref.logits.argmax(-1) == got.logits.argmax(-1)).sum())
+                if same.any():
+                    answer_diff = max(answer_diff, float((ref.logits[same] - got.logits[same]).abs().max()))
+                for a, c in zip(torch_forward(b.input_ids, b.attention_mask), self.forward(b.input_ids, b.attention_mask)):
+                    exits_diff = max(exits_diff, float((a - c).abs().max()))
+        record = {"split": "val", "samples": n, "batch_size": self.verify_batch_size, "reference": reference,
+                  "rule": self.rule.to_dict(), "prediction_agreement": same_pred / n, "exit_block_agreement": same_block / n,
+                  "max_abs_logit_diff": answer_diff, "max_abs_logit_diff_all_exits": exits_diff,
+                  "tolerance": self.tolerance, "session": self.session_settings()}
+        if self.tolerance is not None:
+            worst = max(answer_diff, exits_diff)
+            if same_pred != n or same_block != n or not worst <= self.tolerance:
+                raise BeexError(
+                    f"{self.name} disagrees with {reference} on the validation split (predictions {same_pred}/{n}, exit "
+                    f"blocks {same_block}/{n}, max |logit diff| {worst:.2e} > tolerance {self.tolerance:g} or a "
+                    "disagreement): the ONNX export is not the same model; re-derive it, or report it with your torch "
+                    "and onnxruntime versions")
+        return record
+
+    def verification_note(self) -> str:
+        v = self.verification
+        if not v or v.get("split") is None:
+            return "not verified against the torch model (loaded without a record, or derived without a validation split)"
+        text = (f"verified on {v['split']} ({v['samples']} samples, batches of {v['batch_size']}, rows removed as they exit) "
+                f"against {v['reference']}: predictions agree {v['prediction_agreement']:.2%}, exit blocks "
+                f"{v['exit_block_agreement']:.2%}, max |logit diff| {v['max_abs_logit_diff']:.2e} (answers), "
+                f"{v['max_abs_logit_diff_all_exits']:.2e} (every exit)")
+        return text + (f", tolerance {v['tolerance']:g}" if v.get("tolerance") is not None else ", no tolerance (recorded only)")
+
+    # -- checkpoint -----------------------------------------------------------------------
+    def save(self, directory: Path) -> Path:
+        """The ONNX graphs and the header (atomically, each with its sha256 in the metadata), then
+        the torch fp32 weights and the metadata (written last, as every checkpoint)."""
+        directory = Path(directory)
+        graphs = self.graphs()
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / META).unlink(missing_ok=True)  # a half-written folder has no metadata
+        files: dict[str, str] = {}
+        for index, graph in enumerate(graphs, start=1):
+            atomic_write_bytes(directory / graph_file(index), graph)
+            files[graph_file(index)] = _sha256(graph)
+        for stale in directory.glob("block*.onnx"):
+            if stale.name not in files:
+                stale.unlink()
+        header = {"format": HEADER_FORMAT, "format_version": HEADER_VERSION, "adapter": self.name,
+                  "graphs": [{"file": graph_file(i), "inputs": list(io.inputs), "outputs": list(io.outputs)}
+                             for i, io in enumerate(self._ios, start=1)],
+                  "exit_blocks": list(self.model.exit_blocks), "exit_rule": self.rule.to_dict(),
+                  "num_labels": self.spec.num_labels, "max_len": self.spec.max_len,
+                  "quantization": self.quantization_note()}
+        text = dumps_strict(header, sort_keys=True)
+        atomic_write_text(directory / HEADER, text)
+        files[HEADER] = _sha256(text.encode("utf-8"))
+        meta = {"config": self.config, "task": self.spec.to_dict(),
+                "fit": self.fit_report.to_dict() if self.fit_report else None,
+                "ort": {"files": files, "verification": self.verification}}
+        return write_checkpoint(directory, self.name, self.model.state_dict(), json.loads(json.dumps(meta)))
+
+    @classmethod
+    def load(cls, directory: Path) -> "OrtDeployment":
+        directory = Path(directory)
+        tensors, doc = read_checkpoint(directory, cls.name)
+        redo = f"delete {directory} and re-derive {cls.name} from fp32 (`beexbench train`)"
+        try:
+            adapter = cls(doc["config"], TaskSpec(**doc["task"]))
+            adapter.model.load_state_dict(tensors, strict=True)
+        except (KeyError, TypeError, RuntimeError, BeexError) as exc:
+            raise BeexError(f"checkpoint {directory} does not match model '{cls.name}' ({str(exc).splitlines()[0]}): {redo}") from None
+        adapter.model.eval()
+        adapter.fit_report = FitReport.from_dict(doc.get("fit"))
+        ort = doc.get("ort") if isinstance(doc.get("ort"), dict) else {}
+        files = ort.get("files") if isinstance(ort.get("files"), dict) else {}
+        wanted = [graph_file(i) for i in range(1, len(adapter.model.blocks) + 1)]
+        if sorted(files) != sorted([*wanted, HEADER]):
+            raise BeexError(f"checkpoint {directory} does not list the ONNX graphs of '{cls.name}': {redo}")
+        data = {}
+        for name in [*wanted, HEADER]:
+            path = directory / name
+            blob = path.read_bytes() if path.is_file() else b""
+            if _sha256(blob) != files[name]:
+                raise BeexError(f"checkpoint {directory}: {name} is tampered, foreign or incomplete (checksum mismatch): {redo}")
+            data[name] = blob
+        try:
+            import onnx
+
+            for name in wanted:
+                onnx.load_from_string(data[name])
+        except Exception as exc:  # protobuf's DecodeError (a file written with a matching checksum but not ONNX)
+            raise BeexError(f"checkpoint {directory}: a graph is not a readable ONNX model ({type(exc).__name__}): {redo}") from None
+        adapter._graphs = [data[name] for name in wanted]
+        adapter._stamp = adapter._module_stamp()
+        adapter.verification = ort.get("verification")
+        return adapter
+
+    def deployable_files(self, directory: Path) -> list[Path]:
+        """What a deployment ships: the ONNX graphs and the header (not the torch weights)."""
+        directory = Path(directory)
+        return [directory / graph_file(i) for i in range(1, len(self.model.blocks) + 1)] + [directory / HEADER]
+
+    # -- precision ------------------------------------------------------------------------
+    def quantization_note(self) -> str:
+        return "none: fp32 graphs"
+
+    def precision(self) -> Precision:
+        """fp32 everywhere (the torch network's parameters, by their names); see Int8Ort."""
+        base = module_precision(self.model)
+        return Precision(params=dict(base.params), products=dict(base.products), notes=self.precision_notes())
+
+    def precision_notes(self) -> tuple[str, ...]:
+        s = self.session_settings()
+        return (f"ONNX Runtime deployment ({s['runtime']}, {s['provider']}): one graph per block, exit rule between "
+                f"session calls; sessions: {s['intra_op_num_threads']} intra-op thread(s), 1 inter-op, "
+                f"spinning {'on' if s['allow_spinning'] else 'off'}, sequential, graph optimizations all",
+                f"quantization: {self.quantization_note()}",
+                f"ORT vs torch: {self.verification_note()}")
+
+
+class FP32Ort(OrtDeployment):
+    """The trained fp32 model run by ONNX Runtime (fp32 graphs, one per block), its calibrated exit rule."""
+
+    tolerance = 1e-4
+
+
+class Int8Ort(OrtDeployment):
+    """The trained fp32 model run by ONNX Runtime after dynamic int8 quantization (``quantize_dynamic``,
+    QInt8 weights per tensor, uint8 activations quantized per batch at run time); fp32's exit rule."""
+
+    quantized = True
+
+    def quantized_weights(self) -> list[ox.QuantizedWeight]:
+        return [w for g in self.graphs() for w in ox.quantized_weights(g)]
+
+    def quantization_note(self) -> str:
+        return ("onnxruntime.quantization.quantize_dynamic (QInt8 weights, symmetric, "
+                f"{'per output column' if self.per_channel else 'per tensor'}; activations uint8 per batch at run time) of "
+                "every MatMul with a weight operand (attention q/k/v/o and FFN Linears -> MatMulInteger); "
+                "exit heads (Gemm), attention products Q.K^T and A.V, embeddings and LayerNorms stay fp32")
+
+    def precision(self) -> Precision:
+        """The torch network's parameters by name: the Linears whose weight is int8 in the graphs at
+        8 bits with (8, 8) products (scale and zero point per tensor: the size profiler adds one
+        32-bit scale and one 32-bit zero point per group; ORT stores an 8-bit zero point), the rest 32."""
+        base = module_precision(self.model)
+        params, products = dict(base.params), dict(base.products)
+        quantized = self.quantized_weights()
+        for w in quantized:
+            params[f"{w.linear}.weight"] = 8
+            products[w.linear] = (8, 8)
+        fp32 = sorted(n for n, b in products.items() if b == (32, 32))
+        notes = (*self.precision_notes(),
+                 f"int8 weights ({len(quantized)} Linears): {', '.join(sorted(w.linear for w in quantized))}; "
+                 f"fp32 products: {', '.join(fp32)}")
+        return Precision(params=params, products=products, notes=notes)
