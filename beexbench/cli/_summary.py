@@ -44,7 +44,7 @@ def print_summary(summary, fmt: str = "text") -> None:
             f"{m.size.total_bits / 8 / 1024:.1f}",
             f"{ops.non_binary_macs / 1e6:.2f} M",
             f"{ops.bops / 1e6:.2f} M",
-            f"{m.batch1.median:.3f}",
+            f"{m.batch1.median:.3f} @{m.batch1.threads}t",
             f"{exits.mean_exit_block:.2f}/{exits.n_blocks}" if exits else "—",
         )
     console = Console()
@@ -52,5 +52,5 @@ def print_summary(summary, fmt: str = "text") -> None:
         console = Console(width=160)
     console.print(table)
     console.print("score: test accuracy with exits (r: Pearson r, regression tasks); KiB: model bits / 8192; MACs, BOPs: mean per sample as run; "
-                  "ms bs=1: median latency at batch size 1; exit: mean exit block / blocks", highlight=False)
+                  "ms bs=1: median latency at batch size 1 at the fastest thread setting (@Nt; all settings are in the report); exit: mean exit block / blocks", highlight=False)
     typer.echo(f"results: {summary.run_dir}  (next: beexbench report --results {summary.run_dir.parent})")
