@@ -1,10 +1,13 @@
-"""beexformer-packed: the packed-bit engine returns the float BEExformer's logits, and so
-its predictions and exit blocks, for every sample (batch 1 and batched with row removal),
-with the native kernels, the fused C++ steps, the module path and the PyTorch fallback;
-its deployable format round-trips, is smaller than the float checkpoint and refuses
-foreign or tampered files; the counters see it as beexformer."""
+"""beexformer-packed: the packed-bit engine returns the logits of the float BEExformer whose
+token table is the engine's decoded rows (int8 rows by default: ``reference``), and so its
+predictions and exit blocks, for every sample (batch 1 and batched with row removal), with the
+native kernels, the fused C++ steps, the module path and the PyTorch fallback; its deployable
+format round-trips, is smaller than the float checkpoint and refuses foreign or tampered files;
+the counters see it as beexformer. The token embedding formats themselves (A5's lossless
+1-bit rows, int4, fp32, sizes on disk): tests/test_packed_embeddings.py."""
 from __future__ import annotations
 
+import copy
 import json
 import os
 import subprocess
@@ -57,11 +60,36 @@ def trained_beexformer(overrides=ODD, steps: int = 12):
     return adapter
 
 
+def reference(float_adapter, packed):
+    """The float model the engine must equal: ``float_adapter`` with its token table replaced by
+    the engine's decoded rows (the same model when the rows are lossless)."""
+    ref = copy.deepcopy(float_adapter)
+    with torch.no_grad():
+        ref.module().tok.weight.copy_(packed.model.tok.table())
+    return ref
+
+
 @pytest.fixture(scope="module")
-def pair():
+def trained():
     float_adapter = trained_beexformer()
-    packed = get_adapter_class("beexformer-packed").derive(float_adapter, None)
-    return float_adapter, packed
+    return float_adapter, get_adapter_class("beexformer-packed").derive(float_adapter, None)
+
+
+@pytest.fixture(scope="module")
+def pair(trained):
+    """(the float model with the decoded token rows, the packed deployment)."""
+    float_adapter, packed = trained
+    return reference(float_adapter, packed), packed
+
+
+def test_default_rows_are_int8_and_round_the_table(trained):
+    float_adapter, packed = trained
+    tok = packed.model.tok
+    assert tok.bits == 8 and tok.codes.dtype == torch.int8 and tok.scale.shape == (SPEC.vocab_size,)
+    table = float_adapter.module().tok.weight.detach()
+    err = (tok.table() - table).abs()
+    assert 0 < err.max() <= (tok.scale / 2 + 1e-7).max()  # rounded, within half a step per row
+    assert "embedding_bits=8" in packed.precision().notes[-1]
 
 
 def compare(float_adapter, packed, rule, ids, mask, batch1: bool) -> None:
@@ -163,11 +191,12 @@ FALLBACK_SCRIPT = r"""
 import torch, sys
 sys.path.insert(0, {tests!r})
 import beexbench.kernels as K
-from test_packed import trained_beexformer, data, RULES
+from test_packed import trained_beexformer, data, reference, RULES
 from beexbench.adapters.registry import get_adapter_class
 assert K.backend() == "torch-fallback", K.backend()
 f = trained_beexformer()
 p = get_adapter_class("beexformer-packed").derive(f, None)
+f = reference(f, p)
 ids, mask, _ = data(32, seed=6)
 same = 0
 for rule in RULES:
@@ -214,7 +243,12 @@ def test_checkpoint_round_trip_and_size(pair, tmp_path):
     size = measure_size(loaded, files)
     assert size.disk_bytes == packed_bytes
     ref = measure_size(float_adapter)
-    assert size.bits == ref.bits  # the same declared bits as beexformer
+    # the same declared bits as beexformer, but the token table: int8 rows + an fp32 scale per row
+    v, d = SPEC.vocab_size, 40
+    assert size.bits["int8"] == 8 * v * d and size.bits["int8_scales"] == 32 * v
+    assert ref.bits["fp32"] - size.bits["fp32"] == 32 * v * d
+    assert {k: b for k, b in size.bits.items() if not k.startswith("int8") and k not in ("fp32", "embeddings")} == \
+        {k: b for k, b in ref.bits.items() if not k.startswith("int8") and k not in ("fp32", "embeddings")}
 
 
 def test_foreign_and_tampered_files_are_refused(pair, tmp_path):
@@ -240,6 +274,13 @@ def test_foreign_and_tampered_files_are_refused(pair, tmp_path):
     (tmp_path / "r" / META).write_text(json.dumps(doc))
     with pytest.raises(BeexError, match="blocks.0.attn.q"):
         load_model(tmp_path / "r")
+    packed.save(tmp_path / "v1")  # a file of the format before the compact embedding
+    doc = json.loads((tmp_path / "v1" / META).read_text())
+    assert doc["packed"]["version"] == 2 and doc["packed"]["embedding"]["bits"] == 8
+    doc["packed"]["version"] = 1
+    (tmp_path / "v1" / META).write_text(json.dumps(doc))
+    with pytest.raises(BeexError, match="format version 1, this beexbench reads 2: re-derive it"):
+        load_model(tmp_path / "v1")
 
 
 def test_operation_counter_sees_beexformer_bops(pair):
@@ -248,7 +289,7 @@ def test_operation_counter_sees_beexformer_bops(pair):
     assert b.uncounted == {}, (b.uncounted, b.notes)
     assert b.bops == a.bops > 0
     assert b.macs == a.macs
-    assert b.flops == a.flops
+    assert b.flops == a.flops + 16 * 40  # + dequantizing the int8 rows: one multiply per element
     assert {k: v["macs"] for k, v in b.products.items()} == {k: v["macs"] for k, v in a.products.items()}
 
 

@@ -22,6 +22,7 @@ BUILTIN_MODELS = {
     "beexformer-loss-depth": "beexbench.models.beexformer:BEExformerDepthLoss",
     "beexformer-loss-uniform": "beexbench.models.beexformer:BEExformerUniformLoss",
     "beexformer-loss-final": "beexbench.models.beexformer:BEExformerFinalLoss",
+    "beexformer-a5": "beexbench.models.beexformer:BEExformerA5",
     "beexformer-packed": "beexbench.engine.adapter:PackedBEExformer",
 }
 ADAPTERS: Registry[type[ModelAdapter]] = Registry("model", entry_point_group="beexbench.adapters",

@@ -7,11 +7,22 @@ Its settings are beexformer's registered :class:`~beexbench.adapters.spec.ModelS
 (:meth:`PackedBEExformer.default_spec`), so a suite's encoder settings key its checkpoint like
 every model built on the shared encoder; its module is the inference-only
 :class:`~beexbench.engine.packed.PackedEncoder`, never a trainable network.
+
+The token embedding's format is a setting of the deployment, the class attribute
+``embedding_bits`` (None: 1-bit rows for a network trained with A5, where they are exactly its
+table, int8 rows otherwise). A different choice is a different registered name (the model name
+is part of the checkpoint's identity in the store), the file's header records it, loading
+checks it, and ``precision()`` declares it (bits and notes, so the result record states it):
+:class:`PackedBEExformerInt4` (int4 rows) and :class:`PackedBEExformerA5` (the A5 ablation,
+1-bit rows) are the variants.
+
+beexformer itself (the float training model) keeps its fp32 training checkpoint as its files;
+its deployable artifact is this one.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from torch import nn
 
@@ -21,11 +32,13 @@ from ..adapters.encoder_adapter import SpecEncoderBase
 from ..adapters.roles import deployment_of
 from ..adapters.spec import ModelSpec
 from ..errors import BeexError, ConfigError
-from ..models.beexformer import BEExformer
+from ..models.beexformer import BEExformer, BEExformerA5
 from ..progress import NULL_PROGRESS, Progress
 from ..training.batches import EncodedSplit
 from ..training.calibrate import CostFn
-from .packed import FloatMatMul, PackedEncoder, PackedLinear, PackedQK, check_config, pack_encoder, read_packed, write_packed
+from .embedding import EMBEDDING_NAMES
+from .packed import (FloatMatMul, PackedEncoder, PackedLinear, PackedQK, check_config, embedding_bits_for, pack_encoder,
+                     read_packed, write_packed)
 
 
 def kernel_note() -> str:
@@ -37,8 +50,9 @@ def kernel_note() -> str:
 
 class PackedBEExformer(SpecEncoderBase):  # the engine has the float encoder's interface
     """The trained beexformer deployed with the packed-bit engine: 1-bit weights packed 64 to a
-    word, XNOR-popcount products for every W1A1 Linear and for Q.K^T, fp32 embeddings,
-    LayerNorms, softmax, A.V and exit heads; its calibrated exit rule. CPU only."""
+    word, XNOR-popcount products for every W1A1 Linear and for Q.K^T, int8 token embedding rows
+    with an fp32 scale per row (1-bit rows for a network trained with A5), fp32 position
+    embedding, LayerNorms, softmax, A.V and exit heads; its calibrated exit rule. CPU only."""
 
     name = "beexformer-packed"
 
@@ -46,25 +60,33 @@ class PackedBEExformer(SpecEncoderBase):  # the engine has the float encoder's i
     role = deployment_of("beexformer")
     devices = ("cpu",)
     problems = BEExformer.problems
+    # the float adapter this deploys (its registered settings; what ``fit`` trains)
+    source: ClassVar[type[BEExformer]] = BEExformer
+    # the token rows' format: None = 1 bit with A5 (lossless), else 8; or 32, 8, 4 (1 needs A5)
+    embedding_bits: ClassVar[int | None] = None
 
     def __init__(self, config: "dict[str, Any] | ModelSpec", spec: TaskSpec, engine: PackedEncoder | None = None) -> None:
         self._take_settings(config, spec)
-        check_config(self.model_spec.encoder.to_dict())
+        enc = self.model_spec.encoder.to_dict()
+        check_config(enc)
+        bits = embedding_bits_for(enc, self.embedding_bits)
         if engine is None:  # a fresh model: pack a freshly initialised beexformer network
-            engine = self._pack(BEExformer(self.model_spec, spec))
+            engine = self._pack(self.source(self.model_spec, spec))
+        if engine.embedding_bits != bits:
+            raise BeexError(f"{self.name} deploys {bits}-bit token rows; this engine has {engine.embedding_bits}-bit rows")
         self.model = engine.eval()
         self.fit_report: FitReport | None = None
 
     @classmethod
     def default_spec(cls, problem: str = "classification") -> ModelSpec:
-        """beexformer's registered settings: this is that network, deployed another way."""
-        return BEExformer.default_spec(problem)
+        """The source's registered settings: this is that network, deployed another way."""
+        return cls.source.default_spec(problem)
 
-    @staticmethod
-    def _pack(source: ModelAdapter) -> PackedEncoder:
+    @classmethod
+    def _pack(cls, source: ModelAdapter) -> PackedEncoder:
         spec = source.spec
         return pack_encoder(source.module().state_dict(), source.config["encoder"], vocab_size=spec.vocab_size,
-                            max_len=spec.max_len, num_labels=spec.num_labels)
+                            max_len=spec.max_len, num_labels=spec.num_labels, embedding_bits=cls.embedding_bits)
 
     @classmethod
     def from_beexformer(cls, source: ModelAdapter) -> "PackedBEExformer":
@@ -87,10 +109,10 @@ class PackedBEExformer(SpecEncoderBase):  # the engine has the float encoder's i
 
     def fit(self, train_split: EncodedSplit, val: EncodedSplit, progress: Progress = NULL_PROGRESS,
             cost_fn: CostFn | None = None) -> FitReport:
-        """beexformer-packed is derived from beexformer: this trains a beexformer with the same
+        """beexformer-packed is derived from beexformer: this trains a beexformer (``source``) with the same
         configuration (and calibrates its exit rule), then packs it."""
-        source = BEExformer(self.model_spec, self.spec)
-        source.name = BEExformer.name
+        source = self.source(self.model_spec, self.spec)
+        source.name = self.source.name
         report = source.fit(train_split, val, progress=progress, cost_fn=cost_fn)
         packed = self.from_beexformer(source)
         self.model_spec, self.rule, self.model, self.fit_report = packed.model_spec, packed.rule, packed.model, report
@@ -121,8 +143,14 @@ class PackedBEExformer(SpecEncoderBase):  # the engine has the float encoder's i
 
     def precision(self) -> Precision:
         """As beexformer: 1-bit weights (logical [out, in], stored packed) with an fp32 alpha per
-        row, (1, 1) products for every packed Linear and Q.K^T, fp32 for the rest."""
+        row, (1, 1) products for every packed Linear and Q.K^T, fp32 for the rest; the token
+        embedding (logical [vocab, d] ``tok.weight``) at its stored bits: 1 (its fp32 scale
+        counted as a 1-bit weight's alpha), 8 or 4 with its declared fp32 ``tok.scale``, or 32."""
         params: dict[str, int] = {name: 32 for name, _ in self.model.named_parameters()}
+        tok = self.model.tok
+        params["tok.weight"] = tok.bits
+        if tok.bits in (8, 4):
+            params["tok.scale"] = 32
         products: dict[str, tuple[int, int]] = {}
         for name, mod in self.model.named_modules():
             if isinstance(mod, PackedLinear):
@@ -140,4 +168,39 @@ class PackedBEExformer(SpecEncoderBase):  # the engine has the float encoder's i
                 products[name] = (32, 32)
         return Precision(params=params, products=products, notes=(
             kernel_note() + "; 1-bit weights packed 64 to a word with an fp32 alpha per row, input shift folded "
-            "into the packing threshold; Q.K^T on packed signs; embeddings, LayerNorms, softmax, A.V and exit heads fp32",))
+            "into the packing threshold; Q.K^T on packed signs; position embedding, LayerNorms, softmax, A.V and "
+            "exit heads fp32",
+            embedding_note(self.model)))
+
+
+def embedding_note(model: PackedEncoder) -> str:
+    bits, a5 = model.tok.bits, bool(model.enc.get("binary_embedding"))
+    what = EMBEDDING_NAMES[bits]
+    if bits == 32:
+        exact = "the trained table"
+    elif bits == 1:
+        exact = "exactly the A5 table alpha_row * sign(E) the model was trained with (lossless)"
+    else:
+        exact = ("rounded from the trained A5 table" if a5 else "rounded from the trained fp32 table") + \
+            ": this deployment's logits differ from the float model's (the accuracy is its own)"
+    cost = "" if bits == 32 else "; one multiply per element by the row's scale (counted in flops)"
+    return f"token embedding: {what} (embedding_bits={bits}), {exact}{cost}"
+
+
+class PackedBEExformerInt4(PackedBEExformer):
+    """beexformer-packed with int4 token rows (per-row fp32 scale): half the int8 table."""
+
+    name = "beexformer-packed-int4"
+
+    embedding_bits = 4
+
+
+class PackedBEExformerA5(PackedBEExformer):
+    """The A5 ablation (``beexformer-a5``: binary token embedding) deployed with the packed
+    engine: 1-bit token rows with an fp32 scale per row, exactly the trained table."""
+
+    name = "beexformer-a5-packed"
+
+    derived_from = "beexformer-a5"
+    role = deployment_of("beexformer-a5")
+    source = BEExformerA5

@@ -18,15 +18,23 @@ The 1-bit format is exactly A5's ``alpha_row * sign(E)`` (sign(0) = +1, alpha = 
 per row): a model trained with ``binary_embedding`` loses nothing. The 8- and 4-bit
 formats round a float table (scale = max |row| / 127 or / 7): the deployment then differs
 from the trained model, and that accuracy cost is measured, not assumed.
+
+A deployment picks 1-bit rows for a model trained with A5 and int8 rows otherwise
+(:func:`default_bits`); int4 (and fp32) rows are a choice of the deployment.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+import sys
+
 from ..errors import BeexError
 
 FORMATS = (32, 8, 4, 1)
+EMBEDDING_NAMES = {32: "fp32 rows", 8: "int8 rows with an fp32 scale per row",
+                   4: "int4 rows (two per byte) with an fp32 scale per row",
+                   1: "1-bit rows (64 per word) with an fp32 scale per row"}
 _QMAX = {8: 127, 4: 7}
 
 
@@ -73,18 +81,54 @@ def decode_rows(codes: torch.Tensor, scale: torch.Tensor, bits: int, dim: int) -
     raise BeexError(f"embedding format {bits} bits is not one of {FORMATS}")
 
 
-class PackedEmbedding(nn.Module):
+def default_bits(binary_embedding: bool) -> int:
+    """The format a deployment uses unless told otherwise: 1-bit rows for a model trained with
+    A5 (lossless there), int8 rows for a float table."""
+    return 1 if binary_embedding else 8
+
+
+def binary_table(table: torch.Tensor) -> torch.Tensor:
+    """A5's deployed table ``alpha_row * sign(E)`` (sign(0) = +1, alpha = mean |E| per row),
+    computed with the same ops as :class:`~beexbench.models.encoder.BinaryEmbedding` in eval
+    mode (``hard_sign(E) * row_scale(E)``)."""
+    table = table.detach().float()
+    return torch.where(table >= 0, 1.0, -1.0).to(table.dtype) * table.abs().mean(dim=-1).unsqueeze(-1)
+
+
+# lookup tables that expand a gathered byte into its elements (F.embedding: a lookup, no
+# arithmetic): 4-bit, the two signed nibbles (low first); 1-bit, the 8 bits as +-1 (LSB first;
+# an int64 word viewed as bytes is little-endian, as on every platform the kernels build for)
+_BYTES = torch.arange(256)
+_LUT = {
+    4: torch.stack([(_BYTES & 0xF) - 8, (_BYTES >> 4) - 8], dim=1).float(),
+    1: (((_BYTES[:, None] >> torch.arange(8)) & 1) * 2 - 1).float(),
+}
+
+
+class PackedEmbedding(nn.Embedding):
     """Token embedding lookup from stored codes (see the module docstring for the formats).
-    Buffers ``codes`` and ``scale`` are what the deployable file stores."""
+
+    ``codes`` and ``scale`` are what the deployable file stores. They are plain tensor
+    attributes, not buffers (as :class:`~.layers.PackedLinear`'s ``alpha``): the size
+    profiler counts the table by its declared logical ``weight`` ([V, d] at ``bits``, the
+    per-row scale beside it), not as extra buffers. It is an ``nn.Embedding`` (without the
+    float parameter) so that tools that recognise embedding tables by type (the size
+    profiler's ``embeddings`` component) see it as one; ``weight`` is the float table the
+    codes stand for, decoded on each read (read-only).
+
+    ``forward`` is lookups (``F.embedding`` of the codes, of the scales and, for 4 and 1 bits,
+    of a byte -> elements table) and one multiply per element by the row's scale (none for
+    32 bits): the values of :func:`decode_rows`, bit for bit."""
 
     def __init__(self, num_embeddings: int, dim: int, bits: int = 32) -> None:
-        super().__init__()
+        nn.Module.__init__(self)  # not nn.Embedding's: no float weight parameter
         if bits not in FORMATS:
             raise BeexError(f"embedding format {bits} bits is not one of {FORMATS}")
         self.num_embeddings, self.dim, self.bits = int(num_embeddings), int(dim), int(bits)
-        codes, scale = encode_rows(torch.zeros(num_embeddings, dim), bits)
-        self.register_buffer("codes", codes)
-        self.register_buffer("scale", scale)
+        self.embedding_dim = self.dim
+        self.padding_idx, self.max_norm, self.norm_type = None, None, 2.0
+        self.scale_grad_by_freq, self.sparse = False, False
+        self.codes, self.scale = encode_rows(torch.zeros(num_embeddings, dim), bits)
 
     @classmethod
     def from_table(cls, table: torch.Tensor, bits: int) -> "PackedEmbedding":
@@ -92,14 +136,59 @@ class PackedEmbedding(nn.Module):
         out.codes, out.scale = encode_rows(table, bits)
         return out
 
+    @property
+    def weight(self) -> torch.Tensor:  # type: ignore[override]
+        """The float [V, d] table the codes stand for (decoded on each read)."""
+        return self.table()
+
     def table(self) -> torch.Tensor:
         """The whole float table this embedding stands for."""
         return decode_rows(self.codes, self.scale, self.bits, self.dim)
 
+    def load(self, codes: torch.Tensor, scale: torch.Tensor) -> None:
+        """Take stored codes and scales, checked against this format's dtypes and shapes."""
+        want_codes, want_scale = self.codes, self.scale
+        for what, got, want in (("codes", codes, want_codes), ("scale", scale, want_scale)):
+            if got.dtype != want.dtype or got.shape != want.shape:
+                raise BeexError(f"token embedding {what}: {got.dtype} {tuple(got.shape)}, expected {want.dtype} "
+                                f"{tuple(want.shape)} for {self.bits}-bit rows")
+        self.codes, self.scale = codes.clone(), scale.clone()
+
+    def stored(self) -> dict[str, torch.Tensor]:
+        """What the deployable file stores, by name within this module (no empty scale)."""
+        return {"codes": self.codes, "scale": self.scale} if self.bits != 32 else {"codes": self.codes}
+
+    def _apply(self, fn, *args, **kwargs):
+        out = super()._apply(fn, *args, **kwargs)
+        self.codes, self.scale = fn(self.codes), fn(self.scale)
+        return out
+
+    @property
+    def codes(self) -> torch.Tensor:
+        return self._codes
+
+    @codes.setter
+    def codes(self, value: torch.Tensor) -> None:
+        self._codes = value
+        # 1-bit rows: the words' bytes (least significant first on a little-endian host), viewed
+        # once here so that the lookup in ``forward`` is one gather (a traced dtype view is not)
+        little = self.bits == 1 and sys.byteorder == "little"
+        self._bytes = value.view(torch.uint8) if little else None
+
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        flat = ids.reshape(-1)
-        rows = decode_rows(self.codes[flat], self.scale[flat] if self.bits != 32 else self.scale, self.bits, self.dim)
-        return rows.view(*ids.shape, self.dim)
+        f = nn.functional.embedding
+        if self.bits == 32:
+            return f(ids, self.codes)
+        scale = f(ids, self.scale.unsqueeze(-1))  # [..., 1]
+        if self.bits == 8:
+            q = f(ids, self.codes).float()
+        elif self.bits == 1 and self._bytes is None:  # a big-endian host: unpack the words
+            rows = decode_rows(self.codes[ids.reshape(-1)], torch.ones(ids.numel()), 1, self.dim)
+            q = rows.view(*ids.shape, self.dim)
+        else:
+            raw = f(ids, self._bytes if self.bits == 1 else self.codes)
+            q = f(raw.long(), _LUT[self.bits].to(raw.device)).flatten(-2)[..., : self.dim]
+        return q * scale
 
     def extra_repr(self) -> str:
         return f"{self.num_embeddings}, {self.dim}, bits={self.bits}"

@@ -3,7 +3,10 @@ tensors (what :mod:`.files` stores and :mod:`.pack` fills from a trained network
 
 Module names match the trained :class:`~beexbench.models.encoder.EarlyExitEncoder`
 (``tok``, ``pos``, ``emb_norm``, ``blocks.i.*``, ``heads.i``), so counters and reports
-line up; the exit heads are the trained model's fp32 :class:`ExitHead`.
+line up; the exit heads are the trained model's fp32 :class:`ExitHead`. The token embedding
+``tok`` is a :class:`~.embedding.PackedEmbedding` (``embedding_bits``: 1-bit rows for a model
+trained with A5, int8 rows by default otherwise, int4 or fp32 on request); the position
+embedding stays fp32 (max_len x d_model floats: 16 KB at 64 x 64).
 """
 from __future__ import annotations
 
@@ -16,11 +19,13 @@ from ..errors import BeexError
 from ..models.encoder import ExitHead, all_exits, early_exit_infer  # the fp32 head is shared as is
 from ..models.exits import ExitDecision, ExitRule
 from . import _fused
+from .embedding import FORMATS, PackedEmbedding, default_bits
 from .layers import FFN_LAYERS, PackedBlock, PackedLinear
 
 # the encoder options the engine implements (BEExformer's W1A1 configuration)
+# (binary_embedding, A5, either way: 1-bit token rows with it, int8 / int4 / fp32 rows without)
 REQUIRED = {"weight_bits": 1, "act_bits": 1, "binary_qk": True, "attention_probs": "softmax",
-            "binary_embedding": False, "learnable_act_scale": False}
+            "learnable_act_scale": False}
 
 
 def check_config(enc: dict[str, Any]) -> None:
@@ -33,18 +38,34 @@ def check_config(enc: dict[str, Any]) -> None:
             f"this model has {bad}: measure it with its own adapter")
 
 
+def embedding_bits_for(enc: dict[str, Any], bits: int | None = None) -> int:
+    """The token rows' format for a model with encoder settings ``enc``: ``bits``, or by
+    default 1 with A5 (``binary_embedding``), else 8. 1-bit rows are refused for a model
+    trained without A5 (they would be a lossy binarization it never saw)."""
+    a5 = bool(enc.get("binary_embedding"))
+    bits = default_bits(a5) if bits is None else bits
+    if bits not in FORMATS:
+        raise BeexError(f"embedding_bits is {bits!r}: use one of {FORMATS}")
+    if bits == 1 and not a5:
+        raise BeexError("1-bit token embedding rows are the trained table only for a model trained with "
+                        "binary_embedding (A5): deploy this one with 8- or 4-bit rows")
+    return bits
+
+
 class PackedEncoder(nn.Module):
     """Packed-bit BEExformer: ``forward`` gives every exit's logits, ``infer`` early-exits."""
 
-    def __init__(self, enc: dict[str, Any], *, vocab_size: int, max_len: int, num_labels: int) -> None:
+    def __init__(self, enc: dict[str, Any], *, vocab_size: int, max_len: int, num_labels: int,
+                 embedding_bits: int | None = None) -> None:
         super().__init__()
         check_config(enc)
         self.enc = dict(enc)
+        self.embedding_bits = embedding_bits_for(enc, embedding_bits)
         d, shift = int(enc["d_model"]), bool(enc["learnable_shift"])
         if d % int(enc["n_heads"]):
             raise BeexError(f"d_model={d} must be divisible by n_heads={enc['n_heads']}")
         self.max_len, self.num_labels, self.n_blocks = int(max_len), int(num_labels), int(enc["n_blocks"])
-        self.tok = nn.Embedding(vocab_size, d, padding_idx=0)
+        self.tok = PackedEmbedding(vocab_size, d, self.embedding_bits)
         self.pos = nn.Embedding(max_len, d)
         self.emb_norm = nn.LayerNorm(d)
         self.blocks = nn.ModuleList(
@@ -107,7 +128,9 @@ class PackedEncoder(nn.Module):
 
     # -- tensors -------------------------------------------------------------------------
     def packed_tensors(self) -> dict[str, torch.Tensor]:
-        out = {}
+        """What ``packed.safetensors`` stores: the token embedding's codes and scales, and every
+        packed layer's words, alpha, bias and shift."""
+        out = {f"tok.{k}": v for k, v in self.tok.stored().items()}
         for name, lin in self.packed_linears().items():
             out[f"{name}.weight_packed"] = lin.weight_packed
             out[f"{name}.alpha"] = lin.alpha
@@ -132,10 +155,12 @@ class PackedEncoder(nn.Module):
             src = packed[key]
             if src.dtype != t.dtype or src.shape != t.shape:
                 raise BeexError(f"packed tensor {key}: {src.dtype} {tuple(src.shape)}, expected {t.dtype} {tuple(t.shape)}")
+        state = {k: v for k, v in packed.items() if not k.endswith(".alpha") and not k.startswith("tok.")}
         try:
-            self.load_state_dict({**fp32, **{k: v for k, v in packed.items() if not k.endswith(".alpha")}}, strict=True)
+            self.load_state_dict({**fp32, **state}, strict=True)
         except RuntimeError as exc:
             raise BeexError(f"fp32 tensors do not match the architecture ({str(exc).splitlines()[0]})") from None
+        self.tok.load(packed["tok.codes"], packed.get("tok.scale", self.tok.scale))
         for name, lin in self.packed_linears().items():
             lin.alpha = packed[f"{name}.alpha"].clone()
         self._fast = None

@@ -1,12 +1,18 @@
 """The packed engine's deployable files (a checkpoint folder)::
 
-    packed.safetensors   per binarized layer: weight_packed (int64 view of uint64 words,
+    packed.safetensors   the token embedding as inference reads it: tok.codes and (but for
+                         fp32 rows) tok.scale [vocab], in the format the header's "embedding"
+                         names (:mod:`.embedding`: fp32, int8, int4 or 1-bit rows); per
+                         binarized layer: weight_packed (int64 view of uint64 words,
                          [out, ceil(in/64)]), alpha [out], bias [out], shift [in]
-    weights.safetensors  the fp32 rest: embeddings, LayerNorms, exit heads
+    weights.safetensors  the fp32 rest: position embedding, LayerNorms, exit heads
     checkpoint.json      the header: beexbench checkpoint envelope (adapter, version,
                          sha256 of weights.safetensors) + "packed": format, version, bit
-                         layout, sha256 of packed.safetensors, every layer's shape, the
-                         architecture and the exit rule
+                         layout, the embedding format, sha256 of packed.safetensors, every
+                         layer's shape, the architecture and the exit rule
+
+Version 2 added the compact token embedding (version 1 stored the fp32 table in
+weights.safetensors): a version-1 file is refused with a message to re-derive it.
 """
 from __future__ import annotations
 
@@ -18,13 +24,30 @@ from typing import Any
 from safetensors.torch import save_file
 
 from ..errors import BeexError
+from .embedding import FORMATS
 from .encoder import PackedEncoder
 
 PACKED_FORMAT = "beexbench-packed"
-PACKED_VERSION = 1
+PACKED_VERSION = 2  # 2: the token embedding stored as codes + per-row scales (header "embedding")
 PACKED_FILE = "packed.safetensors"
 BIT_LAYOUT = ("element k of a row is bit k % 64 of word k // 64 (LSB first); bit = 1 where "
               "x + shift >= 0 (sign(0) = +1); padding bits 0; words are uint64 stored as int64 views")
+EMBEDDING_LAYOUT = {
+    32: "tok.codes float32 [vocab, d]; no scale",
+    8: "tok.codes int8 [vocab, d], symmetric per row; value = code * tok.scale[row] (scale = max|row| / 127)",
+    4: ("tok.codes uint8 [vocab, ceil(d/2)], element j in byte j // 2, low nibble for even j; "
+        "value = (nibble - 8) * tok.scale[row] (nibble 1..15, scale = max|row| / 7)"),
+    1: ("tok.codes int64 [vocab, ceil(d/64)] (uint64 words), element j is bit j % 64 of word j // 64; "
+        "value = (+1 if bit else -1) * tok.scale[row] (scale = mean|row|: A5's alpha_row * sign(E))"),
+}
+
+
+def embedding_header(model: PackedEncoder) -> dict[str, Any]:
+    bits = model.tok.bits
+    return {"bits": bits, "rows": model.tok.num_embeddings, "dim": model.tok.dim, "layout": EMBEDDING_LAYOUT[bits],
+            "scale": "float32 per row" if bits != 32 else None, "position": "fp32 (weights.safetensors: pos.weight)",
+            # the rows decode to the table the trained float model reads (else: rounded, accuracy measured)
+            "lossless": bits == 32 or (bits == 1 and bool(model.enc.get("binary_embedding")))}
 
 
 def write_packed(directory: Path, adapter: str, model: PackedEncoder, meta: dict[str, Any]) -> Path:
@@ -45,6 +68,7 @@ def write_packed(directory: Path, adapter: str, model: PackedEncoder, meta: dict
         "file": PACKED_FILE,
         "sha256": sha256_file(directory / PACKED_FILE),
         "bit_layout": BIT_LAYOUT,
+        "embedding": embedding_header(model),
         "architecture": {"encoder": model.enc, "vocab_size": model.tok.num_embeddings, "max_len": model.max_len,
                          "num_labels": model.num_labels},
         "layers": {n: {"in": m.in_features, "out": m.out_features, "words": m.weight_packed.shape[1],
@@ -70,9 +94,12 @@ def read_packed(directory: Path, adapter: str) -> tuple[PackedEncoder, dict[str,
     packed = load_verified(directory / PACKED_FILE, header.get("sha256"), f"packed checkpoint {directory}", PACKED_FILE,
                            "delete it and re-derive")
     arch = header.get("architecture") or {}
+    bits = (header.get("embedding") or {}).get("bits")
+    if bits not in FORMATS:
+        raise BeexError(f"packed checkpoint {directory} has a bad embedding header (bits {bits!r}): re-derive it")
     try:
         model = PackedEncoder(arch["encoder"], vocab_size=int(arch["vocab_size"]), max_len=int(arch["max_len"]),
-                              num_labels=int(arch["num_labels"]))
+                              num_labels=int(arch["num_labels"]), embedding_bits=bits)
     except (KeyError, TypeError, ValueError) as exc:
         raise BeexError(f"packed checkpoint {directory} has a bad architecture header ({exc}): re-derive it") from None
     layers = header.get("layers") or {}

@@ -6,7 +6,9 @@ from typing import Any
 import torch
 
 from .. import kernels
-from .encoder import PackedEncoder, check_config
+from ..errors import BeexError
+from .embedding import binary_table, decode_rows, encode_rows
+from .encoder import PackedEncoder, check_config, embedding_bits_for
 from .layers import FFN_LAYERS
 
 
@@ -19,17 +21,38 @@ def _linear_names(enc: dict[str, Any]) -> list[str]:
 
 
 @torch.no_grad()
+def token_rows(table: torch.Tensor, enc: dict[str, Any], bits: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(codes, scale)`` of the trained token table in format ``bits``. With A5
+    (``binary_embedding``) the table the float model reads is ``alpha_row * sign(E)``: that is
+    what is encoded, and its 1-bit rows are checked to decode to it exactly (lossless)."""
+    table = table.detach().float()
+    if not enc.get("binary_embedding"):
+        return encode_rows(table, bits)
+    deployed = binary_table(table)
+    codes, scale = encode_rows(table if bits == 1 else deployed, bits)
+    if bits == 1 and not torch.equal(decode_rows(codes, scale, 1, table.shape[1]), deployed):
+        raise BeexError("the 1-bit token rows do not reproduce the A5 table alpha_row * sign(E) exactly")
+    return codes, scale
+
+
+@torch.no_grad()
 def pack_encoder(state: dict[str, torch.Tensor], enc: dict[str, Any], *, vocab_size: int, max_len: int,
-                 num_labels: int) -> PackedEncoder:
+                 num_labels: int, embedding_bits: int | None = None) -> PackedEncoder:
     """Pack a trained BEExformer network from its ``state_dict`` (EarlyExitEncoder names):
     bits = sign(W) (W >= 0), alpha = mean|W| per row computed as the float model does,
-    the bias and the input shift copied; the rest copied as fp32."""
+    the bias and the input shift copied; the token table as ``embedding_bits`` rows
+    (:func:`token_rows`; default 1 bit with A5, else int8); the rest copied as fp32."""
     check_config(enc)
-    model = PackedEncoder(enc, vocab_size=vocab_size, max_len=max_len, num_labels=num_labels)
+    bits = embedding_bits_for(enc, embedding_bits)
+    model = PackedEncoder(enc, vocab_size=vocab_size, max_len=max_len, num_labels=num_labels, embedding_bits=bits)
     names = set(_linear_names(enc))
     packed: dict[str, torch.Tensor] = {}
     fp32: dict[str, torch.Tensor] = {}
-    used = set()
+    codes, scale = token_rows(state["tok.weight"], enc, bits)
+    packed["tok.codes"] = codes
+    if bits != 32:
+        packed["tok.scale"] = scale
+    used = {"tok.weight"}
     for name in names:
         w = state[f"{name}.weight"].detach().float().contiguous()
         used.add(f"{name}.weight")

@@ -3,7 +3,9 @@
 A small inference-only module tree, with the same module names as the trained
 :class:`~beexbench.models.encoder.EarlyExitEncoder` (so counters and reports line up):
 
-* ``tok`` / ``pos`` / ``emb_norm``: fp32 embeddings and LayerNorm;
+* ``tok``: :class:`PackedEmbedding` - the token rows as stored (int8 or int4 with an fp32
+  scale per row, or 1-bit rows for a model trained with A5, exactly its table; fp32 on
+  request); ``pos`` / ``emb_norm``: fp32 position embedding and LayerNorm;
 * ``blocks.i.attn.{q,k,v,o}``, ``blocks.i.ffn.w*``: :class:`PackedLinear` - the signs of
   the weight, 64 to a word, a per-row fp32 ``alpha``, the fp32 bias, and the learnable
   input shift folded into the packing threshold: bit = (x + shift >= 0), the add computed
@@ -17,8 +19,10 @@ A small inference-only module tree, with the same module names as the trained
 Nothing here imports the training code (no autograd Functions, no QuantLinear): a packed
 model is built from a trained network's ``state_dict`` (:func:`pack_encoder`) or read from
 its files (:func:`read_packed`).  Every op mirrors the float model op for op, so in eval
-mode the engine returns the float model's logits (the +-1 products are exact integers in
-both) and therefore its predictions and exit blocks.
+mode the engine returns the logits of the float model whose token table is the decoded rows
+(the +-1 products are exact integers in both) and therefore its predictions and exit blocks:
+the trained float model's own with 1-bit rows of an A5 model (or fp32 rows); int8 / int4 rows
+round the table, and that deployment's accuracy is measured as its own.
 
 Importing the engine defines no torch.library op and edits no table: the
 ``beexbench_engine`` ops the operation counter traces are defined on first use
@@ -30,8 +34,10 @@ path :mod:`._fused` (built by :mod:`._native`), packing :mod:`.pack`, files :mod
 """
 from __future__ import annotations
 
-from .encoder import REQUIRED, PackedEncoder, check_config
-from .files import BIT_LAYOUT, PACKED_FILE, PACKED_FORMAT, PACKED_VERSION, read_packed, write_packed
+from .embedding import FORMATS as EMBEDDING_FORMATS
+from .embedding import PackedEmbedding
+from .encoder import REQUIRED, PackedEncoder, check_config, embedding_bits_for
+from .files import BIT_LAYOUT, EMBEDDING_LAYOUT, PACKED_FILE, PACKED_FORMAT, PACKED_VERSION, read_packed, write_packed
 from .layers import (
     FFN_LAYERS,
     FloatMatMul,
@@ -42,10 +48,11 @@ from .layers import (
     PackedQK,
     PackedSLFN,
 )
-from .pack import pack_encoder
+from .pack import pack_encoder, token_rows
 
 __all__ = [
-    "BIT_LAYOUT", "FFN_LAYERS", "PACKED_FILE", "PACKED_FORMAT", "PACKED_VERSION", "REQUIRED", "FloatMatMul",
-    "PackedAttention", "PackedBlock", "PackedEncoder", "PackedGeluFFN", "PackedLinear", "PackedQK", "PackedSLFN",
-    "check_config", "pack_encoder", "read_packed", "write_packed",
+    "BIT_LAYOUT", "EMBEDDING_FORMATS", "EMBEDDING_LAYOUT", "FFN_LAYERS", "PACKED_FILE", "PACKED_FORMAT",
+    "PACKED_VERSION", "REQUIRED", "FloatMatMul", "PackedAttention", "PackedBlock", "PackedEmbedding", "PackedEncoder",
+    "PackedGeluFFN", "PackedLinear", "PackedQK", "PackedSLFN", "check_config", "embedding_bits_for", "pack_encoder",
+    "read_packed", "token_rows", "write_packed",
 ]

@@ -116,3 +116,13 @@ class BEExformerFinalLoss(BEExformer):
     role = ABLATION
 
     defaults = {"loss": {"kind": "final"}}
+
+
+class BEExformerA5(BEExformer):
+    """Ablation A5: a binary token embedding, alpha_row * sign(E) (deployable as 1-bit rows)."""
+
+    name = "beexformer-a5"
+
+    role = ABLATION
+
+    defaults = {"encoder": {"binary_embedding": True}}
