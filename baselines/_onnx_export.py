@@ -73,6 +73,14 @@ class GraphIO:
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
 
+    @property
+    def output_list(self) -> list[str]:  # what InferenceSession.run takes
+        return list(self.outputs)
+
+    @property
+    def has_logits(self) -> bool:
+        return self.outputs[-1] == "logits"
+
 
 def graph_io(encoder: nn.Module, index: int) -> GraphIO:
     last = index == len(encoder.blocks)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import operator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -45,6 +46,9 @@ from .fp32 import FP32
 HEADER = "ort.json"  # the deployment's header: graphs, their inputs/outputs, the exit rule
 HEADER_FORMAT = "beexbench-ort"
 HEADER_VERSION = 1
+
+
+_VERSION = operator.attrgetter("_version")
 
 
 def graph_file(index: int) -> str:
@@ -80,9 +84,11 @@ class OrtDeployment(FP32):
 
     # -- the graphs and their sessions ------------------------------------------------------
     def _module_stamp(self) -> tuple:
+        """Changes whenever a weight of module() is changed in place (every in-place op bumps a
+        tensor's version) or the module is replaced: a few microseconds per call."""
         if self._params is None or self._params[0] != id(self.model):
             self._params = (id(self.model), [*self.model.parameters(), *self.model.buffers()])
-        return id(self.model), sum(p._version for p in self._params[1])
+        return id(self.model), sum(map(_VERSION, self._params[1]))
 
     def _trainable(self) -> bool:
         self._module_stamp()
@@ -135,7 +141,7 @@ class OrtDeployment(FP32):
         h, mask = self._inputs(input_ids, attention_mask)
         out = []
         for session, io in zip(sessions, self._ios):
-            res = dict(zip(io.outputs, session.run(list(io.outputs), {io.inputs[0]: h, "mask": mask})))
+            res = dict(zip(io.outputs, session.run(io.output_list, {io.inputs[0]: h, "mask": mask})))
             h = res.get("h")
             if "logits" in res:
                 out.append(torch.from_numpy(res["logits"]))
@@ -148,25 +154,34 @@ class OrtDeployment(FP32):
         h, mask = self._inputs(input_ids, attention_mask)
         n = h.shape[0]
         rule, last_block = self.rule, len(sessions)
-        rows = torch.arange(n)
-        logits_out = torch.empty(n, self.spec.num_labels)
-        blocks_out = torch.empty(n, dtype=torch.long)
+        rows = None  # the batch rows still pending (None: all of them, none has exited yet)
+        logits_out = blocks_out = None
         state = rule.start(n)
         for i, (session, io) in enumerate(zip(sessions, self._ios), start=1):
-            res = session.run(list(io.outputs), {io.inputs[0]: h, "mask": mask})
-            if io.outputs[-1] != "logits":  # a block without an exit head
+            res = session.run(io.output_list, {io.inputs[0]: h, "mask": mask})
+            if not io.has_logits:  # a block without an exit head
                 h = res[0]
                 continue
             h = res[0] if len(res) == 2 else None
             done, answer, state = rule.step(i, torch.from_numpy(res[-1]), state, last=i == last_block)
-            if done.any():
-                logits_out[rows[done]] = answer[done]
-                blocks_out[rows[done]] = i
-                keep = ~done
-                if not keep.any():
-                    break
-                k = keep.numpy()
-                h, mask, rows, state = h[k], mask[k], rows[keep], state.select(keep)
+            exited = int(done.sum())
+            if exited == 0:
+                continue
+            if exited == len(done):  # every pending row exits here
+                if rows is None:
+                    return ExitDecision(answer, torch.full((n,), i, dtype=torch.long))
+                logits_out[rows] = answer
+                blocks_out[rows] = i
+                break
+            if rows is None:
+                rows = torch.arange(n)
+                logits_out = torch.empty(n, answer.shape[-1], dtype=answer.dtype)
+                blocks_out = torch.empty(n, dtype=torch.long)
+            logits_out[rows[done]] = answer[done]
+            blocks_out[rows[done]] = i
+            keep = ~done
+            k = keep.numpy()
+            h, mask, rows, state = h[k], mask[k], rows[keep], state.select(keep)
         return ExitDecision(logits_out, blocks_out)
 
     # -- derivation and verification --------------------------------------------------------
@@ -326,8 +341,9 @@ class OrtDeployment(FP32):
     def precision_notes(self) -> tuple[str, ...]:
         s = self.session_settings()
         return (f"ONNX Runtime deployment ({s['runtime']}, {s['provider']}): one graph per block, exit rule between "
-                f"session calls; sessions: {s['intra_op_num_threads']} intra-op thread(s), 1 inter-op, "
-                f"spinning {'on' if s['allow_spinning'] else 'off'}, sequential, graph optimizations all",
+                "session calls; sessions made at the first call of each setting: intra-op threads = torch's thread "
+                "count then (the target's setting), 1 inter-op thread, spinning only under OMP_WAIT_POLICY=ACTIVE, "
+                "sequential, graph optimizations all",
                 f"quantization: {self.quantization_note()}",
                 f"ORT vs torch: {self.verification_note()}")
 
