@@ -268,11 +268,12 @@ def test_foreign_and_tampered_files_are_refused(pair, tmp_path):
     (tmp_path / "q" / META).write_text(json.dumps(doc))
     with pytest.raises(BeexError, match="packed-format header"):
         load_model(tmp_path / "q")
-    packed.save(tmp_path / "r")
+    packed.save(tmp_path / "r")  # the tensors' shapes follow from the architecture in the header
     doc = json.loads((tmp_path / "r" / META).read_text())
-    doc["packed"]["layers"]["blocks.0.attn.q"]["in"] = 41
+    doc["packed"]["architecture"]["encoder"]["d_ff"] = 80
+    doc["config"]["encoder"]["d_ff"] = 80
     (tmp_path / "r" / META).write_text(json.dumps(doc))
-    with pytest.raises(BeexError, match="blocks.0.attn.q"):
+    with pytest.raises(BeexError, match="do not match the architecture in its header.*re-derive"):
         load_model(tmp_path / "r")
     packed.save(tmp_path / "v1")  # a file of the format before the compact embedding
     doc = json.loads((tmp_path / "v1" / META).read_text())

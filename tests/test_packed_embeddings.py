@@ -236,3 +236,24 @@ def test_declared_bits_are_the_bytes_in_the_files(tmp_path):
         assert size.disk_bytes == tensor_bytes + headers, cls.name
         disk[p.model.tok.bits] = size.disk_bytes
     assert disk[1] < disk[4] < disk[8] < disk[32] < float_disk
+
+
+def test_grouped_tensors_are_checked_against_the_architecture(plain, tmp_path):
+    """Each file holds one flat tensor per dtype; a blob of another length (even with a matching
+    checksum) is refused."""
+    from safetensors.torch import load_file, save_file
+
+    from beexbench._io import sha256_file
+
+    p = PackedBEExformer.derive(plain, None)
+    p.save(tmp_path / "p")
+    blobs = load_file(str(tmp_path / "p" / PACKED_FILE))
+    assert set(blobs) == {"float32", "int64", "int8"} and all(b.dim() == 1 for b in blobs.values())
+    assert set(load_file(str(tmp_path / "p" / WEIGHTS))) == {"float32"}
+    blobs["float32"] = blobs["float32"][:-1]
+    save_file(blobs, str(tmp_path / "p" / PACKED_FILE))
+    doc = json.loads((tmp_path / "p" / META).read_text())
+    doc["packed"]["sha256"] = sha256_file(tmp_path / "p" / PACKED_FILE)
+    (tmp_path / "p" / META).write_text(json.dumps(doc))
+    with pytest.raises(BeexError, match="do not match the architecture in its header.*re-derive"):
+        PackedBEExformer.load(tmp_path / "p")
