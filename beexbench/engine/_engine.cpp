@@ -1,14 +1,34 @@
-// Fused inference steps of the packed BEExformer engine (beexbench.engine.packed).
+// Native inference of the packed BEExformer engine (beexbench.engine.packed).
 //
-// One call runs a whole encoder block and its exit head (and optionally the
-// fractional-entropy exit rule) from C++, so batch-1 inference is not dominated by
-// Python's per-op overhead.  Every step is the same ATen op, on the same layout, as
-// the float model (beexbench.models.*) and the Python engine, so results are
-// identical; the binary products call the packed-bit kernels of beexbench.kernels
-// through the dispatcher (beexbench_kernels::binary_linear / binary_qk_batched),
-// which must be loaded first.
+// Two paths, both computing the float model's values:
+//
+// * ``infer``: the whole early-exit inference in one call (token embedding in any
+//   PackedEmbedding format, position embedding, embedding LayerNorm, every block, the
+//   exit heads and the exit rule: FractionalEntropy, AbsoluteEntropy or no early exit)
+//   with hand-written loops over per-thread buffers that are reused across calls (no
+//   ATen op inside).  Each row runs on its own, over its real tokens only (padding
+//   positions are masked keys and masked in pooling, so they change nothing) and stops at
+//   its exit block: rows leave as they exit with no compaction to do.  Rows run in
+//   parallel (at::parallel_for) when B > 1; batch 1 stays on the calling thread.  The
+//   loops are compiled three times (AVX-512 VPOPCNTDQ, AVX2, portable) by re-including
+//   this file under ``#pragma GCC target`` and the variant is picked at run time
+//   (``engine_isa``).  Hand-written float loops differ from ATen's in the last bits only
+//   (the binary products, the shift add and the epilogue are exact; CFLAGS has
+//   -ffp-contract=off so no FMA changes the rounding).
+// * ``step``: one call per block and its exit head, each step the same ATen op, on the
+//   same layout, as the float model (the fallback for any other exit rule); the binary
+//   products call the packed-bit kernels of beexbench.kernels through the dispatcher
+//   (beexbench_kernels::binary_linear / binary_qk_batched), which must be loaded first.
 //
 // Ops (namespace beexbench_engine_native):
+//   infer(ids[B,L] int64, mask[B,L] bool, fparams f32[], words int64[], meta int64[],
+//         tok_codes, tok_scale, int rule, float a, float b, int min_exit, bool lower)
+//        -> (logits[B,C] f32, exit_block[B] int64)
+//        rule 0: no early exit; 1: fractional entropy (a = delta, b = eps);
+//        2: absolute entropy (a = threshold).  Layout of meta: see parse_model (built by
+//        beexbench/engine/_fused.py::whole_tensors); packed weights are stored word-major
+//        ([W][out], the transpose of weight_packed).
+//   engine_isa(str "auto" | "avx512" | "avx2" | "portable" | "") -> str (the variant in use)
 //   step(h[B,L,d], neg_mask[B,1,1,L] bool, m[B,L,1] f32, msum[B,1] f32, Tensor[] block,
 //        Tensor[] head, int n_heads, int ffn) -> (h', logits[B,C])
 //   block tensors: q,k,v,o then the FFN linears, each (w_packed, alpha, bias, shift),
@@ -17,6 +37,8 @@
 //   head tensors:  norm w, norm b, out w, out b (empty list: no head after this block)
 //   frac_entropy(logits, prev_logits, prev_entropy, has_prev, float delta, float eps,
 //                bool check, bool lower, bool last) -> (done, answer, entropy)
+
+#ifndef BEEX_ENGINE_BODY
 
 #include <ATen/ATen.h>
 #include <ATen/core/dispatch/Dispatcher.h>
@@ -121,6 +143,311 @@ std::tuple<Tensor, Tensor, Tensor> frac_entropy(const Tensor& logits, const Tens
 
 }  // namespace
 
+// ===========================================================================
+// The whole-model path (``infer``).
+// ===========================================================================
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <cstring>
+#include <string>
+
+#if (defined(__x86_64__) || defined(_M_X64)) && defined(__GNUC__) && !defined(BEEX_FORCE_PORTABLE)
+#define BEEX_X86 1
+#include <immintrin.h>
+#else
+#define BEEX_X86 0
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define BEEX_INLINE inline __attribute__((always_inline))
+#else
+#define BEEX_INLINE inline
+#endif
+
+namespace beex_whole {
+
+using u64 = uint64_t;
+
+struct Lin {            // y = float(K - 2 popcount(bits(x + shift) ^ w)) * alpha + bias
+  const u64* wt;        // [W][out], word-major
+  int64_t W, in, out;
+  const float* alpha;   // [out]
+  const float* bias;    // [out] or null
+  const float* shift;   // [in] or null
+};
+
+struct Blk {
+  Lin lin[8];  // q k v o, then w1 w2 (w3 w4 for the SLFN)
+  const float *ln1w, *ln1b, *ln2w, *ln2b;
+};
+
+struct Head {
+  bool has;
+  const float *nw, *nb, *ow, *ob;  // norm w, b [d]; out w [C, d], b [C]
+};
+
+struct Model {
+  int64_t d, H, dh, nblocks, ffn, dff, C, max_len, tok_bits, V, tok_words;
+  const float* pos;  // [max_len, d]
+  const float *enw, *enb;
+  const void* tok_codes;
+  const float* tok_scale;
+  std::vector<Blk> blocks;
+  std::vector<Head> heads;
+};
+
+struct Rule {
+  int64_t kind;    // 0 final, 1 fractional entropy, 2 absolute entropy
+  float a;         // delta or threshold (compared in float, as torch compares with a Python scalar)
+  float eps;
+  int64_t min_exit;
+  bool lower;
+};
+
+// Per-thread buffers, grown on demand and reused (no allocation after warm-up).
+struct Work {
+  std::vector<float> h, h1, q, k, v, ctx, att, f1, f2, a, c, aq, ak, sc, logits, prev, pooled, normed, tmp;
+  std::vector<u64> xb, qb, kb;
+  std::vector<int64_t> pc, tok, pos;
+};
+
+template <class T>
+BEEX_INLINE T* grow(std::vector<T>& v, int64_t n) {
+  if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
+  return v.data();
+}
+
+using RowFn = void (*)(const Model&, const Rule&, const int64_t* ids, const bool* mask, int64_t L, float* logits,
+                       int64_t* block, Work& w);
+
+}  // namespace beex_whole
+
+#define BEEX_ENGINE_BODY 1
+#if BEEX_X86
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // GCC 12's avx512fintrin.h (_mm512_undefined_*)
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512vpopcntdq,avx512bw,avx512vl,avx512dq,avx2,fma,popcnt,bmi,bmi2")
+#define BEEX_ISA 2
+namespace beex_whole {
+namespace isa_avx512 {
+#include __FILE__
+}  // namespace isa_avx512
+}  // namespace beex_whole
+#undef BEEX_ISA
+#pragma GCC pop_options
+#pragma GCC diagnostic pop
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,popcnt,bmi,bmi2")
+#define BEEX_ISA 1
+namespace beex_whole {
+namespace isa_avx2 {
+#include __FILE__
+}  // namespace isa_avx2
+}  // namespace beex_whole
+#undef BEEX_ISA
+#pragma GCC pop_options
+#endif
+#define BEEX_ISA 0
+namespace beex_whole {
+namespace isa_portable {
+#include __FILE__
+}  // namespace isa_portable
+}  // namespace beex_whole
+#undef BEEX_ISA
+
+namespace beex_whole {
+
+bool has_avx512() {
+#if BEEX_X86
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vpopcntdq") &&
+         __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+         __builtin_cpu_supports("avx512dq");
+#else
+  return false;
+#endif
+}
+
+bool has_avx2() {
+#if BEEX_X86
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("popcnt") && __builtin_cpu_supports("fma");
+#else
+  return false;
+#endif
+}
+
+std::atomic<int> g_isa{-1};  // -1: not chosen yet
+
+int auto_isa() { return has_avx512() ? 2 : has_avx2() ? 1 : 0; }
+
+const char* isa_name(int isa) { return isa == 2 ? "avx512" : isa == 1 ? "avx2" : "portable"; }
+
+RowFn row_fn() {
+  int isa = g_isa.load(std::memory_order_relaxed);
+  if (isa < 0) {
+    isa = auto_isa();
+    g_isa.store(isa, std::memory_order_relaxed);
+  }
+#if BEEX_X86
+  if (isa == 2) return &isa_avx512::run_row;
+  if (isa == 1) return &isa_avx2::run_row;
+#endif
+  return &isa_portable::run_row;
+}
+
+std::string engine_isa(const std::string& want) {
+  if (want == "auto") {
+    g_isa.store(auto_isa());
+  } else if (want == "avx512") {
+    TORCH_CHECK(has_avx512(), "engine_isa: this CPU lacks AVX-512 VPOPCNTDQ");
+    g_isa.store(2);
+  } else if (want == "avx2") {
+    TORCH_CHECK(has_avx2(), "engine_isa: this CPU lacks AVX2");
+    g_isa.store(1);
+  } else if (want == "portable") {
+    g_isa.store(0);
+  } else {
+    TORCH_CHECK(want.empty(), "engine_isa: one of auto, avx512, avx2, portable (or empty to ask), not '", want, "'");
+  }
+  row_fn();
+  return isa_name(g_isa.load());
+}
+
+// meta (int64): [1, d, H, n_blocks, ffn, d_ff, C, max_len, tok_bits, V, pos, emb_norm w, emb_norm b]
+// then per block: each linear (4 attention + 4 SLFN or 2 GELU) as
+// [w_off, W, in, out, alpha_off, bias_off, shift_off] (offsets into words / fparams, -1 = none),
+// [ln1w, ln1b, ln2w, ln2b], [has_head, norm w, norm b, out w, out b].
+void parse_model(Model& M, const at::Tensor& fparams, const at::Tensor& words, const at::Tensor& meta,
+                 const at::Tensor& codes, const at::Tensor& scale) {
+  const int64_t* m = meta.data_ptr<int64_t>();
+  const int64_t nm = meta.numel();
+  const float* F = fparams.data_ptr<float>();
+  const int64_t nf = fparams.numel();
+  const u64* Wd = reinterpret_cast<const u64*>(words.data_ptr<int64_t>());
+  const int64_t nw = words.numel();
+  TORCH_CHECK(nm >= 13 && m[0] == 1, "infer: bad model layout");
+  M.d = m[1]; M.H = m[2]; M.nblocks = m[3]; M.ffn = m[4]; M.dff = m[5]; M.C = m[6]; M.max_len = m[7];
+  M.tok_bits = m[8]; M.V = m[9];
+  TORCH_CHECK(M.d > 0 && M.H > 0 && M.d % M.H == 0 && M.nblocks > 0 && (M.ffn == 0 || M.ffn == 1) && M.dff > 0 &&
+                  M.C > 0 && M.max_len > 0 && M.V > 0,
+              "infer: bad model dimensions");
+  M.dh = M.d / M.H;
+  const int64_t nlin = M.ffn == 0 ? 8 : 6;
+  TORCH_CHECK(nm == 13 + M.nblocks * (nlin * 7 + 4 + 5), "infer: bad model layout length");
+  auto fp = [&](int64_t off, int64_t n) -> const float* {
+    if (off < 0) return nullptr;
+    TORCH_CHECK(off + n <= nf, "infer: float offset out of range");
+    return F + off;
+  };
+  M.pos = fp(m[10], M.max_len * M.d);
+  M.enw = fp(m[11], M.d);
+  M.enb = fp(m[12], M.d);
+  TORCH_CHECK(M.pos && M.enw && M.enb, "infer: missing embedding tensors");
+  // token table
+  const int64_t d = M.d;
+  if (M.tok_bits == 32) {
+    TORCH_CHECK(codes.scalar_type() == at::kFloat && codes.dim() == 2 && codes.size(0) == M.V && codes.size(1) == d,
+                "infer: 32-bit token table must be float32 [V, d]");
+  } else if (M.tok_bits == 8) {
+    TORCH_CHECK(codes.scalar_type() == at::kChar && codes.dim() == 2 && codes.size(0) == M.V && codes.size(1) == d,
+                "infer: 8-bit token codes must be int8 [V, d]");
+  } else if (M.tok_bits == 4) {
+    TORCH_CHECK(codes.scalar_type() == at::kByte && codes.dim() == 2 && codes.size(0) == M.V &&
+                    codes.size(1) == (d + 1) / 2,
+                "infer: 4-bit token codes must be uint8 [V, ceil(d/2)]");
+  } else if (M.tok_bits == 1) {
+    TORCH_CHECK(codes.scalar_type() == at::kLong && codes.dim() == 2 && codes.size(0) == M.V &&
+                    codes.size(1) == (d + 63) / 64,
+                "infer: 1-bit token codes must be int64 [V, ceil(d/64)]");
+  } else {
+    TORCH_CHECK(false, "infer: token format ", M.tok_bits, " bits is not one of 32, 8, 4, 1");
+  }
+  TORCH_CHECK(codes.is_contiguous(), "infer: token codes must be contiguous");
+  M.tok_codes = codes.data_ptr();
+  if (M.tok_bits != 32) {
+    TORCH_CHECK(scale.scalar_type() == at::kFloat && scale.numel() == M.V && scale.is_contiguous(),
+                "infer: token scale must be float32 [V]");
+    M.tok_scale = scale.data_ptr<float>();
+  } else {
+    M.tok_scale = nullptr;
+  }
+  M.blocks.resize(static_cast<size_t>(M.nblocks));
+  M.heads.resize(static_cast<size_t>(M.nblocks));
+  const int64_t* c = m + 13;
+  for (int64_t b = 0; b < M.nblocks; ++b) {
+    Blk& B = M.blocks[b];
+    for (int64_t i = 0; i < nlin; ++i, c += 7) {
+      Lin& L = B.lin[i];
+      L.W = c[1]; L.in = c[2]; L.out = c[3];
+      const int64_t want_in = (i < 4) ? d : (M.ffn == 0 ? ((i % 2 == 0) ? d : M.dff) : (i == 4 ? d : M.dff));
+      const int64_t want_out = (i < 4) ? d : (M.ffn == 0 ? ((i % 2 == 0) ? M.dff : d) : (i == 4 ? M.dff : d));
+      TORCH_CHECK(L.in == want_in && L.out == want_out && L.W == (L.in + 63) / 64, "infer: bad linear shape");
+      TORCH_CHECK(c[0] >= 0 && c[0] + L.W * L.out <= nw, "infer: word offset out of range");
+      L.wt = Wd + c[0];
+      L.alpha = fp(c[4], L.out);
+      TORCH_CHECK(L.alpha, "infer: missing alpha");
+      L.bias = fp(c[5], L.out);
+      L.shift = fp(c[6], L.in);
+    }
+    B.ln1w = fp(c[0], d); B.ln1b = fp(c[1], d); B.ln2w = fp(c[2], d); B.ln2b = fp(c[3], d);
+    TORCH_CHECK(B.ln1w && B.ln1b && B.ln2w && B.ln2b, "infer: missing LayerNorm tensors");
+    c += 4;
+    Head& Hd = M.heads[b];
+    Hd.has = c[0] != 0;
+    if (Hd.has) {
+      Hd.nw = fp(c[1], d); Hd.nb = fp(c[2], d); Hd.ow = fp(c[3], M.C * d); Hd.ob = fp(c[4], M.C);
+      TORCH_CHECK(Hd.nw && Hd.nb && Hd.ow && Hd.ob, "infer: missing head tensors");
+    }
+    c += 5;
+  }
+  TORCH_CHECK(M.heads.back().has, "infer: the last block needs an exit head");
+}
+
+std::tuple<at::Tensor, at::Tensor> infer(const at::Tensor& ids, const at::Tensor& mask, const at::Tensor& fparams,
+                                         const at::Tensor& words, const at::Tensor& meta, const at::Tensor& codes,
+                                         const at::Tensor& scale, int64_t rule, double a, double b, int64_t min_exit,
+                                         bool lower) {
+  TORCH_CHECK(ids.device().is_cpu() && ids.scalar_type() == at::kLong && ids.dim() == 2 && ids.is_contiguous(),
+              "infer: ids must be contiguous CPU int64 [B, L]");
+  TORCH_CHECK(mask.scalar_type() == at::kBool && mask.sizes() == ids.sizes() && mask.is_contiguous(),
+              "infer: mask must be contiguous bool, shaped as ids");
+  TORCH_CHECK(fparams.scalar_type() == at::kFloat && fparams.is_contiguous() && words.scalar_type() == at::kLong &&
+                  words.is_contiguous() && meta.scalar_type() == at::kLong && meta.is_contiguous(),
+              "infer: fparams f32, words int64, meta int64, contiguous");
+  TORCH_CHECK(rule >= 0 && rule <= 2, "infer: rule must be 0 (final), 1 (fractional entropy) or 2 (absolute entropy)");
+  thread_local Model M;
+  parse_model(M, fparams, words, meta, codes, scale);
+  const int64_t B = ids.size(0), L = ids.size(1);
+  TORCH_CHECK(B > 0, "infer: empty batch");
+  TORCH_CHECK(L <= M.max_len, "sequence length ", L, " exceeds the model's max_len ", M.max_len);
+  const int64_t* id = ids.data_ptr<int64_t>();
+  for (int64_t i = 0; i < B * L; ++i)
+    TORCH_CHECK(id[i] >= 0 && id[i] < M.V, "infer: token id ", id[i], " out of range for a vocabulary of ", M.V);
+  Rule R{rule, static_cast<float>(a), static_cast<float>(b), min_exit, lower};
+  at::Tensor logits = at::empty({B, M.C}, fparams.options());
+  at::Tensor blocks = at::empty({B}, ids.options());
+  float* lo = logits.data_ptr<float>();
+  int64_t* bo = blocks.data_ptr<int64_t>();
+  const bool* mk = mask.data_ptr<bool>();
+  RowFn fn = row_fn();
+  if (B == 1 || at::get_num_threads() == 1 || at::in_parallel_region()) {
+    thread_local Work w;
+    for (int64_t r = 0; r < B; ++r) fn(M, R, id + r * L, mk + r * L, L, lo + r * M.C, bo + r, w);
+  } else {
+    const Model& Mr = M;
+    at::parallel_for(0, B, 1, [&](int64_t r0, int64_t r1) {
+      thread_local Work w;
+      for (int64_t r = r0; r < r1; ++r) fn(Mr, R, id + r * L, mk + r * L, L, lo + r * Mr.C, bo + r, w);
+    });
+  }
+  return {logits, blocks};
+}
+
+}  // namespace beex_whole
+
 TORCH_LIBRARY(beexbench_engine_native, m) {
   m.def("step(Tensor h, Tensor neg_mask, Tensor m, Tensor msum, Tensor[] block, Tensor[] head, int n_heads, "
         "int ffn) -> (Tensor, Tensor)",
@@ -128,4 +455,420 @@ TORCH_LIBRARY(beexbench_engine_native, m) {
   m.def("frac_entropy(Tensor logits, Tensor prev_logits, Tensor prev_entropy, bool has_prev, float delta, "
         "float eps, bool check, bool lower, bool last) -> (Tensor, Tensor, Tensor)",
         &frac_entropy);
+  m.def("infer(Tensor ids, Tensor mask, Tensor fparams, Tensor words, Tensor meta, Tensor tok_codes, "
+        "Tensor tok_scale, int rule, float a, float b, int min_exit, bool lower) -> (Tensor, Tensor)",
+        &beex_whole::infer);
+  m.def("engine_isa(str want) -> str", &beex_whole::engine_isa);
 }
+
+#else  // BEEX_ENGINE_BODY: the per-ISA loops, compiled once per BEEX_ISA (see above)
+// Compiled once per instruction set (BEEX_ISA 2: AVX-512 VPOPCNTDQ, 1: AVX2, 0: portable)
+// inside namespace beex_whole::isa_*, under that set's #pragma GCC target.
+
+BEEX_INLINE int64_t popcnt(u64 x) { return __builtin_popcountll(x); }
+
+// exp(x) for float: Cephes' expf (range reduction by ln 2, degree-5 polynomial), about
+// 1 ulp; branch-free so the loops around it vectorise.  Inputs are clamped to
+// [-87.3, 88.7] (below: a result under 1e-38, where softmax and sigmoid are 0 anyway).
+BEEX_INLINE float fexp(float x) {
+  x = x < -87.3f ? -87.3f : x;
+  x = x > 88.7f ? 88.7f : x;
+  const float fx = x * 1.44269504088896341f + 0.5f;
+  int32_t n = static_cast<int32_t>(fx);
+  n -= (static_cast<float>(n) > fx) ? 1 : 0;  // floor
+  const float nf = static_cast<float>(n);
+  float r = x - nf * 0.693359375f;
+  r = r - nf * -2.12194440e-4f;
+  float y = 1.9875691500e-4f;
+  y = y * r + 1.3981999507e-3f;
+  y = y * r + 8.3334519073e-3f;
+  y = y * r + 4.1665795894e-2f;
+  y = y * r + 1.6666665459e-1f;
+  y = y * r + 5.0000001201e-1f;
+  y = y * (r * r) + r;
+  y = y + 1.0f;
+  // 2^n in two factors so n = 128 (x near 88.7) does not overflow the exponent field
+  const int32_t n1 = n >> 1, n2 = n - n1;
+  float s1, s2;
+  const int32_t e1 = (n1 + 127) << 23, e2 = (n2 + 127) << 23;
+  std::memcpy(&s1, &e1, 4);
+  std::memcpy(&s2, &e2, 4);
+  return y * s1 * s2;
+}
+
+// tanh: Cephes' tanhf (odd polynomial below 0.625, 1 - 2 / (exp(2|x|) + 1) above).
+BEEX_INLINE float ftanh(float x) {
+  const float ax = x < 0 ? -x : x;
+  const float z = x * x;
+  float p = -5.70498872745e-3f;
+  p = p * z + 2.06390887954e-2f;
+  p = p * z - 5.37397155531e-2f;
+  p = p * z + 1.33314422036e-1f;
+  p = p * z - 3.33332819422e-1f;
+  const float small = p * z * x + x;
+  const float e = fexp(2.0f * (ax > 44.0f ? 44.0f : ax));
+  float big = 1.0f - 2.0f / (e + 1.0f);
+  big = x < 0 ? -big : big;
+  return ax < 0.625f ? small : big;
+}
+
+BEEX_INLINE float fsigmoid(float x) { return 1.0f / (1.0f + fexp(-x)); }
+
+// sum of n floats with 16 partial sums (vectorises without reassociation flags)
+BEEX_INLINE float sum16(const float* x, int64_t n) {
+  float acc[16];
+  for (int k = 0; k < 16; ++k) acc[k] = 0.0f;
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (int k = 0; k < 16; ++k) acc[k] += x[i + k];
+  for (int k = 0; i < n; ++i, ++k) acc[k] += x[i];
+  for (int s = 8; s >= 1; s /= 2)
+    for (int k = 0; k < s; ++k) acc[k] += acc[k + s];
+  return acc[0];
+}
+
+BEEX_INLINE float dot16(const float* x, const float* y, int64_t n) {
+  float acc[16];
+  for (int k = 0; k < 16; ++k) acc[k] = 0.0f;
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (int k = 0; k < 16; ++k) acc[k] += x[i + k] * y[i + k];
+  for (int k = 0; i < n; ++i, ++k) acc[k] += x[i] * y[i];
+  for (int s = 8; s >= 1; s /= 2)
+    for (int k = 0; k < s; ++k) acc[k] += acc[k + s];
+  return acc[0];
+}
+
+BEEX_INLINE float max16(const float* x, int64_t n) {
+  float acc[16];
+  for (int k = 0; k < 16; ++k) acc[k] = x[0];
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (int k = 0; k < 16; ++k) acc[k] = x[i + k] > acc[k] ? x[i + k] : acc[k];
+  for (int k = 0; i < n; ++i, ++k) acc[k] = x[i] > acc[k] ? x[i] : acc[k];
+  for (int s = 8; s >= 1; s /= 2)
+    for (int k = 0; k < s; ++k) acc[k] = acc[k + s] > acc[k] ? acc[k + s] : acc[k];
+  return acc[0];
+}
+
+// LayerNorm of one row (eps 1e-5), in place allowed: y = (x * rstd + (-mean * rstd)) * g + b
+BEEX_INLINE void layer_norm(const float* x, int64_t d, const float* g, const float* b, float* y) {
+  const float mean = sum16(x, d) / static_cast<float>(d);
+  float acc[16];
+  for (int k = 0; k < 16; ++k) acc[k] = 0.0f;
+  int64_t i = 0;
+  for (; i + 16 <= d; i += 16)
+    for (int k = 0; k < 16; ++k) {
+      const float t = x[i + k] - mean;
+      acc[k] += t * t;
+    }
+  for (int k = 0; i < d; ++i, ++k) {
+    const float t = x[i] - mean;
+    acc[k] += t * t;
+  }
+  for (int s = 8; s >= 1; s /= 2)
+    for (int k = 0; k < s; ++k) acc[k] += acc[k + s];
+  const float var = acc[0] / static_cast<float>(d);
+  const float rstd = 1.0f / std::sqrt(var + 1e-5f);
+  const float nb = -mean * rstd;
+  for (int64_t j = 0; j < d; ++j) y[j] = (x[j] * rstd + nb) * g[j] + b[j];
+}
+
+// bits of (x + shift) >= 0 (NaN -> 0), element t in word t / 64, bit t % 64; shift may be null
+BEEX_INLINE void pack_bits(const float* x, const float* shift, int64_t K, u64* out) {
+  const int64_t W = (K + 63) / 64;
+  for (int64_t w = 0; w < W; ++w) {
+    const int64_t base = w * 64;
+    const int64_t n = std::min<int64_t>(64, K - base);
+    u64 bits = 0;
+    int64_t t = 0;
+#if BEEX_ISA == 2
+    const __m512 zero = _mm512_setzero_ps();
+    for (; t + 16 <= n; t += 16) {
+      __m512 v = _mm512_loadu_ps(x + base + t);
+      if (shift) v = _mm512_add_ps(v, _mm512_loadu_ps(shift + base + t));
+      bits |= static_cast<u64>(_mm512_cmp_ps_mask(v, zero, _CMP_GE_OQ)) << t;
+    }
+    if (t < n) {
+      const __mmask16 k = static_cast<__mmask16>((1u << (n - t)) - 1u);
+      __m512 v = _mm512_maskz_loadu_ps(k, x + base + t);
+      if (shift) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, shift + base + t));
+      bits |= static_cast<u64>(_mm512_mask_cmp_ps_mask(k, v, zero, _CMP_GE_OQ)) << t;
+      t = n;
+    }
+#elif BEEX_ISA == 1
+    const __m256 zero = _mm256_setzero_ps();
+    for (; t + 8 <= n; t += 8) {
+      __m256 v = _mm256_loadu_ps(x + base + t);
+      if (shift) v = _mm256_add_ps(v, _mm256_loadu_ps(shift + base + t));
+      bits |= static_cast<u64>(static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps(v, zero, _CMP_GE_OQ)))) << t;
+    }
+#endif
+    for (; t < n; ++t) {
+      const float v = shift ? x[base + t] + shift[base + t] : x[base + t];
+      bits |= static_cast<u64>(v >= 0.0f) << t;
+    }
+    out[w] = bits;
+  }
+}
+
+// y[n, out] = packed W1A1 linear of x[n, in] (xb: n * W words, pc: out int64 scratch)
+BEEX_INLINE void plinear(const float* x, int64_t n, const Lin& L, float* y, u64* xb, int64_t* pc) {
+  const int64_t K = L.in, W = L.W, N = L.out;
+  for (int64_t i = 0; i < n; ++i) pack_bits(x + i * K, L.shift, K, xb + i * W);
+  const float* alpha = L.alpha;
+  const float* bias = L.bias;
+  for (int64_t i = 0; i < n; ++i) {
+    const u64* a = xb + i * W;
+    {
+      const u64 a0 = a[0];
+      const u64* wr = L.wt;
+      for (int64_t j = 0; j < N; ++j) pc[j] = popcnt(a0 ^ wr[j]);
+    }
+    for (int64_t w = 1; w < W; ++w) {
+      const u64 aw = a[w];
+      const u64* wr = L.wt + w * N;
+      for (int64_t j = 0; j < N; ++j) pc[j] += popcnt(aw ^ wr[j]);
+    }
+    float* yi = y + i * N;
+    if (bias) {
+      for (int64_t j = 0; j < N; ++j) yi[j] = static_cast<float>(K - 2 * pc[j]) * alpha[j] + bias[j];
+    } else {
+      for (int64_t j = 0; j < N; ++j) yi[j] = static_cast<float>(K - 2 * pc[j]) * alpha[j];
+    }
+  }
+}
+
+// one encoder block on w.h [n, d], result back in w.h
+BEEX_INLINE void block(const Model& M, const Blk& B, Work& w, int64_t n) {
+  const int64_t d = M.d, H = M.H, dh = M.dh, Wh = (dh + 63) / 64, dff = M.dff;
+  const int64_t wmax = (std::max(d, dff) + 63) / 64;
+  float* h = grow(w.h, n * d);
+  float* q = grow(w.q, n * d);
+  float* k = grow(w.k, n * d);
+  float* v = grow(w.v, n * d);
+  float* ctx = grow(w.ctx, n * d);
+  float* att = grow(w.att, n * d);
+  float* h1 = grow(w.h1, n * d);
+  float* aq = grow(w.aq, H * n);
+  float* ak = grow(w.ak, H * n);
+  float* sc = grow(w.sc, n);
+  u64* xb = grow(w.xb, n * wmax);
+  u64* qb = grow(w.qb, H * n * Wh);
+  u64* kb = grow(w.kb, H * n * Wh);
+  int64_t* pc = grow(w.pc, std::max(d, dff));
+  plinear(h, n, B.lin[0], q, xb, pc);
+  plinear(h, n, B.lin[1], k, xb, pc);
+  plinear(h, n, B.lin[2], v, xb, pc);
+  float* tmp = grow(w.tmp, dh);
+  for (int64_t hd = 0; hd < H; ++hd) {
+    for (int64_t i = 0; i < n; ++i) {
+      const float* qi = q + i * d + hd * dh;
+      const float* ki = k + i * d + hd * dh;
+      for (int64_t c = 0; c < dh; ++c) tmp[c] = std::fabs(qi[c]);
+      aq[hd * n + i] = sum16(tmp, dh) / static_cast<float>(dh);
+      for (int64_t c = 0; c < dh; ++c) tmp[c] = std::fabs(ki[c]);
+      ak[hd * n + i] = sum16(tmp, dh) / static_cast<float>(dh);
+      pack_bits(qi, nullptr, dh, qb + (hd * n + i) * Wh);
+      pack_bits(ki, nullptr, dh, kb + (hd * n + i) * Wh);
+    }
+  }
+  const float sq = static_cast<float>(std::sqrt(static_cast<double>(dh)));
+  for (int64_t hd = 0; hd < H; ++hd) {
+    const float* akh = ak + hd * n;
+    const u64* kbh = kb + hd * n * Wh;
+    for (int64_t i = 0; i < n; ++i) {
+      const u64* qi = qb + (hd * n + i) * Wh;
+      const float aqi = aq[hd * n + i];
+      if (Wh == 1) {
+        const u64 q0 = qi[0];
+        for (int64_t j = 0; j < n; ++j) {
+          const float s = static_cast<float>(dh - 2 * popcnt(q0 ^ kbh[j]));
+          sc[j] = s * (aqi * akh[j]) / sq;
+        }
+      } else {
+        for (int64_t j = 0; j < n; ++j) {
+          int64_t p = 0;
+          for (int64_t x = 0; x < Wh; ++x) p += popcnt(qi[x] ^ kbh[j * Wh + x]);
+          sc[j] = static_cast<float>(dh - 2 * p) * (aqi * akh[j]) / sq;
+        }
+      }
+      const float mx = max16(sc, n);
+      for (int64_t j = 0; j < n; ++j) sc[j] = fexp(sc[j] - mx);
+      const float inv = 1.0f / sum16(sc, n);
+      for (int64_t j = 0; j < n; ++j) sc[j] = sc[j] * inv;
+      // ctx_i = sum_j p_j v_j, 16 columns at a time in registers (two partial sums: even
+      // and odd j), not through memory (a store-to-load chain per j)
+      float* ci = ctx + i * d + hd * dh;
+      const float* vh = v + hd * dh;
+      int64_t c0 = 0;
+      for (; c0 + 16 <= dh; c0 += 16) {
+        float acc0[16], acc1[16];
+        for (int x = 0; x < 16; ++x) acc0[x] = acc1[x] = 0.0f;
+        int64_t j = 0;
+        for (; j + 2 <= n; j += 2) {
+          const float p0 = sc[j], p1 = sc[j + 1];
+          const float* v0 = vh + j * d + c0;
+          const float* v1 = v0 + d;
+          for (int x = 0; x < 16; ++x) {
+            acc0[x] += p0 * v0[x];
+            acc1[x] += p1 * v1[x];
+          }
+        }
+        if (j < n) {
+          const float p0 = sc[j];
+          const float* v0 = vh + j * d + c0;
+          for (int x = 0; x < 16; ++x) acc0[x] += p0 * v0[x];
+        }
+        for (int x = 0; x < 16; ++x) ci[c0 + x] = acc0[x] + acc1[x];
+      }
+      if (c0 < dh) {
+        const int64_t rem = dh - c0;
+        float acc[16];
+        for (int x = 0; x < 16; ++x) acc[x] = 0.0f;
+        for (int64_t j = 0; j < n; ++j) {
+          const float p0 = sc[j];
+          const float* v0 = vh + j * d + c0;
+          for (int64_t x = 0; x < rem; ++x) acc[x] += p0 * v0[x];
+        }
+        for (int64_t x = 0; x < rem; ++x) ci[c0 + x] = acc[x];
+      }
+    }
+  }
+  plinear(ctx, n, B.lin[3], att, xb, pc);
+  for (int64_t i = 0; i < n * d; ++i) h1[i] = h[i] + att[i];
+  for (int64_t i = 0; i < n; ++i) layer_norm(h1 + i * d, d, B.ln1w, B.ln1b, h1 + i * d);
+  float* a = grow(w.a, n * dff);
+  float* f1 = grow(w.f1, n * d);
+  if (M.ffn == 0) {
+    float* c = grow(w.c, n * dff);
+    float* f2 = grow(w.f2, n * d);
+    plinear(h1, n, B.lin[4], a, xb, pc);
+    for (int64_t i = 0; i < n * dff; ++i) a[i] = fsigmoid(a[i]);
+    plinear(a, n, B.lin[5], f1, xb, pc);
+    plinear(h1, n, B.lin[6], c, xb, pc);
+    for (int64_t i = 0; i < n * dff; ++i) c[i] = ftanh(c[i]);
+    plinear(c, n, B.lin[7], f2, xb, pc);
+    for (int64_t i = 0; i < n * d; ++i) h[i] = h1[i] + f1[i] * f2[i];
+  } else {
+    plinear(h1, n, B.lin[4], a, xb, pc);
+    for (int64_t i = 0; i < n * dff; ++i) {
+      const float x = a[i];
+      a[i] = x * 0.5f * (1.0f + std::erf(x * 0.70710678118654752440f));
+    }
+    plinear(a, n, B.lin[5], f1, xb, pc);
+    for (int64_t i = 0; i < n * d; ++i) h[i] = h1[i] + f1[i];
+  }
+  for (int64_t i = 0; i < n; ++i) layer_norm(h + i * d, d, B.ln2w, B.ln2b, h + i * d);
+}
+
+// masked mean-pool (over the n real tokens), LayerNorm, Linear -> logits [C]
+BEEX_INLINE void head(const Model& M, const Head& Hd, Work& w, int64_t n, float* logits) {
+  const int64_t d = M.d;
+  const float* h = w.h.data();
+  float* pooled = grow(w.pooled, d);
+  float* normed = grow(w.normed, d);
+  for (int64_t c = 0; c < d; ++c) pooled[c] = 0.0f;
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t c = 0; c < d; ++c) pooled[c] += h[i * d + c];
+  const float cnt = n > 0 ? static_cast<float>(n) : 1.0f;
+  for (int64_t c = 0; c < d; ++c) pooled[c] = pooled[c] / cnt;
+  layer_norm(pooled, d, Hd.nw, Hd.nb, normed);
+  for (int64_t c = 0; c < M.C; ++c) logits[c] = dot16(normed, Hd.ow + c * d, d) + Hd.ob[c];
+}
+
+// Shannon entropy of softmax(logits), as models.exits.entropy (log_softmax, then -sum p log p)
+BEEX_INLINE float entropy(const float* l, int64_t C) {
+  float mx = l[0];
+  for (int64_t c = 1; c < C; ++c) mx = l[c] > mx ? l[c] : mx;
+  float s = 0.0f;
+  for (int64_t c = 0; c < C; ++c) s += std::exp(l[c] - mx);
+  const float lse = std::log(s);
+  float hsum = 0.0f;
+  for (int64_t c = 0; c < C; ++c) {
+    const float lp = (l[c] - mx) - lse;
+    hsum += std::exp(lp) * lp;
+  }
+  return -hsum;
+}
+
+// the whole early-exit inference of one row
+void run_row(const Model& M, const Rule& R, const int64_t* ids, const bool* mask, int64_t L, float* out,
+             int64_t* out_block, Work& w) {
+  const int64_t d = M.d, C = M.C;
+  int64_t* tok = grow(w.tok, L);
+  int64_t* pos = grow(w.pos, L);
+  int64_t n = 0;
+  for (int64_t j = 0; j < L; ++j)
+    if (mask[j]) {
+      tok[n] = ids[j];
+      pos[n] = j;
+      ++n;
+    }
+  float* h = grow(w.h, std::max<int64_t>(n, 1) * d);
+  for (int64_t t = 0; t < n; ++t) {
+    float* row = h + t * d;
+    const int64_t r = tok[t];
+    const float* pr = M.pos + pos[t] * d;
+    if (M.tok_bits == 32) {
+      const float* e = static_cast<const float*>(M.tok_codes) + r * d;
+      for (int64_t c = 0; c < d; ++c) row[c] = e[c] + pr[c];
+    } else if (M.tok_bits == 8) {
+      const int8_t* e = static_cast<const int8_t*>(M.tok_codes) + r * d;
+      const float s = M.tok_scale[r];
+      for (int64_t c = 0; c < d; ++c) row[c] = static_cast<float>(e[c]) * s + pr[c];
+    } else if (M.tok_bits == 4) {
+      const uint8_t* e = static_cast<const uint8_t*>(M.tok_codes) + r * ((d + 1) / 2);
+      const float s = M.tok_scale[r];
+      for (int64_t c = 0; c < d; ++c) {
+        const int nib = (e[c >> 1] >> ((c & 1) * 4)) & 0xF;
+        row[c] = static_cast<float>(nib - 8) * s + pr[c];
+      }
+    } else {
+      const u64* e = static_cast<const u64*>(M.tok_codes) + r * ((d + 63) / 64);
+      const float s = M.tok_scale[r];
+      for (int64_t c = 0; c < d; ++c) {
+        const float sign = ((e[c >> 6] >> (c & 63)) & 1) ? 1.0f : -1.0f;
+        row[c] = sign * s + pr[c];
+      }
+    }
+    layer_norm(row, d, M.enw, M.enb, row);
+  }
+  float* logits = grow(w.logits, C);
+  float* prev = grow(w.prev, C);
+  bool has_prev = false;
+  float prev_h = 0.0f;
+  for (int64_t b = 0; b < M.nblocks; ++b) {
+    block(M, M.blocks[b], w, n);
+    const Head& Hd = M.heads[b];
+    if (!Hd.has) continue;
+    head(M, Hd, w, n, logits);
+    const int64_t blk = b + 1;
+    const bool last = blk == M.nblocks;
+    bool done = last;
+    const float* answer = logits;
+    if (R.kind == 1) {
+      const float ent = entropy(logits, C);
+      if (has_prev && blk >= R.min_exit) {
+        const float den = prev_h > R.eps ? prev_h : R.eps;
+        const float r = (prev_h - ent) / den;
+        done = done || r < R.a;
+        if (R.lower && r < 0.0f) answer = prev;
+      }
+      if (!done) {
+        std::memcpy(prev, logits, sizeof(float) * C);
+        prev_h = ent;
+        has_prev = true;
+      }
+    } else if (R.kind == 2) {
+      if (blk >= R.min_exit) done = done || entropy(logits, C) < R.a;
+    }
+    if (done) {
+      std::memcpy(out, answer, sizeof(float) * C);
+      *out_block = blk;
+      return;
+    }
+  }
+}
+#endif
+

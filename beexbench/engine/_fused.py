@@ -1,26 +1,68 @@
-"""The packed engine's fused inference path: one C++ call per block and its exit head
-(``_engine.cpp`` via :mod:`._native`), and the fractional-entropy rule in C++ too.
+"""The packed engine's fused inference paths (``_engine.cpp`` via :mod:`._native`).
+
+* The whole model in one C++ call (``ops.infer``): token and position embedding, every
+  block, the exit heads and the exit rule, for :class:`FractionalEntropy`,
+  :class:`AbsoluteEntropy` and the no-exit :class:`ExitRule` (exactly those classes).
+* One C++ call per block and its exit head (``ops.step``), the rule in Python (or
+  ``ops.frac_entropy``): any other rule, or ``BEEXBENCH_ENGINE=steps``.
 
 Used by :meth:`PackedEncoder.infer <beexbench.engine.encoder.PackedEncoder.infer>` while
-the native kernels run; it computes the module path's values op for op.
+the native kernels run; both compute the module path's values (the per-block steps op
+for op, the whole-model loops to the last bits of fp32).
 """
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 import torch
+from torch import nn
 
-from ..models.exits import ExitDecision, ExitRule, FractionalEntropy
+from ..models.exits import AbsoluteEntropy, ExitDecision, ExitRule, FractionalEntropy
 from .layers import FFN_LAYERS, PackedLinear
 
 if TYPE_CHECKING:
     from .encoder import PackedEncoder
 
+ENV_VAR = "BEEXBENCH_ENGINE"  # "steps": the per-block path even for the rules the whole-model op runs
+_ALIGN = 16  # floats: each tensor of the whole-model blob starts on a 64-byte boundary
+
+
+class _Fast:
+    """What ``model._fast`` caches: the per-block steps' tensors and the whole-model blob."""
+
+    __slots__ = ("steps", "whole", "tok")
+
+    def __init__(self) -> None:
+        self.steps = None
+        self.whole = None
+        self.tok = None  # the token embedding module the blob was built for
+
+
+def _cache(model: "PackedEncoder") -> _Fast:
+    if not isinstance(model._fast, _Fast):
+        model._fast = _Fast()
+    return model._fast
+
+
+def token_table(tok: nn.Module) -> tuple[int, torch.Tensor, torch.Tensor] | None:
+    """``(bits, codes, scale)`` of the token embedding: an ``nn.Embedding`` is format 32
+    (its weight), a :class:`~beexbench.engine.embedding.PackedEmbedding` its own format;
+    None for anything else (the per-block path then embeds in Python)."""
+    from .embedding import PackedEmbedding
+
+    if isinstance(tok, PackedEmbedding):
+        return int(tok.bits), tok.codes.detach().contiguous(), tok.scale.detach().float().contiguous()
+    if type(tok) is nn.Embedding and tok.max_norm is None:
+        return 32, tok.weight.detach().contiguous(), torch.empty(0)
+    return None
+
 
 def flat_tensors(model: "PackedEncoder") -> tuple[list[list[torch.Tensor]], list[list[torch.Tensor]], int]:
     """Per block: its tensors in the fused step's order, and its head's (or []); the FFN
     code (0 slfn, 1 gelu). Cached on the model (``model._fast``) until its tensors change."""
-    if model._fast is None:
+    fast = _cache(model)
+    if fast.steps is None:
         none = torch.empty(0)
 
         def lin(m: PackedLinear) -> list[torch.Tensor]:
@@ -40,12 +82,107 @@ def flat_tensors(model: "PackedEncoder") -> tuple[list[list[torch.Tensor]], list
             head = model.head_for(i)
             heads.append([] if head is None else [head.norm.weight.detach(), head.norm.bias.detach(),
                                                   head.out.weight.detach(), head.out.bias.detach()])
-        model._fast = (blocks, heads, 0 if model.enc["ffn"] == "slfn" else 1)
-    return model._fast
+        fast.steps = (blocks, heads, 0 if model.enc["ffn"] == "slfn" else 1)
+    return fast.steps
+
+
+def whole_tensors(model: "PackedEncoder"):
+    """The whole-model op's inputs ``(fparams, words, meta, tok_codes, tok_scale)``: every
+    fp32 tensor in one float32 blob, every packed weight word-major ([W][out]) in one
+    int64 blob, and their offsets and the dimensions in ``meta`` (layout: ``parse_model``
+    in _engine.cpp). Cached on the model (``model._fast``); None when the model has
+    something the op does not implement (a token embedding of another kind, non-fp32
+    tensors), which then runs the per-block path."""
+    fast = _cache(model)
+    if fast.whole is not None and fast.tok is model.tok:
+        return fast.whole
+    fast.whole, fast.tok = None, model.tok
+    tok = token_table(model.tok)
+    if tok is None:
+        return None
+    floats: list[torch.Tensor] = []
+    words: list[torch.Tensor] = []
+    nf = nw = 0
+
+    def f(t: torch.Tensor | None) -> int:
+        nonlocal nf
+        if t is None:
+            return -1
+        if t.dtype != torch.float32:
+            raise TypeError(t.dtype)
+        pad = -nf % _ALIGN
+        if pad:
+            floats.append(torch.zeros(pad))
+            nf += pad
+        off = nf
+        floats.append(t.detach().reshape(-1))
+        nf += t.numel()
+        return off
+
+    def lin(m: PackedLinear) -> list[int]:
+        nonlocal nw
+        wp = m.weight_packed.detach()
+        off = nw
+        words.append(wp.t().contiguous().reshape(-1))
+        nw += wp.numel()
+        return [off, wp.shape[1], m.in_features, m.out_features, f(m.alpha), f(m.bias), f(m.shift)]
+
+    enc = model.enc
+    d = int(enc["d_model"])
+    try:
+        meta = [1, d, int(model.blocks[0].attn.n_heads), len(model.blocks), 0 if enc["ffn"] == "slfn" else 1,
+                int(enc["d_ff"]), int(model.num_labels), int(model.max_len), tok[0], int(tok[1].shape[0]),
+                f(model.pos.weight), f(model.emb_norm.weight), f(model.emb_norm.bias)]
+        for i, blk in enumerate(model.blocks, start=1):
+            for m in (blk.attn.q, blk.attn.k, blk.attn.v, blk.attn.o):
+                meta += lin(m)
+            for name in FFN_LAYERS[enc["ffn"]]:
+                meta += lin(getattr(blk.ffn, name))
+            meta += [f(blk.ln1.weight), f(blk.ln1.bias), f(blk.ln2.weight), f(blk.ln2.bias)]
+            head = model.head_for(i)
+            meta += [0, -1, -1, -1, -1] if head is None else \
+                [1, f(head.norm.weight), f(head.norm.bias), f(head.out.weight), f(head.out.bias)]
+    except TypeError:
+        return None
+    fast.whole = (torch.cat(floats).contiguous(), torch.cat(words).contiguous(), torch.tensor(meta, dtype=torch.long),
+                  tok[1], tok[2])
+    return fast.whole
+
+
+def _rule_args(rule: ExitRule):
+    """(code, a, b, min_exit, lower) of the rules the whole-model op runs, else None."""
+    kind = type(rule)
+    if kind is FractionalEntropy:
+        return 1, rule.delta, rule.eps, rule.min_exit, rule.answer == "lower_entropy"
+    if kind is AbsoluteEntropy:
+        return 2, rule.threshold, 0.0, rule.min_exit, False
+    if kind is ExitRule:
+        return 0, 0.0, 0.0, 0, False
+    return None
 
 
 def infer_fused(model: "PackedEncoder", ops, ids: torch.Tensor, mask: torch.Tensor, rule: ExitRule) -> ExitDecision:
-    """Early-exit inference with the fused C++ ``ops`` (``_native.ops()``); rows that exit
+    """Early-exit inference with the C++ ``ops`` (``_native.ops()``): the whole model in one
+    call (``ops.infer``) for the rules it implements, else one call per block."""
+    args = _rule_args(rule)
+    if args is not None and os.environ.get(ENV_VAR) != "steps":
+        whole = whole_tensors(model)
+        if whole is not None:
+            if ids.shape[0] == 0:
+                raise ValueError("empty batch")
+            if ids.shape[1] > model.max_len:
+                raise ValueError(f"sequence length {ids.shape[1]} exceeds the model's max_len {model.max_len}")
+            if ids.dtype != torch.long or not ids.is_contiguous():
+                ids = ids.long().contiguous()
+            if mask.dtype != torch.bool or not mask.is_contiguous():
+                mask = mask.bool().contiguous()
+            logits, blocks = ops.infer(ids, mask, *whole, *args)
+            return ExitDecision(logits, blocks)
+    return infer_steps(model, ops, ids, mask, rule)
+
+
+def infer_steps(model: "PackedEncoder", ops, ids: torch.Tensor, mask: torch.Tensor, rule: ExitRule) -> ExitDecision:
+    """Early-exit inference with the fused C++ ``ops.step`` per block; rows that exit
     leave the batch. The fractional-entropy rule runs as ``ops.frac_entropy``, the C++
     twin of :func:`~beexbench.models.exits.fractional_entropy_step`; any other rule as
     its own ``step``."""

@@ -1,0 +1,93 @@
+"""Batch-1 and batch-8 latency of the packed BEExformer engine at one thread: the old
+per-block fused path (one C++ ``step`` per block, ``BEEXBENCH_ENGINE=steps``), the
+whole-model native op (``infer``, one call per forward) and the float eager beexformer.
+
+Default-size model (d_model 64, 4 heads, 6 blocks, SLFN d_ff 128, vocab 8000, max_len 64)
+after a few AdamW steps, inputs of ~28 real tokens; rules FractionalEntropy(0.1) and no
+early exit (every block runs). Timed with torch.utils.benchmark.Timer.blocked_autorange.
+
+    python benchmarks/bench_engine.py [--threads 1] [--min-run-time 0.5] [--batches 1 8]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+
+import torch
+from torch.utils.benchmark import Timer
+
+from beexbench.adapters.base import TaskSpec
+from beexbench.adapters.registry import create_model, get_adapter_class
+from beexbench.engine import _native
+from beexbench.models.exits import ExitRule, FractionalEntropy
+
+SPEC = TaskSpec(task="t", num_labels=2, vocab_size=8000, max_len=64)
+ENC = {"encoder": {"d_model": 64, "n_heads": 4, "n_blocks": 6, "d_ff": 128}}
+
+
+def inputs(batch: int, seed: int, tokens: int = 28):
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(tokens - 4, tokens + 5, (batch,), generator=g) if batch > 1 else torch.tensor([tokens])
+    width = int(lengths.max())
+    mask = torch.arange(width)[None, :] < lengths[:, None]
+    ids = torch.randint(1, SPEC.vocab_size, (batch, width), generator=g) * mask
+    return ids, mask
+
+
+def build(steps: int):
+    torch.manual_seed(0)
+    adapter = create_model("beexformer", SPEC, ENC)
+    model = adapter.module()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    ids, mask = inputs(32, seed=1)
+    labels = ids[:, 0] % SPEC.num_labels
+    model.train()
+    for _ in range(steps):
+        opt.zero_grad()
+        torch.stack([torch.nn.functional.cross_entropy(lg, labels) for lg in model(ids, mask)]).mean().backward()
+        opt.step()
+    model.eval()
+    return adapter, get_adapter_class("beexformer-packed").derive(adapter, None)
+
+
+def timed(fn, min_run_time: float) -> float:
+    fn()  # warm-up
+    return Timer(stmt="fn()", globals={"fn": fn}).blocked_autorange(min_run_time=min_run_time).median * 1e6
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--batches", type=int, nargs="+", default=[1, 8])
+    ap.add_argument("--min-run-time", type=float, default=0.5, help="seconds per measurement")
+    ap.add_argument("--train-steps", type=int, default=5)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    float_adapter, packed = build(args.train_steps)
+    model = packed.module()
+    ops = _native.ops()
+    print(f"engine: {_native.mode()}; whole-model op ISA: {ops.engine_isa('') if ops is not None else '-'}; "
+          f"threads {torch.get_num_threads()}; tok {type(model.tok).__name__} {getattr(model.tok, 'bits', 32)}")
+    print("times: median us per forward, torch.utils.benchmark.Timer.blocked_autorange")
+    rules = [("frac-entropy 0.1", FractionalEntropy(0.1)), ("no exit (6 blocks)", ExitRule())]
+    head = f"{'batch':>5}  {'rule':<20} {'float eager':>12} {'per-block':>10} {'whole-model':>12} {'x vs steps':>10} {'x vs float':>10}  exits"
+    print(head)
+    print("-" * len(head))
+    for batch in args.batches:
+        ids, mask = inputs(batch, seed=7 + batch)
+        for name, rule in rules:
+            float_adapter.set_rule(rule)
+            packed.rule = rule
+            with torch.no_grad():
+                t_float = timed(lambda: float_adapter.predict(ids, mask), args.min_run_time)
+                os.environ["BEEXBENCH_ENGINE"] = "steps"
+                t_steps = timed(lambda: packed.predict(ids, mask), args.min_run_time)
+                os.environ.pop("BEEXBENCH_ENGINE")
+                t_whole = timed(lambda: packed.predict(ids, mask), args.min_run_time)
+                exits = packed.predict(ids, mask).exit_block.tolist()
+            print(f"{batch:>5}  {name:<20} {t_float:>12.1f} {t_steps:>10.1f} {t_whole:>12.1f} "
+                  f"{t_steps / t_whole:>10.2f} {t_float / t_whole:>10.2f}  {exits}")
+
+
+if __name__ == "__main__":
+    main()
