@@ -1,0 +1,200 @@
+"""The packed engine's whole-model native op (``infer`` in engine/_engine.cpp, one C++ call
+per forward): same exit blocks and predictions as the module path and the float
+beexformer, logits within 1e-5, for the rules it runs (fractional entropy, absolute
+entropy, no exit) at batch 1 and batched (uneven lengths, rows leaving at different
+blocks, all rows leaving early, masks with holes), both FFNs, odd and multi-word widths,
+every token embedding format (against the float model on that format's decoded table),
+every compiled instruction set, one thread and several; other rules fall back to the
+per-block steps."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from beexbench.adapters.base import TaskSpec
+from beexbench.adapters.registry import create_model, get_adapter_class
+from beexbench.engine import _fused, _native
+from beexbench.engine.embedding import FORMATS, PackedEmbedding
+from beexbench.models.exits import AbsoluteEntropy, ExitRule, FractionalEntropy, Patience
+
+SPEC = TaskSpec(task="native", num_labels=3, vocab_size=50, max_len=24)
+RULES = [FractionalEntropy(0.1), FractionalEntropy(0.5), FractionalEntropy(-0.05, answer="current"),
+         FractionalEntropy(1.01, min_exit=3), AbsoluteEntropy(1.05), AbsoluteEntropy(0.9, min_exit=2), ExitRule()]
+CONFIGS = {
+    "odd-slfn": {"d_model": 40, "n_heads": 4, "n_blocks": 3, "d_ff": 72},
+    "d64-gelu": {"d_model": 64, "n_heads": 4, "n_blocks": 4, "d_ff": 128, "ffn": "gelu"},
+    "d128-slfn": {"d_model": 128, "n_heads": 2, "n_blocks": 3, "d_ff": 256},
+    "d45-one-head": {"d_model": 45, "n_heads": 5, "n_blocks": 3, "d_ff": 50, "exit_heads": False},
+}
+
+pytestmark = pytest.mark.skipif(_native.ops() is None, reason="the fused engine is not available here")
+
+
+def data(n: int, seed: int, holes: bool = False):
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(1, SPEC.max_len + 1, (n,), generator=g)
+    mask = torch.arange(SPEC.max_len)[None, :] < lengths[:, None]
+    if holes:
+        mask &= torch.rand(mask.shape, generator=g) > 0.3
+    ids = torch.randint(1, SPEC.vocab_size, (n, SPEC.max_len), generator=g) * mask
+    return ids, mask, ids[:, 0] % SPEC.num_labels
+
+
+def trained(enc: dict, steps: int = 12):
+    torch.manual_seed(0)
+    adapter = create_model("beexformer", SPEC, {"encoder": enc})
+    model = adapter.module()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    ids, mask, labels = data(64, seed=1)
+    model.train()
+    for _ in range(steps):
+        opt.zero_grad()
+        torch.stack([torch.nn.functional.cross_entropy(lg, labels) for lg in model(ids, mask)]).mean().backward()
+        opt.step()
+    model.eval()
+    return adapter
+
+
+class Pair:
+    """A trained float beexformer and its packed engine with token rows in format ``bits``;
+    ``reference()`` sets the float model's table to that format's decoded rows."""
+
+    def __init__(self, enc: dict) -> None:
+        self.float = trained(enc)
+        self.packed = get_adapter_class("beexformer-packed").derive(self.float, None)
+        self.table = self.float.module().tok.weight.detach().clone()
+        self.bits = None
+
+    def use(self, bits: int) -> "Pair":
+        if bits != self.bits:
+            emb = PackedEmbedding.from_table(self.table, bits)
+            self.packed.model.tok = emb
+            with torch.no_grad():
+                self.float.module().tok.weight.copy_(emb.table())
+            self.bits = bits
+        return self
+
+
+@pytest.fixture(scope="module")
+def pairs():
+    return {name: Pair(enc) for name, enc in CONFIGS.items()}
+
+
+def check(pair: Pair, rule, ids, mask) -> torch.Tensor:
+    """Whole-model op == module path == float model; returns the exit blocks."""
+    model = pair.packed.model
+    pair.float.set_rule(rule)
+    a = pair.float.predict(ids, mask)
+    b = model.infer_modules(ids, mask, rule)
+    with torch.no_grad():
+        c = _fused.infer_fused(model, _native.ops(), ids, mask, rule)
+    for other in (b, c):
+        assert torch.equal(a.exit_block, other.exit_block), (a.exit_block, other.exit_block)
+        assert torch.equal(a.logits.argmax(-1), other.logits.argmax(-1))
+        torch.testing.assert_close(other.logits, a.logits, rtol=1e-5, atol=1e-5)
+    return c.exit_block
+
+
+@pytest.fixture(autouse=True)
+def no_steps(monkeypatch):
+    """The rules under test must run as the whole-model op, never the per-block steps."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("per-block path used")
+
+    monkeypatch.setattr(_fused, "infer_steps", refuse)
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_rules_batched_and_batch1(pairs, name):
+    pair = pairs[name].use(32)
+    ids, mask, _ = data(40, seed=3)
+    spread = set()
+    for rule in RULES:
+        blocks = check(pair, rule, ids, mask)
+        spread.add(len(set(blocks.tolist())))
+        for i in range(0, 40, 3):
+            n = int(mask[i].sum())
+            check(pair, rule, ids[i : i + 1, :n], mask[i : i + 1, :n])
+    if CONFIGS[name].get("exit_heads", True):
+        assert max(spread) >= 2, "some rule should make rows exit at different blocks"
+
+
+@pytest.mark.parametrize("bits", FORMATS)
+@pytest.mark.parametrize("name", ["odd-slfn", "d128-slfn", "d45-one-head"])
+def test_token_formats(pairs, name, bits):
+    pair = pairs[name].use(bits)
+    ids, mask, _ = data(24, seed=4)
+    for rule in (FractionalEntropy(0.1), ExitRule()):
+        check(pair, rule, ids, mask)
+        check(pair, rule, ids[:1, : int(mask[0].sum())], mask[:1, : int(mask[0].sum())])
+
+
+def test_all_rows_exit_early_and_masks_with_holes(pairs):
+    pair = pairs["d64-gelu"].use(8)
+    ids, mask, _ = data(16, seed=5)
+    blocks = check(pair, FractionalEntropy(1e9), ids, mask)
+    assert blocks.tolist() == [2] * 16
+    blocks = check(pair, AbsoluteEntropy(1e9), ids, mask)
+    assert blocks.tolist() == [1] * 16
+    ids, mask, _ = data(16, seed=6, holes=True)
+    mask[0] = False  # a row with no tokens at all
+    check(pair, FractionalEntropy(0.1), ids, mask)
+    check(pair, ExitRule(), ids, mask)
+
+
+def test_every_instruction_set_and_threads(pairs):
+    ops = _native.ops()
+    pair = pairs["d128-slfn"].use(4)
+    ids, mask, _ = data(24, seed=7)
+    model = pair.packed.model
+    rule = FractionalEntropy(0.1)
+    ref = model.infer_modules(ids, mask, rule)
+    threads = torch.get_num_threads()
+    try:
+        for isa in ("portable", "avx2", "avx512"):
+            try:
+                assert ops.engine_isa(isa) == isa
+            except RuntimeError:
+                continue  # not on this CPU
+            for t in (1, 2):
+                torch.set_num_threads(t)
+                with torch.no_grad():
+                    got = model.infer(ids, mask, rule)
+                assert torch.equal(got.exit_block, ref.exit_block)
+                torch.testing.assert_close(got.logits, ref.logits, rtol=1e-5, atol=1e-5)
+    finally:
+        ops.engine_isa("auto")
+        torch.set_num_threads(threads)
+
+
+def test_other_rules_fall_back(pairs, monkeypatch):
+    pair = pairs["odd-slfn"].use(32)
+    model = pair.packed.model
+    ids, mask, _ = data(12, seed=8)
+    calls = []
+    monkeypatch.setattr(_fused, "infer_steps", lambda *a: calls.append(a[-1]) or model.infer_modules(*a[2:]))
+
+    class Tweaked(FractionalEntropy):
+        pass
+
+    with torch.no_grad():
+        for rule in (Patience(1), Tweaked(0.1)):
+            model.infer(ids, mask, rule)
+        assert len(calls) == 2
+        model.infer(ids, mask, FractionalEntropy(0.1))
+        assert len(calls) == 2
+        monkeypatch.setenv("BEEXBENCH_ENGINE", "steps")
+        model.infer(ids, mask, FractionalEntropy(0.1))
+        assert len(calls) == 3
+
+
+def test_bad_inputs_are_refused(pairs):
+    model = pairs["odd-slfn"].use(32).packed.model
+    ids, mask, _ = data(2, seed=9)
+    with torch.no_grad():
+        with pytest.raises(RuntimeError, match="out of range"):
+            model.infer(ids + SPEC.vocab_size, mask, ExitRule())
+        with pytest.raises(ValueError, match="max_len"):
+            model.infer(torch.ones(1, SPEC.max_len + 1, dtype=torch.long), torch.ones(1, SPEC.max_len + 1, dtype=torch.bool), ExitRule())
+        with pytest.raises(ValueError, match="empty batch"):
+            model.infer(ids[:0], mask[:0], ExitRule())
