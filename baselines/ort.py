@@ -382,5 +382,7 @@ class Int8Ort(OrtDeployment):
         fp32 = sorted(n for n, b in products.items() if b == (32, 32))
         notes = (*self.precision_notes(),
                  f"int8 weights ({len(quantized)} Linears): {', '.join(sorted(w.linear for w in quantized))}; "
-                 f"fp32 products: {', '.join(fp32)}")
+                 f"fp32 products: {', '.join(fp32)}",
+                 "size: each int8 weight has one fp32 scale and one 8-bit zero point in the graph; the size profiler "
+                 "counts 32 bits for that zero point (3 bytes per weight more than the file holds)")
         return Precision(params=params, products=products, notes=notes)
