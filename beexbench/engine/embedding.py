@@ -137,6 +137,11 @@ class PackedEmbedding(nn.Embedding):
         return out
 
     @property
+    def weight_bits(self) -> int:
+        """The stored bits per element of the table (declared like ``QuantLinear.weight_bits``)."""
+        return self.bits
+
+    @property
     def weight(self) -> torch.Tensor:  # type: ignore[override]
         """The float [V, d] table the codes stand for (decoded on each read)."""
         return self.table()
