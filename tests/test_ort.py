@@ -250,3 +250,15 @@ def test_int8_ort_tracks_fp32(models):
         a = fp32.forward(split.input_ids, split.attention_mask)[-1]
         b = int8.forward(split.input_ids, split.attention_mask)[-1]
     assert not torch.equal(a, b) and float((a - b).abs().max()) < 0.1 * max(1.0, float(a.abs().max()))
+
+
+def test_a_network_with_one_exit_head():
+    """exit_heads = False: blocks without a head pass h on; only the last graph answers."""
+    torch.manual_seed(1)
+    fp32 = create_model("fp32-no-ee", SPEC, {**SMALL, "encoder": {**SMALL["encoder"], "exit_heads": False}})
+    ort = get_adapter_class("fp32-ort").derive(fp32, data(16, seed=10))
+    assert [io.outputs for io in ort._ios] == [("h",), ("h",), ("logits",)]
+    x = data(8, seed=11)
+    a, b = fp32.predict(x.input_ids, x.attention_mask), ort.predict(x.input_ids, x.attention_mask)
+    assert torch.equal(a.exit_block, b.exit_block) and b.exit_block.tolist() == [3] * 8
+    assert float((a.logits - b.logits).abs().max()) <= TOL
