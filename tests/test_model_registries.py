@@ -166,7 +166,7 @@ def test_a_name_is_registered_once_and_after_the_built_ins(plugins):
 def test_a_registered_rule_must_be_an_exit_rule_and_fit_the_task(plugins):
     register_exit_rule("not-a-rule", len)
     try:
-        with pytest.raises(BeexError, match=r"exit rule 'not-a-rule' \(builtin\) is not an ExitRule subclass"):
+        with pytest.raises(BeexError, match=r"exit rule 'not-a-rule' \(registered at run time\) is not an ExitRule subclass"):
             rule_class("not-a-rule")
         with pytest.raises(ConfigError, match="is not an ExitRule subclass"):
             ModelSpec.from_dict({"exit": {"rule": "not-a-rule"}})
