@@ -152,6 +152,7 @@ std::tuple<Tensor, Tensor, Tensor> frac_entropy(const Tensor& logits, const Tens
 #include <atomic>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <string>
 
 #if (defined(__x86_64__) || defined(_M_X64)) && defined(__GNUC__) && !defined(BEEX_FORCE_PORTABLE)
@@ -462,6 +463,9 @@ TORCH_LIBRARY(beexbench_engine_native, m) {
 }
 
 #else  // BEEX_ENGINE_BODY: the per-ISA loops, compiled once per BEEX_ISA (see above)
+#ifndef BEEX_HOT
+#define BEEX_HOT static  // (define as static __attribute__((noinline)) to profile the parts)
+#endif
 // Compiled once per instruction set (BEEX_ISA 2: AVX-512 VPOPCNTDQ, 1: AVX2, 0: portable)
 // inside namespace beex_whole::isa_*, under that set's #pragma GCC target.
 
@@ -552,7 +556,7 @@ BEEX_INLINE float max16(const float* x, int64_t n) {
 }
 
 // LayerNorm of one row (eps 1e-5), in place allowed: y = (x * rstd + (-mean * rstd)) * g + b
-BEEX_INLINE void layer_norm(const float* x, int64_t d, const float* g, const float* b, float* y) {
+BEEX_HOT void layer_norm(const float* x, int64_t d, const float* g, const float* b, float* y) {
   const float mean = sum16(x, d) / static_cast<float>(d);
   float acc[16];
   for (int k = 0; k < 16; ++k) acc[k] = 0.0f;
@@ -575,7 +579,7 @@ BEEX_INLINE void layer_norm(const float* x, int64_t d, const float* g, const flo
 }
 
 // bits of (x + shift) >= 0 (NaN -> 0), element t in word t / 64, bit t % 64; shift may be null
-BEEX_INLINE void pack_bits(const float* x, const float* shift, int64_t K, u64* out) {
+BEEX_HOT void pack_bits(const float* x, const float* shift, int64_t K, u64* out) {
   const int64_t W = (K + 63) / 64;
   for (int64_t w = 0; w < W; ++w) {
     const int64_t base = w * 64;
@@ -613,7 +617,7 @@ BEEX_INLINE void pack_bits(const float* x, const float* shift, int64_t K, u64* o
 }
 
 // y[n, out] = packed W1A1 linear of x[n, in] (xb: n * W words, pc: out int64 scratch)
-BEEX_INLINE void plinear(const float* x, int64_t n, const Lin& L, float* y, u64* xb, int64_t* pc) {
+BEEX_HOT void plinear(const float* x, int64_t n, const Lin& L, float* y, u64* xb, int64_t* pc) {
   const int64_t K = L.in, W = L.W, N = L.out;
   for (int64_t i = 0; i < n; ++i) pack_bits(x + i * K, L.shift, K, xb + i * W);
   const float* alpha = L.alpha;
@@ -639,40 +643,137 @@ BEEX_INLINE void plinear(const float* x, int64_t n, const Lin& L, float* y, u64*
   }
 }
 
-// one encoder block on w.h [n, d], result back in w.h
-BEEX_INLINE void block(const Model& M, const Blk& B, Work& w, int64_t n) {
-  const int64_t d = M.d, H = M.H, dh = M.dh, Wh = (dh + 63) / 64, dff = M.dff;
-  const int64_t wmax = (std::max(d, dff) + 63) / 64;
-  float* h = grow(w.h, n * d);
-  float* q = grow(w.q, n * d);
-  float* k = grow(w.k, n * d);
-  float* v = grow(w.v, n * d);
-  float* ctx = grow(w.ctx, n * d);
-  float* att = grow(w.att, n * d);
-  float* h1 = grow(w.h1, n * d);
-  float* aq = grow(w.aq, H * n);
-  float* ak = grow(w.ak, H * n);
-  float* sc = grow(w.sc, n);
-  u64* xb = grow(w.xb, n * wmax);
-  u64* qb = grow(w.qb, H * n * Wh);
-  u64* kb = grow(w.kb, H * n * Wh);
-  int64_t* pc = grow(w.pc, std::max(d, dff));
-  plinear(h, n, B.lin[0], q, xb, pc);
-  plinear(h, n, B.lin[1], k, xb, pc);
-  plinear(h, n, B.lin[2], v, xb, pc);
-  float* tmp = grow(w.tmp, dh);
+#if BEEX_ISA == 2
+// exp on 16 lanes: fexp's arithmetic, lane for lane
+BEEX_INLINE __m512 fexp512(__m512 x) {
+  x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.3f)), _mm512_set1_ps(88.7f));
+  const __m512 fx = _mm512_add_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)), _mm512_set1_ps(0.5f));
+  const __m512 nf = _mm512_roundscale_ps(fx, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_sub_ps(x, _mm512_mul_ps(nf, _mm512_set1_ps(0.693359375f)));
+  r = _mm512_sub_ps(r, _mm512_mul_ps(nf, _mm512_set1_ps(-2.12194440e-4f)));
+  __m512 y = _mm512_set1_ps(1.9875691500e-4f);
+  y = _mm512_add_ps(_mm512_mul_ps(y, r), _mm512_set1_ps(1.3981999507e-3f));
+  y = _mm512_add_ps(_mm512_mul_ps(y, r), _mm512_set1_ps(8.3334519073e-3f));
+  y = _mm512_add_ps(_mm512_mul_ps(y, r), _mm512_set1_ps(4.1665795894e-2f));
+  y = _mm512_add_ps(_mm512_mul_ps(y, r), _mm512_set1_ps(1.6666665459e-1f));
+  y = _mm512_add_ps(_mm512_mul_ps(y, r), _mm512_set1_ps(5.0000001201e-1f));
+  y = _mm512_add_ps(_mm512_mul_ps(y, _mm512_mul_ps(r, r)), r);
+  y = _mm512_add_ps(y, _mm512_set1_ps(1.0f));
+  const __m512i n = _mm512_cvtps_epi32(nf);
+  const __m512i n1 = _mm512_srai_epi32(n, 1);
+  const __m512i n2 = _mm512_sub_epi32(n, n1);
+  const __m512i bias = _mm512_set1_epi32(127);
+  const __m512 s1 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(n1, bias), 23));
+  const __m512 s2 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(n2, bias), 23));
+  return _mm512_mul_ps(_mm512_mul_ps(y, s1), s2);
+}
+
+BEEX_INLINE __mmask16 tail16(int64_t r) {
+  return r >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << r) - 1u);
+}
+
+// mean |x| over dh elements and the sign bits of x (x >= 0)
+BEEX_HOT void absmean_bits(const float* x, int64_t dh, float* mean, u64* bits) {
+  const int64_t W = (dh + 63) / 64;
+  for (int64_t t = 0; t < W; ++t) bits[t] = 0;
+  __m512 acc = _mm512_setzero_ps();
+  const __m512 zero = _mm512_setzero_ps();
+  for (int64_t c0 = 0; c0 < dh; c0 += 16) {
+    const __mmask16 m = tail16(dh - c0);
+    const __m512 v = _mm512_maskz_loadu_ps(m, x + c0);
+    acc = _mm512_add_ps(acc, _mm512_abs_ps(v));
+    bits[c0 >> 6] |= static_cast<u64>(_mm512_mask_cmp_ps_mask(m, v, zero, _CMP_GE_OQ)) << (c0 & 63);
+  }
+  *mean = _mm512_reduce_add_ps(acc) / static_cast<float>(dh);
+}
+
+// softmax(sign(q) sign(k)^T * |q| |k| / sqrt(dh)) v for every head
+BEEX_HOT void attend(const Model& M, Work& w, int64_t n, const float* q, const float* k, const float* v, float* ctx,
+                     const float* aq, const float* ak, float* sc, const u64* qb, const u64* kb) {
+  const int64_t d = M.d, H = M.H, dh = M.dh, Wh = (dh + 63) / 64;
+  const float sq = static_cast<float>(std::sqrt(static_cast<double>(dh)));
+  int ex = 0;
+  const bool pow2 = std::frexp(sq, &ex) == 0.5f;  // x / sq == x * (1 / sq) exactly
+  const __m512 sqv = _mm512_set1_ps(pow2 ? 1.0f / sq : sq);
+  const __m512i dhv = _mm512_set1_epi64(dh);
+  const __m512 zero = _mm512_setzero_ps();
   for (int64_t hd = 0; hd < H; ++hd) {
+    const float* akh = ak + hd * n;
+    const u64* kbh = kb + hd * n * Wh;
+    const float* vh = v + hd * dh;
     for (int64_t i = 0; i < n; ++i) {
-      const float* qi = q + i * d + hd * dh;
-      const float* ki = k + i * d + hd * dh;
-      for (int64_t c = 0; c < dh; ++c) tmp[c] = std::fabs(qi[c]);
-      aq[hd * n + i] = sum16(tmp, dh) / static_cast<float>(dh);
-      for (int64_t c = 0; c < dh; ++c) tmp[c] = std::fabs(ki[c]);
-      ak[hd * n + i] = sum16(tmp, dh) / static_cast<float>(dh);
-      pack_bits(qi, nullptr, dh, qb + (hd * n + i) * Wh);
-      pack_bits(ki, nullptr, dh, kb + (hd * n + i) * Wh);
+      const u64* qi = qb + (hd * n + i) * Wh;
+      const __m512 aqv = _mm512_set1_ps(aq[hd * n + i]);
+      const __m512i q0 = _mm512_set1_epi64(static_cast<long long>(qi[0]));
+      __m512 maxv = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+      for (int64_t j0 = 0; j0 < n; j0 += 16) {
+        const __mmask16 m = tail16(n - j0);
+        __m512 s;
+        if (Wh == 1) {
+          const __m512i k0 = _mm512_maskz_loadu_epi64(static_cast<__mmask8>(m & 0xFF), kbh + j0);
+          const __m512i k1 = _mm512_maskz_loadu_epi64(static_cast<__mmask8>(m >> 8), kbh + j0 + 8);
+          const __m512i s0 = _mm512_sub_epi64(dhv, _mm512_slli_epi64(_mm512_popcnt_epi64(_mm512_xor_si512(k0, q0)), 1));
+          const __m512i s1 = _mm512_sub_epi64(dhv, _mm512_slli_epi64(_mm512_popcnt_epi64(_mm512_xor_si512(k1, q0)), 1));
+          s = _mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtepi64_ps(s0)), _mm512_cvtepi64_ps(s1), 1);
+        } else {
+          alignas(64) float tmp[16] = {0};
+          const int64_t r = std::min<int64_t>(16, n - j0);
+          for (int64_t t = 0; t < r; ++t) {
+            int64_t p = 0;
+            for (int64_t x = 0; x < Wh; ++x) p += popcnt(qi[x] ^ kbh[(j0 + t) * Wh + x]);
+            tmp[t] = static_cast<float>(dh - 2 * p);
+          }
+          s = _mm512_load_ps(tmp);
+        }
+        __m512 x = _mm512_mul_ps(s, _mm512_mul_ps(aqv, _mm512_maskz_loadu_ps(m, akh + j0)));
+        x = pow2 ? _mm512_mul_ps(x, sqv) : _mm512_div_ps(x, sqv);
+        _mm512_mask_storeu_ps(sc + j0, m, x);
+        maxv = _mm512_mask_max_ps(maxv, m, maxv, x);
+      }
+      const __m512 mxv = _mm512_set1_ps(_mm512_reduce_max_ps(maxv));
+      __m512 sumv = zero;
+      for (int64_t j0 = 0; j0 < n; j0 += 16) {
+        const __mmask16 m = tail16(n - j0);
+        const __m512 e = fexp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, sc + j0), mxv));
+        _mm512_mask_storeu_ps(sc + j0, m, e);
+        sumv = _mm512_mask_add_ps(sumv, m, sumv, e);
+      }
+      const float inv = 1.0f / _mm512_reduce_add_ps(sumv);
+      float* ci = ctx + i * d + hd * dh;
+      for (int64_t c0 = 0; c0 < dh; c0 += 16) {
+        const __mmask16 m = tail16(dh - c0);
+        __m512 a0 = zero, a1 = zero, a2 = zero, a3 = zero;
+        const float* vc = vh + c0;
+        int64_t j = 0;
+        for (; j + 4 <= n; j += 4) {
+          a0 = _mm512_add_ps(a0, _mm512_mul_ps(_mm512_set1_ps(sc[j] * inv), _mm512_maskz_loadu_ps(m, vc + j * d)));
+          a1 = _mm512_add_ps(a1, _mm512_mul_ps(_mm512_set1_ps(sc[j + 1] * inv), _mm512_maskz_loadu_ps(m, vc + (j + 1) * d)));
+          a2 = _mm512_add_ps(a2, _mm512_mul_ps(_mm512_set1_ps(sc[j + 2] * inv), _mm512_maskz_loadu_ps(m, vc + (j + 2) * d)));
+          a3 = _mm512_add_ps(a3, _mm512_mul_ps(_mm512_set1_ps(sc[j + 3] * inv), _mm512_maskz_loadu_ps(m, vc + (j + 3) * d)));
+        }
+        for (; j < n; ++j)
+          a0 = _mm512_add_ps(a0, _mm512_mul_ps(_mm512_set1_ps(sc[j] * inv), _mm512_maskz_loadu_ps(m, vc + j * d)));
+        _mm512_mask_storeu_ps(ci + c0, m, _mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+      }
     }
   }
+}
+#else
+// mean |x| over dh elements and the sign bits of x (x >= 0)
+BEEX_HOT void absmean_bits(const float* x, int64_t dh, float* mean, u64* bits) {
+  float acc[16];
+  for (int t = 0; t < 16; ++t) acc[t] = 0.0f;
+  for (int64_t c = 0; c < dh; ++c) acc[c & 15] += std::fabs(x[c]);
+  for (int t = 8; t >= 1; t /= 2)
+    for (int u = 0; u < t; ++u) acc[u] += acc[u + t];
+  *mean = acc[0] / static_cast<float>(dh);
+  pack_bits(x, nullptr, dh, bits);
+}
+
+// softmax(sign(q) sign(k)^T * |q| |k| / sqrt(dh)) v for every head
+BEEX_HOT void attend(const Model& M, Work& w, int64_t n, const float* q, const float* k, const float* v, float* ctx,
+                     const float* aq, const float* ak, float* sc, const u64* qb, const u64* kb) {
+  const int64_t d = M.d, H = M.H, dh = M.dh, Wh = (dh + 63) / 64;
   const float sq = static_cast<float>(std::sqrt(static_cast<double>(dh)));
   for (int64_t hd = 0; hd < H; ++hd) {
     const float* akh = ak + hd * n;
@@ -735,6 +836,38 @@ BEEX_INLINE void block(const Model& M, const Blk& B, Work& w, int64_t n) {
       }
     }
   }
+}
+
+#endif
+
+// one encoder block on w.h [n, d], result back in w.h
+BEEX_INLINE void block(const Model& M, const Blk& B, Work& w, int64_t n) {
+  const int64_t d = M.d, H = M.H, dh = M.dh, Wh = (dh + 63) / 64, dff = M.dff;
+  const int64_t wmax = (std::max(d, dff) + 63) / 64;
+  float* h = grow(w.h, n * d);
+  float* q = grow(w.q, n * d);
+  float* k = grow(w.k, n * d);
+  float* v = grow(w.v, n * d);
+  float* ctx = grow(w.ctx, n * d);
+  float* att = grow(w.att, n * d);
+  float* h1 = grow(w.h1, n * d);
+  float* aq = grow(w.aq, H * n);
+  float* ak = grow(w.ak, H * n);
+  float* sc = grow(w.sc, n);
+  u64* xb = grow(w.xb, n * wmax);
+  u64* qb = grow(w.qb, H * n * Wh);
+  u64* kb = grow(w.kb, H * n * Wh);
+  int64_t* pc = grow(w.pc, std::max(d, dff));
+  plinear(h, n, B.lin[0], q, xb, pc);
+  plinear(h, n, B.lin[1], k, xb, pc);
+  plinear(h, n, B.lin[2], v, xb, pc);
+  for (int64_t hd = 0; hd < H; ++hd) {
+    for (int64_t i = 0; i < n; ++i) {
+      absmean_bits(q + i * d + hd * dh, dh, aq + hd * n + i, qb + (hd * n + i) * Wh);
+      absmean_bits(k + i * d + hd * dh, dh, ak + hd * n + i, kb + (hd * n + i) * Wh);
+    }
+  }
+  attend(M, w, n, q, k, v, ctx, aq, ak, sc, qb, kb);
   plinear(ctx, n, B.lin[3], att, xb, pc);
   for (int64_t i = 0; i < n * d; ++i) h1[i] = h[i] + att[i];
   for (int64_t i = 0; i < n; ++i) layer_norm(h1 + i * d, d, B.ln1w, B.ln1b, h1 + i * d);
