@@ -758,6 +758,128 @@ BEEX_HOT void attend(const Model& M, Work& w, int64_t n, const float* q, const f
     }
   }
 }
+#elif BEEX_ISA == 1
+// exp on 8 lanes: fexp's arithmetic, lane for lane
+BEEX_INLINE __m256 fexp256(__m256 x) {
+  x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.7f));
+  const __m256 fx = _mm256_add_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)), _mm256_set1_ps(0.5f));
+  const __m256 nf = _mm256_round_ps(fx, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_sub_ps(x, _mm256_mul_ps(nf, _mm256_set1_ps(0.693359375f)));
+  r = _mm256_sub_ps(r, _mm256_mul_ps(nf, _mm256_set1_ps(-2.12194440e-4f)));
+  __m256 y = _mm256_set1_ps(1.9875691500e-4f);
+  y = _mm256_add_ps(_mm256_mul_ps(y, r), _mm256_set1_ps(1.3981999507e-3f));
+  y = _mm256_add_ps(_mm256_mul_ps(y, r), _mm256_set1_ps(8.3334519073e-3f));
+  y = _mm256_add_ps(_mm256_mul_ps(y, r), _mm256_set1_ps(4.1665795894e-2f));
+  y = _mm256_add_ps(_mm256_mul_ps(y, r), _mm256_set1_ps(1.6666665459e-1f));
+  y = _mm256_add_ps(_mm256_mul_ps(y, r), _mm256_set1_ps(5.0000001201e-1f));
+  y = _mm256_add_ps(_mm256_mul_ps(y, _mm256_mul_ps(r, r)), r);
+  y = _mm256_add_ps(y, _mm256_set1_ps(1.0f));
+  const __m256i n = _mm256_cvtps_epi32(nf);
+  const __m256i n1 = _mm256_srai_epi32(n, 1);
+  const __m256i n2 = _mm256_sub_epi32(n, n1);
+  const __m256i bias = _mm256_set1_epi32(127);
+  const __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, bias), 23));
+  const __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, bias), 23));
+  return _mm256_mul_ps(_mm256_mul_ps(y, s1), s2);
+}
+
+// lanes [0, r) set (r clamped to 0..8)
+BEEX_INLINE __m256i tail8(int64_t r) {
+  alignas(32) static const int32_t bits[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+  const int64_t c = r < 0 ? 0 : (r > 8 ? 8 : r);
+  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bits + 8 - c));
+}
+
+BEEX_INLINE float hsum256(__m256 v) {
+  __m128 x = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  x = _mm_add_ps(x, _mm_movehl_ps(x, x));
+  x = _mm_add_ss(x, _mm_movehdup_ps(x));
+  return _mm_cvtss_f32(x);
+}
+
+BEEX_INLINE float hmax256(__m256 v) {
+  __m128 x = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  x = _mm_max_ps(x, _mm_movehl_ps(x, x));
+  x = _mm_max_ss(x, _mm_movehdup_ps(x));
+  return _mm_cvtss_f32(x);
+}
+
+// mean |x| over dh elements and the sign bits of x (x >= 0)
+BEEX_HOT void absmean_bits(const float* x, int64_t dh, float* mean, u64* bits) {
+  const int64_t W = (dh + 63) / 64;
+  for (int64_t t = 0; t < W; ++t) bits[t] = 0;
+  __m256 acc = _mm256_setzero_ps();
+  const __m256 zero = _mm256_setzero_ps();
+  const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  for (int64_t c0 = 0; c0 < dh; c0 += 8) {
+    const __m256i m = tail8(dh - c0);
+    const __m256 v = _mm256_maskload_ps(x + c0, m);
+    acc = _mm256_add_ps(acc, _mm256_and_ps(v, absmask));
+    const unsigned b = static_cast<unsigned>(_mm256_movemask_ps(_mm256_and_ps(_mm256_cmp_ps(v, zero, _CMP_GE_OQ),
+                                                                             _mm256_castsi256_ps(m))));
+    bits[c0 >> 6] |= static_cast<u64>(b) << (c0 & 63);
+  }
+  *mean = hsum256(acc) / static_cast<float>(dh);
+}
+
+// softmax(sign(q) sign(k)^T * |q| |k| / sqrt(dh)) v for every head
+BEEX_HOT void attend(const Model& M, Work& w, int64_t n, const float* q, const float* k, const float* v, float* ctx,
+                     const float* aq, const float* ak, float* sc, const u64* qb, const u64* kb) {
+  const int64_t d = M.d, H = M.H, dh = M.dh, Wh = (dh + 63) / 64;
+  const float sq = static_cast<float>(std::sqrt(static_cast<double>(dh)));
+  const __m256 zero = _mm256_setzero_ps();
+  for (int64_t hd = 0; hd < H; ++hd) {
+    const float* akh = ak + hd * n;
+    const u64* kbh = kb + hd * n * Wh;
+    const float* vh = v + hd * dh;
+    for (int64_t i = 0; i < n; ++i) {
+      const u64* qi = qb + (hd * n + i) * Wh;
+      const float aqi = aq[hd * n + i];
+      if (Wh == 1) {
+        const u64 q0 = qi[0];
+        for (int64_t j = 0; j < n; ++j)
+          sc[j] = static_cast<float>(dh - 2 * popcnt(q0 ^ kbh[j])) * (aqi * akh[j]) / sq;
+      } else {
+        for (int64_t j = 0; j < n; ++j) {
+          int64_t p = 0;
+          for (int64_t x = 0; x < Wh; ++x) p += popcnt(qi[x] ^ kbh[j * Wh + x]);
+          sc[j] = static_cast<float>(dh - 2 * p) * (aqi * akh[j]) / sq;
+        }
+      }
+      __m256 maxv = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
+      for (int64_t j0 = 0; j0 < n; j0 += 8) {
+        const __m256i m = tail8(n - j0);
+        maxv = _mm256_blendv_ps(maxv, _mm256_max_ps(maxv, _mm256_maskload_ps(sc + j0, m)), _mm256_castsi256_ps(m));
+      }
+      const __m256 mxv = _mm256_set1_ps(hmax256(maxv));
+      __m256 sumv = zero;
+      for (int64_t j0 = 0; j0 < n; j0 += 8) {
+        const __m256i m = tail8(n - j0);
+        const __m256 e = _mm256_and_ps(fexp256(_mm256_sub_ps(_mm256_maskload_ps(sc + j0, m), mxv)),
+                                       _mm256_castsi256_ps(m));
+        _mm256_maskstore_ps(sc + j0, m, e);
+        sumv = _mm256_add_ps(sumv, e);
+      }
+      const float inv = 1.0f / hsum256(sumv);
+      float* ci = ctx + i * d + hd * dh;
+      for (int64_t c0 = 0; c0 < dh; c0 += 8) {
+        const __m256i m = tail8(dh - c0);
+        __m256 a0 = zero, a1 = zero, a2 = zero, a3 = zero;
+        const float* vc = vh + c0;
+        int64_t j = 0;
+        for (; j + 4 <= n; j += 4) {
+          a0 = _mm256_add_ps(a0, _mm256_mul_ps(_mm256_set1_ps(sc[j] * inv), _mm256_maskload_ps(vc + j * d, m)));
+          a1 = _mm256_add_ps(a1, _mm256_mul_ps(_mm256_set1_ps(sc[j + 1] * inv), _mm256_maskload_ps(vc + (j + 1) * d, m)));
+          a2 = _mm256_add_ps(a2, _mm256_mul_ps(_mm256_set1_ps(sc[j + 2] * inv), _mm256_maskload_ps(vc + (j + 2) * d, m)));
+          a3 = _mm256_add_ps(a3, _mm256_mul_ps(_mm256_set1_ps(sc[j + 3] * inv), _mm256_maskload_ps(vc + (j + 3) * d, m)));
+        }
+        for (; j < n; ++j)
+          a0 = _mm256_add_ps(a0, _mm256_mul_ps(_mm256_set1_ps(sc[j] * inv), _mm256_maskload_ps(vc + j * d, m)));
+        _mm256_maskstore_ps(ci + c0, m, _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+      }
+    }
+  }
+}
 #else
 // mean |x| over dh elements and the sign bits of x (x >= 0)
 BEEX_HOT void absmean_bits(const float* x, int64_t dh, float* mean, u64* bits) {
