@@ -235,7 +235,7 @@ using RowFn = void (*)(const Model&, const Rule&, const int64_t* ids, const bool
 #define BEEX_ISA 2
 namespace beex_whole {
 namespace isa_avx512 {
-#include __FILE__
+#include "_engine.cpp"
 }  // namespace isa_avx512
 }  // namespace beex_whole
 #undef BEEX_ISA
@@ -246,7 +246,7 @@ namespace isa_avx512 {
 #define BEEX_ISA 1
 namespace beex_whole {
 namespace isa_avx2 {
-#include __FILE__
+#include "_engine.cpp"
 }  // namespace isa_avx2
 }  // namespace beex_whole
 #undef BEEX_ISA
@@ -255,7 +255,7 @@ namespace isa_avx2 {
 #define BEEX_ISA 0
 namespace beex_whole {
 namespace isa_portable {
-#include __FILE__
+#include "_engine.cpp"
 }  // namespace isa_portable
 }  // namespace beex_whole
 #undef BEEX_ISA
@@ -471,6 +471,12 @@ TORCH_LIBRARY(beexbench_engine_native, m) {
 
 BEEX_INLINE int64_t popcnt(u64 x) { return __builtin_popcountll(x); }
 
+#if BEEX_ISA == 2
+BEEX_INLINE __mmask16 tail16(int64_t r) {
+  return r >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << r) - 1u);
+}
+#endif
+
 // exp(x) for float: Cephes' expf (range reduction by ln 2, degree-5 polynomial), about
 // 1 ulp; branch-free so the loops around it vectorise.  Inputs are clamped to
 // [-87.3, 88.7] (below: a result under 1e-38, where softmax and sigmoid are 0 anyway).
@@ -557,6 +563,27 @@ BEEX_INLINE float max16(const float* x, int64_t n) {
 
 // LayerNorm of one row (eps 1e-5), in place allowed: y = (x * rstd + (-mean * rstd)) * g + b
 BEEX_HOT void layer_norm(const float* x, int64_t d, const float* g, const float* b, float* y) {
+#if BEEX_ISA == 2
+  __m512 acc = _mm512_setzero_ps();
+  for (int64_t c0 = 0; c0 < d; c0 += 16) acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(tail16(d - c0), x + c0));
+  const float mean = _mm512_reduce_add_ps(acc) / static_cast<float>(d);
+  const __m512 mv = _mm512_set1_ps(mean);
+  acc = _mm512_setzero_ps();
+  for (int64_t c0 = 0; c0 < d; c0 += 16) {
+    const __mmask16 m = tail16(d - c0);
+    const __m512 t = _mm512_maskz_sub_ps(m, _mm512_maskz_loadu_ps(m, x + c0), mv);
+    acc = _mm512_add_ps(acc, _mm512_mul_ps(t, t));
+  }
+  const float var = _mm512_reduce_add_ps(acc) / static_cast<float>(d);
+  const float rstd = 1.0f / std::sqrt(var + 1e-5f);
+  const __m512 rv = _mm512_set1_ps(rstd), nb = _mm512_set1_ps(-mean * rstd);
+  for (int64_t c0 = 0; c0 < d; c0 += 16) {
+    const __mmask16 m = tail16(d - c0);
+    const __m512 t = _mm512_add_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + c0), rv), nb);
+    _mm512_mask_storeu_ps(y + c0, m, _mm512_add_ps(_mm512_mul_ps(t, _mm512_maskz_loadu_ps(m, g + c0)),
+                                                   _mm512_maskz_loadu_ps(m, b + c0)));
+  }
+#else
   const float mean = sum16(x, d) / static_cast<float>(d);
   float acc[16];
   for (int k = 0; k < 16; ++k) acc[k] = 0.0f;
@@ -576,6 +603,7 @@ BEEX_HOT void layer_norm(const float* x, int64_t d, const float* g, const float*
   const float rstd = 1.0f / std::sqrt(var + 1e-5f);
   const float nb = -mean * rstd;
   for (int64_t j = 0; j < d; ++j) y[j] = (x[j] * rstd + nb) * g[j] + b[j];
+#endif
 }
 
 // bits of (x + shift) >= 0 (NaN -> 0), element t in word t / 64, bit t % 64; shift may be null
@@ -622,6 +650,34 @@ BEEX_HOT void plinear(const float* x, int64_t n, const Lin& L, float* y, u64* xb
   for (int64_t i = 0; i < n; ++i) pack_bits(x + i * K, L.shift, K, xb + i * W);
   const float* alpha = L.alpha;
   const float* bias = L.bias;
+#if BEEX_ISA == 2
+  // 16 outputs at a time: popcounts summed over the words in registers, then
+  // float(K - 2 pc) * alpha + bias, as the kernels' epilogue
+  const __m512i kv = _mm512_set1_epi64(K);
+  for (int64_t i = 0; i < n; ++i) {
+    const u64* a = xb + i * W;
+    float* yi = y + i * N;
+    for (int64_t j0 = 0; j0 < N; j0 += 16) {
+      const __mmask16 m = tail16(N - j0);
+      const __mmask8 m0 = static_cast<__mmask8>(m & 0xFF), m1 = static_cast<__mmask8>(m >> 8);
+      __m512i p0 = _mm512_setzero_si512(), p1 = _mm512_setzero_si512();
+      for (int64_t w = 0; w < W; ++w) {
+        const __m512i av = _mm512_set1_epi64(static_cast<long long>(a[w]));
+        const u64* wr = L.wt + w * N + j0;
+        p0 = _mm512_add_epi64(p0, _mm512_popcnt_epi64(_mm512_xor_si512(av, _mm512_maskz_loadu_epi64(m0, wr))));
+        p1 = _mm512_add_epi64(p1, _mm512_popcnt_epi64(_mm512_xor_si512(av, _mm512_maskz_loadu_epi64(m1, wr + 8))));
+      }
+      const __m512i s0 = _mm512_sub_epi64(kv, _mm512_add_epi64(p0, p0));
+      const __m512i s1 = _mm512_sub_epi64(kv, _mm512_add_epi64(p1, p1));
+      const __m512 s = _mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtepi64_ps(s0)), _mm512_cvtepi64_ps(s1), 1);
+      __m512 out = _mm512_mul_ps(s, _mm512_maskz_loadu_ps(m, alpha + j0));
+      if (bias) out = _mm512_add_ps(out, _mm512_maskz_loadu_ps(m, bias + j0));
+      _mm512_mask_storeu_ps(yi + j0, m, out);
+    }
+  }
+  (void)pc;
+  return;
+#endif
   for (int64_t i = 0; i < n; ++i) {
     const u64* a = xb + i * W;
     {
@@ -666,10 +722,6 @@ BEEX_INLINE __m512 fexp512(__m512 x) {
   const __m512 s1 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(n1, bias), 23));
   const __m512 s2 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(n2, bias), 23));
   return _mm512_mul_ps(_mm512_mul_ps(y, s1), s2);
-}
-
-BEEX_INLINE __mmask16 tail16(int64_t r) {
-  return r >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << r) - 1u);
 }
 
 // mean |x| over dh elements and the sign bits of x (x >= 0)
@@ -963,7 +1015,7 @@ BEEX_HOT void attend(const Model& M, Work& w, int64_t n, const float* q, const f
 #endif
 
 // one encoder block on w.h [n, d], result back in w.h
-BEEX_INLINE void block(const Model& M, const Blk& B, Work& w, int64_t n) {
+BEEX_HOT void block(const Model& M, const Blk& B, Work& w, int64_t n) {
   const int64_t d = M.d, H = M.H, dh = M.dh, Wh = (dh + 63) / 64, dff = M.dff;
   const int64_t wmax = (std::max(d, dff) + 63) / 64;
   float* h = grow(w.h, n * d);
@@ -1018,7 +1070,7 @@ BEEX_INLINE void block(const Model& M, const Blk& B, Work& w, int64_t n) {
 }
 
 // masked mean-pool (over the n real tokens), LayerNorm, Linear -> logits [C]
-BEEX_INLINE void head(const Model& M, const Head& Hd, Work& w, int64_t n, float* logits) {
+BEEX_HOT void head(const Model& M, const Head& Hd, Work& w, int64_t n, float* logits) {
   const int64_t d = M.d;
   const float* h = w.h.data();
   float* pooled = grow(w.pooled, d);
