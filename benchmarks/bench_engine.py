@@ -1,6 +1,9 @@
 """Batch-1 and batch-8 latency of the packed BEExformer engine at one thread: the old
 per-block fused path (one C++ ``step`` per block, ``BEEXBENCH_ENGINE=steps``), the
-whole-model native op (``infer``, one call per forward) and the float eager beexformer.
+whole-model native op (``infer``, one call per forward) and the float eager beexformer;
+for reference also the same-size ``fp32`` model deployed with ONNX Runtime (``fp32-ort``,
+trained the same few steps: its exit blocks under the early-exit rule are its own, so
+compare like with like in the no-exit rows).
 
 Default-size model (d_model 64, 4 heads, 6 blocks, SLFN d_ff 128, vocab 8000, max_len 64)
 after a few AdamW steps, inputs of ~28 real tokens; rules FractionalEntropy(0.1) and no
@@ -50,6 +53,27 @@ def build(steps: int):
     return adapter, get_adapter_class("beexformer-packed").derive(adapter, None)
 
 
+def build_ort(steps: int):
+    """fp32 of the same size, trained the same way, deployed as fp32-ort (None if unavailable)."""
+    try:
+        torch.manual_seed(0)
+        adapter = create_model("fp32", SPEC, ENC)
+        model = adapter.module()
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+        ids, mask = inputs(32, seed=1)
+        labels = ids[:, 0] % SPEC.num_labels
+        model.train()
+        for _ in range(steps):
+            opt.zero_grad()
+            torch.stack([torch.nn.functional.cross_entropy(lg, labels) for lg in model(ids, mask)]).mean().backward()
+            opt.step()
+        model.eval()
+        return get_adapter_class("fp32-ort").derive(adapter, None)
+    except Exception as exc:  # noqa: BLE001 - the ORT column is optional
+        print(f"(no fp32-ort column: {type(exc).__name__}: {exc})")
+        return None
+
+
 def timed(fn, min_run_time: float) -> float:
     fn()  # warm-up
     return Timer(stmt="fn()", globals={"fn": fn}).blocked_autorange(min_run_time=min_run_time).median * 1e6
@@ -61,16 +85,19 @@ def main() -> None:
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 8])
     ap.add_argument("--min-run-time", type=float, default=0.5, help="seconds per measurement")
     ap.add_argument("--train-steps", type=int, default=5)
+    ap.add_argument("--no-ort", action="store_true", help="leave out the fp32-ort column")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     float_adapter, packed = build(args.train_steps)
+    ort = None if args.no_ort else build_ort(args.train_steps)
     model = packed.module()
     ops = _native.ops()
     print(f"engine: {_native.mode()}; whole-model op ISA: {ops.engine_isa('') if ops is not None else '-'}; "
           f"threads {torch.get_num_threads()}; tok {type(model.tok).__name__} {getattr(model.tok, 'bits', 32)}")
     print("times: median us per forward, torch.utils.benchmark.Timer.blocked_autorange")
     rules = [("frac-entropy 0.1", FractionalEntropy(0.1)), ("no exit (6 blocks)", ExitRule())]
-    head = f"{'batch':>5}  {'rule':<20} {'float eager':>12} {'per-block':>10} {'whole-model':>12} {'x vs steps':>10} {'x vs float':>10}  exits"
+    head = (f"{'batch':>5}  {'rule':<18} {'float eager':>11} {'per-block':>10} {'whole-model':>11} {'fp32-ort':>9} "
+            f"{'x steps':>7} {'x float':>7} {'x ort':>6}  exit blocks (packed; fp32-ort)")
     print(head)
     print("-" * len(head))
     for batch in args.batches:
@@ -85,8 +112,13 @@ def main() -> None:
                 os.environ.pop("BEEXBENCH_ENGINE")
                 t_whole = timed(lambda: packed.predict(ids, mask), args.min_run_time)
                 exits = packed.predict(ids, mask).exit_block.tolist()
-            print(f"{batch:>5}  {name:<20} {t_float:>12.1f} {t_steps:>10.1f} {t_whole:>12.1f} "
-                  f"{t_steps / t_whole:>10.2f} {t_float / t_whole:>10.2f}  {exits}")
+                t_ort, ort_exits = float("nan"), "-"
+                if ort is not None:
+                    ort.set_rule(rule)
+                    t_ort = timed(lambda: ort.predict(ids, mask), args.min_run_time)
+                    ort_exits = ort.predict(ids, mask).exit_block.tolist()
+            print(f"{batch:>5}  {name:<18} {t_float:>11.1f} {t_steps:>10.1f} {t_whole:>11.1f} {t_ort:>9.1f} "
+                  f"{t_steps / t_whole:>7.2f} {t_float / t_whole:>7.2f} {t_ort / t_whole:>6.2f}  {exits}; {ort_exits}")
 
 
 if __name__ == "__main__":
