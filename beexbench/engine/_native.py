@@ -1,4 +1,5 @@
-"""Build, cache and load the engine's fused C++ steps (``_engine.cpp``).
+"""Build, cache and load the engine's native inference (``_engine.cpp``): the whole-model
+op ``infer`` (one call per forward) and the per-block fused steps.
 
 Built on first use next to the kernels' cache (``$BEEXBENCH_CACHE/kernels/engine-<key>``),
 keyed by the source, torch, Python and compiler; loaded directly afterwards once its
@@ -6,7 +7,7 @@ recorded checksum matches (see :mod:`beexbench._native_build`). Used only
 while the native packed-bit kernels run (the fused steps call them); otherwise, or if
 the build fails (the reason is given by :func:`mode`), the engine runs its
 Python module path, which computes the same values.  ``BEEXBENCH_ENGINE=python``
-forces the Python path.
+forces the Python path, ``BEEXBENCH_ENGINE=steps`` the per-block steps for every rule.
 """
 from __future__ import annotations
 
@@ -71,9 +72,12 @@ def ops():
 
 
 def mode() -> str:
-    """"fused C++" or "python" (with the reason when the fused path cannot run)."""
-    if ops() is not None:
-        return "fused C++ steps"
+    """The path the engine runs: native C++ (the whole-model op's instruction set), or the
+    Python module path (with the reason when the native path cannot run)."""
+    found = ops()
+    if found is not None:
+        return (f"fused C++: whole-model op ({found.engine_isa('')}) for the fractional-entropy, "
+                "absolute-entropy and no-exit rules, per-block steps for the others")
     if os.environ.get(ENV_VAR, "").strip().lower() == "python":
         return f"python module path ({ENV_VAR}=python)"
     if not kernels._State.native_ready:
