@@ -162,11 +162,14 @@ def check_precision(adapter: ModelAdapter, prec: Precision) -> None:
             assert leaf == "weight" and (
                 getattr(owner, "weight_bits", 0) == 1 or isinstance(owner, BinaryEmbedding)
             ), f"{pname}: 1 bit on something that is not a binarized weight"
+        elif bits in (4, 8) and isinstance(owner, nn.Embedding):  # a table stored as 4/8-bit rows: looked up, no product
+            assert leaf == "weight", f"{pname}: {bits} bits on an embedding but not on its table"
         elif bits in (4, 8):
             assert leaf == "weight" and owner_name in prec.products, f"{pname}: {bits} bits but no quantized product"
             assert bits in prec.products[owner_name], f"{pname}: product {prec.products[owner_name]} does not use its {bits}-bit weight"
-        else:
-            assert pname in state or any(pname == n for n, _ in module.named_parameters()), f"{pname} is not in the state dict"
+        else:  # a parameter or buffer, or a stored tensor attribute (a packed embedding's per-row scale)
+            assert pname in state or any(pname == n for n, _ in module.named_parameters()) or \
+                isinstance(getattr(owner, leaf, None), torch.Tensor), f"{pname} is not in the state dict"
     for mname, mod in mods.items():
         if isinstance(mod, nn.Linear) or type(mod).__name__ in ("Linear", "DynamicQuantizedLinear", "WeightOnlyLinear"):
             assert mname in prec.products, f"Linear {mname} has no declared product precision"

@@ -24,6 +24,8 @@ BUILTIN_MODELS = {
     "beexformer-loss-final": "beexbench.models.beexformer:BEExformerFinalLoss",
     "beexformer-a5": "beexbench.models.beexformer:BEExformerA5",
     "beexformer-packed": "beexbench.engine.adapter:PackedBEExformer",
+    "beexformer-packed-int4": "beexbench.engine.adapter:PackedBEExformerInt4",
+    "beexformer-a5-packed": "beexbench.engine.adapter:PackedBEExformerA5",
 }
 ADAPTERS: Registry[type[ModelAdapter]] = Registry("model", entry_point_group="beexbench.adapters",
                                                   builtins=BUILTIN_MODELS)

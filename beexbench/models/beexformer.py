@@ -3,6 +3,8 @@ differs from its parent's registered spec) and its role: beexformer is the subje
 variant an ablation of it (the report compares each with it)."""
 from __future__ import annotations
 
+import dataclasses
+
 from ..adapters.encoder_adapter import EncoderAdapter
 from ..adapters.roles import SUBJECT, ablation_of
 
@@ -35,6 +37,12 @@ class BEExformer(EncoderAdapter):
         "calibration": {"param": "delta", "grid": DELTA_GRID},
     }
     regression_defaults = REGRESSION_EXIT
+
+    def precision(self):
+        p = super().precision()
+        # the size column shows each model's files: this one's are its training checkpoint
+        return dataclasses.replace(p, notes=(*p.notes, "on disk: the fp32 training checkpoint (latent float weights); "
+                                             "its deployable artifact is beexformer-packed"))
 
 
 class BEExformerNoEE(BEExformer):

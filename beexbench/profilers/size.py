@@ -119,8 +119,9 @@ def measure_size(adapter, deployable_files: list[Path] | None = None) -> SizeRec
     embeddings = set()
     if module is not None:
         for mname, mod in module.named_modules():
-            if isinstance(mod, nn.Embedding):
-                embeddings.add(f"{mname}.weight" if mname else "weight")
+            if isinstance(mod, nn.Embedding):  # the table, and a packed table's per-row scale
+                prefix = f"{mname}." if mname else ""
+                embeddings.update({prefix + "weight", prefix + "scale"})
     else:
         notes.append("the adapter exposes no module: embedding tables unknown, counted as ordinary weights")
 

@@ -22,8 +22,9 @@ from ..training.batches import EncodedSplit
 
 STORE_MANIFEST = "STORE.json"
 STORE_FORMAT = "beexbench-model-store"
-STORE_VERSION = 2  # bump when checkpoint layout or model code changes what a checkpoint means
+STORE_VERSION = 3  # bump when checkpoint layout or model code changes what a checkpoint means
 # 2: the shared encoder's initialisation and the training recipes of issue 13
+# 3: packed format 2 (token rows stored as inference reads them) and the ONNX Runtime deployments (issue 16)
 
 
 def model_store(cfg: RunConfig) -> Path:
