@@ -749,11 +749,13 @@ BEEX_HOT void attend(const Model& M, Work& w, int64_t n, const float* q, const f
   const __m512 sqv = _mm512_set1_ps(pow2 ? 1.0f / sq : sq);
   const __m512i dhv = _mm512_set1_epi64(dh);
   const __m512 zero = _mm512_setzero_ps();
+  const int64_t ldp = (n + 15) / 16 * 16;  // sc holds [n][ldp] probabilities
   for (int64_t hd = 0; hd < H; ++hd) {
     const float* akh = ak + hd * n;
     const u64* kbh = kb + hd * n * Wh;
     const float* vh = v + hd * dh;
     for (int64_t i = 0; i < n; ++i) {
+      float* pi = sc + i * ldp;  // this row's probabilities
       const u64* qi = qb + (hd * n + i) * Wh;
       const __m512 aqv = _mm512_set1_ps(aq[hd * n + i]);
       const __m512i q0 = _mm512_set1_epi64(static_cast<long long>(qi[0]));
@@ -779,33 +781,46 @@ BEEX_HOT void attend(const Model& M, Work& w, int64_t n, const float* q, const f
         }
         __m512 x = _mm512_mul_ps(s, _mm512_mul_ps(aqv, _mm512_maskz_loadu_ps(m, akh + j0)));
         x = pow2 ? _mm512_mul_ps(x, sqv) : _mm512_div_ps(x, sqv);
-        _mm512_mask_storeu_ps(sc + j0, m, x);
+        _mm512_mask_storeu_ps(pi + j0, m, x);
         maxv = _mm512_mask_max_ps(maxv, m, maxv, x);
       }
       const __m512 mxv = _mm512_set1_ps(_mm512_reduce_max_ps(maxv));
       __m512 sumv = zero;
       for (int64_t j0 = 0; j0 < n; j0 += 16) {
         const __mmask16 m = tail16(n - j0);
-        const __m512 e = fexp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, sc + j0), mxv));
-        _mm512_mask_storeu_ps(sc + j0, m, e);
+        const __m512 e = fexp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, pi + j0), mxv));
+        _mm512_mask_storeu_ps(pi + j0, m, e);
         sumv = _mm512_mask_add_ps(sumv, m, sumv, e);
       }
-      const float inv = 1.0f / _mm512_reduce_add_ps(sumv);
-      float* ci = ctx + i * d + hd * dh;
+      const __m512 invv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sumv));
+      for (int64_t j0 = 0; j0 < n; j0 += 16) {
+        const __mmask16 m = tail16(n - j0);
+        _mm512_mask_storeu_ps(pi + j0, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, pi + j0), invv));
+      }
+    }
+    // ctx = P v, four query rows at a time (each v row loaded once for the four)
+    for (int64_t i0 = 0; i0 < n; i0 += 4) {
+      const int64_t rows = std::min<int64_t>(4, n - i0);
+      const float* p0 = sc + i0 * ldp;
+      const float* p1 = rows > 1 ? p0 + ldp : p0;
+      const float* p2 = rows > 2 ? p0 + 2 * ldp : p0;
+      const float* p3 = rows > 3 ? p0 + 3 * ldp : p0;
       for (int64_t c0 = 0; c0 < dh; c0 += 16) {
         const __mmask16 m = tail16(dh - c0);
         __m512 a0 = zero, a1 = zero, a2 = zero, a3 = zero;
         const float* vc = vh + c0;
-        int64_t j = 0;
-        for (; j + 4 <= n; j += 4) {
-          a0 = _mm512_add_ps(a0, _mm512_mul_ps(_mm512_set1_ps(sc[j] * inv), _mm512_maskz_loadu_ps(m, vc + j * d)));
-          a1 = _mm512_add_ps(a1, _mm512_mul_ps(_mm512_set1_ps(sc[j + 1] * inv), _mm512_maskz_loadu_ps(m, vc + (j + 1) * d)));
-          a2 = _mm512_add_ps(a2, _mm512_mul_ps(_mm512_set1_ps(sc[j + 2] * inv), _mm512_maskz_loadu_ps(m, vc + (j + 2) * d)));
-          a3 = _mm512_add_ps(a3, _mm512_mul_ps(_mm512_set1_ps(sc[j + 3] * inv), _mm512_maskz_loadu_ps(m, vc + (j + 3) * d)));
+        for (int64_t j = 0; j < n; ++j) {
+          const __m512 vj = _mm512_maskz_loadu_ps(m, vc + j * d);
+          a0 = _mm512_add_ps(a0, _mm512_mul_ps(_mm512_set1_ps(p0[j]), vj));
+          a1 = _mm512_add_ps(a1, _mm512_mul_ps(_mm512_set1_ps(p1[j]), vj));
+          a2 = _mm512_add_ps(a2, _mm512_mul_ps(_mm512_set1_ps(p2[j]), vj));
+          a3 = _mm512_add_ps(a3, _mm512_mul_ps(_mm512_set1_ps(p3[j]), vj));
         }
-        for (; j < n; ++j)
-          a0 = _mm512_add_ps(a0, _mm512_mul_ps(_mm512_set1_ps(sc[j] * inv), _mm512_maskz_loadu_ps(m, vc + j * d)));
-        _mm512_mask_storeu_ps(ci + c0, m, _mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+        float* ci = ctx + i0 * d + hd * dh + c0;
+        _mm512_mask_storeu_ps(ci, m, a0);
+        if (rows > 1) _mm512_mask_storeu_ps(ci + d, m, a1);
+        if (rows > 2) _mm512_mask_storeu_ps(ci + 2 * d, m, a2);
+        if (rows > 3) _mm512_mask_storeu_ps(ci + 3 * d, m, a3);
       }
     }
   }
@@ -1027,7 +1042,7 @@ BEEX_HOT void block(const Model& M, const Blk& B, Work& w, int64_t n) {
   float* h1 = grow(w.h1, n * d);
   float* aq = grow(w.aq, H * n);
   float* ak = grow(w.ak, H * n);
-  float* sc = grow(w.sc, n);
+  float* sc = grow(w.sc, n * ((n + 15) / 16 * 16));
   u64* xb = grow(w.xb, n * wmax);
   u64* qb = grow(w.qb, H * n * Wh);
   u64* kb = grow(w.kb, H * n * Wh);
