@@ -155,7 +155,10 @@ std::tuple<Tensor, Tensor, Tensor> frac_entropy(const Tensor& logits, const Tens
 #include <limits>
 #include <string>
 
-#if (defined(__x86_64__) || defined(_M_X64)) && defined(__GNUC__) && !defined(BEEX_FORCE_PORTABLE)
+// The SIMD variants are compiled under #pragma GCC target (GCC only; clang and other
+// compilers build the portable loops alone).
+#if (defined(__x86_64__) || defined(_M_X64)) && defined(__GNUC__) && !defined(__clang__) && \
+    !defined(BEEX_FORCE_PORTABLE)
 #define BEEX_X86 1
 #include <immintrin.h>
 #else
@@ -228,8 +231,6 @@ using RowFn = void (*)(const Model&, const Rule&, const int64_t* ids, const bool
 
 #define BEEX_ENGINE_BODY 1
 #if BEEX_X86
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // GCC 12's avx512fintrin.h (_mm512_undefined_*)
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512vpopcntdq,avx512bw,avx512vl,avx512dq,avx2,fma,popcnt,bmi,bmi2")
 #define BEEX_ISA 2
@@ -240,7 +241,6 @@ namespace isa_avx512 {
 }  // namespace beex_whole
 #undef BEEX_ISA
 #pragma GCC pop_options
-#pragma GCC diagnostic pop
 #pragma GCC push_options
 #pragma GCC target("avx2,fma,popcnt,bmi,bmi2")
 #define BEEX_ISA 1
@@ -475,6 +475,25 @@ BEEX_INLINE int64_t popcnt(u64 x) { return __builtin_popcountll(x); }
 BEEX_INLINE __mmask16 tail16(int64_t r) {
   return r >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << r) - 1u);
 }
+
+// horizontal sum / max of 16 lanes (GCC 12's _mm512_reduce_* trip -Wuninitialized in its header)
+BEEX_INLINE float hsum512(__m512 v) {
+  __m512 t = _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, 0x4E));
+  t = _mm512_add_ps(t, _mm512_shuffle_f32x4(t, t, 0xB1));
+  __m128 x = _mm512_castps512_ps128(t);
+  x = _mm_add_ps(x, _mm_movehl_ps(x, x));
+  x = _mm_add_ss(x, _mm_movehdup_ps(x));
+  return _mm_cvtss_f32(x);
+}
+
+BEEX_INLINE float hmax512(__m512 v) {
+  __m512 t = _mm512_max_ps(v, _mm512_shuffle_f32x4(v, v, 0x4E));
+  t = _mm512_max_ps(t, _mm512_shuffle_f32x4(t, t, 0xB1));
+  __m128 x = _mm512_castps512_ps128(t);
+  x = _mm_max_ps(x, _mm_movehl_ps(x, x));
+  x = _mm_max_ss(x, _mm_movehdup_ps(x));
+  return _mm_cvtss_f32(x);
+}
 #endif
 
 // exp(x) for float: Cephes' expf (range reduction by ln 2, degree-5 polynomial), about
@@ -566,7 +585,7 @@ BEEX_HOT void layer_norm(const float* x, int64_t d, const float* g, const float*
 #if BEEX_ISA == 2
   __m512 acc = _mm512_setzero_ps();
   for (int64_t c0 = 0; c0 < d; c0 += 16) acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(tail16(d - c0), x + c0));
-  const float mean = _mm512_reduce_add_ps(acc) / static_cast<float>(d);
+  const float mean = hsum512(acc) / static_cast<float>(d);
   const __m512 mv = _mm512_set1_ps(mean);
   acc = _mm512_setzero_ps();
   for (int64_t c0 = 0; c0 < d; c0 += 16) {
@@ -574,7 +593,7 @@ BEEX_HOT void layer_norm(const float* x, int64_t d, const float* g, const float*
     const __m512 t = _mm512_maskz_sub_ps(m, _mm512_maskz_loadu_ps(m, x + c0), mv);
     acc = _mm512_add_ps(acc, _mm512_mul_ps(t, t));
   }
-  const float var = _mm512_reduce_add_ps(acc) / static_cast<float>(d);
+  const float var = hsum512(acc) / static_cast<float>(d);
   const float rstd = 1.0f / std::sqrt(var + 1e-5f);
   const __m512 rv = _mm512_set1_ps(rstd), nb = _mm512_set1_ps(-mean * rstd);
   for (int64_t c0 = 0; c0 < d; c0 += 16) {
@@ -736,7 +755,7 @@ BEEX_HOT void absmean_bits(const float* x, int64_t dh, float* mean, u64* bits) {
     acc = _mm512_add_ps(acc, _mm512_abs_ps(v));
     bits[c0 >> 6] |= static_cast<u64>(_mm512_mask_cmp_ps_mask(m, v, zero, _CMP_GE_OQ)) << (c0 & 63);
   }
-  *mean = _mm512_reduce_add_ps(acc) / static_cast<float>(dh);
+  *mean = hsum512(acc) / static_cast<float>(dh);
 }
 
 // softmax(sign(q) sign(k)^T * |q| |k| / sqrt(dh)) v for every head
@@ -784,7 +803,7 @@ BEEX_HOT void attend(const Model& M, Work& w, int64_t n, const float* q, const f
         _mm512_mask_storeu_ps(pi + j0, m, x);
         maxv = _mm512_mask_max_ps(maxv, m, maxv, x);
       }
-      const __m512 mxv = _mm512_set1_ps(_mm512_reduce_max_ps(maxv));
+      const __m512 mxv = _mm512_set1_ps(hmax512(maxv));
       __m512 sumv = zero;
       for (int64_t j0 = 0; j0 < n; j0 += 16) {
         const __mmask16 m = tail16(n - j0);
@@ -792,7 +811,7 @@ BEEX_HOT void attend(const Model& M, Work& w, int64_t n, const float* q, const f
         _mm512_mask_storeu_ps(pi + j0, m, e);
         sumv = _mm512_mask_add_ps(sumv, m, sumv, e);
       }
-      const __m512 invv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sumv));
+      const __m512 invv = _mm512_set1_ps(1.0f / hsum512(sumv));
       for (int64_t j0 = 0; j0 < n; j0 += 16) {
         const __mmask16 m = tail16(n - j0);
         _mm512_mask_storeu_ps(pi + j0, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, pi + j0), invv));

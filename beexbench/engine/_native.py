@@ -22,8 +22,10 @@ from .. import _native_build, kernels
 
 SOURCE = Path(__file__).with_name("_engine.cpp")
 # -ffp-contract=off: no FMA contraction, so the whole-model loops round like the kernels' epilogue;
-# -fno-trapping-math: lets the float selects in those loops vectorise (no effect on results)
-CFLAGS = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off", "-Wall", "-Wno-unused-function"]
+# -fno-trapping-math: lets the float selects in those loops vectorise (no effect on results);
+# -Wno-(maybe-)uninitialized: GCC 12 flags its own avx512fintrin.h (_mm512_undefined_*, GCC PR105593)
+CFLAGS = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off", "-Wall", "-Wno-unused-function",
+          "-Wno-uninitialized", "-Wno-maybe-uninitialized"]
 NAMESPACE = "beexbench_engine_native"
 ENV_VAR = "BEEXBENCH_ENGINE"
 
