@@ -476,6 +476,16 @@ BEEX_INLINE __mmask16 tail16(int64_t r) {
   return r >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << r) - 1u);
 }
 
+// masked loads / stores that are plain ones for a full mask (store-to-load forwarding
+// works for those, not for masked accesses)
+BEEX_INLINE __m512 load16(const float* p, __mmask16 m) {
+  return m == 0xFFFF ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps(m, p);
+}
+BEEX_INLINE void store16(float* p, __mmask16 m, __m512 v) {
+  if (m == 0xFFFF) _mm512_storeu_ps(p, v);
+  else _mm512_mask_storeu_ps(p, m, v);
+}
+
 // horizontal sum / max of 16 lanes (GCC 12's _mm512_reduce_* trip -Wuninitialized in its header)
 BEEX_INLINE float hsum512(__m512 v) {
   __m512 t = _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, 0x4E));
@@ -584,13 +594,13 @@ BEEX_INLINE float max16(const float* x, int64_t n) {
 BEEX_HOT void layer_norm(const float* x, int64_t d, const float* g, const float* b, float* y) {
 #if BEEX_ISA == 2
   __m512 acc = _mm512_setzero_ps();
-  for (int64_t c0 = 0; c0 < d; c0 += 16) acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(tail16(d - c0), x + c0));
+  for (int64_t c0 = 0; c0 < d; c0 += 16) acc = _mm512_add_ps(acc, load16(x + c0, tail16(d - c0)));
   const float mean = hsum512(acc) / static_cast<float>(d);
   const __m512 mv = _mm512_set1_ps(mean);
   acc = _mm512_setzero_ps();
   for (int64_t c0 = 0; c0 < d; c0 += 16) {
     const __mmask16 m = tail16(d - c0);
-    const __m512 t = _mm512_maskz_sub_ps(m, _mm512_maskz_loadu_ps(m, x + c0), mv);
+    const __m512 t = _mm512_maskz_sub_ps(m, load16(x + c0, m), mv);
     acc = _mm512_add_ps(acc, _mm512_mul_ps(t, t));
   }
   const float var = hsum512(acc) / static_cast<float>(d);
@@ -598,9 +608,9 @@ BEEX_HOT void layer_norm(const float* x, int64_t d, const float* g, const float*
   const __m512 rv = _mm512_set1_ps(rstd), nb = _mm512_set1_ps(-mean * rstd);
   for (int64_t c0 = 0; c0 < d; c0 += 16) {
     const __mmask16 m = tail16(d - c0);
-    const __m512 t = _mm512_add_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + c0), rv), nb);
-    _mm512_mask_storeu_ps(y + c0, m, _mm512_add_ps(_mm512_mul_ps(t, _mm512_maskz_loadu_ps(m, g + c0)),
-                                                   _mm512_maskz_loadu_ps(m, b + c0)));
+    const __m512 t = _mm512_add_ps(_mm512_mul_ps(load16(x + c0, m), rv), nb);
+    store16(y + c0, m, _mm512_add_ps(_mm512_mul_ps(t, load16(g + c0, m)),
+                                                   load16(b + c0, m)));
   }
 #else
   const float mean = sum16(x, d) / static_cast<float>(d);
@@ -689,9 +699,9 @@ BEEX_HOT void plinear(const float* x, int64_t n, const Lin& L, float* y, u64* xb
       const __m512i s0 = _mm512_sub_epi64(kv, _mm512_add_epi64(p0, p0));
       const __m512i s1 = _mm512_sub_epi64(kv, _mm512_add_epi64(p1, p1));
       const __m512 s = _mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtepi64_ps(s0)), _mm512_cvtepi64_ps(s1), 1);
-      __m512 out = _mm512_mul_ps(s, _mm512_maskz_loadu_ps(m, alpha + j0));
-      if (bias) out = _mm512_add_ps(out, _mm512_maskz_loadu_ps(m, bias + j0));
-      _mm512_mask_storeu_ps(yi + j0, m, out);
+      __m512 out = _mm512_mul_ps(s, load16(alpha + j0, m));
+      if (bias) out = _mm512_add_ps(out, load16(bias + j0, m));
+      store16(yi + j0, m, out);
     }
   }
   (void)pc;
@@ -751,7 +761,7 @@ BEEX_HOT void absmean_bits(const float* x, int64_t dh, float* mean, u64* bits) {
   const __m512 zero = _mm512_setzero_ps();
   for (int64_t c0 = 0; c0 < dh; c0 += 16) {
     const __mmask16 m = tail16(dh - c0);
-    const __m512 v = _mm512_maskz_loadu_ps(m, x + c0);
+    const __m512 v = load16(x + c0, m);
     acc = _mm512_add_ps(acc, _mm512_abs_ps(v));
     bits[c0 >> 6] |= static_cast<u64>(_mm512_mask_cmp_ps_mask(m, v, zero, _CMP_GE_OQ)) << (c0 & 63);
   }
@@ -800,22 +810,19 @@ BEEX_HOT void attend(const Model& M, Work& w, int64_t n, const float* q, const f
         }
         __m512 x = _mm512_mul_ps(s, _mm512_mul_ps(aqv, _mm512_maskz_loadu_ps(m, akh + j0)));
         x = pow2 ? _mm512_mul_ps(x, sqv) : _mm512_div_ps(x, sqv);
-        _mm512_mask_storeu_ps(pi + j0, m, x);
+        _mm512_storeu_ps(pi + j0, x);  // whole rows of ldp: full stores, so the loads below forward
         maxv = _mm512_mask_max_ps(maxv, m, maxv, x);
       }
       const __m512 mxv = _mm512_set1_ps(hmax512(maxv));
       __m512 sumv = zero;
       for (int64_t j0 = 0; j0 < n; j0 += 16) {
         const __mmask16 m = tail16(n - j0);
-        const __m512 e = fexp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, pi + j0), mxv));
-        _mm512_mask_storeu_ps(pi + j0, m, e);
-        sumv = _mm512_mask_add_ps(sumv, m, sumv, e);
+        const __m512 e = _mm512_maskz_mov_ps(m, fexp512(_mm512_sub_ps(_mm512_loadu_ps(pi + j0), mxv)));
+        _mm512_storeu_ps(pi + j0, e);
+        sumv = _mm512_add_ps(sumv, e);
       }
       const __m512 invv = _mm512_set1_ps(1.0f / hsum512(sumv));
-      for (int64_t j0 = 0; j0 < n; j0 += 16) {
-        const __mmask16 m = tail16(n - j0);
-        _mm512_mask_storeu_ps(pi + j0, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, pi + j0), invv));
-      }
+      for (int64_t j0 = 0; j0 < n; j0 += 16) _mm512_storeu_ps(pi + j0, _mm512_mul_ps(_mm512_loadu_ps(pi + j0), invv));
     }
     // ctx = P v, four query rows at a time (each v row loaded once for the four)
     for (int64_t i0 = 0; i0 < n; i0 += 4) {
@@ -829,17 +836,17 @@ BEEX_HOT void attend(const Model& M, Work& w, int64_t n, const float* q, const f
         __m512 a0 = zero, a1 = zero, a2 = zero, a3 = zero;
         const float* vc = vh + c0;
         for (int64_t j = 0; j < n; ++j) {
-          const __m512 vj = _mm512_maskz_loadu_ps(m, vc + j * d);
+          const __m512 vj = load16(vc + j * d, m);
           a0 = _mm512_add_ps(a0, _mm512_mul_ps(_mm512_set1_ps(p0[j]), vj));
           a1 = _mm512_add_ps(a1, _mm512_mul_ps(_mm512_set1_ps(p1[j]), vj));
           a2 = _mm512_add_ps(a2, _mm512_mul_ps(_mm512_set1_ps(p2[j]), vj));
           a3 = _mm512_add_ps(a3, _mm512_mul_ps(_mm512_set1_ps(p3[j]), vj));
         }
         float* ci = ctx + i0 * d + hd * dh + c0;
-        _mm512_mask_storeu_ps(ci, m, a0);
-        if (rows > 1) _mm512_mask_storeu_ps(ci + d, m, a1);
-        if (rows > 2) _mm512_mask_storeu_ps(ci + 2 * d, m, a2);
-        if (rows > 3) _mm512_mask_storeu_ps(ci + 3 * d, m, a3);
+        store16(ci, m, a0);
+        if (rows > 1) store16(ci + d, m, a1);
+        if (rows > 2) store16(ci + 2 * d, m, a2);
+        if (rows > 3) store16(ci + 3 * d, m, a3);
       }
     }
   }
