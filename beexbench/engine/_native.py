@@ -66,7 +66,8 @@ def ops():
     """The fused ops when they can run now (native kernels active), else None."""
     if os.environ.get(ENV_VAR, "").strip().lower() == "python":
         return None
-    kernels.backend()  # initialise the kernels
+    if not kernels._State.initialised:
+        kernels.backend()  # initialise the kernels (once: this runs on every inference call)
     if not kernels._State.native_ready:
         return None
     _load()
