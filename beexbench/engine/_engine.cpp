@@ -214,7 +214,7 @@ struct Rule {
 // Per-thread buffers, grown on demand and reused (no allocation after warm-up).
 struct Work {
   std::vector<float> h, h1, q, k, v, ctx, att, f1, f2, a, c, aq, ak, sc, logits, prev, pooled, normed, tmp;
-  std::vector<u64> xb, qb, kb;
+  std::vector<u64> xb, qb, kb, hb;
   std::vector<int64_t> pc, tok, pos;
 };
 
@@ -673,61 +673,6 @@ BEEX_HOT void pack_bits(const float* x, const float* shift, int64_t K, u64* out)
   }
 }
 
-// y[n, out] = packed W1A1 linear of x[n, in] (xb: n * W words, pc: out int64 scratch)
-BEEX_HOT void plinear(const float* x, int64_t n, const Lin& L, float* y, u64* xb, int64_t* pc) {
-  const int64_t K = L.in, W = L.W, N = L.out;
-  for (int64_t i = 0; i < n; ++i) pack_bits(x + i * K, L.shift, K, xb + i * W);
-  const float* alpha = L.alpha;
-  const float* bias = L.bias;
-#if BEEX_ISA == 2
-  // 16 outputs at a time: popcounts summed over the words in registers, then
-  // float(K - 2 pc) * alpha + bias, as the kernels' epilogue
-  const __m512i kv = _mm512_set1_epi64(K);
-  for (int64_t i = 0; i < n; ++i) {
-    const u64* a = xb + i * W;
-    float* yi = y + i * N;
-    for (int64_t j0 = 0; j0 < N; j0 += 16) {
-      const __mmask16 m = tail16(N - j0);
-      const __mmask8 m0 = static_cast<__mmask8>(m & 0xFF), m1 = static_cast<__mmask8>(m >> 8);
-      __m512i p0 = _mm512_setzero_si512(), p1 = _mm512_setzero_si512();
-      for (int64_t w = 0; w < W; ++w) {
-        const __m512i av = _mm512_set1_epi64(static_cast<long long>(a[w]));
-        const u64* wr = L.wt + w * N + j0;
-        p0 = _mm512_add_epi64(p0, _mm512_popcnt_epi64(_mm512_xor_si512(av, _mm512_maskz_loadu_epi64(m0, wr))));
-        p1 = _mm512_add_epi64(p1, _mm512_popcnt_epi64(_mm512_xor_si512(av, _mm512_maskz_loadu_epi64(m1, wr + 8))));
-      }
-      const __m512i s0 = _mm512_sub_epi64(kv, _mm512_add_epi64(p0, p0));
-      const __m512i s1 = _mm512_sub_epi64(kv, _mm512_add_epi64(p1, p1));
-      const __m512 s = _mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtepi64_ps(s0)), _mm512_cvtepi64_ps(s1), 1);
-      __m512 out = _mm512_mul_ps(s, load16(alpha + j0, m));
-      if (bias) out = _mm512_add_ps(out, load16(bias + j0, m));
-      store16(yi + j0, m, out);
-    }
-  }
-  (void)pc;
-  return;
-#endif
-  for (int64_t i = 0; i < n; ++i) {
-    const u64* a = xb + i * W;
-    {
-      const u64 a0 = a[0];
-      const u64* wr = L.wt;
-      for (int64_t j = 0; j < N; ++j) pc[j] = popcnt(a0 ^ wr[j]);
-    }
-    for (int64_t w = 1; w < W; ++w) {
-      const u64 aw = a[w];
-      const u64* wr = L.wt + w * N;
-      for (int64_t j = 0; j < N; ++j) pc[j] += popcnt(aw ^ wr[j]);
-    }
-    float* yi = y + i * N;
-    if (bias) {
-      for (int64_t j = 0; j < N; ++j) yi[j] = static_cast<float>(K - 2 * pc[j]) * alpha[j] + bias[j];
-    } else {
-      for (int64_t j = 0; j < N; ++j) yi[j] = static_cast<float>(K - 2 * pc[j]) * alpha[j];
-    }
-  }
-}
-
 #if BEEX_ISA == 2
 // exp on 16 lanes: fexp's arithmetic, lane for lane
 BEEX_INLINE __m512 fexp512(__m512 x) {
@@ -752,6 +697,107 @@ BEEX_INLINE __m512 fexp512(__m512 x) {
   const __m512 s2 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(n2, bias), 23));
   return _mm512_mul_ps(_mm512_mul_ps(y, s1), s2);
 }
+
+BEEX_INLINE __m512 fsigmoid512(__m512 x) {
+  const __m512 one = _mm512_set1_ps(1.0f);
+  return _mm512_div_ps(one, _mm512_add_ps(one, fexp512(_mm512_sub_ps(_mm512_setzero_ps(), x))));
+}
+
+// ftanh's arithmetic on 16 lanes
+BEEX_INLINE __m512 ftanh512(__m512 x) {
+  const __m512 ax = _mm512_abs_ps(x);
+  const __m512 z = _mm512_mul_ps(x, x);
+  __m512 p = _mm512_set1_ps(-5.70498872745e-3f);
+  p = _mm512_add_ps(_mm512_mul_ps(p, z), _mm512_set1_ps(2.06390887954e-2f));
+  p = _mm512_sub_ps(_mm512_mul_ps(p, z), _mm512_set1_ps(5.37397155531e-2f));
+  p = _mm512_add_ps(_mm512_mul_ps(p, z), _mm512_set1_ps(1.33314422036e-1f));
+  p = _mm512_sub_ps(_mm512_mul_ps(p, z), _mm512_set1_ps(3.33332819422e-1f));
+  const __m512 small = _mm512_add_ps(_mm512_mul_ps(_mm512_mul_ps(p, z), x), x);
+  const __m512 e = fexp512(_mm512_mul_ps(_mm512_set1_ps(2.0f), _mm512_min_ps(ax, _mm512_set1_ps(44.0f))));
+  __m512 big = _mm512_sub_ps(_mm512_set1_ps(1.0f), _mm512_div_ps(_mm512_set1_ps(2.0f), _mm512_add_ps(e, _mm512_set1_ps(1.0f))));
+  const __mmask16 neg = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ);
+  big = _mm512_mask_sub_ps(big, neg, _mm512_setzero_ps(), big);
+  const __mmask16 sm = _mm512_cmp_ps_mask(ax, _mm512_set1_ps(0.625f), _CMP_LT_OQ);
+  return _mm512_mask_mov_ps(big, sm, small);
+}
+
+// The packed linear on packed input rows xb [n][W], 16 outputs at a time (popcounts
+// summed over the words in registers, then float(K - 2 pc) * alpha + bias, as the kernels'
+// epilogue).  ACT 0: the floats into y [n][N]; ACT 1 / 2: only the bits of
+// sigmoid / tanh(y) + next_shift >= 0 into yb [n][ceil(N/64)], the next linear's input.
+template <int ACT>
+BEEX_HOT void plinear512(const u64* xb, int64_t n, const Lin& L, float* y, const float* next_shift, u64* yb) {
+  const int64_t K = L.in, W = L.W, N = L.out, WN = (N + 63) / 64;
+  const float* alpha = L.alpha;
+  const float* bias = L.bias;
+  const __m512i kv = _mm512_set1_epi64(K);
+  const __m512 zero = _mm512_setzero_ps();
+  for (int64_t i = 0; i < n; ++i) {
+    const u64* a = xb + i * W;
+    float* yi = y ? y + i * N : nullptr;
+    u64* ybi = yb ? yb + i * WN : nullptr;
+    if (ACT != 0)
+      for (int64_t t = 0; t < WN; ++t) ybi[t] = 0;
+    for (int64_t j0 = 0; j0 < N; j0 += 16) {
+      const __mmask16 m = tail16(N - j0);
+      const __mmask8 m0 = static_cast<__mmask8>(m & 0xFF), m1 = static_cast<__mmask8>(m >> 8);
+      __m512i p0 = _mm512_setzero_si512(), p1 = _mm512_setzero_si512();
+      for (int64_t w = 0; w < W; ++w) {
+        const __m512i av = _mm512_set1_epi64(static_cast<long long>(a[w]));
+        const u64* wr = L.wt + w * N + j0;
+        p0 = _mm512_add_epi64(p0, _mm512_popcnt_epi64(_mm512_xor_si512(av, _mm512_maskz_loadu_epi64(m0, wr))));
+        p1 = _mm512_add_epi64(p1, _mm512_popcnt_epi64(_mm512_xor_si512(av, _mm512_maskz_loadu_epi64(m1, wr + 8))));
+      }
+      const __m512i s0 = _mm512_sub_epi64(kv, _mm512_add_epi64(p0, p0));
+      const __m512i s1 = _mm512_sub_epi64(kv, _mm512_add_epi64(p1, p1));
+      const __m512 s = _mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtepi64_ps(s0)), _mm512_cvtepi64_ps(s1), 1);
+      __m512 out = _mm512_mul_ps(s, load16(alpha + j0, m));
+      if (bias) out = _mm512_add_ps(out, load16(bias + j0, m));
+      if (ACT == 0) {
+        store16(yi + j0, m, out);
+      } else {
+        __m512 act = ACT == 1 ? fsigmoid512(out) : ftanh512(out);
+        if (next_shift) act = _mm512_add_ps(act, load16(next_shift + j0, m));
+        ybi[j0 >> 6] |= static_cast<u64>(_mm512_mask_cmp_ps_mask(m, act, zero, _CMP_GE_OQ)) << (j0 & 63);
+      }
+    }
+  }
+}
+#endif
+
+// y[n, out] = packed W1A1 linear of x[n, in] (xb: n * W words, pc: out int64 scratch)
+BEEX_HOT void plinear(const float* x, int64_t n, const Lin& L, float* y, u64* xb, int64_t* pc) {
+  const int64_t K = L.in, W = L.W, N = L.out;
+  for (int64_t i = 0; i < n; ++i) pack_bits(x + i * K, L.shift, K, xb + i * W);
+  const float* alpha = L.alpha;
+  const float* bias = L.bias;
+#if BEEX_ISA == 2
+  (void)alpha, (void)bias, (void)N, (void)pc;
+  plinear512<0>(xb, n, L, y, nullptr, nullptr);
+  return;
+#endif
+  for (int64_t i = 0; i < n; ++i) {
+    const u64* a = xb + i * W;
+    {
+      const u64 a0 = a[0];
+      const u64* wr = L.wt;
+      for (int64_t j = 0; j < N; ++j) pc[j] = popcnt(a0 ^ wr[j]);
+    }
+    for (int64_t w = 1; w < W; ++w) {
+      const u64 aw = a[w];
+      const u64* wr = L.wt + w * N;
+      for (int64_t j = 0; j < N; ++j) pc[j] += popcnt(aw ^ wr[j]);
+    }
+    float* yi = y + i * N;
+    if (bias) {
+      for (int64_t j = 0; j < N; ++j) yi[j] = static_cast<float>(K - 2 * pc[j]) * alpha[j] + bias[j];
+    } else {
+      for (int64_t j = 0; j < N; ++j) yi[j] = static_cast<float>(K - 2 * pc[j]) * alpha[j];
+    }
+  }
+}
+
+#if BEEX_ISA == 2
 
 // mean |x| over dh elements and the sign bits of x (x >= 0)
 BEEX_HOT void absmean_bits(const float* x, int64_t dh, float* mean, u64* bits) {
@@ -1089,14 +1135,27 @@ BEEX_HOT void block(const Model& M, const Blk& B, Work& w, int64_t n) {
   float* a = grow(w.a, n * dff);
   float* f1 = grow(w.f1, n * d);
   if (M.ffn == 0) {
-    float* c = grow(w.c, n * dff);
     float* f2 = grow(w.f2, n * d);
+#if BEEX_ISA == 2
+    // hidden layers as bits only: sigmoid / tanh and the next shift in the epilogue
+    (void)a;
+    const int64_t Wd = (d + 63) / 64;
+    u64* hb = grow(w.hb, n * ((dff + 63) / 64));
+    for (int64_t i = 0; i < n; ++i) pack_bits(h1 + i * d, B.lin[4].shift, d, xb + i * Wd);
+    plinear512<1>(xb, n, B.lin[4], nullptr, B.lin[5].shift, hb);
+    plinear512<0>(hb, n, B.lin[5], f1, nullptr, nullptr);
+    for (int64_t i = 0; i < n; ++i) pack_bits(h1 + i * d, B.lin[6].shift, d, xb + i * Wd);
+    plinear512<2>(xb, n, B.lin[6], nullptr, B.lin[7].shift, hb);
+    plinear512<0>(hb, n, B.lin[7], f2, nullptr, nullptr);
+#else
+    float* c = grow(w.c, n * dff);
     plinear(h1, n, B.lin[4], a, xb, pc);
     for (int64_t i = 0; i < n * dff; ++i) a[i] = fsigmoid(a[i]);
     plinear(a, n, B.lin[5], f1, xb, pc);
     plinear(h1, n, B.lin[6], c, xb, pc);
     for (int64_t i = 0; i < n * dff; ++i) c[i] = ftanh(c[i]);
     plinear(c, n, B.lin[7], f2, xb, pc);
+#endif
     for (int64_t i = 0; i < n * d; ++i) h[i] = h1[i] + f1[i] * f2[i];
   } else {
     plinear(h1, n, B.lin[4], a, xb, pc);
