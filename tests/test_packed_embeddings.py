@@ -248,7 +248,8 @@ def test_grouped_tensors_are_checked_against_the_architecture(plain, tmp_path):
     p = PackedBEExformer.derive(plain, None)
     p.save(tmp_path / "p")
     blobs = load_file(str(tmp_path / "p" / PACKED_FILE))
-    assert set(blobs) == {"float32", "int64", "int8"} and all(b.dim() == 1 for b in blobs.values())
+    assert set(blobs) == {"float32", "float16", "int64", "int8"} and all(b.dim() == 1 for b in blobs.values())
+    assert blobs["float16"].numel() == plain.spec.vocab_size  # the int8 rows' scales
     assert set(load_file(str(tmp_path / "p" / WEIGHTS))) == {"float32"}
     blobs["float32"] = blobs["float32"][:-1]
     save_file(blobs, str(tmp_path / "p" / PACKED_FILE))

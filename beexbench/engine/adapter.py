@@ -21,6 +21,7 @@ its deployable artifact is this one.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -41,6 +42,9 @@ from .packed import (FloatMatMul, PackedEncoder, PackedLinear, PackedQK, check_c
                      read_packed, write_packed)
 
 
+FIT_FILE = "fit.json"  # training and calibration provenance, beside the deployable files
+
+
 def kernel_note() -> str:
     name = kernels.backend()
     if name == kernels.FALLBACK:
@@ -51,7 +55,7 @@ def kernel_note() -> str:
 class PackedBEExformer(SpecEncoderBase):  # the engine has the float encoder's interface
     """The trained beexformer deployed with the packed-bit engine: 1-bit weights packed 64 to a
     word, XNOR-popcount products for every W1A1 Linear and for Q.K^T, int8 token embedding rows
-    with an fp32 scale per row (1-bit rows for a network trained with A5), fp32 position
+    with an fp16 scale per row (1-bit rows with an fp32 scale for a network trained with A5), fp32 position
     embedding, LayerNorms, softmax, A.V and exit heads; its calibrated exit rule. CPU only."""
 
     name = "beexformer-packed"
@@ -119,9 +123,17 @@ class PackedBEExformer(SpecEncoderBase):  # the engine has the float encoder's i
         return report
 
     def save(self, directory: Path) -> Path:
-        meta = {"config": self.config, "task": self.spec.to_dict(),
-                "fit": self.fit_report.to_dict() if self.fit_report else None}
-        return write_packed(Path(directory), self.name, self.model, meta)
+        """The deployable files, and beside them ``fit.json``: how the network was trained and
+        calibrated (provenance the engine never reads, so not part of the artifact's size;
+        its checksum is in the header)."""
+        from .._io import atomic_write_text, sha256_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        fit = directory / FIT_FILE
+        atomic_write_text(fit, json.dumps(self.fit_report.to_dict() if self.fit_report else None))
+        meta = {"config": self.config, "task": self.spec.to_dict(), "fit_sha256": sha256_file(fit)}
+        return write_packed(directory, self.name, self.model, meta)
 
     @classmethod
     def load(cls, directory: Path) -> "PackedBEExformer":
@@ -132,7 +144,13 @@ class PackedBEExformer(SpecEncoderBase):  # the engine has the float encoder's i
             raise BeexError(f"checkpoint {directory} does not match model '{cls.name}' ({str(exc).splitlines()[0]}): re-derive it") from None
         if adapter.config["encoder"] != model.enc:
             raise BeexError(f"checkpoint {directory}: its packed architecture differs from its config: re-derive it")
-        adapter.fit_report = FitReport.from_dict(doc.get("fit"))
+        fit = Path(directory) / FIT_FILE
+        if fit.is_file():
+            from .._io import sha256_file
+
+            if sha256_file(fit) != doc.get("fit_sha256"):
+                raise BeexError(f"checkpoint {directory}: {FIT_FILE} does not match its checksum: delete the folder and re-derive it")
+            adapter.fit_report = FitReport.from_dict(json.loads(fit.read_text(encoding="utf-8")))
         return adapter
 
     def deployable_files(self, directory: Path) -> list[Path]:
@@ -145,12 +163,12 @@ class PackedBEExformer(SpecEncoderBase):  # the engine has the float encoder's i
         """As beexformer: 1-bit weights (logical [out, in], stored packed) with an fp32 alpha per
         row, (1, 1) products for every packed Linear and Q.K^T, fp32 for the rest; the token
         embedding (logical [vocab, d] ``tok.weight``) at its stored bits: 1 (its fp32 scale
-        counted as a 1-bit weight's alpha), 8 or 4 with its declared fp32 ``tok.scale``, or 32."""
+        counted as a 1-bit weight's alpha), 8 or 4 with its declared fp16 ``tok.scale``, or 32."""
         params: dict[str, int] = {name: 32 for name, _ in self.model.named_parameters()}
         tok = self.model.tok
         params["tok.weight"] = tok.bits
         if tok.bits in (8, 4):
-            params["tok.scale"] = 32
+            params["tok.scale"] = 16  # stored fp16 (SCALE_DTYPE)
         products: dict[str, tuple[int, int]] = {}
         for name, mod in self.model.named_modules():
             if isinstance(mod, PackedLinear):
@@ -188,7 +206,7 @@ def embedding_note(model: PackedEncoder) -> str:
 
 
 class PackedBEExformerInt4(PackedBEExformer):
-    """beexformer-packed with int4 token rows (per-row fp32 scale): half the int8 table."""
+    """beexformer-packed with int4 token rows (per-row fp16 scale): half the int8 table."""
 
     name = "beexformer-packed-int4"
 

@@ -7,17 +7,22 @@
 bits   codes                                     value of element j of row r
 ====== ========================================= ==========================================
 32     float32 [V, d] (scale empty)              codes[r, j]
-8      int8 [V, d], symmetric per row            codes[r, j] * scale[r]
+8      int8 [V, d], symmetric per row, fp16      codes[r, j] * scale[r]
+       scale per row
 4      uint8 [V, ceil(d/2)]: element j in byte   (nibble - 8) * scale[r], nibble in 1..15
+       j // 2, low nibble for even j; fp16 scale
        j // 2, low nibble for even j
 1      int64 [V, ceil(d/64)] (uint64 words):     (+1 if bit else -1) * scale[r]
-       element j is bit j % 64 of word j // 64
+       element j is bit j % 64 of word j // 64;
+       fp32 scale
 ====== ========================================= ==========================================
 
 The 1-bit format is exactly A5's ``alpha_row * sign(E)`` (sign(0) = +1, alpha = mean |E|
 per row): a model trained with ``binary_embedding`` loses nothing. The 8- and 4-bit
-formats round a float table (scale = max |row| / 127 or / 7): the deployment then differs
-from the trained model, and that accuracy cost is measured, not assumed.
+formats round a float table (scale = max |row| / 127 or / 7, rounded to fp16 before the codes
+are chosen, so the stored fp16 scale is exact; held as fp32 in memory, which represents it
+exactly): the deployment then differs from the trained model, and that accuracy cost is
+measured, not assumed. The 1-bit scale stays fp32: it is the trained alpha.
 
 A deployment picks 1-bit rows for a model trained with A5 and int8 rows otherwise
 (:func:`default_bits`); int4 (and fp32) rows are a choice of the deployment.
@@ -32,9 +37,10 @@ import sys
 from ..errors import BeexError
 
 FORMATS = (32, 8, 4, 1)
-EMBEDDING_NAMES = {32: "fp32 rows", 8: "int8 rows with an fp32 scale per row",
-                   4: "int4 rows (two per byte) with an fp32 scale per row",
+EMBEDDING_NAMES = {32: "fp32 rows", 8: "int8 rows with an fp16 scale per row",
+                   4: "int4 rows (two per byte) with an fp16 scale per row",
                    1: "1-bit rows (64 per word) with an fp32 scale per row"}
+SCALE_DTYPE = {8: torch.float16, 4: torch.float16, 1: torch.float32}  # the stored per-row scale
 _QMAX = {8: 127, 4: 7}
 
 
@@ -52,7 +58,8 @@ def encode_rows(table: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Ten
         raise BeexError(f"embedding format {bits} bits is not one of {FORMATS}")
     qmax = _QMAX[bits]
     amax = table.abs().amax(dim=-1)
-    scale = torch.where(amax > 0, amax / qmax, torch.ones_like(amax))
+    half = (amax / qmax).to(torch.float16)  # the stored scale: chosen first, so the codes fit it
+    scale = torch.where((half > 0) & torch.isfinite(half), half, torch.ones_like(half)).float()
     q = torch.clamp(torch.round(table / scale[:, None]), -qmax, qmax).to(torch.int8)
     if bits == 8:
         return q, scale
@@ -152,16 +159,19 @@ class PackedEmbedding(nn.Embedding):
 
     def load(self, codes: torch.Tensor, scale: torch.Tensor) -> None:
         """Take stored codes and scales, checked against this format's dtypes and shapes."""
-        want_codes, want_scale = self.codes, self.scale
-        for what, got, want in (("codes", codes, want_codes), ("scale", scale, want_scale)):
-            if got.dtype != want.dtype or got.shape != want.shape:
-                raise BeexError(f"token embedding {what}: {got.dtype} {tuple(got.shape)}, expected {want.dtype} "
-                                f"{tuple(want.shape)} for {self.bits}-bit rows")
-        self.codes, self.scale = codes.clone(), scale.clone()
+        want = self.stored()
+        for what, got in (("codes", codes), ("scale", scale)):
+            ref = want.get(what, self.scale)
+            if got.dtype != ref.dtype or got.shape != ref.shape:
+                raise BeexError(f"token embedding {what}: {got.dtype} {tuple(got.shape)}, expected {ref.dtype} "
+                                f"{tuple(ref.shape)} for {self.bits}-bit rows")
+        self.codes, self.scale = codes.clone(), scale.float()  # fp16 scales are exact in fp32
 
     def stored(self) -> dict[str, torch.Tensor]:
         """What the deployable file stores, by name within this module (no empty scale)."""
-        return {"codes": self.codes, "scale": self.scale} if self.bits != 32 else {"codes": self.codes}
+        if self.bits == 32:
+            return {"codes": self.codes}
+        return {"codes": self.codes, "scale": self.scale.to(SCALE_DTYPE[self.bits])}
 
     def _apply(self, fn, *args, **kwargs):
         out = super()._apply(fn, *args, **kwargs)

@@ -33,7 +33,7 @@ import torch
 from safetensors.torch import save_file
 
 from ..errors import BeexError
-from .embedding import FORMATS
+from .embedding import FORMATS, SCALE_DTYPE
 from .encoder import PackedEncoder
 
 PACKED_FORMAT = "beexbench-packed"
@@ -43,9 +43,9 @@ BIT_LAYOUT = ("element k of a row is bit k % 64 of word k // 64 (LSB first); bit
               "x + shift >= 0 (sign(0) = +1); padding bits 0; words are uint64 stored as int64 views")
 EMBEDDING_LAYOUT = {
     32: "tok.codes float32 [vocab, d]; no scale",
-    8: "tok.codes int8 [vocab, d], symmetric per row; value = code * tok.scale[row] (scale = max|row| / 127)",
+    8: "tok.codes int8 [vocab, d], symmetric per row; value = code * tok.scale[row] (float16 scale = max|row| / 127)",
     4: ("tok.codes uint8 [vocab, ceil(d/2)], element j in byte j // 2, low nibble for even j; "
-        "value = (nibble - 8) * tok.scale[row] (nibble 1..15, scale = max|row| / 7)"),
+        "value = (nibble - 8) * tok.scale[row] (nibble 1..15, float16 scale = max|row| / 7)"),
     1: ("tok.codes int64 [vocab, ceil(d/64)] (uint64 words), element j is bit j % 64 of word j // 64; "
         "value = (+1 if bit else -1) * tok.scale[row] (scale = mean|row|: A5's alpha_row * sign(E))"),
 }
@@ -88,7 +88,7 @@ def ungroup(flat: dict[str, torch.Tensor], like: dict[str, torch.Tensor], where:
 def embedding_header(model: PackedEncoder) -> dict[str, Any]:
     bits = model.tok.bits
     return {"bits": bits, "rows": model.tok.num_embeddings, "dim": model.tok.dim, "layout": EMBEDDING_LAYOUT[bits],
-            "scale": "float32 per row" if bits != 32 else None, "position": "fp32 (weights.safetensors: pos.weight)",
+            "scale": f"{str(SCALE_DTYPE[bits]).removeprefix('torch.')} per row" if bits != 32 else None, "position": "fp32 (weights.safetensors: pos.weight)",
             # the rows decode to the table the trained float model reads (else: rounded, accuracy measured)
             "lossless": bits == 32 or (bits == 1 and bool(model.enc.get("binary_embedding")))}
 

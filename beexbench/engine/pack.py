@@ -7,7 +7,7 @@ import torch
 
 from .. import kernels
 from ..errors import BeexError
-from .embedding import binary_table, decode_rows, encode_rows
+from .embedding import SCALE_DTYPE, binary_table, decode_rows, encode_rows
 from .encoder import PackedEncoder, check_config, embedding_bits_for
 from .layers import FFN_LAYERS
 
@@ -51,7 +51,7 @@ def pack_encoder(state: dict[str, torch.Tensor], enc: dict[str, Any], *, vocab_s
     codes, scale = token_rows(state["tok.weight"], enc, bits)
     packed["tok.codes"] = codes
     if bits != 32:
-        packed["tok.scale"] = scale
+        packed["tok.scale"] = scale.to(SCALE_DTYPE[bits])  # as stored (exact: chosen in that dtype)
     used = {"tok.weight"}
     for name in names:
         w = state[f"{name}.weight"].detach().float().contiguous()

@@ -126,7 +126,8 @@ def measure_size(adapter, deployable_files: list[Path] | None = None) -> SizeRec
         notes.append("the adapter exposes no module: embedding tables unknown, counted as ordinary weights")
 
     # low-bit integer weights and the scale / zero-point tensors declared beside them
-    owners = {name.rpartition(".")[0]: b for name, b in declared.items() if 1 < b < 32}
+    owners = {name.rpartition(".")[0]: b for name, b in declared.items()
+              if 1 < b < 32 and name.rpartition(".")[2] not in SCALE_NAMES}
     explicit = {n.rpartition(".")[0] for n in declared if n.rpartition(".")[2] in SCALE_NAMES} & set(owners)
 
     bits = {c: 0 for c in COMPONENTS}
@@ -142,13 +143,13 @@ def measure_size(adapter, deployable_files: list[Path] | None = None) -> SizeRec
         if b == 1:
             rows = int(t.shape[0]) if t.dim() else 1
             part = {"binary_weights": n, "scales": SCALE_BITS * rows}
+        elif owner in owners and leaf in SCALE_NAMES:  # at their declared width (fp16 or fp32)
+            part = {f"int{owners[owner]}_scales": b * n}
         elif 1 < b < 32:
             part = {f"int{b}": b * n}
             if owner not in explicit and t.dim() > 1:
                 part[f"int{b}_scales"] = 2 * SCALE_BITS * _groups(t)
                 notes.append(f"{name}: no scale declared; counted {_groups(t)} x (32-bit scale + 32-bit zero point)")
-        elif owner in owners and leaf in SCALE_NAMES:
-            part = {f"int{owners[owner]}_scales": b * n}
         elif b == 32:
             part = {"fp32": 32 * n}
         else:
