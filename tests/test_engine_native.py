@@ -198,3 +198,20 @@ def test_bad_inputs_are_refused(pairs):
             model.infer(torch.ones(1, SPEC.max_len + 1, dtype=torch.long), torch.ones(1, SPEC.max_len + 1, dtype=torch.bool), ExitRule())
         with pytest.raises(ValueError, match="empty batch"):
             model.infer(ids[:0], mask[:0], ExitRule())
+
+
+def test_new_token_rows_are_picked_up(pairs):
+    """The whole-model tensors are cached on the model; a new token table (another module,
+    or new codes loaded into the same one) is used at the next call."""
+    pair = pairs["odd-slfn"]
+    model = pair.packed.model
+    ids, mask, _ = data(8, seed=10)
+    for bits in (8, 1):
+        pair.use(bits)
+        before = _fused.infer_fused(model, _native.ops(), ids, mask, ExitRule())
+        other = PackedEmbedding.from_table(pair.table.flip(0), bits)
+        model.tok.codes, model.tok.scale = other.codes, other.scale
+        after = _fused.infer_fused(model, _native.ops(), ids, mask, ExitRule())
+        assert not torch.allclose(before.logits, after.logits)
+        torch.testing.assert_close(after.logits, model.infer_modules(ids, mask, ExitRule()).logits, rtol=1e-5, atol=1e-5)
+        pair.bits = None  # the pair's float reference no longer matches: rebuild it on next use

@@ -36,7 +36,7 @@ class _Fast:
     def __init__(self) -> None:
         self.steps = None
         self.whole = None
-        self.tok = None  # the token embedding module the blob was built for
+        self.tok = None  # the token embedding (module, codes, scale) the blob was built for (_tok_key)
 
 
 def _cache(model: "PackedEncoder") -> _Fast:
@@ -56,6 +56,13 @@ def token_table(tok: nn.Module) -> tuple[int, torch.Tensor, torch.Tensor] | None
     if type(tok) is nn.Embedding and tok.max_norm is None:
         return 32, tok.weight.detach().contiguous(), torch.empty(0)
     return None
+
+
+def _tok_key(tok: nn.Module) -> tuple:
+    """The token embedding module and the tensors it holds now (a new table, or new codes
+    loaded into the same module, rebuilds the whole-model tensors)."""
+    codes = getattr(tok, "codes", None)
+    return tok, getattr(tok, "weight", None) if codes is None else codes, getattr(tok, "scale", None)
 
 
 def flat_tensors(model: "PackedEncoder") -> tuple[list[list[torch.Tensor]], list[list[torch.Tensor]], int]:
@@ -94,9 +101,10 @@ def whole_tensors(model: "PackedEncoder"):
     something the op does not implement (a token embedding of another kind, non-fp32
     tensors), which then runs the per-block path."""
     fast = _cache(model)
-    if fast.whole is not None and fast.tok is model.tok:
+    key = _tok_key(model.tok)
+    if fast.whole is not None and fast.tok is not None and all(a is b for a, b in zip(fast.tok, key)):
         return fast.whole
-    fast.whole, fast.tok = None, model.tok
+    fast.whole, fast.tok = None, key
     tok = token_table(model.tok)
     if tok is None:
         return None
