@@ -30,7 +30,8 @@ from torch import nn
 OPSET = 18
 WEIGHT_SUFFIX = ".weight_t"  # the name a Linear's transposed weight gets in the graphs
 QUANT_SUFFIX = "_quantized"  # what onnxruntime.quantization appends to a quantized initializer
-QUANTIZED_OPS = ("MatMul",)  # the op types int8-ort quantizes (see quantize_graph)
+# int8-ort quantizes with onnxruntime's defaults (op_types_to_quantize=None): for these graphs the
+# MatMuls and the heads' Gemm (int8 weights, MatMulInteger) and the embedding Gathers (uint8 tables)
 
 
 @contextmanager
@@ -153,10 +154,12 @@ def export_graphs(encoder: nn.Module, max_len: int) -> list[bytes]:
 
 
 def quantize_graph(graph: bytes, per_channel: bool = False) -> bytes:
-    """ONNX Runtime dynamic int8 quantization of one fp32 graph: every MatMul whose second
-    operand is a weight becomes ``DynamicQuantizeLinear`` (uint8 activations, per batch) +
-    ``MatMulInteger`` with int8 weights (symmetric, one scale per tensor or per column); the
-    exit heads (``Gemm``), attention products, embeddings and LayerNorms stay fp32."""
+    """ONNX Runtime dynamic int8 quantization of one fp32 graph with its default op types, as a
+    practitioner gets it: every MatMul and Gemm with a weight operand becomes
+    ``DynamicQuantizeLinear`` (uint8 activations, per batch) + ``MatMulInteger`` with int8
+    weights (symmetric, one scale per tensor or per column); the embedding tables are stored
+    uint8 (one scale and zero point per table) and dequantized after the lookup; the attention
+    products, LayerNorms and softmax stay fp32."""
     import logging
 
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -168,8 +171,7 @@ def quantize_graph(graph: bytes, per_channel: bool = False) -> bytes:
         level = logger.level
         logger.setLevel(logging.ERROR)  # quantize_dynamic logs a pre-processing hint on every call
         try:
-            quantize_dynamic(src, dst, weight_type=QuantType.QInt8, per_channel=per_channel,
-                             op_types_to_quantize=list(QUANTIZED_OPS))
+            quantize_dynamic(src, dst, weight_type=QuantType.QInt8, per_channel=per_channel)
         finally:
             logger.setLevel(level)
         return dst.read_bytes()
@@ -177,24 +179,34 @@ def quantize_graph(graph: bytes, per_channel: bool = False) -> bytes:
 
 @dataclass(frozen=True)
 class QuantizedWeight:
-    linear: str  # the torch Linear's module name
+    module: str  # the torch module (a Linear or an Embedding) whose weight the graph stores quantized
     groups: int  # scales: 1 per tensor, or one per output column
+    dtype: str  # "int8" or "uint8"
+
+
+# how the graphs name a module's weight: our Linears' ``<module>.weight_t``, the exporter's own
+# ``encoder.<module>.weight`` (embeddings, the heads' Gemm), which ORT transposes for a Gemm
+_WEIGHT_NAMES = (WEIGHT_SUFFIX, ".weight_Transposed", ".weight")
 
 
 def quantized_weights(graph: bytes) -> list[QuantizedWeight]:
-    """The Linears whose weight is stored int8 in ``graph``."""
+    """Every module whose weight is stored as 8-bit integers in ``graph``."""
     import onnx
 
     model = onnx.load_from_string(graph)
     inits = {i.name: i for i in model.graph.initializer}
     out = []
     for name, init in inits.items():
-        if not name.endswith(WEIGHT_SUFFIX + QUANT_SUFFIX) or init.data_type not in (2, 3):  # uint8 / int8
+        if not name.endswith(QUANT_SUFFIX) or init.data_type not in (2, 3):  # uint8 / int8
             continue
         base = name[: -len(QUANT_SUFFIX)]
+        module = base.removeprefix("encoder.")
+        suffix = next((x for x in _WEIGHT_NAMES if module.endswith(x)), None)
+        if suffix is None:
+            continue
         scale = inits.get(base + "_scale")
         groups = 1 if scale is None else max(1, int(_numel(scale.dims)))
-        out.append(QuantizedWeight(base[: -len(WEIGHT_SUFFIX)], groups))
+        out.append(QuantizedWeight(module[: -len(suffix)], groups, "uint8" if init.data_type == 2 else "int8"))
     return out
 
 

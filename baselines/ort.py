@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from torch import nn
 
 from beexbench._io import atomic_write_bytes, atomic_write_text, dumps_strict
 from beexbench.adapters.base import FitReport, ModelAdapter, Precision, TaskSpec
@@ -364,25 +365,28 @@ class Int8Ort(OrtDeployment):
         return [w for g in self.graphs() for w in ox.quantized_weights(g)]
 
     def quantization_note(self) -> str:
-        return ("onnxruntime.quantization.quantize_dynamic (QInt8 weights, symmetric, "
-                f"{'per output column' if self.per_channel else 'per tensor'}; activations uint8 per batch at run time) of "
-                "every MatMul with a weight operand (attention q/k/v/o and FFN Linears -> MatMulInteger); "
-                "exit heads (Gemm), attention products Q.K^T and A.V, embeddings and LayerNorms stay fp32")
+        return ("onnxruntime.quantization.quantize_dynamic with its default op types (QInt8 weights, symmetric, "
+                f"{'per output column' if self.per_channel else 'per tensor'}; activations uint8 per batch at run time): "
+                "every MatMul and Gemm with a weight operand -> MatMulInteger (attention q/k/v/o, FFN Linears, exit "
+                "heads), embedding tables uint8 per table (dequantized after the lookup); attention products Q.K^T "
+                "and A.V, LayerNorms and softmax stay fp32")
 
     def precision(self) -> Precision:
-        """The torch network's parameters by name: the Linears whose weight is int8 in the graphs at
-        8 bits with (8, 8) products (scale and zero point per tensor: the size profiler adds one
-        32-bit scale and one 32-bit zero point per group; ORT stores an 8-bit zero point), the rest 32."""
+        """The torch network's parameters by name, at what the graphs store: every module whose
+        weight is 8-bit in the graphs at 8 bits, a Linear's product (8, 8), an embedding table
+        looked up (no product); the rest 32. A quantized weight has one fp32 scale and one 8-bit
+        zero point per group in the graph; the size profiler counts 32 bits for that zero point."""
         base = module_precision(self.model)
         params, products = dict(base.params), dict(base.products)
         quantized = self.quantized_weights()
         for w in quantized:
-            params[f"{w.linear}.weight"] = 8
-            products[w.linear] = (8, 8)
+            params[f"{w.module}.weight"] = 8
+            if isinstance(self.model.get_submodule(w.module), nn.Linear):
+                products[w.module] = (8, 8)
         fp32 = sorted(n for n, b in products.items() if b == (32, 32))
         notes = (*self.precision_notes(),
-                 f"int8 weights ({len(quantized)} Linears): {', '.join(sorted(w.linear for w in quantized))}; "
-                 f"fp32 products: {', '.join(fp32)}",
-                 "size: each int8 weight has one fp32 scale and one 8-bit zero point in the graph; the size profiler "
+                 f"8-bit weights ({len(quantized)}): {', '.join(sorted(f'{w.module} ({w.dtype})' for w in quantized))}; "
+                 f"fp32 products: {', '.join(fp32) or 'none'}",
+                 "size: each 8-bit weight has one fp32 scale and one 8-bit zero point in the graph; the size profiler "
                  "counts 32 bits for that zero point (3 bytes per weight more than the file holds)")
         return Precision(params=params, products=products, notes=notes)
