@@ -142,26 +142,27 @@ def test_all_rows_exit_early_and_masks_with_holes(pairs):
     check(pair, ExitRule(), ids, mask)
 
 
-def test_every_instruction_set_and_threads(pairs):
+@pytest.mark.parametrize("name", ["d128-slfn", "d45-one-head", "d64-gelu"])
+def test_every_instruction_set_and_threads(pairs, name):
     ops = _native.ops()
-    pair = pairs["d128-slfn"].use(4)
+    pair = pairs[name].use(4)
     ids, mask, _ = data(24, seed=7)
     model = pair.packed.model
-    rule = FractionalEntropy(0.1)
-    ref = model.infer_modules(ids, mask, rule)
     threads = torch.get_num_threads()
     try:
-        for isa in ("portable", "avx2", "avx512"):
-            try:
-                assert ops.engine_isa(isa) == isa
-            except RuntimeError:
-                continue  # not on this CPU
-            for t in (1, 2):
-                torch.set_num_threads(t)
-                with torch.no_grad():
-                    got = model.infer(ids, mask, rule)
-                assert torch.equal(got.exit_block, ref.exit_block)
-                torch.testing.assert_close(got.logits, ref.logits, rtol=1e-5, atol=1e-5)
+        for rule in (FractionalEntropy(0.1), ExitRule()):
+            ref = model.infer_modules(ids, mask, rule)
+            for isa in ("portable", "avx2", "avx512"):
+                try:
+                    assert ops.engine_isa(isa) == isa
+                except RuntimeError:
+                    continue  # not on this CPU
+                for t in (1, 2):
+                    torch.set_num_threads(t)
+                    with torch.no_grad():
+                        got = model.infer(ids, mask, rule)
+                    assert torch.equal(got.exit_block, ref.exit_block)
+                    torch.testing.assert_close(got.logits, ref.logits, rtol=1e-5, atol=1e-5)
     finally:
         ops.engine_isa("auto")
         torch.set_num_threads(threads)

@@ -775,24 +775,67 @@ BEEX_HOT void plinear(const float* x, int64_t n, const Lin& L, float* y, u64* xb
   (void)alpha, (void)bias, (void)N, (void)pc;
   plinear512<0>(xb, n, L, y, nullptr, nullptr);
   return;
+#elif BEEX_ISA == 1
+  // 8 outputs at a time, popcounts by nibble table (vpshufb) and vpsadbw, in registers
+  const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2,
+                                       3, 2, 3, 3, 4);
+  const __m256i low = _mm256_set1_epi8(0x0F);
+  const __m256i idx = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+  const __m256i kv = _mm256_set1_epi32(static_cast<int>(K));
+  const int64_t N8 = N & ~int64_t(7);
+  auto pop4 = [&](__m256i v) {
+    const __m256i c = _mm256_add_epi8(_mm256_shuffle_epi8(lut, _mm256_and_si256(v, low)),
+                                      _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(v, 4), low)));
+    return _mm256_sad_epu8(c, _mm256_setzero_si256());
+  };
+  for (int64_t i = 0; i < n; ++i) {
+    const u64* a = xb + i * W;
+    float* yi = y + i * N;
+    for (int64_t j0 = 0; j0 < N8; j0 += 8) {
+      __m256i p0 = _mm256_setzero_si256(), p1 = _mm256_setzero_si256();
+      for (int64_t w = 0; w < W; ++w) {
+        const __m256i av = _mm256_set1_epi64x(static_cast<long long>(a[w]));
+        const u64* wr = L.wt + w * N + j0;
+        p0 = _mm256_add_epi64(p0, pop4(_mm256_xor_si256(av, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wr)))));
+        p1 = _mm256_add_epi64(p1, pop4(_mm256_xor_si256(av, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wr + 4)))));
+      }
+      const __m256i pc8 = _mm256_set_m128i(_mm256_castsi256_si128(_mm256_permutevar8x32_epi32(p1, idx)),
+                                           _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(p0, idx)));
+      const __m256 sv = _mm256_cvtepi32_ps(_mm256_sub_epi32(kv, _mm256_add_epi32(pc8, pc8)));
+      __m256 out = _mm256_mul_ps(sv, _mm256_loadu_ps(alpha + j0));
+      if (bias) out = _mm256_add_ps(out, _mm256_loadu_ps(bias + j0));
+      _mm256_storeu_ps(yi + j0, out);
+    }
+    for (int64_t j = N8; j < N; ++j) {
+      int64_t p = 0;
+      for (int64_t w = 0; w < W; ++w) p += popcnt(a[w] ^ L.wt[w * N + j]);
+      const float v = static_cast<float>(K - 2 * p) * alpha[j];
+      yi[j] = bias ? v + bias[j] : v;
+    }
+  }
+  (void)pc;
+  return;
 #endif
+  // int32 counts: the int -> float conversion of the epilogue then vectorises
+  int32_t* pc32 = reinterpret_cast<int32_t*>(pc);
+  const int32_t K32 = static_cast<int32_t>(K);
   for (int64_t i = 0; i < n; ++i) {
     const u64* a = xb + i * W;
     {
       const u64 a0 = a[0];
       const u64* wr = L.wt;
-      for (int64_t j = 0; j < N; ++j) pc[j] = popcnt(a0 ^ wr[j]);
+      for (int64_t j = 0; j < N; ++j) pc32[j] = static_cast<int32_t>(popcnt(a0 ^ wr[j]));
     }
     for (int64_t w = 1; w < W; ++w) {
       const u64 aw = a[w];
       const u64* wr = L.wt + w * N;
-      for (int64_t j = 0; j < N; ++j) pc[j] += popcnt(aw ^ wr[j]);
+      for (int64_t j = 0; j < N; ++j) pc32[j] += static_cast<int32_t>(popcnt(aw ^ wr[j]));
     }
     float* yi = y + i * N;
     if (bias) {
-      for (int64_t j = 0; j < N; ++j) yi[j] = static_cast<float>(K - 2 * pc[j]) * alpha[j] + bias[j];
+      for (int64_t j = 0; j < N; ++j) yi[j] = static_cast<float>(K32 - 2 * pc32[j]) * alpha[j] + bias[j];
     } else {
-      for (int64_t j = 0; j < N; ++j) yi[j] = static_cast<float>(K - 2 * pc[j]) * alpha[j];
+      for (int64_t j = 0; j < N; ++j) yi[j] = static_cast<float>(K32 - 2 * pc32[j]) * alpha[j];
     }
   }
 }
