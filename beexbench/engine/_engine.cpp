@@ -9,12 +9,13 @@
 //   ATen op inside).  Each row runs on its own, over its real tokens only (padding
 //   positions are masked keys and masked in pooling, so they change nothing) and stops at
 //   its exit block: rows leave as they exit with no compaction to do.  Rows run in
-//   parallel (at::parallel_for) when B > 1; batch 1 stays on the calling thread.  The
-//   loops are compiled three times (AVX-512 VPOPCNTDQ, AVX2, portable) by re-including
-//   this file under ``#pragma GCC target`` and the variant is picked at run time
-//   (``engine_isa``).  Hand-written float loops differ from ATen's in the last bits only
-//   (the binary products, the shift add and the epilogue are exact; CFLAGS has
-//   -ffp-contract=off so no FMA changes the rounding).
+//   parallel (at::parallel_for) when B > 1 and torch has several threads; batch 1 stays
+//   on the calling thread.  The loops are compiled three times (AVX-512 VPOPCNTDQ, AVX2,
+//   portable) by re-including this file under ``#pragma GCC target`` (GCC on x86-64;
+//   elsewhere the portable loops alone) and the variant is picked at run time from the
+//   CPU (``engine_isa`` reads or overrides it).  Hand-written float loops differ from
+//   ATen's in the last bits only (the binary products, the shift add and the epilogue
+//   are exact; CFLAGS has -ffp-contract=off so no FMA changes the rounding).
 // * ``step``: one call per block and its exit head, each step the same ATen op, on the
 //   same layout, as the float model (the fallback for any other exit rule); the binary
 //   products call the packed-bit kernels of beexbench.kernels through the dispatcher
