@@ -105,9 +105,12 @@ class PackedEncoder(nn.Module):
     def infer(self, ids: torch.Tensor, mask: torch.Tensor, rule: ExitRule) -> ExitDecision:
         """Early-exit inference; rows that exit leave the batch (as EarlyExitEncoder.infer).
 
-        Runs the fused C++ steps (one call per block and its head, the fractional-entropy
-        rule too) while the native kernels are active, else the module path; both compute
-        the float model's values op for op."""
+        While the native kernels are active: the whole model in one C++ call (``_engine.cpp``
+        ``infer``: token lookup, every block, the heads and the rule, no ATen op inside) for
+        the fractional-entropy, absolute-entropy and no-exit rules, else one C++ call per
+        block and its head; without them, the module path. Each gives the float model's
+        exits and predictions (logits within 1e-5: the whole-model loops round differently
+        from ATen in the last bits; tests/test_engine_native.py)."""
         from . import _native
 
         ops = _native.ops() if ids.device.type == "cpu" else None
