@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import mmap
 import time
+
+import numpy as np
 
 import pytest
 import torch
@@ -14,11 +17,14 @@ MB = 2**20
 
 
 def test_peak_rss_sees_allocation():
-    gc.collect()  # earlier tests' garbage freed inside the window would offset the allocation (seen in a full run)
+    gc.collect()  # earlier tests' garbage freed inside the window would offset the allocation
     with track_memory("cpu") as mem:
-        x = torch.ones(50 * MB // 4)  # 50 MB of float32, touched
+        # 50 MB of fresh pages, touched: an anonymous mapping, so the allocator cannot hand back
+        # pages an earlier test freed but the process kept resident (seen in a full run: +8 KiB)
+        block = mmap.mmap(-1, 50 * MB)
+        np.frombuffer(block, dtype=np.uint8)[:] = 1
         time.sleep(0.02)
-        del x
+        block.close()
     rec = mem.record
     assert rec.unit == "bytes" and rec.target == "cpu"
     assert rec.peak_rss_delta_bytes >= 40 * MB

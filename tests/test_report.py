@@ -132,7 +132,7 @@ def test_summary_rows_match_the_records(rich_report):
     # int8-dynamic: 12e6 / 9e6 bits, 4e6 / 1e6 without embeddings, (12e6/8 + 1000) / (9e6/8 + 1000) on disk
     assert rows["int8-dynamic"][4] == f"{12 / 9:.1f} / 4.0 / {(1_500_000 + 1000) / (1_125_000 + 1000):.1f}"
     assert fp32[5] == "1.00" and fp32[6] == "0.00" and fp32[7] == "2.00"  # MACs, BOPs, OPs in millions
-    assert fp32[8] == "1.00 / 1.20"
+    assert fp32[8] == "1.00 / 1.20 @ 2t"  # the fastest thread setting, named
     assert fp32[9] == "10 mJ (estimated:tdp-share)"
     assert fp32[10] == "2.50 / 3"
     # three seeds of beexformer (two runs) -> one row, mean ± sample std
@@ -170,7 +170,7 @@ def test_targets_are_kept_apart_and_emulation_is_said(rich_report):
     assert "Emulated target" in sec
     rows = {r[0]: r for r in _rows(dict(_tables(sec))["summary"])}
     assert set(rows) == {"beexformer", "fp32"}
-    assert rows["fp32"][8] == "2.00 / 2.20"
+    assert rows["fp32"][8] == "2.00 / 2.20 @ 2t"
 
 
 def test_figures_and_energy_unavailable(rich_report):
@@ -445,3 +445,11 @@ def test_floor_lines_are_dashed_named_horizontal_lines():
     assert {t.get_text() for t in ax.texts} == {"majority 50.0", "bow-linear 76.0"}
     assert ax.get_ylim()[0] < 50.0  # the axis reaches down to the lowest floor
     plt.close(fig)
+
+
+def test_latency_cell_names_the_fastest_setting_and_shows_the_others():
+    from beexbench.report.tables import fmt_latency
+
+    row = {"latency_ms": 0.41, "latency_p90_ms": 0.5, "latency_threads": "1", "latency_by_threads": {1: 0.41, 2: 1.234}}
+    assert fmt_latency(row) == "0.41 / 0.50 @ 1t (2t: 1.23)"
+    assert fmt_latency({"latency_ms": 2.0, "latency_p90_ms": 2.2, "latency_threads": "", "latency_by_threads": {}}) == "2.00 / 2.20"
