@@ -150,8 +150,21 @@ class OrtDeployment(FP32):
 
     def predict(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> ExitDecision:
         """Early-exit inference in ONNX Runtime: the exit rule runs between the block graphs and
-        the rows that exit leave the batch (as ``early_exit_infer`` does for torch)."""
+        the rows that exit leave the batch (as ``early_exit_infer`` does for torch). The sessions
+        own the thread budget: torch's few ops on the logits run on one thread meanwhile (with
+        spinning OpenMP waits, a second torch pool beside ORT's made batch 8 at 2 threads 2-5x
+        slower: docs/BENCHMARKS.md)."""
         sessions = self.sessions()
+        threads = torch.get_num_threads()
+        if threads == 1:
+            return self._predict(sessions, input_ids, attention_mask)
+        torch.set_num_threads(1)
+        try:
+            return self._predict(sessions, input_ids, attention_mask)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _predict(self, sessions, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> ExitDecision:
         h, mask = self._inputs(input_ids, attention_mask)
         n = h.shape[0]
         rule, last_block = self.rule, len(sessions)
