@@ -36,12 +36,15 @@ def child(args: argparse.Namespace) -> None:
     from beexbench.data import load_task
     from beexbench.runner.run import prepare_task
 
-    torch.set_num_threads(args.threads)
+    # the inputs are prepared on one thread: a torch pool woken by this work would spin beside the
+    # timed code under OMP_WAIT_POLICY=ACTIVE (beexbench's workers read ready-made inputs)
+    torch.set_num_threads(1)
     splits, _ = prepare_task(load_task(args.task, limit=args.limit))
     test = splits["test"]
     singles = [tuple(t for t in (b.input_ids, b.attention_mask))
                for b in (test.batch(slice(i, i + 1)) for i in range(min(args.samples, len(test))))]
     adapter = load_model(args.checkpoint)
+    torch.set_num_threads(args.threads)
 
     def one_pass():
         for x in singles:
