@@ -37,9 +37,10 @@ def inputs(batch: int, seed: int, tokens: int = 28):
     return ids, mask
 
 
-def build(steps: int):
+def nudged(name: str, steps: int):
+    """``name`` at the benchmark's size, moved off its init by ``steps`` AdamW steps."""
     torch.manual_seed(0)
-    adapter = create_model("beexformer", SPEC, ENC)
+    adapter = create_model(name, SPEC, ENC)
     model = adapter.module()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
     ids, mask = inputs(32, seed=1)
@@ -50,25 +51,18 @@ def build(steps: int):
         torch.stack([torch.nn.functional.cross_entropy(lg, labels) for lg in model(ids, mask)]).mean().backward()
         opt.step()
     model.eval()
+    return adapter
+
+
+def build(steps: int):
+    adapter = nudged("beexformer", steps)
     return adapter, get_adapter_class("beexformer-packed").derive(adapter, None)
 
 
 def build_ort(steps: int):
     """fp32 of the same size, trained the same way, deployed as fp32-ort (None if unavailable)."""
     try:
-        torch.manual_seed(0)
-        adapter = create_model("fp32", SPEC, ENC)
-        model = adapter.module()
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
-        ids, mask = inputs(32, seed=1)
-        labels = ids[:, 0] % SPEC.num_labels
-        model.train()
-        for _ in range(steps):
-            opt.zero_grad()
-            torch.stack([torch.nn.functional.cross_entropy(lg, labels) for lg in model(ids, mask)]).mean().backward()
-            opt.step()
-        model.eval()
-        return get_adapter_class("fp32-ort").derive(adapter, None)
+        return get_adapter_class("fp32-ort").derive(nudged("fp32", steps), None)
     except Exception as exc:  # noqa: BLE001 - the ORT column is optional
         print(f"(no fp32-ort column: {type(exc).__name__}: {exc})")
         return None

@@ -12,10 +12,11 @@ import pytest
 import torch
 
 from beexbench.adapters.base import TaskSpec
-from beexbench.adapters.registry import create_model, get_adapter_class
+from beexbench.adapters.registry import get_adapter_class
 from beexbench.engine import _fused, _native
 from beexbench.engine.embedding import FORMATS, PackedEmbedding
 from beexbench.models.exits import AbsoluteEntropy, ExitRule, FractionalEntropy, Patience
+from nudged import nudged
 
 SPEC = TaskSpec(task="native", num_labels=3, vocab_size=50, max_len=24)
 RULES = [FractionalEntropy(0.1), FractionalEntropy(0.5), FractionalEntropy(-0.05, answer="current"),
@@ -41,18 +42,7 @@ def data(n: int, seed: int, holes: bool = False):
 
 
 def trained(enc: dict, steps: int = 12):
-    torch.manual_seed(0)
-    adapter = create_model("beexformer", SPEC, {"encoder": enc})
-    model = adapter.module()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    ids, mask, labels = data(64, seed=1)
-    model.train()
-    for _ in range(steps):
-        opt.zero_grad()
-        torch.stack([torch.nn.functional.cross_entropy(lg, labels) for lg in model(ids, mask)]).mean().backward()
-        opt.step()
-    model.eval()
-    return adapter
+    return nudged("beexformer", SPEC, {"encoder": enc}, *data(64, seed=1), steps)
 
 
 class Pair:

@@ -13,7 +13,6 @@ import pytest
 import torch
 
 from beexbench.adapters.base import TaskSpec
-from beexbench.adapters.checkpoint import META
 from beexbench.adapters.registry import create_model, get_adapter_class, load_model
 from beexbench.adapters.roles import deployment_of
 from beexbench.errors import BeexError
@@ -21,8 +20,8 @@ from beexbench.models.exits import AbsoluteEntropy, ExitRule, FractionalEntropy,
 from beexbench.profilers.ops import count_ops
 from beexbench.profilers.size import measure_size
 from beexbench.training.batches import EncodedSplit
+from nudged import nudged
 
-from baselines import _onnx_export as ox
 from baselines.ort import HEADER, graph_file
 
 SPEC = TaskSpec(task="ort", num_labels=3, vocab_size=60, max_len=24)
@@ -50,19 +49,8 @@ def data(n: int, seed: int) -> EncodedSplit:
 
 def trained_fp32(steps: int = 15):
     """Random init plus a few AdamW steps, so exits differ in confidence."""
-    torch.manual_seed(0)
-    adapter = create_model("fp32", SPEC, SMALL)
-    model = adapter.module()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
     split = data(64, seed=1)
-    model.train()
-    for _ in range(steps):
-        opt.zero_grad()
-        logits = model(split.input_ids, split.attention_mask)
-        torch.stack([torch.nn.functional.cross_entropy(lg, split.labels) for lg in logits]).mean().backward()
-        opt.step()
-    model.eval()
-    return adapter
+    return nudged("fp32", SPEC, SMALL, split.input_ids, split.attention_mask, split.labels, steps)
 
 
 @pytest.fixture(scope="module")

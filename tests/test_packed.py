@@ -27,6 +27,7 @@ from beexbench.models.exits import AbsoluteEntropy, ExitRule, FractionalEntropy,
 from beexbench.models.layers import QuantLinear
 from beexbench.profilers.ops import count_ops
 from beexbench.profilers.size import measure_size
+from nudged import nudged
 
 SPEC = TaskSpec(task="packed", num_labels=3, vocab_size=50, max_len=24)
 ODD = {"encoder": {"d_model": 40, "n_heads": 4, "n_blocks": 3, "d_ff": 72}, "train": {"epochs": 1, "batch_size": 16}}
@@ -45,19 +46,7 @@ def data(n: int, seed: int):
 
 def trained_beexformer(overrides=ODD, steps: int = 12):
     """Random init plus a few AdamW steps (signs, shifts and scales move off their init)."""
-    torch.manual_seed(0)
-    adapter = create_model("beexformer", SPEC, overrides)
-    model = adapter.module()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    ids, mask, labels = data(64, seed=1)
-    model.train()
-    for _ in range(steps):
-        opt.zero_grad()
-        logits = model(ids, mask)
-        torch.stack([torch.nn.functional.cross_entropy(lg, labels) for lg in logits]).mean().backward()
-        opt.step()
-    model.eval()
-    return adapter
+    return nudged("beexformer", SPEC, overrides, *data(64, seed=1), steps)
 
 
 def reference(float_adapter, packed):

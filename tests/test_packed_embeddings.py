@@ -29,6 +29,7 @@ from beexbench.models.encoder import BinaryEmbedding
 from beexbench.models.exits import AbsoluteEntropy, ExitRule, FractionalEntropy, Patience
 from beexbench.profilers.ops import count_ops
 from beexbench.profilers.size import measure_size
+from nudged import nudged
 
 SPEC = TaskSpec(task="packed-emb", num_labels=3, vocab_size=60, max_len=20)
 SMALL = {"encoder": {"d_model": 40, "n_heads": 4, "n_blocks": 3, "d_ff": 72}}
@@ -51,18 +52,7 @@ def data(n: int, seed: int, spec: TaskSpec = SPEC):
 
 def trained(name: str, overrides=SMALL, spec: TaskSpec = SPEC, steps: int = 10):
     """Random init plus a few AdamW steps (signs, shifts, scales and the table move)."""
-    torch.manual_seed(0)
-    adapter = create_model(name, spec, overrides)
-    model = adapter.module()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    ids, mask, labels = data(48, 1, spec)
-    model.train()
-    for _ in range(steps):
-        opt.zero_grad()
-        torch.stack([torch.nn.functional.cross_entropy(lg, labels) for lg in model(ids, mask)]).mean().backward()
-        opt.step()
-    model.eval()
-    return adapter
+    return nudged(name, spec, overrides, *data(48, 1, spec), steps)
 
 
 def with_rows(float_adapter, packed):
