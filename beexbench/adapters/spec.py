@@ -141,7 +141,9 @@ def _param(where: str, value: Any) -> list[str]:
 CHECKS: dict[type, dict[str, Check]] = {
     EncoderConfig: {**{k: _num(1, integer=True) for k in ("d_model", "n_heads", "n_blocks", "d_ff")},
                     "dropout": _num(0, 1, below=True), "token_dropout": _num(0, 1, below=True),
-                    "estimator": _named(SIGN_ESTIMATORS), "ffn": _named(FFNS)},
+                    "estimator": _named(SIGN_ESTIMATORS), "ffn": _named(FFNS),
+                    "type_vocab_size": _num(1, integer=True, optional=True),
+                    "layer_norm_eps": _num(0, above=True, optional=True)},
     TrainConfig: {"epochs": _num(1, integer=True), "batch_size": _num(1, integer=True), "lr": _num(0, above=True),
                   "weight_decay": _num(0), "warmup_ratio": _num(0, 1), "clip_norm": _num(0, optional=True),
                   "patience": _num(0, integer=True), "length_buckets": _num(0, integer=True),

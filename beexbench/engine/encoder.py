@@ -25,7 +25,7 @@ from .layers import FFN_LAYERS, PackedBlock, PackedLinear
 # the encoder options the engine implements (BEExformer's W1A1 configuration)
 # (binary_embedding, A5, either way: 1-bit token rows with it, int8 / int4 / fp32 rows without)
 REQUIRED = {"weight_bits": 1, "act_bits": 1, "binary_qk": True, "attention_probs": "softmax",
-            "learnable_act_scale": False}
+            "learnable_act_scale": False, "type_vocab_size": None, "layer_norm_eps": None}
 
 
 def check_config(enc: dict[str, Any]) -> None:

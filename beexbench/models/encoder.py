@@ -43,6 +43,10 @@ class EncoderConfig:
     binary_embedding: bool = False  # A5: alpha * sign(E) token embedding
     ffn: Literal[FFN_KINDS] = "slfn"  # A6: "slfn" | "slfn3" | "gelu" | a registered one (FFNS)
     exit_heads: bool = True  # an exit head after every block (else only after the last)
+    # BERT compatibility (issue 17; see beexbench/backbones/bert.py). None keeps today's model;
+    # the packed engine runs only None (beexbench/engine/encoder.py REQUIRED).
+    type_vocab_size: int | None = None  # a token-type embedding of this many rows (BERT: 2), type 0 on every token
+    layer_norm_eps: float | None = None  # eps of the encoder's LayerNorms (BERT: 1e-12); None: torch's 1e-5
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -68,6 +72,11 @@ class BinaryEmbedding(nn.Embedding):
         return nn.functional.embedding(ids, w, self.padding_idx)
 
 
+def _layer_norm(cfg: EncoderConfig) -> nn.LayerNorm:
+    """An encoder LayerNorm (embedding and blocks; the exit heads keep torch's eps)."""
+    return nn.LayerNorm(cfg.d_model) if cfg.layer_norm_eps is None else nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
+
+
 class Block(nn.Module):
     def __init__(self, cfg: EncoderConfig) -> None:
         super().__init__()
@@ -88,9 +97,9 @@ class Block(nn.Module):
             estimator=cfg.estimator,
             dropout=cfg.dropout,
         )
-        self.ln1 = nn.LayerNorm(cfg.d_model)
+        self.ln1 = _layer_norm(cfg)
         self.ffn = make_ffn(cfg.ffn, cfg.d_model, cfg.d_ff, lin, cfg.dropout)
-        self.ln2 = nn.LayerNorm(cfg.d_model)
+        self.ln2 = _layer_norm(cfg)
         self.drop = nn.Dropout(cfg.dropout)
 
     def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -121,7 +130,9 @@ class EarlyExitEncoder(nn.Module):
         else:
             self.tok = nn.Embedding(vocab_size, cfg.d_model, padding_idx=0)
         self.pos = nn.Embedding(max_len, cfg.d_model)
-        self.emb_norm = nn.LayerNorm(cfg.d_model)
+        if cfg.type_vocab_size is not None:  # BERT's token-type table; every token is type 0 (one segment)
+            self.typ = nn.Embedding(cfg.type_vocab_size, cfg.d_model)
+        self.emb_norm = _layer_norm(cfg)
         self.emb_drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_blocks))
         n_heads = cfg.n_blocks if cfg.exit_heads else 1
@@ -151,7 +162,10 @@ class EarlyExitEncoder(nn.Module):
         if self.training and self.cfg.token_dropout > 0:
             keep = torch.rand(ids.shape, device=ids.device) >= self.cfg.token_dropout
             tok = tok * keep.unsqueeze(-1).to(tok.dtype)
-        return self.emb_drop(self.emb_norm(tok + self.pos(pos)))
+        pos_emb = self.pos(pos)
+        if self.cfg.type_vocab_size is not None:
+            pos_emb = pos_emb + self.typ(torch.zeros_like(pos))
+        return self.emb_drop(self.emb_norm(tok + pos_emb))
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
         return all_exits(self, ids, mask)
