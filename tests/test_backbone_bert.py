@@ -248,3 +248,29 @@ def test_hidden_states_match_transformers_bert(tmp_path):
     for i, (a, b) in enumerate(zip(got, expected)):
         diff = (a - b).abs()[mask].max().item()
         assert diff < 1e-4, f"hidden state {i}: max |diff| {diff:.2e}"
+
+
+# -- the rest of the benchmark sees an ordinary encoder ----------------------------------------
+def test_bert_options_are_counted_sized_and_saved(tmp_path):
+    from beexbench.adapters.base import TaskSpec
+    from beexbench.adapters.registry import create_model, get_adapter_class
+    from beexbench.profilers.ops import count_ops
+    from beexbench.profilers.size import measure_size
+
+    spec = TaskSpec("t", 3, TINY["vocab_size"], MAX_LEN)
+    enc = {**encoder_config_from_bert(BERT_JSON), "dropout": 0.0}
+    fp32 = create_model("fp32", spec, {"encoder": enc})
+    plain = create_model("fp32", spec, {"encoder": {**enc, "type_vocab_size": None}})
+    ops = count_ops(fp32, 8)
+    assert ops.uncounted == {} and ops.notes == () and ops.total_macs == count_ops(plain, 8).total_macs
+    size, plain_size = measure_size(fp32).to_dict(), measure_size(plain).to_dict()
+    assert size["bits"]["embeddings"] - plain_size["bits"]["embeddings"] == 32 * 2 * 32  # the token-type table, fp32
+    with torch.no_grad():
+        fp32.model.typ.weight.normal_()
+    fp32.save(tmp_path / "ckpt")
+    back = get_adapter_class("fp32").load(tmp_path / "ckpt")
+    assert back.model.cfg == fp32.model.cfg and torch.equal(back.model.typ.weight, fp32.model.typ.weight)
+    ids, mask = torch.randint(1, 100, (2, 6)), torch.ones(2, 6, dtype=torch.bool)
+    fp32.model.eval(), back.model.eval()
+    with torch.no_grad():
+        assert all(torch.equal(a, b) for a, b in zip(fp32.forward(ids, mask), back.forward(ids, mask)))
