@@ -79,8 +79,9 @@ class TaskData:
             raise ValueError(f"split must be one of {SPLITS}, not {name!r}")
         return getattr(self, name)
 
-    def encode(self, split: str, max_len: int | None = None):
-        """``(input_ids, attention_mask, labels)`` tensors for one split.
+    def encode(self, split: str, max_len: int | None = None, tokenizer: Tokenizer | None = None):
+        """``(input_ids, attention_mask, labels)`` tensors for one split, with the task's own
+        tokenizer or ``tokenizer`` (a pretrained backbone's).
 
         Labels are int64 class indices, or float32 for regression.
         """
@@ -88,7 +89,7 @@ class TaskData:
 
         df = self.split(split)
         texts_b = df["text_b"].tolist() if "text_b" in df.columns else None
-        ids, mask = encode(self.tokenizer, df["text"].tolist(), texts_b, max_len or self.card.max_len)
+        ids, mask = encode(tokenizer or self.tokenizer, df["text"].tolist(), texts_b, max_len or self.card.max_len)
         if self.card.problem == "regression":
             labels = torch.tensor(df["label"].to_numpy(dtype=np.float32))
         else:

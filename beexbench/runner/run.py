@@ -30,7 +30,7 @@ from ..training.batches import EncodedSplit
 from ..training.metrics import check_labels, label_stats, standardize
 from .isolate import measure_speed_by_threads
 from .measure import cell_metrics, measure_accuracy_and_exits, measure_model_size
-from .models import model_store, obtain_model
+from .models import model_store, obtain_model, overrides_for
 
 
 @dataclass
@@ -43,13 +43,15 @@ class RunSummary:
     seconds: float = 0.0
 
 
-def prepare_task(data) -> tuple[dict[str, EncodedSplit], TaskSpec]:
-    """The encoded train/val/test splits and the task's shape. The task's declared problem
+def prepare_task(data, tokenizer=None) -> tuple[dict[str, EncodedSplit], TaskSpec]:
+    """The encoded train/val/test splits and the task's shape, with the task's own tokenizer or
+    ``tokenizer`` (a pretrained backbone's: its vocabulary is then the TaskSpec's). The task's declared problem
     (its card's ``problem``, kept as ``TaskSpec.problem``) is what every later step goes by;
     the labels are checked to agree with it here (class indices, or float scores). Regression
     labels are standardized with the train split's mean and std (kept in the spec, so
     predictions map back to the label scale)."""
-    splits = {name: EncodedSplit(*data.encode(name)) for name in ("train", "val", "test")}
+    tokenizer = tokenizer or data.tokenizer
+    splits = {name: EncodedSplit(*data.encode(name, tokenizer=tokenizer)) for name in ("train", "val", "test")}
     mean, std = 0.0, 1.0
     if data.card.problem == "regression":
         mean, std = label_stats(splits["train"].labels)
@@ -57,11 +59,49 @@ def prepare_task(data) -> tuple[dict[str, EncodedSplit], TaskSpec]:
                   for name, sp in splits.items()}
     for name, sp in splits.items():
         check_labels(sp.labels, data.card.problem, where=f"task {data.card.name}'s {name} split")
-    tok_sha = hashlib.sha256(data.tokenizer.to_str().encode()).hexdigest()
-    spec = TaskSpec(task=data.card.name, num_labels=data.card.num_labels, vocab_size=data.tokenizer.get_vocab_size(),
+    tok_sha = hashlib.sha256(tokenizer.to_str().encode()).hexdigest()
+    spec = TaskSpec(task=data.card.name, num_labels=data.card.num_labels, vocab_size=tokenizer.get_vocab_size(),
                     max_len=data.card.max_len, tokenizer_sha256=tok_sha, problem=data.card.problem,
                     label_mean=mean, label_std=std)
     return splits, spec
+
+
+class TaskEncodings:
+    """A task's encoded splits and TaskSpec for each tokenizer its models read: the task's own
+    (models trained from scratch) or a pretrained backbone's (``model.backbone``), each encoded
+    once per run."""
+
+    def __init__(self, task: str, data, cfg: RunConfig) -> None:
+        self.task, self.data, self.cfg = task, data, cfg  # task: as the run names it (a spec string too)
+        self._by_backbone: dict[str, tuple[dict[str, EncodedSplit], TaskSpec]] = {}
+
+    @property
+    def problem(self) -> str:
+        return self.data.card.problem
+
+    def for_model(self, name: str, seed: int) -> tuple[dict[str, EncodedSplit], TaskSpec]:
+        backbone = backbone_of(name, self.cfg, seed, model_recipe(self.task), self.problem)
+        if backbone not in self._by_backbone:
+            tokenizer = None
+            if backbone != SCRATCH:
+                from ..backbones.sources import backbone_tokenizer, resolve_backbone
+
+                tokenizer = backbone_tokenizer(resolve_backbone(backbone), self.data.card.max_len)
+            self._by_backbone[backbone] = prepare_task(self.data, tokenizer)
+        return self._by_backbone[backbone]
+
+
+SCRATCH = "scratch"
+
+
+def backbone_of(name: str, cfg: RunConfig, seed: int, recipe: dict | None, problem: str) -> str:
+    """The pretrained backbone model ``name`` is built on in this run (``"scratch"``: none), from
+    its registered settings with the run's (what ``create_model`` will build)."""
+    cls = get_adapter_class(name)
+    if not cls.uses_model_spec:
+        return SCRATCH
+    settings = cls.default_spec(problem).merged(overrides_for(name, cfg, seed, recipe))
+    return getattr(getattr(settings, "backbone", None), "name", SCRATCH)
 
 
 def target_options(cfg: RunConfig) -> dict:
@@ -147,9 +187,9 @@ def _run_locked(run: RunDir, cfg: RunConfig, target, fingerprint: str, progress:
         if not todo:
             continue
         data = load_task(task_name, progress=progress, limit=cfg.limit)
-        splits, spec = prepare_task(data)
+        encodings = TaskEncodings(task_name, data, cfg)
         for key in list(todo):
-            reason = get_adapter_class(key.model).problem_refusal(spec.problem)
+            reason = get_adapter_class(key.model).problem_refusal(encodings.problem)
             if reason:
                 summary.unsupported.append((key, reason))
                 progress.log(f"skipping {key.model} on {task_name}: {reason}")
@@ -157,6 +197,7 @@ def _run_locked(run: RunDir, cfg: RunConfig, target, fingerprint: str, progress:
         for key in todo:
             started = now_iso()
             try:
+                splits, spec = encodings.for_model(key.model, key.seed)
                 record = _run_cell(key, cfg, spec, data.card.to_dict(), splits, target, progress)
             except Exception as exc:  # a condition of this cell (a BeexError too) fails it; the others go on
                 record = CellRecord(key=key, run_id=run.run_id, status="failed", error=f"{type(exc).__name__}: {exc}",

@@ -11,7 +11,7 @@ from ..data.tasks import model_recipe
 from ..profilers.ops import DepthCost
 from ..progress import NULL_PROGRESS, Progress
 from .models import obtain_model
-from .run import prepare_task, validate_names
+from .run import TaskEncodings, validate_names
 
 
 @dataclass
@@ -28,14 +28,15 @@ def train_suite(cfg: RunConfig, progress: Progress = NULL_PROGRESS) -> TrainSumm
     out = TrainSummary()
     for task_name in cfg.tasks:
         data = load_task(task_name, progress=progress, limit=cfg.limit)
-        splits, spec = prepare_task(data)
+        encodings = TaskEncodings(task_name, data, cfg)
         for model, seeds in cfg.planned_models():  # the reference floors too, so --models-from finds them
-            reason = get_adapter_class(model).problem_refusal(spec.problem)
+            reason = get_adapter_class(model).problem_refusal(encodings.problem)
             if reason:
                 progress.log(f"skipping {model} on {task_name}: {reason}")
                 continue
             for seed in seeds:
                 try:
+                    splits, spec = encodings.for_model(model, seed)
                     _, directory, _ = obtain_model(model, spec, splits["train"], splits["val"], cfg, seed,
                                                    recipe=model_recipe(task_name),
                                                    cost_fn_factory=lambda a: DepthCost.measure(a).macs, progress=progress)
