@@ -9,9 +9,22 @@ Its settings are a :class:`~beexbench.adapters.spec.ModelSpec`. A variant only d
 
 and, where its exit rule needs class probabilities, ``regression_defaults``: what changes
 for a regression task (merged right after the same class's ``defaults``).
+
+Every model here can start from a pretrained BERT-format encoder instead of a random one:
+``backbone.name`` = a registered backbone or ``hf:<dir>`` (:mod:`beexbench.backbones`). A fresh
+build (:meth:`EncoderAdapter.build`, what ``create_model`` and the runner call) resolves the
+files, takes the architecture from the checkpoint's config.json over the model's own encoder
+settings (its precision, exits and dropout stay its own; an architecture setting the run changed
+from the model's registered default that contradicts the checkpoint is an error), checks that the
+task was encoded for the backbone (vocabulary size, max_len within its positions), builds the
+encoder and loads the weights (exit heads keep their seeded init; a binarized model starts from
+the pretrained latent weights). The spec it keeps records the resolved architecture and the
+weights' sha256, so a checkpoint (or a derived model) is rebuilt from the spec alone, without the
+backbone's files.
 """
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import json
 from pathlib import Path
@@ -20,7 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import BeexError
+from ..errors import BeexError, ConfigError
 from ..models.attention import MatMul
 from ..models.encoder import BinaryEmbedding, EarlyExitEncoder, EncoderConfig
 from ..models.exits import ExitDecision, ExitRule
@@ -35,6 +48,46 @@ from ..training.metrics import metric_name, score
 from .base import ExitLayout, FitReport, ModelAdapter, Precision, TaskSpec
 from .checkpoint import read_checkpoint, write_checkpoint
 from .spec import RULES, ModelSpec, make_rule  # noqa: F401  (make_rule and RULES: re-exported)
+
+# the architecture settings a backbone's config.json decides (beexbench.backbones.bert.encoder_config_from_bert)
+BACKBONE_ARCHITECTURE = ("d_model", "n_heads", "n_blocks", "d_ff", "ffn", "type_vocab_size", "layer_norm_eps")
+
+# the backbone files a fresh build (EncoderAdapter.build) resolved, for the encoder that build makes
+_PRETRAINED: contextvars.ContextVar[Any] = contextvars.ContextVar("beexbench_pretrained_backbone", default=None)
+
+
+def on_backbone(cls: type, model_spec: ModelSpec, task: TaskSpec) -> tuple[Any, ModelSpec]:
+    """Resolve ``model_spec.backbone`` and return (its files, the spec with the checkpoint's
+    architecture and the weights' sha256). One-line errors: the files, an architecture setting
+    that contradicts the checkpoint, a task not encoded for the backbone, a sha256 pin that differs."""
+    from ..backbones.bert import bert_sizes, encoder_config_from_bert
+    from ..backbones.sources import resolve_backbone
+
+    bb = model_spec.backbone
+    files = resolve_backbone(bb.name)
+    where = f"backbone {bb.name}"
+    if bb.sha256 is not None and files.sha256 != bb.sha256:
+        raise BeexError(f"{where}: its weights' sha256 is {files.sha256}, the settings pin {bb.sha256}: "
+                        "not the same weights (clear model.backbone.sha256 to take these)")
+    arch = encoder_config_from_bert(files.config, f"{where}: config.json")
+    sizes = bert_sizes(files.config, f"{where}: config.json")
+    default = cls.default_spec(task.problem).encoder if hasattr(cls, "default_spec") else ModelSpec().encoder
+    own = model_spec.encoder
+    clash = [f"{k} = {getattr(own, k)!r} (the checkpoint's is {v!r})" for k, v in arch.items()
+             if getattr(own, k) != v and getattr(own, k) != getattr(default, k)]
+    if clash:
+        raise ConfigError([(f"model.encoder sets {', '.join(clash)}, which {where} decides: "
+                            "leave the architecture out of the settings of a model built on a backbone")])
+    if task.vocab_size != sizes["vocab_size"]:
+        raise BeexError(f"{where} has a vocabulary of {sizes['vocab_size']} tokens, task '{task.task}' was encoded "
+                        f"with {task.vocab_size}: encode the task with the backbone's tokenizer")
+    if task.max_len > sizes["max_position_embeddings"]:
+        raise BeexError(f"{where} has {sizes['max_position_embeddings']} positions, task '{task.task}' has max_len "
+                        f"{task.max_len}: encode the task with the backbone's tokenizer at a max_len of at most "
+                        f"{sizes['max_position_embeddings']}")
+    resolved = dataclasses.replace(model_spec, encoder=dataclasses.replace(own, **arch),
+                                   backbone=dataclasses.replace(bb, sha256=files.sha256))
+    return files, resolved
 
 
 class SpecEncoderBase(ModelAdapter):
@@ -86,12 +139,73 @@ class EncoderAdapter(SpecEncoderBase):
     problems = ("classification", "regression")
 
     def __init__(self, config: "dict[str, Any] | ModelSpec", spec: TaskSpec) -> None:
+        """The network ``config`` describes. On a backbone: a spec without the weights' sha256 is
+        resolved and the weights loaded here (as :meth:`build` does); one with it (a recorded
+        config: a checkpoint, a derived model) is only the architecture, its weights come later."""
         self._take_settings(config, spec)
+        bb = self.model_spec.backbone
+        files = None
+        if bb.name != "scratch":
+            files = _PRETRAINED.get()
+            if bb.sha256 is None:
+                files, self.model_spec = on_backbone(type(self), self.model_spec, spec)
+            elif files is not None and files.sha256 != bb.sha256:
+                files = None
         self.model = EarlyExitEncoder(
             self.encoder_config, vocab_size=spec.vocab_size, max_len=spec.max_len, num_labels=spec.num_labels
         )
+        self.backbone: dict[str, Any] | None = None  # what was loaded, when this network was built on a backbone
+        if files is not None:
+            from ..backbones.bert import load_bert_weights
+
+            report = load_bert_weights(self.model, files.weights)
+            self.backbone = {"name": bb.name, "sha256": files.sha256, "filled": len(report.filled),
+                             "kept": list(report.kept), "ignored": list(report.ignored),
+                             "unknown": list(report.unknown), "position_rows": list(report.position_rows)}
         self.model.eval()
         self.fit_report: FitReport | None = None
+
+    @classmethod
+    def build(cls, config: dict[str, Any] | ModelSpec, spec: TaskSpec) -> EncoderAdapter:
+        """A fresh model; on a backbone, its architecture and weights (see the module's doc):
+        the architecture is settled before the class's own ``__init__`` sees the spec."""
+        model_spec = cls.resolve_spec(config, spec.problem)
+        if model_spec.backbone.name == "scratch":
+            return cls(model_spec, spec)
+        files, resolved = on_backbone(cls, model_spec, spec)
+        token = _PRETRAINED.set(files)
+        try:
+            return cls(resolved, spec)
+        finally:
+            _PRETRAINED.reset(token)
+
+    @classmethod
+    def config_problems(cls, config: dict[str, Any], problem: str = "classification") -> list[str]:
+        """As :meth:`ModelAdapter.config_problems`; on a backbone the check build is for a task
+        encoded with the backbone's vocabulary (its files are resolved: a missing one is a problem)."""
+        try:
+            model_spec = cls.resolve_spec(config, problem)
+        except (ConfigError, BeexError):
+            model_spec = None
+        if model_spec is None or model_spec.backbone.name == "scratch":
+            return super().config_problems(config, problem)
+        found = model_spec.problems(problem)
+        if found:
+            return found
+        from ..backbones.bert import bert_sizes
+        from ..backbones.sources import resolve_backbone
+
+        try:
+            sizes = bert_sizes(resolve_backbone(model_spec.backbone.name).config)
+            task = TaskSpec("config-check", 1 if problem == "regression" else 2, vocab_size=sizes["vocab_size"],
+                            max_len=min(8, sizes["max_position_embeddings"]), problem=problem)
+            with torch.random.fork_rng(devices=[]):
+                cls.build(config, task)
+        except ConfigError as exc:
+            return exc.problems
+        except Exception as exc:  # noqa: BLE001 (as the base class: report it, do not crash)
+            return [str(exc).splitlines()[0] if str(exc) else type(exc).__name__]
+        return []
 
     @property
     def encoder_config(self) -> EncoderConfig:
@@ -160,6 +274,7 @@ class EncoderAdapter(SpecEncoderBase):
         out = cls(dataclasses.replace(trained, exit=own.exit, calibration=own.calibration), source.spec)
         out.model.load_state_dict(source.module().state_dict())
         out.model.eval()
+        out.backbone = getattr(source, "backbone", None)
         report = source.fit_report.to_dict() if source.fit_report else None
         calibration = out.calibrate(val, cost_fn) if out.model_spec.calibration.grid else None
         if report is not None:
@@ -176,6 +291,8 @@ class EncoderAdapter(SpecEncoderBase):
             "task": self.spec.to_dict(),
             "fit": self.fit_report.to_dict() if self.fit_report else None,
         }
+        if getattr(self, "backbone", None):  # only on a backbone: a scratch model's checkpoint is as before
+            meta["backbone"] = self.backbone
         return write_checkpoint(Path(directory), self.name, self.model.state_dict(), json.loads(json.dumps(meta)))
 
     @classmethod
@@ -187,6 +304,7 @@ class EncoderAdapter(SpecEncoderBase):
         except (KeyError, TypeError, RuntimeError, BeexError) as exc:
             raise BeexError(f"checkpoint {directory} does not match model '{cls.name}' ({str(exc).splitlines()[0]}): retrain it") from None
         adapter.fit_report = FitReport.from_dict(doc.get("fit"))
+        adapter.backbone = doc.get("backbone")
         adapter.model.eval()
         return adapter
 

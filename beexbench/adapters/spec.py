@@ -1,8 +1,10 @@
 """The typed model settings: one frozen :class:`ModelSpec` tree, validated once when it is made.
 
-``ModelSpec`` has five sections: ``encoder`` (:class:`~beexbench.models.encoder.EncoderConfig`),
+``ModelSpec`` has six sections: ``encoder`` (:class:`~beexbench.models.encoder.EncoderConfig`),
 ``train`` (:class:`~beexbench.training.config.TrainConfig`), ``loss`` (:class:`LossSpec`),
-``exit`` (:class:`ExitSpec`) and ``calibration`` (:class:`CalibrationSpec`). The allowed names
+``exit`` (:class:`ExitSpec`), ``calibration`` (:class:`CalibrationSpec`) and ``backbone``
+(:class:`BackboneSpec`: ``scratch`` or a pretrained encoder to start from; a config recorded
+before it existed has none and means ``scratch``). The allowed names
 (estimator, ffn, attention probabilities, loss kind, exit rule, schedule, bits) are ``Literal``
 types on those fields; the estimator, ffn, loss kind and exit rule are checked against their
 registries instead (``SIGN_ESTIMATORS``, ``FFNS``, ``EXIT_LOSSES``, ``EXIT_RULES`` in
@@ -13,7 +15,7 @@ each, as a :class:`~beexbench.errors.ConfigError` - before any data is loaded or
 
 Where each default lives (one place each, most general first):
 
-1. the field defaults of the five section dataclasses: the paper-size reference model
+1. the field defaults of the six section dataclasses: the paper-size reference model
    (d_model 128, 4 heads, 6 blocks, d_ff 256, 6 epochs, lr 1e-3), trained with the final exit's
    loss and no early exit - ``ModelSpec()``;
 2. each registered model's class declares only what differs from its parent, as the nested dict
@@ -86,8 +88,23 @@ class CalibrationSpec:
     tolerance: float = 0.005
 
 
+@dataclass(frozen=True)
+class BackboneSpec:
+    """What the encoder starts from: ``"scratch"`` (random init, today's models), a registered
+    pretrained backbone (``beexbench.backbones.sources.BACKBONES``, e.g. ``"minilm-l6"``) or
+    ``"hf:<local dir>"`` (a BERT-format folder). Only the name's form is checked here; the files
+    are resolved when the model is built (:class:`~beexbench.adapters.encoder_adapter.EncoderAdapter`),
+    which takes the architecture from the checkpoint's config.json and records the weights'
+    ``sha256``. A spec with ``sha256`` set describes a network already initialised from those
+    weights (a recorded config): rebuilding it from the spec alone does not read the backbone
+    again; a fresh build checks that the resolved weights have that sha256 (a pin)."""
+
+    name: str = "scratch"
+    sha256: str | None = None
+
+
 SECTIONS: dict[str, type] = {"encoder": EncoderConfig, "train": TrainConfig, "loss": LossSpec, "exit": ExitSpec,
-                             "calibration": CalibrationSpec}
+                             "calibration": CalibrationSpec, "backbone": BackboneSpec}
 
 
 def make_rule(exit: ExitSpec | dict[str, Any], problem: str | None = "classification") -> ExitRule:
@@ -133,6 +150,22 @@ def _named(registry) -> Check:
     return check
 
 
+def _backbone_name(where: str, value: Any) -> list[str]:
+    """``scratch``, a registered backbone or ``hf:<something>`` (the files are checked at build)."""
+    from ..backbones.sources import BACKBONES
+
+    if isinstance(value, str) and (value == "scratch" or value in BACKBONES or (value.startswith("hf:") and value[3:].strip())):
+        return []
+    return [(f"'{where}' is {value!r}: use scratch, {', '.join(sorted(BACKBONES))} or hf:<folder with config.json, "
+             "model.safetensors and vocab.txt>")]
+
+
+def _sha256(where: str, value: Any) -> list[str]:
+    if value is None or (isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)):
+        return []
+    return [f"'{where}' must be the weights file's sha256 (64 lowercase hex digits), got {value!r}"]
+
+
 def _param(where: str, value: Any) -> list[str]:
     return [] if value is None or value in EXIT_PARAMS else [f"'{where}' is {value!r}: use one of {', '.join(EXIT_PARAMS)}"]
 
@@ -154,6 +187,7 @@ CHECKS: dict[type, dict[str, Check]] = {
                "threshold": _num(optional=True), "patience": _num(1, integer=True, optional=True),
                "agree_within": _num(0, optional=True)},
     CalibrationSpec: {"param": _param, "grid": _grid, "tolerance": _num(0)},
+    BackboneSpec: {"name": _backbone_name, "sha256": _sha256},
 }
 
 
@@ -245,6 +279,7 @@ class ModelSpec:
     loss: LossSpec = field(default_factory=LossSpec)
     exit: ExitSpec = field(default_factory=ExitSpec)
     calibration: CalibrationSpec = field(default_factory=CalibrationSpec)
+    backbone: BackboneSpec = field(default_factory=BackboneSpec)
 
     def __post_init__(self) -> None:
         problems = self.problems()
