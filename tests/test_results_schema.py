@@ -246,7 +246,7 @@ def test_prepare_task_refuses_labels_that_contradict_the_declared_problem(tmp_pa
     data = load_task(f"csv:{write_tiny_csv(tmp_path / 't.csv')}?text=text&label=label&name=tiny")
     splits, spec = prepare_task(data)
     assert spec.problem == "classification" and not splits["test"].labels.is_floating_point()
-    monkeypatch.setattr(type(data), "encode", lambda self, name, _orig=type(data).encode: (
-        lambda ids, mask, y: (ids, mask, y.float()))(*_orig(self, name)))
+    monkeypatch.setattr(type(data), "encode", lambda self, name, _orig=type(data).encode, **kw: (
+        lambda ids, mask, y: (ids, mask, y.float()))(*_orig(self, name, **kw)))
     with pytest.raises(BeexError, match="task tiny's train split: a classification task needs integer class indices"):
         prepare_task(data)
