@@ -66,6 +66,9 @@ def prepare_task(data, tokenizer=None) -> tuple[dict[str, EncodedSplit], TaskSpe
     return splits, spec
 
 
+SCRATCH = "scratch"  # the backbone name of a model trained from its initialisation
+
+
 class TaskEncodings:
     """A task's encoded splits and TaskSpec for each tokenizer its models read: the task's own
     (models trained from scratch) or a pretrained backbone's (``model.backbone``), each encoded
@@ -91,9 +94,6 @@ class TaskEncodings:
         return self._by_backbone[backbone]
 
 
-SCRATCH = "scratch"
-
-
 def backbone_of(name: str, cfg: RunConfig, seed: int, recipe: dict | None, problem: str) -> str:
     """The pretrained backbone model ``name`` is built on in this run (``"scratch"``: none), from
     its registered settings with the run's (what ``create_model`` will build)."""
@@ -101,7 +101,7 @@ def backbone_of(name: str, cfg: RunConfig, seed: int, recipe: dict | None, probl
     if not cls.uses_model_spec:
         return SCRATCH
     settings = cls.default_spec(problem).merged(overrides_for(name, cfg, seed, recipe))
-    return getattr(getattr(settings, "backbone", None), "name", SCRATCH)
+    return settings.backbone.name
 
 
 def target_options(cfg: RunConfig) -> dict:
