@@ -72,6 +72,18 @@ def tiny_suite(tmp_path, monkeypatch) -> Path:
     return write_tiny_suite(tmp_path, floors=True)
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models: one intra-op thread is fastest, and robust on a busy machine (a module that
+    changes threads elsewhere gets its count back). Use: ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "network: needs PyPI (set BEEXBENCH_NETWORK_TESTS=1)")
     import torch

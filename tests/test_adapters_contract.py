@@ -11,20 +11,13 @@ from beexbench.adapters.checkpoint import WEIGHTS
 from beexbench.adapters.registry import create_model, get_adapter_class, list_models, load_model
 from beexbench.errors import BeexError
 from beexbench.models.encoder import BinaryEmbedding
-from beexbench.models.layers import QuantLinear
 from beexbench.profilers.ops import count_ops
 from beexbench.training.batches import EncodedSplit
 
 MODELS = list_models()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: one intra-op thread is fastest, and robust on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 SPEC = TaskSpec(task="contract", num_labels=3, vocab_size=50, max_len=16)
 TINY = {"encoder": {"d_model": 16, "n_heads": 2, "n_blocks": 3, "d_ff": 32}, "train": {"epochs": 1, "batch_size": 16}}
 

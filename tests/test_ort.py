@@ -31,12 +31,7 @@ RULES = [FractionalEntropy(0.1), FractionalEntropy(0.5), FractionalEntropy(-0.05
 TOL = 1e-4
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def data(n: int, seed: int) -> EncodedSplit:

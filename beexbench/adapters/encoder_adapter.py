@@ -47,7 +47,7 @@ from ..training.loop import train
 from ..training.metrics import metric_name, score
 from .base import ExitLayout, FitReport, ModelAdapter, Precision, TaskSpec
 from .checkpoint import read_checkpoint, write_checkpoint
-from .spec import RULES, ModelSpec, make_rule  # noqa: F401  (make_rule and RULES: re-exported)
+from .spec import RULES, SCRATCH, ModelSpec, make_rule  # noqa: F401  (make_rule and RULES: re-exported)
 
 # the architecture settings a backbone's config.json decides (beexbench.backbones.bert.encoder_config_from_bert)
 BACKBONE_ARCHITECTURE = ("d_model", "n_heads", "n_blocks", "d_ff", "ffn", "type_vocab_size", "layer_norm_eps")
@@ -145,7 +145,7 @@ class EncoderAdapter(SpecEncoderBase):
         self._take_settings(config, spec)
         bb = self.model_spec.backbone
         files = None
-        if bb.name != "scratch":
+        if bb.name != SCRATCH:
             files = _PRETRAINED.get()
             if bb.sha256 is None:
                 files, self.model_spec = on_backbone(type(self), self.model_spec, spec)
@@ -170,7 +170,7 @@ class EncoderAdapter(SpecEncoderBase):
         """A fresh model; on a backbone, its architecture and weights (see the module's doc):
         the architecture is settled before the class's own ``__init__`` sees the spec."""
         model_spec = cls.resolve_spec(config, spec.problem)
-        if model_spec.backbone.name == "scratch":
+        if model_spec.backbone.name == SCRATCH:
             return cls(model_spec, spec)
         files, resolved = on_backbone(cls, model_spec, spec)
         token = _PRETRAINED.set(files)
@@ -187,7 +187,7 @@ class EncoderAdapter(SpecEncoderBase):
             model_spec = cls.resolve_spec(config, problem)
         except (ConfigError, BeexError):
             model_spec = None
-        if model_spec is None or model_spec.backbone.name == "scratch":
+        if model_spec is None or model_spec.backbone.name == SCRATCH:
             return super().config_problems(config, problem)
         found = model_spec.problems(problem)
         if found:

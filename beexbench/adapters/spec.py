@@ -88,6 +88,9 @@ class CalibrationSpec:
     tolerance: float = 0.005
 
 
+SCRATCH = "scratch"  # the backbone name of a network trained from its random initialisation
+
+
 @dataclass(frozen=True)
 class BackboneSpec:
     """What the encoder starts from: ``"scratch"`` (random init, today's models), a registered
@@ -99,7 +102,7 @@ class BackboneSpec:
     weights (a recorded config): rebuilding it from the spec alone does not read the backbone
     again; a fresh build checks that the resolved weights have that sha256 (a pin)."""
 
-    name: str = "scratch"
+    name: str = SCRATCH
     sha256: str | None = None
 
 
@@ -154,7 +157,7 @@ def _backbone_name(where: str, value: Any) -> list[str]:
     """``scratch``, a registered backbone or ``hf:<something>`` (the files are checked at build)."""
     from ..backbones.sources import BACKBONES
 
-    if isinstance(value, str) and (value == "scratch" or value in BACKBONES or (value.startswith("hf:") and value[3:].strip())):
+    if isinstance(value, str) and (value == SCRATCH or value in BACKBONES or (value.startswith("hf:") and value[3:].strip())):
         return []
     return [(f"'{where}' is {value!r}: use scratch, {', '.join(sorted(BACKBONES))} or hf:<folder with config.json, "
              "model.safetensors and vocab.txt>")]

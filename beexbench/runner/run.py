@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..adapters.base import TaskSpec
+from ..adapters.spec import SCRATCH
 from ..adapters.registry import get_adapter_class
 from ..config import RunConfig
 from ..data import load_task
@@ -64,9 +65,6 @@ def prepare_task(data, tokenizer=None) -> tuple[dict[str, EncodedSplit], TaskSpe
                     max_len=data.card.max_len, tokenizer_sha256=tok_sha, problem=data.card.problem,
                     label_mean=mean, label_std=std)
     return splits, spec
-
-
-SCRATCH = "scratch"  # the backbone name of a model trained from its initialisation
 
 
 class TaskEncodings:
