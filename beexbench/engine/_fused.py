@@ -12,19 +12,18 @@ for op, the whole-model loops to the last bits of fp32).
 """
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from ..models.exits import AbsoluteEntropy, ExitDecision, ExitRule, FractionalEntropy
+from ._native import engine_choice
 from .layers import FFN_LAYERS, PackedLinear
 
 if TYPE_CHECKING:
     from .encoder import PackedEncoder
 
-ENV_VAR = "BEEXBENCH_ENGINE"  # "steps": the per-block path even for the rules the whole-model op runs
 _ALIGN = 16  # floats: each tensor of the whole-model blob starts on a 64-byte boundary
 
 
@@ -173,7 +172,7 @@ def infer_fused(model: "PackedEncoder", ops, ids: torch.Tensor, mask: torch.Tens
     """Early-exit inference with the C++ ``ops`` (``_native.ops()``): the whole model in one
     call (``ops.infer``) for the rules it implements, else one call per block."""
     args = _rule_args(rule)
-    if args is not None and os.environ.get(ENV_VAR) != "steps":
+    if args is not None and engine_choice() != "steps":
         whole = whole_tensors(model)
         if whole is not None:
             if ids.shape[0] == 0:

@@ -27,7 +27,12 @@ SOURCE = Path(__file__).with_name("_engine.cpp")
 CFLAGS = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off", "-Wall", "-Wno-unused-function",
           "-Wno-uninitialized", "-Wno-maybe-uninitialized"]
 NAMESPACE = "beexbench_engine_native"
-ENV_VAR = "BEEXBENCH_ENGINE"
+ENV_VAR = "BEEXBENCH_ENGINE"  # "python": the module path; "steps": the per-block C++ steps for every rule
+
+
+def engine_choice() -> str:
+    """What ``BEEXBENCH_ENGINE`` asks for ("" when unset), normalised."""
+    return os.environ.get(ENV_VAR, "").strip().lower()
 
 
 class _State:
@@ -64,7 +69,7 @@ def _load() -> None:
 
 def ops():
     """The fused ops when they can run now (native kernels active), else None."""
-    if os.environ.get(ENV_VAR, "").strip().lower() == "python":
+    if engine_choice() == "python":
         return None
     if not kernels._State.initialised:
         kernels.backend()  # initialise the kernels (once: this runs on every inference call)
@@ -81,7 +86,7 @@ def mode() -> str:
     if found is not None:
         return (f"fused C++: whole-model op ({found.engine_isa('')}) for the fractional-entropy, "
                 "absolute-entropy and no-exit rules, per-block steps for the others")
-    if os.environ.get(ENV_VAR, "").strip().lower() == "python":
+    if engine_choice() == "python":
         return f"python module path ({ENV_VAR}=python)"
     if not kernels._State.native_ready:
         return "python module path (kernels run the PyTorch fallback)"
