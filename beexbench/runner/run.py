@@ -9,9 +9,9 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator, Sequence
 
 from ..adapters.base import TaskSpec
 from ..adapters.spec import SCRATCH
@@ -20,18 +20,18 @@ from ..config import RunConfig
 from ..data import load_task
 from ..data.tasks import model_recipe
 from ..errors import BeexError
-from ..profilers.environment import capture_environment, noise_warnings
-from ..profilers.ops import DepthCost
+from ..profilers.environment import capture_environment
 from ..progress import NULL_PROGRESS, Progress
-from ..results.schema import CellKey, CellRecord
+from ..results.schema import CellKey
 from ..results.store import RunDir, new_run_id, now_iso
 from ..targets import get_target
 from ..validate import check
 from ..training.batches import EncodedSplit
 from ..training.metrics import check_labels, label_stats, standardize
-from .isolate import measure_speed_by_threads
-from .measure import cell_metrics, measure_accuracy_and_exits, measure_model_size
-from .models import model_store, obtain_model, overrides_for
+from .cell import target_options
+from .executors.base import Executor, RunContext, TaskPlan
+from .executors.local import LocalExecutor
+from .models import model_store, overrides_for
 
 
 @dataclass
@@ -102,11 +102,6 @@ def backbone_of(name: str, cfg: RunConfig, seed: int, recipe: dict | None, probl
     return settings.backbone.name
 
 
-def target_options(cfg: RunConfig) -> dict:
-    """What the run passes to its target's factory (the isolated measurements rebuild it so)."""
-    return {"threads": cfg.threads} if cfg.threads else {}
-
-
 def validate_names(cfg: RunConfig) -> None:
     """Fail before any work, listing every problem of the configuration (beexbench.validate)."""
     check(cfg)
@@ -136,16 +131,37 @@ def _unfinished_run(cfg: RunConfig, fingerprint: str) -> RunDir | None:
     return None
 
 
+def run_targets(cfg: RunConfig, targets: Sequence[str] | None = None) -> list[str]:
+    """The run's targets: ``targets`` (several measure the same trained models on each: a cluster
+    places each on the nodes that advertise it), else the configuration's one."""
+    names = list(dict.fromkeys(targets or [cfg.target]))
+    if names[0] != cfg.target:
+        raise BeexError(f"the run's first target is its configured one ({cfg.target}), not {names[0]}: list it first")
+    return names
+
+
+def run_fingerprint(cfg: RunConfig, targets: Sequence[str]) -> str:
+    """:func:`config_fingerprint`, with the extra targets when there are several (a run of one
+    target keeps the fingerprint it always had, so older unfinished runs still resume)."""
+    if list(targets) == [cfg.target]:
+        return config_fingerprint(cfg)
+    return hashlib.sha256(f"{config_fingerprint(cfg)} {json.dumps(list(targets))}".encode()).hexdigest()[:16]
+
+
 def run_suite(cfg: RunConfig, progress: Progress = NULL_PROGRESS, *, resume_dir: Path | None = None,
-              fresh: bool = False) -> RunSummary:
-    """Run every cell of ``cfg``. The same job re-run after an interruption resumes its
-    unfinished run (only missing or failed cells run) unless ``fresh``."""
+              fresh: bool = False, targets: Sequence[str] | None = None, executor: Executor | None = None) -> RunSummary:
+    """Run every cell of ``cfg`` on each of ``targets`` (default: the configured target) with
+    ``executor`` (default: this process, :class:`LocalExecutor`). The same job re-run after an
+    interruption resumes its unfinished run (only missing or failed cells run) unless ``fresh``;
+    ``resume_dir`` finishes that run on the targets it was started with."""
     validate_names(cfg)
-    target = get_target(cfg.target, **target_options(cfg))
-    ok, reason = target.available()
-    if not ok:
-        raise BeexError(f"target '{cfg.target}' is not available here ({reason}): choose another with --target (see `beexbench list targets`)")
-    fingerprint = config_fingerprint(cfg)
+    executor = executor or LocalExecutor()
+    if resume_dir is not None and targets is None and (Path(resume_dir) / "run.json").is_file():
+        targets = RunDir(Path(resume_dir)).read_run().get("targets")
+    names = run_targets(cfg, targets)
+    built = {name: get_target(name, **target_options(cfg)) for name in names}
+    executor.check_targets(built)
+    fingerprint = run_fingerprint(cfg, names)
     if resume_dir is not None:
         run = RunDir(Path(resume_dir))
         if not (run.path / "run.json").is_file():
@@ -157,29 +173,64 @@ def run_suite(cfg: RunConfig, progress: Progress = NULL_PROGRESS, *, resume_dir:
         else:
             run = RunDir.under(Path(cfg.results_dir), cfg.run_id or new_run_id(cfg.suite))
     with run.lock():
-        return _run_locked(run, cfg, target, fingerprint, progress)
+        return _run_locked(run, cfg, built, fingerprint, progress, executor)
 
 
-def _run_locked(run: RunDir, cfg: RunConfig, target, fingerprint: str, progress: Progress) -> RunSummary:
+def _run_locked(run: RunDir, cfg: RunConfig, targets: dict, fingerprint: str, progress: Progress,
+                executor: Executor) -> RunSummary:
     start = time.perf_counter()
     summary = RunSummary(run.path)
     cells = run.check_resumable()  # records it cannot read are refused, never rewritten
-    environment = capture_environment(target, seed=cfg.seeds[0], config=cfg.to_dict())
+    environments: dict[str, dict] = {}
+
+    def environment(name: str) -> dict:  # captured once per target, in this process
+        if name not in environments:
+            environments[name] = capture_environment(targets[name], seed=cfg.seeds[0], config=cfg.to_dict())
+        return environments[name]
+
+    first = next(iter(targets))
     if not (run.path / "run.json").is_file():
-        run.write_run({"run_id": run.run_id, "suite": cfg.suite, "config": cfg.to_dict(), "config_fingerprint": fingerprint,
-                       "started_at": now_iso(), "environment": environment, "model_store": str(model_store(cfg))})
+        doc = {"run_id": run.run_id, "suite": cfg.suite, "config": cfg.to_dict(), "config_fingerprint": fingerprint,
+               "started_at": now_iso(), "environment": environment(first), "model_store": str(model_store(cfg))}
+        if len(targets) > 1:
+            doc["targets"] = list(targets)
+        if executor.name != "local":
+            doc["executor"] = executor.name
+        run.write_run(doc)
+    else:
+        environment(first)  # as before: the driver's environment is read when the run starts
+    ctx = RunContext(cfg=cfg, run_id=run.run_id, targets=targets, progress=progress, environment=environment)
+    for record in executor.run(_plan(cfg, targets, cells, summary, progress), ctx):
+        key = record.key
+        record.run_id = run.run_id
+        if record.status != "ok":
+            summary.failed.append((key, record.error or ""))
+            progress.log(f"[red]{key.model} on {key.task} ({key.target}) failed: {record.error}")
+        run.write_cell(record, previous=cells[key][0] if key in cells else None)
+        summary.written.append(key)
+    summary.seconds = time.perf_counter() - start
+    if not summary.failed:
+        run.update_run(finished_at=now_iso())
+    return summary
+
+
+def _plan(cfg: RunConfig, targets: dict, cells: dict, summary: RunSummary, progress: Progress) -> Iterator[TaskPlan]:
+    """Task by task, the cells still to run (missing or failed); cells a model cannot run (its
+    devices, the task's problem) go to ``summary.unsupported``. A generator: a task's data is
+    loaded when the executor reaches it."""
     for task_name in cfg.tasks:
         keys = []
-        for m, seeds in cfg.planned_models():
-            devices = get_adapter_class(m).devices
-            for s in seeds:
-                key = CellKey(m, task_name, target.name, s, setting=cfg.suite)
-                if target.device.type in devices:
-                    keys.append(key)
-                else:
-                    reason = f"{m} runs on {', '.join(devices)} only, not on {target.device.type}"
-                    summary.unsupported.append((key, reason))
-                    progress.log(f"skipping {m} on {target.name}: {reason}")
+        for target in targets.values():
+            for m, seeds in cfg.planned_models():
+                devices = get_adapter_class(m).devices
+                for s in seeds:
+                    key = CellKey(m, task_name, target.name, s, setting=cfg.suite)
+                    if target.device.type in devices:
+                        keys.append(key)
+                    else:
+                        reason = f"{m} runs on {', '.join(devices)} only, not on {target.device.type}"
+                        summary.unsupported.append((key, reason))
+                        progress.log(f"skipping {m} on {target.name}: {reason}")
         todo = [k for k in keys if k not in cells or cells[k][1].status != "ok"]
         summary.skipped += [k for k in keys if k not in todo]
         if not todo:
@@ -192,63 +243,5 @@ def _run_locked(run: RunDir, cfg: RunConfig, target, fingerprint: str, progress:
                 summary.unsupported.append((key, reason))
                 progress.log(f"skipping {key.model} on {task_name}: {reason}")
                 todo.remove(key)
-        for key in todo:
-            started = now_iso()
-            try:
-                splits, spec = encodings.for_model(key.model, key.seed)
-                record = _run_cell(key, cfg, spec, data.card.to_dict(), splits, target, progress)
-            except Exception as exc:  # a condition of this cell (a BeexError too) fails it; the others go on
-                record = CellRecord(key=key, run_id=run.run_id, status="failed", error=f"{type(exc).__name__}: {exc}",
-                                    model={"traceback": traceback.format_exc(limit=8)})
-                summary.failed.append((key, record.error or ""))
-                progress.log(f"[red]{key.model} on {key.task} failed: {record.error}")
-            record.run_id = run.run_id
-            record.started_at, record.finished_at = started, now_iso()
-            record.environment = environment
-            run.write_cell(record, previous=cells[key][0] if key in cells else None)
-            summary.written.append(key)
-    summary.seconds = time.perf_counter() - start
-    if not summary.failed:
-        run.update_run(finished_at=now_iso())
-    return summary
-
-
-def _run_cell(key: CellKey, cfg: RunConfig, spec: TaskSpec, card: dict, splits, target, progress) -> CellRecord:
-    depths: dict[int, DepthCost] = {}  # costs depend on the architecture only: count each model once
-
-    def cost_fn(a):
-        depths[id(a)] = DepthCost.measure(a)
-        return depths[id(a)].macs
-
-    adapter, ckpt, trained = obtain_model(
-        key.model, spec, splits["train"], splits["val"], cfg, key.seed, recipe=model_recipe(key.task),
-        cost_fn_factory=cost_fn, progress=progress,
-    )
-    depth = depths.get(id(adapter)) or DepthCost.measure(adapter)
-    quality = measure_accuracy_and_exits(adapter, splits["test"], depth, spec.problem)
-    size = measure_model_size(adapter, ckpt)
-    with target.activate():
-        warnings = list(noise_warnings(target))
-    speed, by_threads, isolation_notes = measure_speed_by_threads(
-        adapter, ckpt, splits["test"], target, target_options(cfg), cfg.latency, cfg.energy, progress)
-    warnings += speed.warnings + isolation_notes
-    entry = get_adapter_class(key.model)
-    return CellRecord(
-        key=key,
-        run_id="",
-        model={
-            "name": key.model,
-            "description": (entry.__doc__ or "").strip().splitlines()[0] if entry.__doc__ else "",
-            "config": adapter.config,
-            "fit": adapter.fit_report.to_dict() if adapter.fit_report else None,
-            "checkpoint": str(ckpt),
-            "trained_this_run": trained,
-            "precision_notes": list(adapter.precision().notes),
-            "role": str(entry.role),  # as the adapter declares it (beexbench.adapters.roles)
-            "training_note": entry.training_note,
-        },
-        task=card,
-        target=target.describe(),
-        metrics=cell_metrics(quality, size, speed, by_threads),
-        warnings=warnings,
-    )
+        if todo:
+            yield TaskPlan(task_name, data.card.to_dict(), encodings, todo)
