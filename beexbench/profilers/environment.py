@@ -119,12 +119,50 @@ def gpu_info() -> list[dict[str, Any]]:
     return gpus
 
 
+NODE_NAME_ENV = "BEEXBENCH_NODE_NAME"  # a readable name for this machine (``beexbench worker --node-name``)
+
+
+def _hostname_sha256() -> str:
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:16]
+
+
+def node_info(gpus: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The machine a cell ran on, so a report can keep machines apart: its name, CPU model, GPUs
+    and, on a Ray cluster, Ray's node id (several nodes of one machine share a host but not an id).
+
+    The hostname itself is not written: result folders are shared and published, and a hostname
+    can name a person or an internal network. Its hash tells machines apart; ``name`` is
+    ``$BEEXBENCH_NODE_NAME`` when the operator gives one (``beexbench worker --node-name``, which
+    may be the hostname if that is fine to publish), else ``host-`` and the hash's first 8 digits."""
+    digest = _hostname_sha256()
+    gpus = gpu_info() if gpus is None else gpus
+    return {
+        "name": os.environ.get(NODE_NAME_ENV) or f"host-{digest[:8]}",
+        "hostname_sha256": digest,
+        "cpu": cpu_model(),
+        "gpus": [str(g.get("name")) for g in gpus],
+        "ray_node_id": _ray_node_id(),
+    }
+
+
+def _ray_node_id() -> str | None:
+    """This process's Ray node id when it runs inside a Ray worker or driver (Ray is never imported here)."""
+    ray = sys.modules.get("ray")
+    try:
+        if ray is not None and ray.is_initialized():
+            return ray.get_runtime_context().get_node_id()
+    except Exception:  # an older or half-started Ray: the node id is a nicety
+        pass
+    return None
+
+
 def capture_environment(target=None, seed: int | None = None,
                         config: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Everything a result must carry about where and how it was produced (JSON-safe)."""
     import torch
 
     info = _cpuinfo_fields()
+    gpus = gpu_info()
     return {
         "timestamp_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "python": platform.python_version(),
@@ -132,7 +170,8 @@ def capture_environment(target=None, seed: int | None = None,
         "git": git_state(),
         "os": {"system": platform.system(), "release": platform.release(), "platform": platform.platform(),
                "machine": platform.machine()},
-        "hostname_sha256": hashlib.sha256(socket.gethostname().encode()).hexdigest()[:16],
+        "hostname_sha256": _hostname_sha256(),
+        "node": node_info(gpus),
         "cpu": {
             "model": cpu_model(),
             "flags": cpu_flags(info),
@@ -144,7 +183,7 @@ def capture_environment(target=None, seed: int | None = None,
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "target": target.describe() if target is not None else None,
         "threads_used": target.threads if target is not None else torch.get_num_threads(),
-        "gpus": gpu_info(),
+        "gpus": gpus,
         "seed": seed,
         "config": dict(config) if config is not None else None,
     }
