@@ -64,8 +64,8 @@ def _assert_matches_bert(model, ref) -> None:
 def test_backbone_section_defaults_to_scratch_and_old_configs_still_load():
     assert SECTIONS["backbone"] is BackboneSpec
     assert ModelSpec().backbone == BackboneSpec("scratch", None)
-    assert ModelSpec().to_dict()["backbone"] == {"name": "scratch", "sha256": None}
-    old = {k: v for k, v in ModelSpec().to_dict().items() if k != "backbone"}  # recorded before the section
+    assert ModelSpec().to_dict()["backbone"] == {"name": "scratch", "sha256": None, "init_from": None}
+    old = {k: v for k, v in ModelSpec().to_dict().items() if k not in ("backbone", "distill")}  # recorded before the sections
     assert ModelSpec.from_dict(old) == ModelSpec()
     assert ModelSpec.from_dict({"backbone": {"name": "minilm-l6"}}).backbone.name == "minilm-l6"
     assert ModelSpec().merged({"backbone.name": "hf:/some/dir"}).backbone.name == "hf:/some/dir"
@@ -98,7 +98,7 @@ def test_fp32_on_a_backbone_computes_the_pretrained_bert(bert_dir):
     assert (enc.type_vocab_size, enc.layer_norm_eps, enc.weight_bits, enc.exit_heads) == (2, 1e-12, 32, True)
     _assert_matches_bert(m.model, ref)
     sha = hashlib.sha256((path / "model.safetensors").read_bytes()).hexdigest()
-    assert m.model_spec.backbone.sha256 == sha and m.config["backbone"] == {"name": f"hf:{path}", "sha256": sha}
+    assert m.model_spec.backbone.sha256 == sha and m.config["backbone"] == {"name": f"hf:{path}", "sha256": sha, "init_from": None}
     assert m.backbone["sha256"] == sha and m.backbone["unknown"] == [] and m.backbone["position_rows"] == [MAX_LEN, 40]
     assert any(k.startswith("heads.") for k in m.backbone["kept"])
     # the exit heads keep their seeded init: the same as a scratch model's of the same shape and seed

@@ -25,7 +25,9 @@ and what its consumers read, declared here with defaults (never probed with ``is
 * ``exit_layout()``           - after which blocks its exits sit (and the block and head modules);
 * ``exit_rule()`` / ``rule_variants()`` - the deployed exit rule and, for the calibration
                                  sweep on test, the same rule with one parameter changed;
-* ``derived_from`` / ``derive`` - made from another trained model without training.
+* ``derived_from`` / ``derive`` - made from another trained model without training;
+* ``trained_inputs`` / ``take_trained`` - trained with the help of other trained models of the
+                                 run (a fine-tuned network to start from, a teacher to distil).
 
 :class:`beexbench.adapters.encoder_adapter.EncoderAdapter` is an optional helper base that
 implements all of them for models built on the shared encoder.
@@ -282,6 +284,18 @@ class ModelAdapter(ABC):
     def derive(cls, source: "ModelAdapter", val: EncodedSplit, cost_fn: CostFn | None = None) -> "ModelAdapter":
         """This model made from a trained ``derived_from`` model, calibrated on ``val`` only."""
         raise TypeError(f"{cls.__name__} declares no derived_from model")  # only called when declared
+
+    @classmethod
+    def trained_inputs(cls, config: dict[str, Any], problem: str) -> dict[str, str]:
+        """Other models of the run this one needs, trained on the same task and seed, before its
+        own training, by use (``{"init": "fp32", "teacher": "fp32"}``); default: none. The runner
+        trains (or loads) them first and hands them over with :meth:`take_trained`."""
+        return {}
+
+    def take_trained(self, models: dict[str, "ModelAdapter"]) -> None:
+        """Receive the trained models :meth:`trained_inputs` named, before :meth:`fit`."""
+        if models:
+            raise TypeError(f"{type(self).__name__} takes no trained models")
 
     def deployable_files(self, directory: Path) -> list[Path]:
         """The files a deployment ships (for size on disk); default: the checkpoint."""

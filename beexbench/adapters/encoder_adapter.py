@@ -24,6 +24,7 @@ backbone's files.
 """
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import dataclasses
 import json
@@ -43,6 +44,7 @@ from ..progress import NULL_PROGRESS, Progress
 from ..training.batches import EncodedSplit
 from ..training.calibrate import CostFn, all_exit_logits, choose, sweep
 from ..training.config import TrainConfig
+from ..training.distill import Distiller
 from ..training.loop import train
 from ..training.metrics import metric_name, score
 from .base import ExitLayout, FitReport, ModelAdapter, Precision, TaskSpec
@@ -164,6 +166,8 @@ class EncoderAdapter(SpecEncoderBase):
                              "unknown": list(report.unknown), "position_rows": list(report.position_rows)}
         self.model.eval()
         self.fit_report: FitReport | None = None
+        self.teacher: ModelAdapter | None = None  # set by take_trained for distillation; never saved
+        self.training_note = training_note(self.model_spec, type(self).training_note)
 
     @classmethod
     def build(cls, config: dict[str, Any] | ModelSpec, spec: TaskSpec) -> EncoderAdapter:
@@ -215,6 +219,62 @@ class EncoderAdapter(SpecEncoderBase):
     def train_config(self) -> TrainConfig:
         return self.model_spec.train
 
+    # -- trained inputs: a fine-tuned network to start from, a teacher ----------------------
+    @classmethod
+    def trained_inputs(cls, config: dict[str, Any], problem: str) -> dict[str, str]:
+        spec = cls.resolve_spec(config, problem)
+        wanted = {"init": spec.backbone.init_from, "teacher": spec.distill.teacher}
+        return {use: name for use, name in wanted.items() if name}
+
+    def take_trained(self, models: dict[str, ModelAdapter]) -> None:
+        unknown = set(models) - {"init", "teacher"}
+        if unknown:
+            raise TypeError(f"{type(self).__name__} takes trained models for init and teacher, not {sorted(unknown)}")
+        for use, source in models.items():
+            if not isinstance(source, EncoderAdapter) or source.spec != self.spec:
+                raise BeexError(f"{self.name} needs its {use} model '{source.name}' on the shared encoder, trained for "
+                                f"{self.spec.task} with the same encoding: pick a model built like {self.name}")
+        if "init" in models:
+            self._start_from(models["init"])
+        self.teacher = models.get("teacher")
+
+    def _start_from(self, source: "EncoderAdapter") -> None:
+        """Copy ``source``'s trained network into this one where they match: every tensor of the
+        same name and shape (embeddings, attention, norms; the FFN only when both have the same
+        kind), exit heads by the block they follow; what this model has alone (binarization
+        shifts and scales, an FFN of another kind, heads after blocks the source has none for)
+        keeps its seeded initialisation."""
+        mine, theirs = self.encoder_config, source.encoder_config
+        sizes = ("d_model", "n_heads", "n_blocks")
+        if any(getattr(mine, k) != getattr(theirs, k) for k in sizes):
+            raise BeexError(f"{self.name} cannot start from {source.name}: their encoders differ in size "
+                            f"({', '.join(f'{k} {getattr(mine, k)} vs {getattr(theirs, k)}' for k in sizes)})")
+        own = self.model.state_dict()
+        given = source.model.state_dict()
+        heads = {}  # this model's head-parameter names -> the source's head at the same block
+        for block in self.model.exit_blocks:
+            src_head = source.model.head_for(block)
+            if src_head is not None:
+                dst = self.model.head_for(block)
+                dst_name = next(n for n, m in self.model.named_modules() if m is dst)
+                src_name = next(n for n, m in source.model.named_modules() if m is src_head)
+                heads.update({f"{dst_name}.{k}": f"{src_name}.{k}" for k in dst.state_dict()})
+        filled = []
+        for key in own:
+            if key.startswith("heads."):
+                src = heads.get(key)
+            elif ".ffn." in key and mine.ffn != theirs.ffn:
+                src = None
+            else:
+                src = key
+            if src in given and given[src].shape == own[key].shape:
+                own[key] = given[src].clone()
+                filled.append(key)
+        self.model.load_state_dict(own)
+        record = dict(self.backbone or {})
+        record["init_from"] = {"model": source.name, "filled": len(filled), "kept": sorted(set(own) - set(filled))}
+        self.backbone = record
+
     # -- contract -------------------------------------------------------------------
 
     def loss(self, exit_logits: list[torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
@@ -232,9 +292,21 @@ class EncoderAdapter(SpecEncoderBase):
             per_epoch.append(self._calibration(val, cost_fn))
             return per_epoch[-1]["deployed_accuracy"]
 
-        log = train(self.model, self.loss, train_split, val, self.train_config, description=f"train {self.name}",
-                    progress=progress, select=select if calibrated else None,
-                    selected_by=f"deployed rule ({self.rule.name}, calibrated on val)" if calibrated else "final exit")
+        distill = self.model_spec.distill
+        if distill.teacher and self.teacher is None:
+            raise BeexError(f"{self.name} distils from '{distill.teacher}' (model.distill.teacher), which was not "
+                            "given: train it through the runner (`beexbench run` / `beexbench train`)")
+        with contextlib.ExitStack() as stack:
+            distiller = None
+            if self.teacher is not None:
+                distiller = stack.enter_context(Distiller(
+                    self.teacher.module(), self.model, logits=distill.logits, hidden=distill.hidden,
+                    temperature=distill.temperature, regression=self.spec.problem == "regression"))
+            log = train(self.model, self.loss, train_split, val, self.train_config, description=f"train {self.name}",
+                        progress=progress, select=select if calibrated else None,
+                        selected_by=f"deployed rule ({self.rule.name}, calibrated on val)" if calibrated else "final exit",
+                        distill=distiller)
+        self.teacher = None  # the teacher's network is its own checkpoint: not kept with this one
         # the restored best epoch's calibration, as computed when that epoch was scored
         calibration = self._use(per_epoch[log["best_epoch"] - 1]) if calibrated else None
         self.fit_report = FitReport(**log, calibration=calibration)
@@ -310,6 +382,24 @@ class EncoderAdapter(SpecEncoderBase):
 
     def precision(self) -> Precision:
         return module_precision(self.model)
+
+
+def training_note(spec: ModelSpec, scratch_note: str) -> str:
+    """How a model with settings ``spec`` was trained, as result records and the report state it:
+    ``scratch_note`` (the class's) for a model trained from its random initialisation."""
+    bb, distill = spec.backbone, spec.distill
+    if bb.name == SCRATCH and not bb.init_from and not distill.teacher:
+        return scratch_note
+    start = f"pretrained backbone {bb.name}" if bb.name != SCRATCH else "a random initialisation"
+    if bb.init_from:
+        start = f"the trained {bb.init_from} ({'fine-tuned from ' + bb.name if bb.name != SCRATCH else 'from scratch'})"
+    how = "fine-tuned" if bb.name != SCRATCH or bb.init_from else "trained"
+    if distill.teacher:
+        kinds = [k for k, w in (("logits", distill.logits), ("hidden states", distill.hidden)) if w > 0]
+        taught = f"distilled from {distill.teacher} ({' and '.join(kinds) or 'no terms'}, T={distill.temperature:g})"
+    else:
+        taught = "no distillation"
+    return f"{how} on the task's train split from {start}; {taught}"
 
 
 def module_precision(model: nn.Module) -> Precision:

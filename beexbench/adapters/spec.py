@@ -1,10 +1,11 @@
 """The typed model settings: one frozen :class:`ModelSpec` tree, validated once when it is made.
 
-``ModelSpec`` has six sections: ``encoder`` (:class:`~beexbench.models.encoder.EncoderConfig`),
+``ModelSpec`` has seven sections: ``encoder`` (:class:`~beexbench.models.encoder.EncoderConfig`),
 ``train`` (:class:`~beexbench.training.config.TrainConfig`), ``loss`` (:class:`LossSpec`),
-``exit`` (:class:`ExitSpec`), ``calibration`` (:class:`CalibrationSpec`) and ``backbone``
-(:class:`BackboneSpec`: ``scratch`` or a pretrained encoder to start from; a config recorded
-before it existed has none and means ``scratch``). The allowed names
+``exit`` (:class:`ExitSpec`), ``calibration`` (:class:`CalibrationSpec`), ``backbone``
+(:class:`BackboneSpec`: ``scratch`` or a pretrained encoder to start from, optionally through
+another model's fine-tuned network) and ``distill`` (:class:`DistillSpec`: a teacher to learn
+from, none by default); a config recorded before a section existed has its defaults. The allowed names
 (estimator, ffn, attention probabilities, loss kind, exit rule, schedule, bits) are ``Literal``
 types on those fields; the estimator, ffn, loss kind and exit rule are checked against their
 registries instead (``SIGN_ESTIMATORS``, ``FFNS``, ``EXIT_LOSSES``, ``EXIT_RULES`` in
@@ -15,7 +16,7 @@ each, as a :class:`~beexbench.errors.ConfigError` - before any data is loaded or
 
 Where each default lives (one place each, most general first):
 
-1. the field defaults of the six section dataclasses: the paper-size reference model
+1. the field defaults of the seven section dataclasses: the paper-size reference model
    (d_model 128, 4 heads, 6 blocks, d_ff 256, 6 epochs, lr 1e-3), trained with the final exit's
    loss and no early exit - ``ModelSpec()``;
 2. each registered model's class declares only what differs from its parent, as the nested dict
@@ -104,10 +105,30 @@ class BackboneSpec:
 
     name: str = SCRATCH
     sha256: str | None = None
+    # a model of the run (e.g. "fp32") whose network, trained on the same task and seed, this one
+    # starts from instead of the backbone's weights: BiBERT / BiT / BinaryBERT binarize a
+    # fine-tuned full-precision model, not the pretrained one (the runner trains that model first)
+    init_from: str | None = None
+
+
+@dataclass(frozen=True)
+class DistillSpec:
+    """Knowledge distillation from a teacher: another model of the run, trained on the same task
+    and seed (the runner trains it first; ``beexbench.training.distill``). ``teacher = None``: none.
+    The training loss is the model's own loss + ``logits`` x T^2 x KL(teacher || student) at
+    temperature T on every exit (each exit learns from the teacher's exit after the same block,
+    or from its last when the teacher has one exit; MSE for regression) + ``hidden`` x the mean
+    squared error between the two networks' hidden states after every block (non-pad tokens;
+    the same depth and width needed)."""
+
+    teacher: str | None = None
+    logits: float = 1.0
+    hidden: float = 0.0
+    temperature: float = 1.0
 
 
 SECTIONS: dict[str, type] = {"encoder": EncoderConfig, "train": TrainConfig, "loss": LossSpec, "exit": ExitSpec,
-                             "calibration": CalibrationSpec, "backbone": BackboneSpec}
+                             "calibration": CalibrationSpec, "backbone": BackboneSpec, "distill": DistillSpec}
 
 
 def make_rule(exit: ExitSpec | dict[str, Any], problem: str | None = "classification") -> ExitRule:
@@ -169,6 +190,11 @@ def _sha256(where: str, value: Any) -> list[str]:
     return [f"'{where}' must be the weights file's sha256 (64 lowercase hex digits), got {value!r}"]
 
 
+def _model_name(where: str, value: Any) -> list[str]:
+    """A model's name (or None); whether it is registered is checked when the run builds it."""
+    return [] if value is None or (isinstance(value, str) and value.strip()) else [f"'{where}' must be a model name, got {value!r}"]
+
+
 def _param(where: str, value: Any) -> list[str]:
     return [] if value is None or value in EXIT_PARAMS else [f"'{where}' is {value!r}: use one of {', '.join(EXIT_PARAMS)}"]
 
@@ -190,7 +216,8 @@ CHECKS: dict[type, dict[str, Check]] = {
                "threshold": _num(optional=True), "patience": _num(1, integer=True, optional=True),
                "agree_within": _num(0, optional=True)},
     CalibrationSpec: {"param": _param, "grid": _grid, "tolerance": _num(0)},
-    BackboneSpec: {"name": _backbone_name, "sha256": _sha256},
+    BackboneSpec: {"name": _backbone_name, "sha256": _sha256, "init_from": _model_name},
+    DistillSpec: {"teacher": _model_name, "logits": _num(0), "hidden": _num(0), "temperature": _num(0, above=True)},
 }
 
 
@@ -283,6 +310,7 @@ class ModelSpec:
     exit: ExitSpec = field(default_factory=ExitSpec)
     calibration: CalibrationSpec = field(default_factory=CalibrationSpec)
     backbone: BackboneSpec = field(default_factory=BackboneSpec)
+    distill: DistillSpec = field(default_factory=DistillSpec)
 
     def __post_init__(self) -> None:
         problems = self.problems()

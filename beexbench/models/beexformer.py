@@ -134,3 +134,15 @@ class BEExformerA5(BEExformer):
     role = ABLATION
 
     defaults = {"encoder": {"binary_embedding": True}}
+
+
+class BEExformerKD(BEExformer):
+    """Ablation: beexformer distilled from the trained fp32 (logits at every exit and hidden states)."""
+
+    name = "beexformer-kd"
+
+    role = ABLATION
+
+    # BEExformer's paper trains without a teacher; BiBERT / BiT / BinaryBERT distil a fine-tuned
+    # full-precision model. This variant measures what a teacher adds (beexbench.training.distill).
+    defaults = {"distill": {"teacher": "fp32", "logits": 1.0, "hidden": 1.0}}

@@ -11,6 +11,7 @@ import torch
 
 from ..adapters.base import ModelAdapter, TaskSpec
 from .._io import atomic_write_text, safe_child, safe_name
+from ..adapters.spec import SCRATCH
 from ..adapters.checkpoint import META
 from ..adapters.registry import create_model, get_adapter_class, load_model, with_seed
 from ..config import RunConfig
@@ -72,12 +73,24 @@ def _version() -> str:
 def overrides_for(name: str, cfg: RunConfig, seed: int, recipe: dict | None = None) -> dict[str, Any]:
     """What a run gives model ``name``, as its adapter declares it takes them: for a model whose
     settings are a ModelSpec (``uses_model_spec``), the task's ``recipe`` (settings chosen on its
-    validation split) under the suite-wide ``model`` settings; then the per-model overrides;
-    then the seed where the model takes it (``train.seed``)."""
+    validation split for an encoder trained from scratch: not applied to a model on a pretrained
+    backbone) under the suite-wide ``model`` settings; then the per-model overrides; then the
+    seed where the model takes it (``train.seed``)."""
     cls = get_adapter_class(name)
-    out: dict[str, Any] = _deep_merge(json.loads(json.dumps(recipe or {})), cfg.model) if cls.uses_model_spec else {}
-    out = _deep_merge(out, cfg.model_overrides.get(name, {}))
+    out: dict[str, Any] = {}
+    if cls.uses_model_spec:
+        out = _deep_merge(cfg.model, cfg.model_overrides.get(name, {}))
+        if _backbone_name(cls, out) == SCRATCH:
+            out = _deep_merge(json.loads(json.dumps(recipe or {})), out)
+    else:
+        out = _deep_merge(out, cfg.model_overrides.get(name, {}))
     return with_seed(cls, out, seed)
+
+
+def _backbone_name(cls: type, overrides: dict[str, Any]) -> str:
+    """The backbone a model's settings name: the run's, else the model's registered default."""
+    given = (overrides.get("backbone") or {}).get("name")
+    return given if isinstance(given, str) else cls.default_spec().backbone.name
 
 
 def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
@@ -95,8 +108,14 @@ def build_seeded(name: str, overrides: dict[str, Any], spec: TaskSpec, seed: int
     return create_model(name, spec, overrides, seed=seed)
 
 
-def checkpoint_dir(store: Path, name: str, spec: TaskSpec, overrides: dict, seed: int, limit: int | None) -> Path:
-    ident = json.dumps({"model": name, "task": spec.to_dict(), "overrides": overrides, "limit": limit}, sort_keys=True)
+def checkpoint_dir(store: Path, name: str, spec: TaskSpec, overrides: dict, seed: int, limit: int | None,
+                   inputs: dict[str, str] | None = None) -> Path:
+    """``inputs``: the checkpoint folders of the trained models this one is trained from, by use
+    (:meth:`ModelAdapter.trained_inputs`): a different teacher or starting network is another model."""
+    doc = {"model": name, "task": spec.to_dict(), "overrides": overrides, "limit": limit}
+    if inputs:  # only then: the folders of models without trained inputs are what they were
+        doc["inputs"] = inputs
+    ident = json.dumps(doc, sort_keys=True)
     digest = hashlib.sha256(ident.encode()).hexdigest()[:10]
     # task and model names come from datasets (name=) and plugins: mapped to safe names, kept inside the store
     return safe_child(store, safe_name(spec.task), safe_name(name), f"{digest}-seed{seed}", what="checkpoint folder")
@@ -115,10 +134,11 @@ def obtain_model(
     progress: Progress = NULL_PROGRESS,
 ) -> tuple[ModelAdapter, Path, bool]:
     """Load the checkpoint for this cell, or train (or derive) and save it; ``recipe`` is the
-    task's model settings (:func:`beexbench.data.tasks.model_recipe`).
+    task's model settings (:func:`beexbench.data.tasks.model_recipe`). A model trained from
+    other trained models (:meth:`ModelAdapter.trained_inputs`: a fine-tuned network to start
+    from, a teacher) has them obtained first, the same way, for the same task and seed.
     Returns (model, checkpoint dir, whether any training happened for it now)."""
-    overrides = overrides_for(name, cfg, seed, recipe)
-    directory = checkpoint_dir(model_store(cfg), name, spec, overrides, seed, cfg.limit)
+    directory, inputs = _checkpoint_plan(name, spec, cfg, seed, recipe, ())
     if (directory / META).is_file():
         adapter = load_model(directory)
         if adapter.spec != spec:
@@ -140,7 +160,14 @@ def obtain_model(
         adapter = cls.derive(source, val, cost_fn_factory(source) if cost_fn_factory else None)
     else:
         trained = True
-        adapter = build_seeded(name, overrides, spec, seed)
+        given = {}
+        for use, source_name in inputs.items():
+            given[use], _, _ = obtain_model(source_name, spec, train, val, cfg, seed, recipe=recipe,
+                                            cost_fn_factory=cost_fn_factory, progress=progress)
+        adapter = build_seeded(name, overrides_for(name, cfg, seed, recipe), spec, seed)
+        if given:
+            progress.log(f"training {name} from the trained " + ", ".join(f"{m} ({use})" for use, m in inputs.items()))
+            adapter.take_trained(given)
         cost_fn = cost_fn_factory(adapter) if cost_fn_factory else None
         adapter.fit(train, val, progress=progress, cost_fn=cost_fn)
     bad = nonfinite_weight(adapter)
@@ -148,6 +175,24 @@ def obtain_model(
         raise TrainingDiverged(f"training diverged: {name}'s weight {bad} is not finite (nothing was cached): "
                                "lower model.train.lr or check the task's labels")
     return _store(adapter, directory, cfg, trained)
+
+
+def _checkpoint_plan(name: str, spec: TaskSpec, cfg: RunConfig, seed: int, recipe: dict | None,
+                     chain: tuple[str, ...]) -> tuple[Path, dict[str, str]]:
+    """Model ``name``'s checkpoint folder and the trained models it needs, by use (names). The
+    folder depends on the folders of those models and of the model it is derived from (their
+    settings and inputs, recursively: another teacher or source is another model); a model that
+    needs itself through the chain is a one-line error."""
+    if name in chain:
+        raise BeexError(f"model {name} is trained from itself ({' -> '.join(chain + (name,))}): "
+                        "fix model.backbone.init_from / model.distill.teacher")
+    cls = get_adapter_class(name)
+    overrides = overrides_for(name, cfg, seed, recipe)
+    inputs = cls.trained_inputs(overrides, spec.problem) if cls.uses_model_spec and not cls.derived_from else {}
+    sources = {**inputs, **({"derived from": cls.derived_from} if cls.derived_from else {})}
+    folders = {use: f"{m}/{_checkpoint_plan(m, spec, cfg, seed, recipe, chain + (name,))[0].name}"
+               for use, m in sources.items()}
+    return checkpoint_dir(model_store(cfg), name, spec, overrides, seed, cfg.limit, folders), inputs
 
 
 def nonfinite_weight(adapter: ModelAdapter) -> str | None:

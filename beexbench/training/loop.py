@@ -71,11 +71,13 @@ def train(
     progress: Progress = NULL_PROGRESS,
     select: Callable[[nn.Module], float] | None = None,
     selected_by: str = "final exit",
+    distill: Callable[[list[torch.Tensor], Batch], torch.Tensor] | None = None,
 ) -> dict:
     """Train in place; load the epoch with the best validation score ``select(model)``
     (default: the final exit's accuracy, or Pearson r for regression; an early-exit model
     passes its deployed rule's score). ``cfg.patience`` > 0 stops once that many epochs in
-    a row did not improve it."""
+    a row did not improve it. ``distill(exit_logits, batch)``: extra loss terms from a teacher
+    (:class:`~beexbench.training.distill.Distiller`), added to ``loss_fn``'s."""
     if cfg.epochs < 1:
         raise ValueError(f"train.epochs must be at least 1, got {cfg.epochs}")
     select = select or (lambda m: final_exit_score(m, val_split))
@@ -96,7 +98,10 @@ def train(
             running, n = 0.0, 0
             batch: Batch
             for batch in train_split.batches(cfg.batch_size, shuffle=True, generator=gen, bucket=cfg.length_buckets):
-                loss = loss_fn(model(batch.input_ids, batch.attention_mask), batch.labels)
+                outputs = model(batch.input_ids, batch.attention_mask)
+                loss = loss_fn(outputs, batch.labels)
+                if distill is not None:
+                    loss = loss + distill(outputs, batch)
                 value = _finite(loss.item(), epoch, n + 1, cfg)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
