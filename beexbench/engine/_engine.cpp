@@ -6,8 +6,9 @@
 //   PackedEmbedding format, position embedding, embedding LayerNorm, every block, the
 //   exit heads and the exit rule: FractionalEntropy, AbsoluteEntropy or no early exit)
 //   with hand-written loops over per-thread buffers that are reused across calls (no
-//   ATen op inside).  Each row runs on its own, over its real tokens only (padding
-//   positions are masked keys and masked in pooling, so they change nothing) and stops at
+//   ATen op inside but the GELU FFN's activation: see block()).  Each row runs on its own,
+//   over its real tokens only (padding positions are masked keys and masked in pooling, so
+//   they change nothing) and stops at
 //   its exit block: rows leave as they exit with no compaction to do.  Rows run in
 //   parallel (at::parallel_for) when B > 1 and torch has several threads; batch 1 stays
 //   on the calling thread.  The loops are compiled three times (AVX-512 VPOPCNTDQ, AVX2,
@@ -23,15 +24,18 @@
 //
 // Ops (namespace beexbench_engine_native):
 //   infer(ids[B,L] int64, mask[B,L] bool, fparams f32[], words int64[], meta int64[],
-//         tok_codes, tok_scale, int rule, float a, float b, int min_exit, bool lower)
+//         tok_codes, tok_scale, float ln_eps, int rule, float a, float b, int min_exit, bool lower)
 //        -> (logits[B,C] f32, exit_block[B] int64)
+//        ln_eps: the encoder's LayerNorm eps (embedding and blocks; 1e-5 unless BERT's
+//        layer_norm_eps); the exit heads' LayerNorms use 1e-5 (kHeadEps).
 //        rule 0: no early exit; 1: fractional entropy (a = delta, b = eps);
 //        2: absolute entropy (a = threshold).  Layout of meta: see parse_model (built by
 //        beexbench/engine/_fused.py::whole_tensors); packed weights are stored word-major
 //        ([W][out], the transpose of weight_packed).
 //   engine_isa(str "auto" | "avx512" | "avx2" | "portable" | "") -> str (the variant in use)
 //   step(h[B,L,d], neg_mask[B,1,1,L] bool, m[B,L,1] f32, msum[B,1] f32, Tensor[] block,
-//        Tensor[] head, int n_heads, int ffn) -> (h', logits[B,C])
+//        Tensor[] head, int n_heads, int ffn, float eps) -> (h', logits[B,C])
+//        eps: the blocks' LayerNorm eps (the head's stays 1e-5)
 //   block tensors: q,k,v,o then the FFN linears, each (w_packed, alpha, bias, shift),
 //                  ln1 (w, b) after the attention linears, ln2 (w, b) last:
 //                  [q4 k4 v4 o4 ln1w ln1b ffn4... ln2w ln2b]; ffn 0 = SLFN, 1 = GELU FFN
@@ -80,7 +84,7 @@ Tensor packed_linear(const Tensor& x2, const std::vector<Tensor>& t, size_t i) {
 }
 
 Tensor block(const Tensor& h, const Tensor& neg_mask, const std::vector<Tensor>& t, int64_t H,
-             int64_t ffn) {
+             int64_t ffn, double eps) {
   const int64_t B = h.size(0), L = h.size(1), d = h.size(2), dh = d / H;
   const Tensor x2 = h.reshape({B * L, d});
   Tensor q = packed_linear(x2, t, 0).view({B, L, H, dh}).transpose(1, 2);
@@ -94,7 +98,7 @@ Tensor block(const Tensor& h, const Tensor& neg_mask, const std::vector<Tensor>&
   Tensor p = at::softmax(scores.masked_fill(neg_mask, -std::numeric_limits<double>::infinity()), -1);
   Tensor ctx = at::matmul(p, v);
   Tensor attn = packed_linear(ctx.transpose(1, 2).reshape({B * L, d}), t, 12).view({B, L, d});
-  Tensor h1 = at::layer_norm(h.add(attn), {d}, t[16], t[17], 1e-5, false);
+  Tensor h1 = at::layer_norm(h.add(attn), {d}, t[16], t[17], eps, false);
   const Tensor y2 = h1.reshape({B * L, d});
   Tensor f;
   if (ffn == 0) {
@@ -102,22 +106,23 @@ Tensor block(const Tensor& h, const Tensor& neg_mask, const std::vector<Tensor>&
     Tensor learn = packed_linear(at::tanh(packed_linear(y2, t, 26)), t, 30);
     f = select.mul(learn);
   } else {
-    f = packed_linear(at::gelu(packed_linear(y2, t, 18)), t, 22);
+    f = packed_linear(at::gelu(packed_linear(y2, t, 18), "none"), t, 22);  // the erf GELU (BERT's)
   }
   const size_t ln2 = ffn == 0 ? 34 : 26;
-  return at::layer_norm(h1.add(f.view({B, L, d})), {d}, t[ln2], t[ln2 + 1], 1e-5, false);
+  return at::layer_norm(h1.add(f.view({B, L, d})), {d}, t[ln2], t[ln2 + 1], eps, false);
 }
 
 std::tuple<Tensor, Tensor> step(const Tensor& h, const Tensor& neg_mask, const Tensor& m,
                                 const Tensor& msum, std::vector<Tensor> t, std::vector<Tensor> head,
-                                int64_t n_heads, int64_t ffn) {
+                                int64_t n_heads, int64_t ffn, double eps) {
   TORCH_CHECK(h.dim() == 3 && h.scalar_type() == at::kFloat, "step: h must be float32 [B, L, d]");
   TORCH_CHECK(t.size() == (ffn == 0 ? 36u : 28u), "step: wrong number of block tensors");
-  Tensor out = block(h, neg_mask, t, n_heads, ffn);
+  Tensor out = block(h, neg_mask, t, n_heads, ffn, eps);
   Tensor logits;
   if (!head.empty()) {
     TORCH_CHECK(head.size() == 4, "step: head needs (norm w, norm b, out w, out b)");
     Tensor pooled = out.mul(m).sum(1).div(msum);
+    // the exit head's LayerNorm keeps torch's eps whatever the encoder's (models/encoder.py ExitHead)
     Tensor normed = at::layer_norm(pooled, {out.size(2)}, head[0], head[1], 1e-5, false);
     logits = at::linear(normed, head[2], head[3]);
   } else {
@@ -194,8 +199,12 @@ struct Head {
   const float *nw, *nb, *ow, *ob;  // norm w, b [d]; out w [C, d], b [C]
 };
 
+// the exit heads' LayerNorm eps: torch's default, whatever the encoder's (models/encoder.py ExitHead)
+constexpr float kHeadEps = 1e-5f;
+
 struct Model {
   int64_t d, H, dh, nblocks, ffn, dff, C, max_len, tok_bits, V, tok_words;
+  float eps;  // the encoder's LayerNorm eps (embedding and blocks), as float: ATen adds it in float
   const float* pos;  // [max_len, d]
   const float *enw, *enb;
   const void* tok_codes;
@@ -227,6 +236,10 @@ BEEX_INLINE T* grow(std::vector<T>& v, int64_t n) {
 
 using RowFn = void (*)(const Model&, const Rule&, const int64_t* ids, const bool* mask, int64_t L, float* logits,
                        int64_t* block, Work& w);
+
+// y = gelu(x) for n rows of dff floats: ATen's gelu kernel, the float model's own (the one ATen
+// op of the whole-model path; see its use in block()).
+void gelu_rows(const float* x, int64_t n, int64_t dff, float* y);
 
 }  // namespace beex_whole
 
@@ -262,6 +275,12 @@ namespace isa_portable {
 #undef BEEX_ISA
 
 namespace beex_whole {
+
+void gelu_rows(const float* x, int64_t n, int64_t dff, float* y) {
+  const auto f32 = at::TensorOptions().dtype(at::kFloat);
+  at::Tensor out = at::from_blob(y, {n, dff}, f32);
+  at::gelu_out(out, at::from_blob(const_cast<float*>(x), {n, dff}, f32), "none");
+}
 
 bool has_avx512() {
 #if BEEX_X86
@@ -410,8 +429,8 @@ void parse_model(Model& M, const at::Tensor& fparams, const at::Tensor& words, c
 
 std::tuple<at::Tensor, at::Tensor> infer(const at::Tensor& ids, const at::Tensor& mask, const at::Tensor& fparams,
                                          const at::Tensor& words, const at::Tensor& meta, const at::Tensor& codes,
-                                         const at::Tensor& scale, int64_t rule, double a, double b, int64_t min_exit,
-                                         bool lower) {
+                                         const at::Tensor& scale, double ln_eps, int64_t rule, double a, double b,
+                                         int64_t min_exit, bool lower) {
   TORCH_CHECK(ids.device().is_cpu() && ids.scalar_type() == at::kLong && ids.dim() == 2 && ids.is_contiguous(),
               "infer: ids must be contiguous CPU int64 [B, L]");
   TORCH_CHECK(mask.scalar_type() == at::kBool && mask.sizes() == ids.sizes() && mask.is_contiguous(),
@@ -420,8 +439,10 @@ std::tuple<at::Tensor, at::Tensor> infer(const at::Tensor& ids, const at::Tensor
                   words.is_contiguous() && meta.scalar_type() == at::kLong && meta.is_contiguous(),
               "infer: fparams f32, words int64, meta int64, contiguous");
   TORCH_CHECK(rule >= 0 && rule <= 2, "infer: rule must be 0 (final), 1 (fractional entropy) or 2 (absolute entropy)");
+  TORCH_CHECK(ln_eps > 0, "infer: ln_eps must be positive");
   thread_local Model M;
   parse_model(M, fparams, words, meta, codes, scale);
+  M.eps = static_cast<float>(ln_eps);
   const int64_t B = ids.size(0), L = ids.size(1);
   TORCH_CHECK(B > 0, "infer: empty batch");
   TORCH_CHECK(L <= M.max_len, "sequence length ", L, " exceeds the model's max_len ", M.max_len);
@@ -452,13 +473,13 @@ std::tuple<at::Tensor, at::Tensor> infer(const at::Tensor& ids, const at::Tensor
 
 TORCH_LIBRARY(beexbench_engine_native, m) {
   m.def("step(Tensor h, Tensor neg_mask, Tensor m, Tensor msum, Tensor[] block, Tensor[] head, int n_heads, "
-        "int ffn) -> (Tensor, Tensor)",
+        "int ffn, float eps) -> (Tensor, Tensor)",
         &step);
   m.def("frac_entropy(Tensor logits, Tensor prev_logits, Tensor prev_entropy, bool has_prev, float delta, "
         "float eps, bool check, bool lower, bool last) -> (Tensor, Tensor, Tensor)",
         &frac_entropy);
   m.def("infer(Tensor ids, Tensor mask, Tensor fparams, Tensor words, Tensor meta, Tensor tok_codes, "
-        "Tensor tok_scale, int rule, float a, float b, int min_exit, bool lower) -> (Tensor, Tensor)",
+        "Tensor tok_scale, float ln_eps, int rule, float a, float b, int min_exit, bool lower) -> (Tensor, Tensor)",
         &beex_whole::infer);
   m.def("engine_isa(str want) -> str", &beex_whole::engine_isa);
 }
@@ -591,8 +612,9 @@ BEEX_INLINE float max16(const float* x, int64_t n) {
   return acc[0];
 }
 
-// LayerNorm of one row (eps 1e-5), in place allowed: y = (x * rstd + (-mean * rstd)) * g + b
-BEEX_HOT void layer_norm(const float* x, int64_t d, const float* g, const float* b, float* y) {
+// LayerNorm of one row, in place allowed: y = (x * rstd + (-mean * rstd)) * g + b, rstd = 1 / sqrt(var + eps)
+// with eps in float, as ATen's CPU kernel adds it (the encoder's eps, Model::eps; 1e-5 in the exit heads)
+BEEX_HOT void layer_norm(const float* x, int64_t d, const float* g, const float* b, float* y, float eps) {
 #if BEEX_ISA == 2
   __m512 acc = _mm512_setzero_ps();
   for (int64_t c0 = 0; c0 < d; c0 += 16) acc = _mm512_add_ps(acc, load16(x + c0, tail16(d - c0)));
@@ -605,7 +627,7 @@ BEEX_HOT void layer_norm(const float* x, int64_t d, const float* g, const float*
     acc = _mm512_add_ps(acc, _mm512_mul_ps(t, t));
   }
   const float var = hsum512(acc) / static_cast<float>(d);
-  const float rstd = 1.0f / std::sqrt(var + 1e-5f);
+  const float rstd = 1.0f / std::sqrt(var + eps);
   const __m512 rv = _mm512_set1_ps(rstd), nb = _mm512_set1_ps(-mean * rstd);
   for (int64_t c0 = 0; c0 < d; c0 += 16) {
     const __mmask16 m = tail16(d - c0);
@@ -630,7 +652,7 @@ BEEX_HOT void layer_norm(const float* x, int64_t d, const float* g, const float*
   for (int s = 8; s >= 1; s /= 2)
     for (int k = 0; k < s; ++k) acc[k] += acc[k + s];
   const float var = acc[0] / static_cast<float>(d);
-  const float rstd = 1.0f / std::sqrt(var + 1e-5f);
+  const float rstd = 1.0f / std::sqrt(var + eps);
   const float nb = -mean * rstd;
   for (int64_t j = 0; j < d; ++j) y[j] = (x[j] * rstd + nb) * g[j] + b[j];
 #endif
@@ -1175,7 +1197,7 @@ BEEX_HOT void block(const Model& M, const Blk& B, Work& w, int64_t n) {
   attend(M, w, n, q, k, v, ctx, aq, ak, sc, qb, kb);
   plinear(ctx, n, B.lin[3], att, xb, pc);
   for (int64_t i = 0; i < n * d; ++i) h1[i] = h[i] + att[i];
-  for (int64_t i = 0; i < n; ++i) layer_norm(h1 + i * d, d, B.ln1w, B.ln1b, h1 + i * d);
+  for (int64_t i = 0; i < n; ++i) layer_norm(h1 + i * d, d, B.ln1w, B.ln1b, h1 + i * d, M.eps);
   float* a = grow(w.a, n * dff);
   float* f1 = grow(w.f1, n * d);
   if (M.ffn == 0) {
@@ -1203,14 +1225,18 @@ BEEX_HOT void block(const Model& M, const Blk& B, Work& w, int64_t n) {
     for (int64_t i = 0; i < n * d; ++i) h[i] = h1[i] + f1[i] * f2[i];
   } else {
     plinear(h1, n, B.lin[4], a, xb, pc);
-    for (int64_t i = 0; i < n * dff; ++i) {
-      const float x = a[i];
-      a[i] = x * 0.5f * (1.0f + std::erf(x * 0.70710678118654752440f));
-    }
-    plinear(a, n, B.lin[5], f1, xb, pc);
+    // The erf GELU (BERT's, the float model's F.gelu; not the tanh approximation), computed by
+    // ATen's own kernel rather than a loop here: its erf is an approximation (oneDNN's, or ATen's
+    // vectorised Abramowitz-Stegun), not libm's, and the next layer binarizes gelu(x) + shift, so
+    // for x below about -5.5, where GELU is -0 or a negative of order 1e-7 depending on the last
+    // bit of that erf, a shift of 0 (a BERT backbone before fine-tuning) turns one bit of
+    // difference into another sign. Same kernel, same bits.
+    float* g = grow(w.c, n * dff);
+    gelu_rows(a, n, dff, g);
+    plinear(g, n, B.lin[5], f1, xb, pc);
     for (int64_t i = 0; i < n * d; ++i) h[i] = h1[i] + f1[i];
   }
-  for (int64_t i = 0; i < n; ++i) layer_norm(h + i * d, d, B.ln2w, B.ln2b, h + i * d);
+  for (int64_t i = 0; i < n; ++i) layer_norm(h + i * d, d, B.ln2w, B.ln2b, h + i * d, M.eps);
 }
 
 // masked mean-pool (over the n real tokens), LayerNorm, Linear -> logits [C]
@@ -1224,7 +1250,7 @@ BEEX_HOT void head(const Model& M, const Head& Hd, Work& w, int64_t n, float* lo
     for (int64_t c = 0; c < d; ++c) pooled[c] += h[i * d + c];
   const float cnt = n > 0 ? static_cast<float>(n) : 1.0f;
   for (int64_t c = 0; c < d; ++c) pooled[c] = pooled[c] / cnt;
-  layer_norm(pooled, d, Hd.nw, Hd.nb, normed);
+  layer_norm(pooled, d, Hd.nw, Hd.nb, normed, kHeadEps);
   for (int64_t c = 0; c < M.C; ++c) logits[c] = dot16(normed, Hd.ow + c * d, d) + Hd.ob[c];
 }
 
@@ -1283,7 +1309,7 @@ void run_row(const Model& M, const Rule& R, const int64_t* ids, const bool* mask
         row[c] = sign * s + pr[c];
       }
     }
-    layer_norm(row, d, M.enw, M.enb, row);
+    layer_norm(row, d, M.enw, M.enb, row, M.eps);
   }
   float* logits = grow(w.logits, C);
   float* prev = grow(w.prev, C);

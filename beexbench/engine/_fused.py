@@ -93,10 +93,11 @@ def flat_tensors(model: "PackedEncoder") -> tuple[list[list[torch.Tensor]], list
 
 
 def whole_tensors(model: "PackedEncoder"):
-    """The whole-model op's inputs ``(fparams, words, meta, tok_codes, tok_scale)``: every
+    """The whole-model op's inputs ``(fparams, words, meta, tok_codes, tok_scale, ln_eps)``: every
     fp32 tensor in one float32 blob, every packed weight word-major ([W][out]) in one
     int64 blob, and their offsets and the dimensions in ``meta`` (layout: ``parse_model``
-    in _engine.cpp). Cached on the model (``model._fast``); None when the model has
+    in _engine.cpp); ``ln_eps`` the encoder's LayerNorm eps (a BERT token-type row is already in
+    the position table: nothing else to pass). Cached on the model (``model._fast``); None when the model has
     something the op does not implement (a token embedding of another kind, non-fp32
     tensors), which then runs the per-block path."""
     fast = _cache(model)
@@ -152,7 +153,7 @@ def whole_tensors(model: "PackedEncoder"):
     except TypeError:
         return None
     fast.whole = (torch.cat(floats).contiguous(), torch.cat(words).contiguous(), torch.tensor(meta, dtype=torch.long),
-                  tok[1], tok[2])
+                  tok[1], tok[2], model.eps)
     return fast.whole
 
 
@@ -210,7 +211,7 @@ def infer_steps(model: "PackedEncoder", ops, ids: torch.Tensor, mask: torch.Tens
     last_block = len(model.blocks)
     n_heads = model.blocks[0].attn.n_heads
     for i in range(1, last_block + 1):
-        h, logits = ops.step(h, neg, m, msum, blocks_t[i - 1], heads_t[i - 1], n_heads, ffn)
+        h, logits = ops.step(h, neg, m, msum, blocks_t[i - 1], heads_t[i - 1], n_heads, ffn, model.eps)
         if not heads_t[i - 1]:
             continue
         last = i == last_block

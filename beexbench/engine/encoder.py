@@ -23,15 +23,36 @@ from .embedding import FORMATS, PackedEmbedding, default_bits
 from .layers import FFN_LAYERS, PackedBlock, PackedLinear
 
 # the encoder options the engine implements (BEExformer's W1A1 configuration)
-# (binary_embedding, A5, either way: 1-bit token rows with it, int8 / int4 / fp32 rows without)
+# (binary_embedding, A5, either way: 1-bit token rows with it, int8 / int4 / fp32 rows without;
+# BERT's type_vocab_size and layer_norm_eps, any valid value: see fold_token_type and ln_eps)
 REQUIRED = {"weight_bits": 1, "act_bits": 1, "binary_qk": True, "attention_probs": "softmax",
-            "learnable_act_scale": False, "type_vocab_size": None, "layer_norm_eps": None}
+            "learnable_act_scale": False}
+DEFAULT_EPS = 1e-5  # torch's LayerNorm eps: the encoder's with layer_norm_eps None, and the exit heads'
+
+
+def ln_eps(enc: dict[str, Any]) -> float:
+    """The eps of the encoder's LayerNorms (embedding and blocks; the exit heads keep
+    :data:`DEFAULT_EPS`, as in :class:`~beexbench.models.encoder.ExitHead`)."""
+    eps = enc.get("layer_norm_eps")
+    return DEFAULT_EPS if eps is None else float(eps)
+
+
+def folds_token_type(enc: dict[str, Any]) -> bool:
+    """Whether the model has BERT's token-type table: every token is type 0, so its row 0 is
+    added into the position table when packing (:func:`~.pack.fold_token_type`) and inference
+    has no third lookup."""
+    return enc.get("type_vocab_size") is not None
 
 
 def check_config(enc: dict[str, Any]) -> None:
     bad = {k: enc.get(k) for k, v in REQUIRED.items() if enc.get(k) != v}
     if enc.get("ffn") not in FFN_LAYERS:
         bad["ffn"] = enc.get("ffn")
+    typ, eps = enc.get("type_vocab_size"), enc.get("layer_norm_eps")
+    if typ is not None and (not isinstance(typ, int) or isinstance(typ, bool) or typ < 1):
+        bad["type_vocab_size"] = typ
+    if eps is not None and (isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0):
+        bad["layer_norm_eps"] = eps
     if bad:
         raise BeexError(
             f"the packed engine runs BEExformer's W1A1 configuration ({REQUIRED}, ffn in {sorted(FFN_LAYERS)}); "
@@ -65,11 +86,15 @@ class PackedEncoder(nn.Module):
         if d % int(enc["n_heads"]):
             raise BeexError(f"d_model={d} must be divisible by n_heads={enc['n_heads']}")
         self.max_len, self.num_labels, self.n_blocks = int(max_len), int(num_labels), int(enc["n_blocks"])
+        self.eps = ln_eps(enc)
+        # BERT's token-type row 0 is in ``pos`` (added at packing): recorded here and in the file's header
+        self.token_type_folded = folds_token_type(enc)
         self.tok = PackedEmbedding(vocab_size, d, self.embedding_bits)
         self.pos = nn.Embedding(max_len, d)
-        self.emb_norm = nn.LayerNorm(d)
+        self.emb_norm = nn.LayerNorm(d, eps=self.eps)
         self.blocks = nn.ModuleList(
-            PackedBlock(d, int(enc["n_heads"]), int(enc["d_ff"]), enc["ffn"], shift) for _ in range(self.n_blocks))
+            PackedBlock(d, int(enc["n_heads"]), int(enc["d_ff"]), enc["ffn"], shift, self.eps)
+            for _ in range(self.n_blocks))
         n_heads = self.n_blocks if enc["exit_heads"] else 1
         self.heads = nn.ModuleList(ExitHead(d, num_labels) for _ in range(n_heads))
         self._fast = None  # the fused path's flat tensors (_fused.flat_tensors), built on first use
@@ -93,6 +118,8 @@ class PackedEncoder(nn.Module):
 
     # -- inference ---------------------------------------------------------------------
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        # tok + pos: with a token-type table, pos already holds pos + type row 0 (the float
+        # model's own add, done once at packing), so this is the float model's tok + (pos + typ0)
         if ids.shape[1] > self.max_len:
             raise ValueError(f"sequence length {ids.shape[1]} exceeds the model's max_len {self.max_len}")
         pos = torch.arange(ids.shape[1], device=ids.device)

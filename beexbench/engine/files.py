@@ -18,6 +18,12 @@ architecture in the header. (One safetensors entry per tensor cost ~20 KB of JSO
 the default model, 9% of its A5 artifact; version 1's per-layer shapes in checkpoint.json
 another ~7 KB.) Reading checks every blob's dtype and exact length against the architecture.
 
+A model with BERT's token-type table (``type_vocab_size``) stores no such table: every token is
+type 0 and its row 0 is added into ``pos.weight`` when packing; the header's "embedding" says so
+("token_type_folded": true, present only then, so other models' files are unchanged and need no
+new version; a beexbench before this option refuses such a file by its architecture).
+``layer_norm_eps`` is part of the architecture (the encoder settings) and changes no tensor.
+
 Version 2 added the compact token embedding and the grouped tensors (version 1 stored the
 fp32 table in weights.safetensors, one entry per tensor, and a per-layer shape table): a version-1 file is refused with a
 message to re-derive it.
@@ -87,10 +93,14 @@ def ungroup(flat: dict[str, torch.Tensor], like: dict[str, torch.Tensor], where:
 
 def embedding_header(model: PackedEncoder) -> dict[str, Any]:
     bits = model.tok.bits
-    return {"bits": bits, "rows": model.tok.num_embeddings, "dim": model.tok.dim, "layout": EMBEDDING_LAYOUT[bits],
-            "scale": f"{str(SCALE_DTYPE[bits]).removeprefix('torch.')} per row" if bits != 32 else None, "position": "fp32 (weights.safetensors: pos.weight)",
-            # the rows decode to the table the trained float model reads (else: rounded, accuracy measured)
-            "lossless": bits == 32 or (bits == 1 and bool(model.enc.get("binary_embedding")))}
+    out = {"bits": bits, "rows": model.tok.num_embeddings, "dim": model.tok.dim, "layout": EMBEDDING_LAYOUT[bits],
+           "scale": f"{str(SCALE_DTYPE[bits]).removeprefix('torch.')} per row" if bits != 32 else None, "position": "fp32 (weights.safetensors: pos.weight)",
+           # the rows decode to the table the trained float model reads (else: rounded, accuracy measured)
+           "lossless": bits == 32 or (bits == 1 and bool(model.enc.get("binary_embedding")))}
+    if model.token_type_folded:
+        out["position"] += " + token-type row 0 (every token is type 0), added at packing"
+        out["token_type_folded"] = True
+    return out
 
 
 def write_packed(directory: Path, adapter: str, model: PackedEncoder, meta: dict[str, Any]) -> Path:
@@ -144,6 +154,10 @@ def read_packed(directory: Path, adapter: str) -> tuple[PackedEncoder, dict[str,
     except (KeyError, TypeError, ValueError) as exc:
         raise BeexError(f"packed checkpoint {directory} has a bad architecture header ({exc}): re-derive it") from None
     where = f"packed checkpoint {directory}"
+    if bool((header.get("embedding") or {}).get("token_type_folded")) != model.token_type_folded:
+        # pos.weight means pos + type row 0 exactly when the architecture has a token-type table
+        raise BeexError(f"{where}: its header's token_type_folded does not match its architecture "
+                        f"(type_vocab_size {arch['encoder'].get('type_vocab_size')!r}): re-derive it")
     model.load_tensors(ungroup(packed, model.packed_tensors(), f"{where} ({PACKED_FILE})"),
                        ungroup(fp32, model.fp32_tensors(), where))
     return model.eval(), doc

@@ -138,16 +138,17 @@ class PackedGeluFFN(nn.Module):
         self.w2 = PackedLinear(d_ff, d_model, True, shift)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return self.w2(nn.functional.gelu(self.w1(h)))
+        # the exact (erf) GELU, as the float model's GeluFFN and BERT (not the tanh approximation)
+        return self.w2(nn.functional.gelu(self.w1(h), approximate="none"))
 
 
 class PackedBlock(nn.Module):
-    def __init__(self, d_model: int, n_heads: int, d_ff: int, ffn: str, shift: bool) -> None:
+    def __init__(self, d_model: int, n_heads: int, d_ff: int, ffn: str, shift: bool, eps: float = 1e-5) -> None:
         super().__init__()
         self.attn = PackedAttention(d_model, n_heads, shift)
-        self.ln1 = nn.LayerNorm(d_model)
+        self.ln1 = nn.LayerNorm(d_model, eps=eps)  # eps: the encoder's (BERT: 1e-12)
         self.ffn = PackedSLFN(d_model, d_ff, shift) if ffn == "slfn" else PackedGeluFFN(d_model, d_ff, shift)
-        self.ln2 = nn.LayerNorm(d_model)
+        self.ln2 = nn.LayerNorm(d_model, eps=eps)
 
     def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         h = self.ln1(h + self.attn(h, mask))

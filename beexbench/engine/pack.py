@@ -8,7 +8,7 @@ import torch
 from .. import kernels
 from ..errors import BeexError
 from .embedding import SCALE_DTYPE, binary_table, decode_rows, encode_rows
-from .encoder import PackedEncoder, check_config, embedding_bits_for
+from .encoder import PackedEncoder, check_config, embedding_bits_for, folds_token_type
 from .layers import FFN_LAYERS
 
 
@@ -36,12 +36,22 @@ def token_rows(table: torch.Tensor, enc: dict[str, Any], bits: int) -> tuple[tor
 
 
 @torch.no_grad()
+def fold_token_type(pos: torch.Tensor, typ: torch.Tensor) -> torch.Tensor:
+    """The position table with BERT's token-type row 0 added in: every token is type 0, and the
+    float model computes ``tok + (pos + typ[0])`` (EarlyExitEncoder.embed adds the type row to
+    the position rows first), so this is that same fp32 add done once, and the engine's
+    ``tok + pos`` gives its embedding bit for bit with no third lookup per token."""
+    return (pos.detach().float() + typ.detach().float()[0]).contiguous()
+
+
+@torch.no_grad()
 def pack_encoder(state: dict[str, torch.Tensor], enc: dict[str, Any], *, vocab_size: int, max_len: int,
                  num_labels: int, embedding_bits: int | None = None) -> PackedEncoder:
     """Pack a trained BEExformer network from its ``state_dict`` (EarlyExitEncoder names):
     bits = sign(W) (W >= 0), alpha = mean|W| per row computed as the float model does,
     the bias and the input shift copied; the token table as ``embedding_bits`` rows
-    (:func:`token_rows`; default 1 bit with A5, else int8); the rest copied as fp32."""
+    (:func:`token_rows`; default 1 bit with A5, else int8); a token-type table's row 0 folded
+    into the position table (:func:`fold_token_type`); the rest copied as fp32."""
     check_config(enc)
     bits = embedding_bits_for(enc, embedding_bits)
     model = PackedEncoder(enc, vocab_size=vocab_size, max_len=max_len, num_labels=num_labels, embedding_bits=bits)
@@ -65,6 +75,11 @@ def pack_encoder(state: dict[str, torch.Tensor], enc: dict[str, Any], *, vocab_s
         if key in state:
             packed[f"{name}.shift"] = state[key].detach().float().clone()
             used.add(key)
+    if folds_token_type(enc):
+        if "typ.weight" not in state:
+            raise BeexError(f"the encoder has type_vocab_size {enc['type_vocab_size']} but the network has no typ.weight")
+        fp32["pos.weight"] = fold_token_type(state["pos.weight"], state["typ.weight"])
+        used |= {"pos.weight", "typ.weight"}
     for key, t in state.items():
         if key not in used:
             fp32[key] = t.detach().float().clone()
