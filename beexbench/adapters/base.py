@@ -246,13 +246,19 @@ class ModelAdapter(ABC):
                 found = [str(exc)]
             if found:
                 return found
-        spec = TaskSpec("config-check", 1 if problem == "regression" else 2, vocab_size=16, max_len=8, problem=problem)
         try:
+            spec = cls.check_task(config, problem)
             with torch.random.fork_rng(devices=[]):
                 cls.build(config, spec)
         except Exception as exc:  # a plugin's build may raise anything: report it, do not crash
             return [str(exc).splitlines()[0] if str(exc) else type(exc).__name__]
         return []
+
+    @classmethod
+    def check_task(cls, config: dict[str, Any], problem: str) -> TaskSpec:
+        """The tiny task :meth:`config_problems` builds the model for (a model whose inputs must
+        have a given vocabulary, such as one on a pretrained backbone, says so here)."""
+        return TaskSpec("config-check", 1 if problem == "regression" else 2, vocab_size=16, max_len=8, problem=problem)
 
     # Exits --------------------------------------------------------------------------
     def exit_layout(self) -> ExitLayout:

@@ -118,6 +118,20 @@ class SpecEncoderBase(ModelAdapter):
     def build(cls, config: "dict[str, Any] | ModelSpec", spec: TaskSpec) -> "SpecEncoderBase":
         return cls(cls.resolve_spec(config, spec.problem), spec)
 
+    @classmethod
+    def check_task(cls, config: dict[str, Any], problem: str) -> TaskSpec:
+        """On a backbone: a task encoded with the backbone's vocabulary (its files are resolved:
+        a missing one is a problem the check reports)."""
+        model_spec = cls.resolve_spec(config, problem)
+        if model_spec.backbone.name == SCRATCH:
+            return super().check_task(config, problem)
+        from ..backbones.bert import bert_sizes
+        from ..backbones.sources import resolve_backbone
+
+        sizes = bert_sizes(resolve_backbone(model_spec.backbone.name).config)
+        return TaskSpec("config-check", 1 if problem == "regression" else 2, vocab_size=sizes["vocab_size"],
+                        max_len=min(8, sizes["max_position_embeddings"]), problem=problem)
+
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> list[torch.Tensor]:
         return self.model(input_ids, attention_mask)
 
@@ -182,34 +196,6 @@ class EncoderAdapter(SpecEncoderBase):
             return cls(resolved, spec)
         finally:
             _PRETRAINED.reset(token)
-
-    @classmethod
-    def config_problems(cls, config: dict[str, Any], problem: str = "classification") -> list[str]:
-        """As :meth:`ModelAdapter.config_problems`; on a backbone the check build is for a task
-        encoded with the backbone's vocabulary (its files are resolved: a missing one is a problem)."""
-        try:
-            model_spec = cls.resolve_spec(config, problem)
-        except (ConfigError, BeexError):
-            model_spec = None
-        if model_spec is None or model_spec.backbone.name == SCRATCH:
-            return super().config_problems(config, problem)
-        found = model_spec.problems(problem)
-        if found:
-            return found
-        from ..backbones.bert import bert_sizes
-        from ..backbones.sources import resolve_backbone
-
-        try:
-            sizes = bert_sizes(resolve_backbone(model_spec.backbone.name).config)
-            task = TaskSpec("config-check", 1 if problem == "regression" else 2, vocab_size=sizes["vocab_size"],
-                            max_len=min(8, sizes["max_position_embeddings"]), problem=problem)
-            with torch.random.fork_rng(devices=[]):
-                cls.build(config, task)
-        except ConfigError as exc:
-            return exc.problems
-        except Exception as exc:  # noqa: BLE001 (as the base class: report it, do not crash)
-            return [str(exc).splitlines()[0] if str(exc) else type(exc).__name__]
-        return []
 
     @property
     def encoder_config(self) -> EncoderConfig:

@@ -60,7 +60,7 @@ def run_cell(key: CellKey, cfg: RunConfig, spec: TaskSpec, card: dict, splits, t
             "trained_this_run": trained,
             "precision_notes": list(adapter.precision().notes),
             "role": str(entry.role),  # as the adapter declares it (beexbench.adapters.roles)
-            "training_note": entry.training_note,
+            "training_note": adapter.training_note,  # the instance says: a backbone model is fine-tuned, maybe distilled
         },
         task=card,
         target=target.describe(),
