@@ -185,7 +185,7 @@ def test_figures_and_energy_unavailable(rich_report):
 
 def test_notes_warnings_and_failures(rich_report):
     _, html = rich_report
-    assert "without distillation" in html
+    assert "no distillation (beexformer, beexformer-ffn, beexformer-ste, fp32, int8-dynamic" in html
     assert "BOPs/64" in html
     assert "not SST-2, GLUE" in html
     assert "wide CI: ±40% of median; the machine may be noisy" in html
@@ -453,3 +453,15 @@ def test_latency_cell_names_the_fastest_setting_and_shows_the_others():
     row = {"latency_ms": 0.41, "latency_p90_ms": 0.5, "latency_threads": "1", "latency_by_threads": {1: 0.41, 2: 1.234}}
     assert fmt_latency(row) == "0.41 / 0.50 @ 1t (2t: 1.23)"
     assert fmt_latency({"latency_ms": 2.0, "latency_p90_ms": 2.2, "latency_threads": "", "latency_by_threads": {}}) == "2.00 / 2.20"
+
+
+def test_rows_trained_by_distillation_say_so_and_the_notes_name_each_models_training(tmp_path):
+    plain, taught = make_record("beexformer"), make_record("bibert-style", acc=0.70)
+    taught.model = {**taught.model, "config": {"distill": {"teacher": "fp32", "logits": 1.0, "hidden": 1.0}},
+                    "training_note": "fine-tuned on the task's train split from the trained fp32; distilled from fp32"}
+    write_run(tmp_path / "res", "run-kd", [plain, taught])
+    html = build_report(tmp_path / "res", tmp_path / "r.html").read_text()
+    rows = {r[0] for r in _rows(dict(_tables(html))["summary"])}
+    assert rows == {"beexformer", "bibert-style (KD from fp32)"}
+    assert "distilled from fp32 (bibert-style)" in html
+    assert "no distillation (beexformer)" in html

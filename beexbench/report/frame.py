@@ -88,8 +88,11 @@ def is_floor(df: pd.DataFrame) -> pd.Series:
     return has_role(df, REFERENCE_FLOOR.kind)
 
 
-def model_label(model: str, setting: str) -> str:
-    return model if setting in ("", "default") else f"{model} ({setting})"
+def model_label(model: str, setting: str, teacher: str | None = None) -> str:
+    """How a model's rows are named: with the suite setting when it is not the default, and
+    ``(KD from T)`` when it was trained by knowledge distillation from teacher T."""
+    label = model if setting in ("", "default") else f"{model} ({setting})"
+    return f"{label} (KD from {teacher})" if teacher else label
 
 
 def config_id(model: dict) -> str:
@@ -166,7 +169,7 @@ def records_frame(records: list[CellRecord]) -> pd.DataFrame:
             "target": r.key.target,
             "setting": r.key.setting,
             "seed": r.key.seed,
-            "label": model_label(r.key.model, r.key.setting),
+            "label": model_label(r.key.model, r.key.setting, _get(r.model, "config", "distill", "teacher")),
             "target_label": target_label(r),
             "hardware": hardware(r),
             "emulated": bool(_get(r.target, "emulated", default=False)),

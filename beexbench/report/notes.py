@@ -37,16 +37,22 @@ def method_notes(records: list[CellRecord]) -> str:
     measured = [(r, r.metrics) for r in records if r.metrics is not None]
     conventions = sorted({m.ops.convention for _, m in measured} - {""})
     size_notes = sorted({str(n) for _, m in measured for n in m.size.notes})
-    training = sorted({str(_get(r.model, "training_note", default="")) for r in records} - {""})
+    by_note = defaultdict(set)  # how each model was trained, as its records state it
+    for r in records:
+        note = str(_get(r.model, "training_note", default=""))
+        if note:
+            by_note[note].add(r.key.model)
+    training = [f"{note} ({', '.join(sorted(models))})" for note, models in sorted(by_note.items())]
     provenances = defaultdict(set)
     for r in records:
         provenances[_energy_provenance(r)].add(r.key.model)
     uncounted = sorted({f"{r.key.model}: {k}" for r, m in measured for k in m.ops.uncounted})
     parts = [
         "<h3>Training</h3>",
-        _ul([esc("Every model is trained from scratch on each task's train split, without distillation "
-                 "and without pretrained weights; the exit rule is calibrated on the validation split, "
-                 "and accuracy is measured once on the test split.")] + [esc(t) for t in training]),
+        _ul([esc("Each model is trained on each task's train split as stated below (from scratch or from a "
+                 "pretrained backbone; with or without knowledge distillation, KD, from a teacher model - rows "
+                 "trained with KD are labelled so); the exit rule is calibrated on the validation split, and "
+                 "accuracy is measured once on the test split.")] + [esc(t) for t in training]),
         "<h3>Operations</h3>",
         _ul([esc("MACs count multiply-accumulates of fp32, int8 and 1-bit-weight (w1a32) products; FLOPs = 2 × MACs. "
                  "BOPs are multiply-accumulates whose two operands are both 1-bit (XNOR-popcount), counted apart and "
