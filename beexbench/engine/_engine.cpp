@@ -6,7 +6,7 @@
 //   PackedEmbedding format, position embedding, embedding LayerNorm, every block, the
 //   exit heads and the exit rule: FractionalEntropy, AbsoluteEntropy or no early exit)
 //   with hand-written loops over per-thread buffers that are reused across calls (no
-//   ATen op inside but the GELU FFN's activation: see block()).  Each row runs on its own,
+//   ATen op inside but, rarely, ATen's gelu: see gelu_ffn).  Each row runs on its own,
 //   over its real tokens only (padding positions are masked keys and masked in pooling, so
 //   they change nothing) and stops at
 //   its exit block: rows leave as they exit with no compaction to do.  Rows run in
@@ -225,7 +225,8 @@ struct Rule {
 struct Work {
   std::vector<float> h, h1, q, k, v, ctx, att, f1, f2, a, c, aq, ak, sc, logits, prev, pooled, normed, tmp;
   std::vector<u64> xb, qb, kb, hb;
-  std::vector<int64_t> pc, tok, pos;
+  std::vector<int64_t> pc, tok, pos, gi;  // gi, gx, gy: the GELU elements handed to ATen (gelu_ffn)
+  std::vector<float> gx, gy;
 };
 
 template <class T>
@@ -237,9 +238,9 @@ BEEX_INLINE T* grow(std::vector<T>& v, int64_t n) {
 using RowFn = void (*)(const Model&, const Rule&, const int64_t* ids, const bool* mask, int64_t L, float* logits,
                        int64_t* block, Work& w);
 
-// y = gelu(x) for n rows of dff floats: ATen's gelu kernel, the float model's own (the one ATen
-// op of the whole-model path; see its use in block()).
-void gelu_rows(const float* x, int64_t n, int64_t dff, float* y);
+// y = gelu(x) for n floats by ATen's gelu kernel, the float model's own (the one ATen op of the
+// whole-model path, for the few elements gelu_ffn cannot settle itself).
+void aten_gelu(const float* x, int64_t n, float* y);
 
 }  // namespace beex_whole
 
@@ -276,10 +277,10 @@ namespace isa_portable {
 
 namespace beex_whole {
 
-void gelu_rows(const float* x, int64_t n, int64_t dff, float* y) {
+void aten_gelu(const float* x, int64_t n, float* y) {
   const auto f32 = at::TensorOptions().dtype(at::kFloat);
-  at::Tensor out = at::from_blob(y, {n, dff}, f32);
-  at::gelu_out(out, at::from_blob(const_cast<float*>(x), {n, dff}, f32), "none");
+  at::Tensor out = at::from_blob(y, {n}, f32);
+  at::gelu_out(out, at::from_blob(const_cast<float*>(x), {n}, f32), "none");
 }
 
 bool has_avx512() {
@@ -574,6 +575,21 @@ BEEX_INLINE float ftanh(float x) {
 }
 
 BEEX_INLINE float fsigmoid(float x) { return 1.0f / (1.0f + fexp(-x)); }
+
+// The erf GELU x/2 (1 + erf(x/sqrt 2)) with Abramowitz-Stegun 7.1.26's erf (|error| < 1.5e-7)
+// and fexp: branch-free, so the loop over a row vectorises.
+BEEX_INLINE float fgelu(float x) {
+  const float z = x * 0.70710678118654752440f;
+  const float az = z < 0 ? -z : z;
+  const float t = 1.0f / (1.0f + 0.3275911f * az);
+  float r = 1.061405429f;
+  r = r * t - 1.453152027f;
+  r = r * t + 1.421413741f;
+  r = r * t - 0.284496736f;
+  r = r * t + 0.254829592f;
+  const float e = 1.0f - r * t * fexp(-(z * z));
+  return x * 0.5f * (1.0f + (z < 0 ? -e : e));
+}
 
 // sum of n floats with 16 partial sums (vectorises without reassociation flags)
 BEEX_INLINE float sum16(const float* x, int64_t n) {
@@ -1167,6 +1183,46 @@ BEEX_HOT void attend(const Model& M, Work& w, int64_t n, const float* q, const f
 
 #endif
 
+// The GELU FFN's activation, in place on a [n, dff], for the next layer, which reads only the
+// bits of gelu(x) + shift >= 0. The float model's F.gelu is the erf GELU (BERT's; not the tanh
+// approximation) with the erf of its kernel: oneDNN's or ATen's vectorised approximation, not
+// libm's. Where GELU is tiny (x below about -5, GELU -0 or a negative of order 1e-7 depending
+// on that erf's last bit) and the shift is 0 (a BERT backbone before fine-tuning), or wherever
+// gelu(x) + shift is that close to 0, the bit depends on those last bits. So fgelu gives every
+// element, and those whose bit two erfs good to 1e-6 could disagree on are recomputed by ATen's
+// kernel: the float model's bits, with no ATen call at all for a typical trained model.
+BEEX_HOT void gelu_ffn(float* a, int64_t n, int64_t dff, const float* shift, Work& w) {
+  const int64_t N = n * dff;
+  int64_t* gi = grow(w.gi, N);
+  int64_t nd = 0;
+  for (int64_t r = 0; r < n; ++r) {
+    float* row = a + r * dff;
+    float* x0 = grow(w.gx, dff);
+    std::memcpy(x0, row, sizeof(float) * dff);
+    for (int64_t c = 0; c < dff; ++c) row[c] = fgelu(row[c]);
+    for (int64_t c = 0; c < dff; ++c) {
+      const float g = row[c], v = shift ? g + shift[c] : g;
+      const float ax = x0[c] < 0 ? -x0[c] : x0[c], ag = g < 0 ? -g : g;
+      if ((v < 0 ? -v : v) <= 1e-5f * (ax + ag) + 1e-30f) gi[nd++] = r * dff + c;
+    }
+    if (nd) {  // keep the inputs of the doubtful elements (row is overwritten)
+      float* keep = grow(w.gy, N);
+      for (int64_t k = nd - 1; k >= 0 && gi[k] >= r * dff; --k) keep[k] = x0[gi[k] - r * dff];
+    }
+  }
+  if (nd == 0) return;
+  // ATen's kernel on the doubtful inputs, padded with zeros to a multiple of 64 elements so that
+  // every element takes the kernel's vectorised body (as in the float model's [B, L, d_ff] tensor)
+  const int64_t padded = (nd + 63) / 64 * 64;
+  float* xin = grow(w.gx, padded);
+  float* keep = w.gy.data();
+  for (int64_t k = 0; k < nd; ++k) xin[k] = keep[k];
+  for (int64_t k = nd; k < padded; ++k) xin[k] = 0.0f;
+  float* yout = grow(w.gy, padded);
+  aten_gelu(xin, padded, yout);
+  for (int64_t k = 0; k < nd; ++k) a[gi[k]] = yout[k];
+}
+
 // one encoder block on w.h [n, d], result back in w.h
 BEEX_HOT void block(const Model& M, const Blk& B, Work& w, int64_t n) {
   const int64_t d = M.d, H = M.H, dh = M.dh, Wh = (dh + 63) / 64, dff = M.dff;
@@ -1225,15 +1281,8 @@ BEEX_HOT void block(const Model& M, const Blk& B, Work& w, int64_t n) {
     for (int64_t i = 0; i < n * d; ++i) h[i] = h1[i] + f1[i] * f2[i];
   } else {
     plinear(h1, n, B.lin[4], a, xb, pc);
-    // The erf GELU (BERT's, the float model's F.gelu; not the tanh approximation), computed by
-    // ATen's own kernel rather than a loop here: its erf is an approximation (oneDNN's, or ATen's
-    // vectorised Abramowitz-Stegun), not libm's, and the next layer binarizes gelu(x) + shift, so
-    // for x below about -5.5, where GELU is -0 or a negative of order 1e-7 depending on the last
-    // bit of that erf, a shift of 0 (a BERT backbone before fine-tuning) turns one bit of
-    // difference into another sign. Same kernel, same bits.
-    float* g = grow(w.c, n * dff);
-    gelu_rows(a, n, dff, g);
-    plinear(g, n, B.lin[5], f1, xb, pc);
+    gelu_ffn(a, n, dff, B.lin[5].shift, w);
+    plinear(a, n, B.lin[5], f1, xb, pc);
     for (int64_t i = 0; i < n * d; ++i) h[i] = h1[i] + f1[i];
   }
   for (int64_t i = 0; i < n; ++i) layer_norm(h + i * d, d, B.ln2w, B.ln2b, h + i * d, M.eps);
