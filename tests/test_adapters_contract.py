@@ -24,8 +24,13 @@ TINY = {"encoder": {"d_model": 16, "n_heads": 2, "n_blocks": 3, "d_ff": 32}, "tr
 
 def build(name: str) -> ModelAdapter:
     torch.manual_seed(0)
-    overrides = TINY if get_adapter_class(name).uses_model_spec else {}  # declared: its settings are a ModelSpec
-    return create_model(name, SPEC, overrides)
+    cls = get_adapter_class(name)
+    overrides = TINY if cls.uses_model_spec else {}  # declared: its settings are a ModelSpec
+    adapter = create_model(name, SPEC, overrides)
+    # a model trained from other models (a teacher, a network to start from) is given them, as the runner does
+    inputs = cls.trained_inputs(overrides, SPEC.problem)
+    adapter.take_trained({use: build(source) for use, source in inputs.items()})
+    return adapter
 
 
 def is_post_training_quantized(adapter: ModelAdapter) -> bool:

@@ -64,7 +64,7 @@ def _assert_matches_bert(model, ref) -> None:
 def test_backbone_section_defaults_to_scratch_and_old_configs_still_load():
     assert SECTIONS["backbone"] is BackboneSpec
     assert ModelSpec().backbone == BackboneSpec("scratch", None)
-    assert ModelSpec().to_dict()["backbone"] == {"name": "scratch", "sha256": None, "init_from": None}
+    assert ModelSpec().to_dict()["backbone"] == {"name": "scratch", "sha256": None, "init_from": None, "ffn": "pretrained"}
     old = {k: v for k, v in ModelSpec().to_dict().items() if k not in ("backbone", "distill")}  # recorded before the sections
     assert ModelSpec.from_dict(old) == ModelSpec()
     assert ModelSpec.from_dict({"backbone": {"name": "minilm-l6"}}).backbone.name == "minilm-l6"
@@ -98,7 +98,7 @@ def test_fp32_on_a_backbone_computes_the_pretrained_bert(bert_dir):
     assert (enc.type_vocab_size, enc.layer_norm_eps, enc.weight_bits, enc.exit_heads) == (2, 1e-12, 32, True)
     _assert_matches_bert(m.model, ref)
     sha = hashlib.sha256((path / "model.safetensors").read_bytes()).hexdigest()
-    assert m.model_spec.backbone.sha256 == sha and m.config["backbone"] == {"name": f"hf:{path}", "sha256": sha, "init_from": None}
+    assert m.model_spec.backbone.sha256 == sha and m.config["backbone"] == {"name": f"hf:{path}", "sha256": sha, "init_from": None, "ffn": "pretrained"}
     assert m.backbone["sha256"] == sha and m.backbone["unknown"] == [] and m.backbone["position_rows"] == [MAX_LEN, 40]
     assert any(k.startswith("heads.") for k in m.backbone["kept"])
     # the exit heads keep their seeded init: the same as a scratch model's of the same shape and seed
@@ -123,6 +123,23 @@ def test_beexformer_starts_from_the_pretrained_latent_weights(bert_dir):
     fp = create_model("beexformer", _task(), {"backbone": {"name": f"hf:{path}"},
                                               "encoder": {"weight_bits": 32, "act_bits": 32}})
     _assert_matches_bert(fp.model, ref)
+
+
+def test_the_slfn_ablation_keeps_its_own_ffn_and_takes_everything_else_from_the_backbone(bert_dir):
+    path, ref = bert_dir
+    m = create_model("beexformer-slfn-ffn", _task(), {"backbone": {"name": f"hf:{path}"}}, seed=3)
+    enc = m.model_spec.encoder
+    assert (enc.ffn, enc.d_ff, enc.d_model) == ("slfn", TINY["intermediate_size"], TINY["hidden_size"])
+    ours, theirs = m.model.state_dict(), ref.state_dict()
+    assert torch.equal(ours["blocks.1.attn.o.weight"], theirs["encoder.layer.1.attention.output.dense.weight"])
+    assert torch.equal(ours["blocks.0.ln2.weight"], theirs["encoder.layer.0.output.LayerNorm.weight"])
+    ffn = [k for k in ours if ".ffn." in k]
+    assert {k.split(".ffn.")[1].split(".")[0] for k in ffn} == {"w1", "w2", "w3", "w4"}
+    assert set(ffn) <= set(m.backbone["kept"])  # seeded, not loaded
+    assert any("intermediate.dense" in k for k in m.backbone["ignored"])
+    # the same seed builds the same SLFN: its initialisation is the model's own
+    again = create_model("beexformer-slfn-ffn", _task(), {"backbone": {"name": f"hf:{path}"}}, seed=3)
+    assert all(torch.equal(again.model.state_dict()[k], ours[k]) for k in ffn)
 
 
 @pytest.mark.parametrize("name", ["pabee-style", "deebert-style", "bibert-style", "bit-style", "beexformer-ffn"])

@@ -87,6 +87,8 @@ def on_backbone(cls: type, model_spec: ModelSpec, task: TaskSpec) -> tuple[Any, 
         raise BeexError(f"{where} has {sizes['max_position_embeddings']} positions, task '{task.task}' has max_len "
                         f"{task.max_len}: encode the task with the backbone's tokenizer at a max_len of at most "
                         f"{sizes['max_position_embeddings']}")
+    if bb.ffn == "own":  # the model keeps its own FFN kind (at the checkpoint's d_ff); the checkpoint's FFN is not loaded
+        arch = {k: v for k, v in arch.items() if k != "ffn"}
     resolved = dataclasses.replace(model_spec, encoder=dataclasses.replace(own, **arch),
                                    backbone=dataclasses.replace(bb, sha256=files.sha256))
     return files, resolved
@@ -174,7 +176,7 @@ class EncoderAdapter(SpecEncoderBase):
         if files is not None:
             from ..backbones.bert import load_bert_weights
 
-            report = load_bert_weights(self.model, files.weights)
+            report = load_bert_weights(self.model, files.weights, ffn=bb.ffn == "pretrained")
             self.backbone = {"name": bb.name, "sha256": files.sha256, "filled": len(report.filled),
                              "kept": list(report.kept), "ignored": list(report.ignored),
                              "unknown": list(report.unknown), "position_rows": list(report.position_rows)}

@@ -24,6 +24,7 @@ BUILTIN_MODELS = {
     "beexformer-loss-final": "beexbench.models.beexformer:BEExformerFinalLoss",
     "beexformer-a5": "beexbench.models.beexformer:BEExformerA5",
     "beexformer-kd": "beexbench.models.beexformer:BEExformerKD",
+    "beexformer-slfn-ffn": "beexbench.models.beexformer:BEExformerOwnFFN",
     "beexformer-packed": "beexbench.engine.adapter:PackedBEExformer",
     "beexformer-packed-int4": "beexbench.engine.adapter:PackedBEExformerInt4",
     "beexformer-a5-packed": "beexbench.engine.adapter:PackedBEExformerA5",

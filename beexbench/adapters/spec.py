@@ -109,6 +109,9 @@ class BackboneSpec:
     # starts from instead of the backbone's weights: BiBERT / BiT / BinaryBERT binarize a
     # fine-tuned full-precision model, not the pretrained one (the runner trains that model first)
     init_from: str | None = None
+    # "pretrained": the checkpoint's FFN (BERT's GELU FFN) with its weights; "own": the model's
+    # own FFN kind (e.g. BEExformer's SLFN, which has no pretrained weights: seeded init)
+    ffn: Literal["pretrained", "own"] = "pretrained"
 
 
 @dataclass(frozen=True)

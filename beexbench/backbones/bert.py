@@ -163,18 +163,20 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
 
 
 @torch.no_grad()
-def load_bert_weights(encoder: nn.Module, safetensors_path: str | Path) -> BertLoadReport:
+def load_bert_weights(encoder: nn.Module, safetensors_path: str | Path, *, ffn: bool = True) -> BertLoadReport:
     """Fill ``encoder`` (an :class:`EarlyExitEncoder` built from :func:`encoder_config_from_bert`)
     with a BERT checkpoint's tensors, strictly: every encoder tensor must come from the checkpoint
     (except the exit heads and the parameters a binarized encoder adds), every shape must match
     (the position table may be longer than ``max_len``: its first ``max_len`` rows are used).
+    ``ffn=False``: the encoder has an FFN of its own kind (an SLFN ablation): the checkpoint's FFN
+    tensors are ignored and the encoder's keep their initialisation.
     Nothing is changed unless everything matches."""
     path = Path(safetensors_path)
     where = str(path)
     cfg = getattr(encoder, "cfg", None)
     if cfg is None or not hasattr(encoder, "blocks"):
         raise BeexError(f"{where}: BERT weights load into the shared encoder (EarlyExitEncoder), not {type(encoder).__name__}")
-    if cfg.ffn != "gelu":
+    if ffn and cfg.ffn != "gelu":
         raise BeexError(f"{where}: the encoder's ffn is {cfg.ffn!r}; BERT's FFN is 'gelu' (set encoder.ffn = \"gelu\")")
     tensors = _read_safetensors(path)
     prefix = "bert." if any(k.startswith("bert.") for k in tensors) else ""
@@ -188,6 +190,9 @@ def load_bert_weights(encoder: nn.Module, safetensors_path: str | Path) -> BertL
         else:
             short = name
         target = _target(short) if short is not None else None
+        if target is not None and not ffn and ".ffn." in target:
+            ignored.append(name)
+            continue
         if target is None:
             (ignored if short is not None and _IGNORED.match(short) else unknown).append(name)
             continue
@@ -214,7 +219,8 @@ def load_bert_weights(encoder: nn.Module, safetensors_path: str | Path) -> BertL
         values[target] = t
         if rows is not None:
             position_rows = rows
-    kept = [k for k in ours if k not in values and (k.startswith("heads.") or _NO_COUNTERPART.search(k))]
+    kept = [k for k in ours if k not in values
+            and (k.startswith("heads.") or _NO_COUNTERPART.search(k) or (not ffn and ".ffn." in k))]
     missing = [k for k in ours if k not in values and k not in kept]
     if missing:
         raise BeexError(f"{where}: the checkpoint has no tensor for {len(missing)} encoder tensor(s) "

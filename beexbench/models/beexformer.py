@@ -146,3 +146,16 @@ class BEExformerKD(BEExformer):
     # BEExformer's paper trains without a teacher; BiBERT / BiT / BinaryBERT distil a fine-tuned
     # full-precision model. This variant measures what a teacher adds (beexbench.training.distill).
     defaults = {"distill": {"teacher": "fp32", "logits": 1.0, "hidden": 1.0}}
+
+
+class BEExformerOwnFFN(BEExformer):
+    """Ablation A6 on a pretrained backbone: BEExformer's SLFN (seeded, no pretrained weights) instead of the backbone's FFN."""
+
+    name = "beexformer-slfn-ffn"
+
+    role = ABLATION
+
+    # on a backbone, beexformer takes the checkpoint's GELU FFN with its weights; the SLFN has no
+    # pretrained weights, so this variant measures what the pretrained FFN is worth against it.
+    # On a scratch encoder it is beexformer itself (the backbone setting does nothing there).
+    defaults = {"backbone": {"ffn": "own"}}
