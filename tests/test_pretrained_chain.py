@@ -216,3 +216,20 @@ def test_the_kl_term_matches_torch_for_regression_as_mse():
         ref = teacher.model(batch.input_ids, batch.attention_mask)
     want = 2.0 * torch.stack([F.mse_loss(s, r) for s, r in zip(out, ref)]).mean()
     assert torch.allclose(got, want, atol=1e-6)
+
+
+def test_the_pretrained_suite_is_valid_on_any_bert_backbone(tmp_path):
+    """Every model setting of the built-in pretrained suite checks out (the backbone swapped for a
+    tiny local BERT, so no download: the suite's own minilm-l6 is checked by the network test)."""
+    pytest.importorskip("transformers")
+    from beexbench.validate import validate
+    from test_backbone_run import tiny_bert
+
+    bert, _ = tiny_bert(tmp_path / "bert")
+    cfg = load_config("pretrained")
+    assert cfg.model["backbone"]["name"] == "minilm-l6"
+    cfg.model["backbone"]["name"] = f"hf:{bert}"
+    assert validate(cfg) == []
+    starts = {m: (cfg.model_overrides.get(m, {}).get("backbone") or {}).get("init_from") for m in cfg.models}
+    assert {m for m, s in starts.items() if s == "fp32"} == {"beexformer", "beexformer-kd", "beexformer-slfn-ffn",
+                                                             "bibert-style", "bit-style"}
