@@ -108,7 +108,7 @@ def minilm(args) -> None:
     from beexbench.models.encoder import EarlyExitEncoder, EncoderConfig
 
     torch.manual_seed(0)
-    sizes = dict(vocab_size=MINILM_VOCAB, max_len=MINILM_MAX_LEN, num_labels=2)
+    sizes = {"vocab_size": MINILM_VOCAB, "max_len": MINILM_MAX_LEN, "num_labels": 2}
     w1a1 = EncoderConfig(**MINILM)  # beexformer's W1A1 settings (the EncoderConfig defaults) at this size
     packed = pack_encoder(EarlyExitEncoder(w1a1, **sizes).state_dict(), w1a1.to_dict(), **sizes)
     fp32 = EarlyExitEncoder(EncoderConfig(**MINILM, weight_bits=32, act_bits=32, binary_qk=False), **sizes).eval()

@@ -101,7 +101,7 @@ def test_the_packed_model_folds_the_type_row_and_keeps_the_eps(pair):
     assert model.token_type_folded and model.eps == 1e-12 and not hasattr(model, "typ")
     assert model.emb_norm.eps == 1e-12 and all(b.ln1.eps == b.ln2.eps == 1e-12 for b in model.blocks)
     assert all(h.norm.eps == 1e-5 for h in model.heads)  # the exit heads keep torch's eps, as ExitHead
-    ids, mask = data(8, seed=1)
+    ids, _ = data(8, seed=1)
     with torch.no_grad():  # the fold is the float model's own add: the embeddings are bit-identical
         assert torch.equal(model.embed(ids), fm.embed(ids))
 
@@ -151,8 +151,8 @@ def test_every_instruction_set_and_two_threads(pair):
 def test_the_options_matter_at_this_scale(pair):
     """Packed without the type row, or with eps 1e-5, the logits move far beyond the 1e-5 the
     paths are held to: the comparisons above do see both options."""
-    f, p = pair
-    state = {k: v for k, v in f.module().state_dict().items()}
+    f = pair[0]
+    state = dict(f.module().state_dict())
     ids, mask = data(8, seed=4)
     f.set_rule(ExitRule())
     ref = f.predict(ids, mask).logits
@@ -165,7 +165,7 @@ def test_the_options_matter_at_this_scale(pair):
 
 
 def test_files_round_trip(pair, tmp_path):
-    f, p = pair
+    _, p = pair
     p.save(tmp_path / "p")
     doc = json.loads((tmp_path / "p" / META).read_text())
     header = doc["packed"]

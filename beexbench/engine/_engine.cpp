@@ -1195,19 +1195,33 @@ BEEX_HOT void gelu_ffn(float* a, int64_t n, int64_t dff, const float* shift, Wor
   const int64_t N = n * dff;
   int64_t* gi = grow(w.gi, N);
   int64_t nd = 0;
+  float* x0 = grow(w.gx, dff);
   for (int64_t r = 0; r < n; ++r) {
     float* row = a + r * dff;
-    float* x0 = grow(w.gx, dff);
     std::memcpy(x0, row, sizeof(float) * dff);
-    for (int64_t c = 0; c < dff; ++c) row[c] = fgelu(row[c]);
+    // GELU and "is any bit in doubt" in one vectorisable pass (an or-reduction, no branch)
+    int doubt = 0;
+    if (shift) {
+      for (int64_t c = 0; c < dff; ++c) {
+        const float x = x0[c], g = fgelu(x), v = g + shift[c];
+        row[c] = g;
+        doubt |= std::fabs(v) <= 1e-5f * (std::fabs(x) + std::fabs(g)) + 1e-30f;
+      }
+    } else {
+      for (int64_t c = 0; c < dff; ++c) {
+        const float x = x0[c], g = fgelu(x);
+        row[c] = g;
+        doubt |= std::fabs(g) <= 1e-5f * (std::fabs(x) + std::fabs(g)) + 1e-30f;
+      }
+    }
+    if (!doubt) continue;
+    float* keep = grow(w.gy, N);  // the inputs of the doubtful elements, in gi's order
     for (int64_t c = 0; c < dff; ++c) {
       const float g = row[c], v = shift ? g + shift[c] : g;
-      const float ax = x0[c] < 0 ? -x0[c] : x0[c], ag = g < 0 ? -g : g;
-      if ((v < 0 ? -v : v) <= 1e-5f * (ax + ag) + 1e-30f) gi[nd++] = r * dff + c;
-    }
-    if (nd) {  // keep the inputs of the doubtful elements (row is overwritten)
-      float* keep = grow(w.gy, N);
-      for (int64_t k = nd - 1; k >= 0 && gi[k] >= r * dff; --k) keep[k] = x0[gi[k] - r * dff];
+      if (std::fabs(v) <= 1e-5f * (std::fabs(x0[c]) + std::fabs(g)) + 1e-30f) {
+        keep[nd] = x0[c];
+        gi[nd++] = r * dff + c;
+      }
     }
   }
   if (nd == 0) return;

@@ -6,7 +6,9 @@ Module names match the trained :class:`~beexbench.models.encoder.EarlyExitEncode
 line up; the exit heads are the trained model's fp32 :class:`ExitHead`. The token embedding
 ``tok`` is a :class:`~.embedding.PackedEmbedding` (``embedding_bits``: 1-bit rows for a model
 trained with A5, int8 rows by default otherwise, int4 or fp32 on request); the position
-embedding stays fp32 (max_len x d_model floats: 16 KB at 64 x 64).
+embedding stays fp32 (max_len x d_model floats: 16 KB at 64 x 64); with BERT's token-type table
+(``type_vocab_size``) it holds the position rows plus the type-0 row, added once at packing (every
+token is type 0), and ``layer_norm_eps`` sets the embedding and block LayerNorms' eps.
 """
 from __future__ import annotations
 
@@ -133,9 +135,10 @@ class PackedEncoder(nn.Module):
         """Early-exit inference; rows that exit leave the batch (as EarlyExitEncoder.infer).
 
         While the native kernels are active: the whole model in one C++ call (``_engine.cpp``
-        ``infer``: token lookup, every block, the heads and the rule, no ATen op inside) for
-        the fractional-entropy, absolute-entropy and no-exit rules, else one C++ call per
-        block and its head; without them, the module path. Each gives the float model's
+        ``infer``: token lookup, every block, the heads and the rule; no ATen op inside but,
+        rarely, the GELU's: see ``gelu_ffn`` there) for the fractional-entropy,
+        absolute-entropy and no-exit rules, else one C++ call per block and its head;
+        without them, the module path. Each gives the float model's
         exits and predictions (logits within 1e-5: the whole-model loops round differently
         from ATen in the last bits; tests/test_engine_native.py)."""
         from . import _native

@@ -5,7 +5,8 @@ A small inference-only module tree, with the same module names as the trained
 
 * ``tok``: :class:`PackedEmbedding` - the token rows as stored (int8 or int4 with an fp32
   scale per row, or 1-bit rows for a model trained with A5, exactly its table; fp32 on
-  request); ``pos`` / ``emb_norm``: fp32 position embedding and LayerNorm;
+  request); ``pos`` / ``emb_norm``: fp32 position embedding (with a BERT token-type table,
+  its type-0 row folded in at packing) and LayerNorm (the encoder's ``layer_norm_eps``);
 * ``blocks.i.attn.{q,k,v,o}``, ``blocks.i.ffn.w*``: :class:`PackedLinear` - the signs of
   the weight, 64 to a word, a per-row fp32 ``alpha``, the fp32 bias, and the learnable
   input shift folded into the packing threshold: bit = (x + shift >= 0), the add computed
