@@ -1,0 +1,96 @@
+"""What a cluster node runs: plain functions (no Ray import), turned into Ray tasks by the driver
+(:mod:`.ray_driver`). Each reads the run's configuration as the driver sent it, trains into or loads
+from the shared model store, and returns plain data; nothing here writes results."""
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+
+from ...config import RunConfig
+from ...data import load_task
+from ...data.tasks import model_recipe
+from ...errors import BeexError
+from ...profilers.environment import capture_environment, node_info
+from ...profilers.ops import DepthCost
+from ...progress import NULL_PROGRESS
+from ...results.schema import CellKey
+from ...results.store import now_iso
+from ...targets import get_target
+from ..cell import failed_record, run_cell
+from ..models import obtain_model
+from ..run import TaskEncodings
+from .busy import shared_warning, training_mark
+
+_ENCODINGS: "OrderedDict[tuple, TaskEncodings]" = OrderedDict()  # per worker process: Ray reuses workers
+_KEEP = 2
+
+
+def _encodings(cfg: RunConfig, task: str) -> TaskEncodings:
+    """The task's encodings, loaded once per worker process for the latest tasks (a node measures many
+    cells of one task in a row)."""
+    ident = (task, cfg.limit, repr(cfg.model), repr(sorted(cfg.model_overrides.items())))
+    if ident not in _ENCODINGS:
+        _ENCODINGS[ident] = TaskEncodings(task, load_task(task, progress=NULL_PROGRESS, limit=cfg.limit), cfg)
+        while len(_ENCODINGS) > _KEEP:
+            _ENCODINGS.popitem(last=False)
+    _ENCODINGS.move_to_end(ident)
+    return _ENCODINGS[ident]
+
+
+def train_unit(cfg: RunConfig, task: str, models: list[str], seed: int, threads: int) -> dict:
+    """Train (or find in the store) ``models`` for ``task`` and ``seed``, in order: a source before the
+    models derived from it, so one task trains a source once and derives from it. Returns, per model,
+    whether it is ready (``ok``), trained now (``trained``) and its error; and the node."""
+    import torch
+
+    from ...adapters.registry import get_adapter_class
+
+    torch.set_num_threads(max(1, threads))  # as many as the task reserved (Ray's CPUs): training packs
+    out: dict = {"node": node_info(), "models": {}}
+    failed: dict[str, str] = {}
+    with training_mark(f"{'+'.join(models)} on {task}, seed {seed}"):
+        try:
+            encodings = _encodings(cfg, task)
+        except Exception as exc:  # the task's data cannot be read on this node: every model of it fails
+            err = failed_record(CellKey(models[0], task, "", seed), exc)
+            return {**out, "models": {m: {"ok": False, "error": err.error, "traceback": err.model["traceback"]}
+                                      for m in models}}
+        for model in models:
+            source = get_adapter_class(model).derived_from
+            if source in failed:  # deriving would train the source again (obtain_model): it already failed
+                out["models"][model] = {"ok": False, "error": f"its source {source} failed: {failed[source]}"}
+                failed[model] = out["models"][model]["error"]
+                continue
+            try:
+                splits, spec = encodings.for_model(model, seed)
+                _, directory, trained = obtain_model(model, spec, splits["train"], splits["val"], cfg, seed,
+                                                     recipe=model_recipe(task),
+                                                     cost_fn_factory=lambda a: DepthCost.measure(a).macs)
+                out["models"][model] = {"ok": True, "trained": trained, "checkpoint": str(directory)}
+            except Exception as exc:  # one model's failure (diverged, bad settings) fails its cells only
+                err = failed_record(CellKey(model, task, "", seed), exc)
+                out["models"][model] = {"ok": False, "error": err.error, "traceback": err.model["traceback"]}
+                failed[model] = err.error or ""
+    return out
+
+
+def measure_cell(cfg: RunConfig, key: CellKey, target_options: dict) -> dict:
+    """One cell on this node: its model from the shared store (trained there first by the driver's
+    training task; trained here only if the store lost it), measured on ``key.target``. Returns the
+    record as a dict; the record's environment is this node's."""
+    started, t0 = now_iso(), time.time()
+    target = get_target(key.target, **target_options)
+    try:
+        ok, reason = target.available()
+        if not ok:
+            raise BeexError(f"target '{key.target}' is not available on node {node_info()['name']} ({reason}): "
+                            "restart that node's `beexbench worker` without it")
+        encodings = _encodings(cfg, key.task)
+        splits, spec = encodings.for_model(key.model, key.seed)
+        record = run_cell(key, cfg, spec, encodings.data.card.to_dict(), splits, target, NULL_PROGRESS)
+        record.warnings += shared_warning(t0, time.time())
+    except Exception as exc:  # a condition of this cell (a BeexError too) fails it; Ray retries only lost workers
+        record = failed_record(key, exc)
+    record.started_at, record.finished_at = started, now_iso()
+    record.environment = capture_environment(target, seed=cfg.seeds[0], config=cfg.to_dict())
+    return record.to_dict()
