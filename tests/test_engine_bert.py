@@ -7,6 +7,7 @@ round-trip; a beexformer built on a tiny ``hf:`` BERT folder derives its packed 
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -214,6 +215,11 @@ def test_beexformer_on_an_hf_bert_folder_derives_its_packed_deployment(tmp_path)
     assert (enc["type_vocab_size"], enc["layer_norm_eps"], enc["ffn"], enc["weight_bits"]) == (2, 1e-12, "gelu", 1)
     p = derived(f)
     assert p.model.token_type_folded and p.model.eps == 1e-12
+    assert p.backbone == f.backbone and p.backbone["sha256"] == f.model_spec.backbone.sha256
+    p.save(tmp_path / "packed")  # the provenance travels with the deployable files, which need no backbone files
+    shutil.move(bert, tmp_path / "elsewhere")
+    back = load_model(tmp_path / "packed")
+    assert back.backbone == f.backbone and back.model_spec == p.model_spec
     g = torch.Generator().manual_seed(6)
     mask = torch.arange(12)[None, :] < torch.randint(1, 13, (8, 1), generator=g)
     ids = torch.randint(1, TINY["vocab_size"], (8, 12), generator=g) * mask

@@ -80,6 +80,7 @@ class PackedBEExformer(SpecEncoderBase):  # the engine has the float encoder's i
             raise BeexError(f"{self.name} deploys {bits}-bit token rows; this engine has {engine.embedding_bits}-bit rows")
         self.model = engine.eval()
         self.fit_report: FitReport | None = None
+        self.backbone: dict[str, Any] | None = None  # the source's backbone provenance (as EncoderAdapter)
 
     @classmethod
     def default_spec(cls, problem: str = "classification") -> ModelSpec:
@@ -104,6 +105,7 @@ class PackedBEExformer(SpecEncoderBase):  # the engine has the float encoder's i
         if rule is not None:
             out.rule = rule  # the calibrated rule object (config["exit"] holds the same parameters)
         out.fit_report = source.fit_report
+        out.backbone = getattr(source, "backbone", None)  # what the packed network was built from
         return out
 
     @classmethod
@@ -120,6 +122,7 @@ class PackedBEExformer(SpecEncoderBase):  # the engine has the float encoder's i
         report = source.fit(train_split, val, progress=progress, cost_fn=cost_fn)
         packed = self.from_beexformer(source)
         self.model_spec, self.rule, self.model, self.fit_report = packed.model_spec, packed.rule, packed.model, report
+        self.backbone = packed.backbone
         return report
 
     def save(self, directory: Path) -> Path:
@@ -133,6 +136,8 @@ class PackedBEExformer(SpecEncoderBase):  # the engine has the float encoder's i
         fit = directory / FIT_FILE
         atomic_write_text(fit, json.dumps(self.fit_report.to_dict() if self.fit_report else None))
         meta = {"config": self.config, "task": self.spec.to_dict(), "fit_sha256": sha256_file(fit)}
+        if self.backbone:  # only on a backbone: other models' headers are as before
+            meta["backbone"] = self.backbone
         return write_packed(directory, self.name, self.model, meta)
 
     @classmethod
@@ -144,6 +149,7 @@ class PackedBEExformer(SpecEncoderBase):  # the engine has the float encoder's i
             raise BeexError(f"checkpoint {directory} does not match model '{cls.name}' ({str(exc).splitlines()[0]}): re-derive it") from None
         if adapter.config["encoder"] != model.enc:
             raise BeexError(f"checkpoint {directory}: its packed architecture differs from its config: re-derive it")
+        adapter.backbone = doc.get("backbone")
         fit = Path(directory) / FIT_FILE
         if fit.is_file():
             from .._io import sha256_file
