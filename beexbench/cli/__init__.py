@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from . import _exit, info_cmd, list_cmd, report_cmd, results_cmd, run_cmd
+from . import _exit, info_cmd, list_cmd, report_cmd, results_cmd, run_cmd, worker_cmd
 
 app = typer.Typer(
     name="beexbench",
@@ -20,6 +20,7 @@ app.command("train")(run_cmd.train)
 app.command("report")(report_cmd.report)
 app.command("list")(list_cmd.list_)
 app.command("info")(info_cmd.info)
+app.command("worker")(worker_cmd.worker)
 app.add_typer(results_cmd.app, name="results")
 
 # what to do when the machine refuses a write

@@ -11,7 +11,14 @@ Suite = Annotated[Optional[str], typer.Option("--suite", help="Built-in suite: s
 ConfigFile = Annotated[Optional[Path], typer.Option("--config", help="A suite file (TOML) to use instead of a built-in suite.")]
 Models = Annotated[Optional[str], typer.Option("--models", help="Comma-separated model names (see `beexbench list models`).")]
 Tasks = Annotated[Optional[str], typer.Option("--tasks", help="Comma-separated task names or dataset specs.")]
-TargetOpt = Annotated[Optional[str], typer.Option("--target", help="cpu, cuda, or an emulated edge profile.")]
+TargetOpt = Annotated[Optional[str], typer.Option(
+    "--target", help="cpu, cuda, or an emulated edge profile; several, comma-separated, measure the same trained models on each.")]
+ExecutorOpt = Annotated[str, typer.Option(
+    "--executor", help="Where cells run: local (this process) or ray (a Ray cluster: docs/CLUSTER.md).")]
+RayAddress = Annotated[Optional[str], typer.Option(
+    "--ray-address", help="With --executor ray: the cluster's HOST:PORT, 'auto' (one started here with `ray start`), or 'local'.")]
+NodeWait = Annotated[float, typer.Option(
+    "--node-wait", help="With --executor ray: seconds a cell waits for a node advertising its target before it fails.")]
 Threads = Annotated[Optional[int], typer.Option("--threads", help="Intra-op threads, 1 to the usable cores (recorded in results).")]
 ForceThreads = Annotated[bool, typer.Option("--force-threads", help="Allow --threads beyond the usable cores (oversubscribe).")]
 BatchSizes = Annotated[Optional[str], typer.Option("--batch-sizes", help="Comma-separated latency batch sizes.")]

@@ -8,8 +8,8 @@ from typing import Annotated, Any, Optional
 import typer
 
 from . import _exit
-from ._options import (BatchSizes, ConfigFile, Floors, ForceThreads, Format, Limit, Models, ModelsDir, ModelsFrom, Seeds, Suite,
-                       TargetOpt, Tasks, Threads, split_csv)
+from ._options import (BatchSizes, ConfigFile, ExecutorOpt, Floors, ForceThreads, Format, Limit, Models, ModelsDir, ModelsFrom,
+                       NodeWait, RayAddress, Seeds, Suite, TargetOpt, Tasks, Threads, split_csv)
 
 
 def _flags(models=None, tasks=None, target=None, threads=None, force_threads=False, batch_sizes=None, seeds=None, limit=None,
@@ -47,19 +47,28 @@ def run(
         "--resume", help="A run folder to finish with its own saved configuration: only missing or failed cells run.")] = None,
     fresh: Annotated[bool, typer.Option("--fresh", help="Start a new run even if the same job has an unfinished one.")] = False,
     fmt: Format = "text",
+    executor: ExecutorOpt = "local",
+    ray_address: RayAddress = None,
+    node_wait: NodeWait = 120.0,
 ) -> None:
     """Train what is missing, measure every model on every task, write results/<run-id>/.
     Exit status: 0 every cell ok, 1 some cells failed, 2 bad input, 3 a write refused, 130 interrupted."""
     from ..config import load_config
     from ..runner import run_suite
+    from ..runner.executors import get_executor
     from ._progress import RichProgress
     from ._summary import failed_line, print_summary
 
-    flags = _flags(models, tasks, target, threads, force_threads, batch_sizes, seeds, limit, models_dir, models_from, results,
-                   run_id, floors)
+    targets = split_csv(target, flag="--target")
+    flags = _flags(models, tasks, targets[0] if targets else None, threads, force_threads, batch_sizes, seeds, limit, models_dir,
+                   models_from, results, run_id, floors)
     cfg = load_config(suite, config, **flags) if resume is None else _resume_config(resume, suite, config, flags, fresh)
+    if resume is not None:
+        targets = _resume_targets(resume, cfg.target, targets)
+    options = {"node_wait_s": node_wait} if executor == "ray" else {}
+    runner = get_executor(executor, ray_address=ray_address, **options)
     with RichProgress() as progress:
-        summary = run_suite(cfg, progress, resume_dir=resume, fresh=fresh)
+        summary = run_suite(cfg, progress, resume_dir=resume, fresh=fresh, targets=targets, executor=runner)
     print_summary(summary, fmt)
     if summary.failed:
         typer.echo(f"error: {failed_line(summary)}", err=True)
@@ -88,6 +97,18 @@ def _resume_config(resume: Path, suite: str | None, config: Path | None, flags: 
     if changed:
         raise BeexError(f"--resume finishes {resume} with the configuration it was started with, and the flags given change "
                         f"{', '.join(changed)}: drop them, or start a new run without --resume")
+    return saved
+
+
+def _resume_targets(resume: Path, target: str, asked: list[str] | None) -> list[str]:
+    """The targets a resumed run was started with; --target may repeat them, not change them."""
+    from ..errors import BeexError
+    from ..results.store import RunDir
+
+    saved = RunDir(Path(resume)).read_run().get("targets") or [target]
+    if asked and asked != saved:
+        raise BeexError(f"--resume finishes {resume} on the targets it was started with ({', '.join(saved)}), and --target "
+                        f"gives {', '.join(asked)}: drop --target, or start a new run without --resume")
     return saved
 
 

@@ -161,6 +161,14 @@ def run_suite(cfg: RunConfig, progress: Progress = NULL_PROGRESS, *, resume_dir:
     names = run_targets(cfg, targets)
     built = {name: get_target(name, **target_options(cfg)) for name in names}
     executor.check_targets(built)
+    try:
+        return _run_suite(cfg, progress, resume_dir, fresh, names, built, executor)
+    finally:
+        executor.close()
+
+
+def _run_suite(cfg: RunConfig, progress: Progress, resume_dir: Path | None, fresh: bool, names: list[str], built: dict,
+               executor: Executor) -> RunSummary:
     fingerprint = run_fingerprint(cfg, names)
     if resume_dir is not None:
         run = RunDir(Path(resume_dir))

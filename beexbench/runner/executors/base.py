@@ -47,3 +47,6 @@ class Executor(Protocol):
     def run(self, plans: Iterable[TaskPlan], ctx: RunContext) -> Iterator[CellRecord]:
         """Run every planned cell; yield each record (run_id, started_at, finished_at and
         environment set) as soon as it finishes."""
+
+    def close(self) -> None:
+        """Release what :meth:`check_targets` took (a cluster connection); called once the run ends."""

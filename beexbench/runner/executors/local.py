@@ -20,6 +20,9 @@ class LocalExecutor:
                 raise BeexError(f"target '{name}' is not available here ({reason}): choose another with --target "
                                 "(see `beexbench list targets`)")
 
+    def close(self) -> None:
+        pass
+
     def run(self, plans: Iterable[TaskPlan], ctx: RunContext) -> Iterator[CellRecord]:
         for plan in plans:  # a generator: one task's data is loaded when its cells are reached
             for key in plan.todo:

@@ -95,14 +95,22 @@ class RayExecutor:
 
     # -- connecting --------------------------------------------------------------------------------
     def check_targets(self, targets: dict) -> None:
-        """Ray installed and the cluster reachable: checked before the run folder is made. Whether a
-        target is available is each node's business (``beexbench worker`` checks it there)."""
-        import_ray()
+        """Ray installed and the cluster joined: before the run folder is made, so a wrong address
+        fails in seconds with one line. Whether a target is available is each node's business
+        (``beexbench worker`` checks it there; a node that cannot measure it fails the cell)."""
+        ray = import_ray()
         if self.address not in ("auto", "local") and not self.address.startswith("ray://"):
             why = _reachable(self.address)
             if why:
                 raise BeexError(f"cannot reach the Ray cluster at {self.address} ({why}): pass the address "
                                 "`ray start --head` printed (--ray-address HOST:PORT), and check its port is open")
+        self._owned = self._connect(ray, list(targets))
+
+    def close(self) -> None:
+        """Leave the cluster if this executor joined it (a connection the caller made stays)."""
+        if getattr(self, "_owned", False):
+            import_ray().shutdown()
+            self._owned = False
 
     def _connect(self, ray, targets: list[str]) -> bool:
         """Join the cluster; True when this call started the connection (and so ends it)."""
@@ -129,13 +137,13 @@ class RayExecutor:
     # -- running -----------------------------------------------------------------------------------
     def run(self, plans: Iterable[TaskPlan], ctx: RunContext) -> Iterator[CellRecord]:
         ray = import_ray()
+        if not ray.is_initialized():  # run() without check_targets(): join now, leave after
+            self.check_targets(ctx.targets)
         plans = list(plans)  # every task's cells are known before any is scheduled
-        owned = self._connect(ray, list(ctx.targets))
         try:
             yield from _Schedule(ray, self, ctx, plans).run()
         finally:
-            if owned:
-                ray.shutdown()
+            self.close()
 
 
 class _Schedule:
