@@ -153,7 +153,7 @@ def test_create_model_builds_what_the_runner_trains(name, tmp_path, monkeypatch)
 def test_every_model_declares_its_role():
     roles = {n: get_adapter_class(n).role for n in list_models()}
     assert roles["beexformer"] == Role("subject")
-    assert roles["beexformer-packed"] == roles["beexformer-packed-int4"] == Role("deployment", "beexformer")
+    assert roles["beexformer-packed"] == roles["beexformer-packed-int4"] == roles["beexformer-packed-fp32emb"] == Role("deployment", "beexformer")
     assert roles["beexformer-a5-packed"] == Role("deployment", "beexformer-a5")
     assert all(r == Role("ablation", "beexformer") for n, r in roles.items() if n.startswith("beexformer-") and r.kind != "deployment")
     assert roles["fp32"] == Role("full-precision reference")

@@ -27,6 +27,7 @@ BUILTIN_MODELS = {
     "beexformer-slfn-ffn": "beexbench.models.beexformer:BEExformerOwnFFN",
     "beexformer-packed": "beexbench.engine.adapter:PackedBEExformer",
     "beexformer-packed-int4": "beexbench.engine.adapter:PackedBEExformerInt4",
+    "beexformer-packed-fp32emb": "beexbench.engine.adapter:PackedBEExformerFP32Rows",
     "beexformer-a5-packed": "beexbench.engine.adapter:PackedBEExformerA5",
 }
 ADAPTERS: Registry[type[ModelAdapter]] = Registry("model", entry_point_group="beexbench.adapters",

@@ -219,6 +219,17 @@ class PackedBEExformerInt4(PackedBEExformer):
     embedding_bits = 4
 
 
+class PackedBEExformerFP32Rows(PackedBEExformer):
+    """beexformer-packed with the trained fp32 token table: the trained model's predictions and exits, bit for bit."""
+
+    name = "beexformer-packed-fp32emb"
+
+    # int8 rows cost a binarized network on a pretrained backbone accuracy (a row's rounding
+    # flips signs downstream: 0.9 points on trec, docs/BENCHMARKS.md); this deployment keeps the
+    # table as trained, for four times the int8 table's bytes
+    embedding_bits = 32
+
+
 class PackedBEExformerA5(PackedBEExformer):
     """The A5 ablation (``beexformer-a5``: binary token embedding) deployed with the packed
     engine: 1-bit token rows with an fp32 scale per row, exactly the trained table."""
