@@ -138,3 +138,48 @@ def test_a_worker_killed_mid_measurement_is_retried_and_its_cell_recorded_once(t
     assert len(files) == 1 and len(summary.written) == 1
     record = json.loads(files[0].read_text())
     assert record["status"] == "ok" and record["environment"]["node"]["ray_node_id"] == node_of["cpu"]
+
+
+class _Recorder:
+    """A Progress that keeps what the driver shows."""
+
+    def __init__(self) -> None:
+        self.fields: list[dict] = []
+        self.lines: list[str] = []
+
+    def task(self, description, total=None):
+        from contextlib import contextmanager
+
+        recorder = self
+
+        class Handle:
+            def advance(self, n=1, **fields):
+                recorder.fields.append(fields)
+
+        @contextmanager
+        def cm():
+            yield Handle()
+
+        return cm()
+
+    def log(self, message):
+        self.lines.append(message)
+
+
+@pytest.mark.timeout(120)
+def test_a_target_no_node_advertises_fails_its_cells_after_the_wait(tmp_path, cluster):
+    c, node_of = cluster
+    cfg = smoke(tmp_path, "unplaced", models=["majority"], floors=False)
+    progress = _Recorder()
+    start = time.monotonic()
+    summary = run_suite(cfg, progress, targets=["cpu", "edge-1t"], executor=RayExecutor(address=c.address, node_wait_s=3))
+    assert time.monotonic() - start < 60
+    assert [k.target for k, _ in summary.failed] == ["edge-1t"]
+    error = summary.failed[0][1]
+    assert "no live node of the Ray cluster advertises target 'edge-1t'" in error and "beexbench worker --targets edge-1t" in error
+    by_target = {r.key.target: r for r in RunDir(summary.run_dir).cells()}
+    assert by_target["cpu"].status == "ok" and by_target["edge-1t"].status == "failed"
+    last = progress.fields[-1]  # the driver's one view over every cell, by state and by node
+    assert last["done"] == 1 and last["failed"] == 1 and last["queued"] == last["measuring"] == 0
+    assert last["nodes"] == f"{by_target['cpu'].environment['node']['name']}:1"
+    assert not RunDir(summary.run_dir).finished  # a failed cell leaves the run to --resume
