@@ -94,13 +94,14 @@ def test_model_spec_checks_the_bert_options():
     assert "type_vocab_size" in str(err.value) and "layer_norm_eps" in str(err.value)
 
 
-def test_the_packed_engine_refuses_the_bert_options_and_still_reads_older_headers():
+def test_the_packed_engine_takes_the_bert_options_and_still_reads_older_headers():
     from beexbench.engine.encoder import check_config
 
     enc = EncoderConfig().to_dict()
     check_config(enc)
     check_config({k: v for k, v in enc.items() if k not in ("type_vocab_size", "layer_norm_eps")})  # a header from before
-    for key, value in (("type_vocab_size", 2), ("layer_norm_eps", 1e-12)):
+    check_config({**enc, "type_vocab_size": 2, "layer_norm_eps": 1e-12})  # tests/test_engine_bert.py runs them
+    for key, value in (("type_vocab_size", 0), ("layer_norm_eps", 0.0)):
         with pytest.raises(BeexError, match=key):
             check_config({**enc, key: value})
 
