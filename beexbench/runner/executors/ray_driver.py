@@ -220,7 +220,7 @@ class _Schedule:
     def _submit_measure(self, key: CellKey) -> None:
         ref = self.measure_fn.options(name=f"measure {key.slug}",
                                       resources={target_resource(key.target): 1, MEASURE: 1}).remote(
-            self.cfg, key, self.options)
+            self.cfg, key, self.options, self.ctx.cfg.to_dict())
         self.pending[ref] = ("measure", key)
         self.state[key] = "measuring"
 

@@ -74,10 +74,11 @@ def train_unit(cfg: RunConfig, task: str, models: list[str], seed: int, threads:
     return out
 
 
-def measure_cell(cfg: RunConfig, key: CellKey, target_options: dict) -> dict:
+def measure_cell(cfg: RunConfig, key: CellKey, target_options: dict, config_doc: dict) -> dict:
     """One cell on this node: its model from the shared store (trained there first by the driver's
     training task; trained here only if the store lost it), measured on ``key.target``. Returns the
-    record as a dict; the record's environment is this node's."""
+    record as a dict; the record's environment is this node's (``config_doc``: the run's configuration
+    as run.json has it, before the driver pinned the store's path for the nodes)."""
     started, t0 = now_iso(), time.time()
     target = get_target(key.target, **target_options)
     try:
@@ -92,5 +93,5 @@ def measure_cell(cfg: RunConfig, key: CellKey, target_options: dict) -> dict:
     except Exception as exc:  # a condition of this cell (a BeexError too) fails it; Ray retries only lost workers
         record = failed_record(key, exc)
     record.started_at, record.finished_at = started, now_iso()
-    record.environment = capture_environment(target, seed=cfg.seeds[0], config=cfg.to_dict())
+    record.environment = capture_environment(target, seed=cfg.seeds[0], config=config_doc)
     return record.to_dict()
