@@ -183,3 +183,37 @@ def test_a_target_no_node_advertises_fails_its_cells_after_the_wait(tmp_path, cl
     assert last["done"] == 1 and last["failed"] == 1 and last["queued"] == last["measuring"] == 0
     assert last["nodes"] == f"{by_target['cpu'].environment['node']['name']}:1"
     assert not RunDir(summary.run_dir).finished  # a failed cell leaves the run to --resume
+
+
+@pytest.mark.timeout(150)
+def test_a_killed_driver_loses_no_finished_cell(tmp_path, cluster):
+    """The driver SIGKILLed once a cell is written; the same command again finishes the same run
+    without touching what was written."""
+    import subprocess
+    import sys
+
+    from conftest import write_tiny_suite
+
+    c, _ = cluster
+    suite = write_tiny_suite(tmp_path, models=("majority", "bow-linear", "fp32"))
+    argv = ["run", "--config", str(suite), "--executor", "ray", "--ray-address", c.address]
+    driver = subprocess.Popen([sys.executable, "-m", "beexbench.cli", *argv], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    cells = tmp_path / "results"
+    try:
+        end = time.monotonic() + 100
+        while time.monotonic() < end and not list(cells.glob("*/cells/*.json")) and driver.poll() is None:
+            time.sleep(0.05)
+        driver.send_signal(signal.SIGKILL)
+        driver.wait(10)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    before = {p.name: p.read_bytes() for p in cells.glob("*/cells/*.json")}
+    assert before, "the driver wrote no cell before it was killed"
+    cfg = load_config(config_file=suite)
+    summary = run_suite(cfg, executor=RayExecutor(address=c.address))  # the same job: resumes its unfinished run
+    assert not summary.failed and len(summary.skipped) == len(before)
+    after = {p.name: p.read_bytes() for p in summary.run_dir.glob("cells/*.json")}
+    assert len(after) == 3 and all(after[name] == data for name, data in before.items())
+    assert RunDir(summary.run_dir).finished
