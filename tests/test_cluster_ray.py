@@ -95,6 +95,13 @@ def test_the_smoke_suite_on_a_cluster_matches_the_local_executor(tmp_path, clust
     assert doc["targets"] == TARGETS and doc["executor"] == "ray"
     again = run_suite(smoke(tmp_path, "ray"), resume_dir=summary.run_dir, executor=RayExecutor(address=c.address))
     assert not again.written and len(again.skipped) == len(records)
+    # a store copied from elsewhere (--models-from): the nodes measure it, nothing trains
+    copied = run_suite(smoke(tmp_path, "from", models_from=str(tmp_path / "ray" / "models")), targets=["cpu"],
+                       executor=RayExecutor(address=c.address))
+    measured = list(RunDir(copied.run_dir).cells())
+    assert not copied.failed and len(measured) == len(models)
+    assert all(r.model["trained_this_run"] is False for r in measured)
+    assert accuracies(copied.run_dir) == {k: v for k, v in accuracies(local.run_dir).items() if k[1] == "cpu"}
 
 
 def _kill_a_measuring_worker(done: threading.Event, killed: list[int], deadline_s: float = 150.0) -> None:
@@ -168,7 +175,7 @@ class _Recorder:
 
 @pytest.mark.timeout(120)
 def test_a_target_no_node_advertises_fails_its_cells_after_the_wait(tmp_path, cluster):
-    c, node_of = cluster
+    c, _ = cluster
     cfg = smoke(tmp_path, "unplaced", models=["majority"], floors=False)
     progress = _Recorder()
     start = time.monotonic()

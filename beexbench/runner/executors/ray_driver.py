@@ -20,10 +20,12 @@ advertises fails its waiting cells after ``node_wait_s`` with what to do, rather
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import time
 from collections import Counter, defaultdict
+from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from ..._registry import REGISTERED_AT_RUN_TIME
@@ -153,12 +155,12 @@ class _Schedule:
         from . import ray_tasks
 
         self.ray, self.ex, self.ctx, self.plans = ray, executor, ctx, plans
-        cfg = ctx.cfg
-        if not cfg.models_from:  # nodes train into the store the driver would: one absolute path for all
-            import dataclasses
-
-            cfg = dataclasses.replace(cfg, models_dir=str(model_store(cfg).resolve()))
-        self.cfg = cfg
+        # nodes train into (or read) the store the driver would: one absolute path for all, as a node's
+        # working folder is not the driver's
+        if ctx.cfg.models_from:
+            self.cfg = dataclasses.replace(ctx.cfg, models_from=str(Path(ctx.cfg.models_from).resolve()))
+        else:
+            self.cfg = dataclasses.replace(ctx.cfg, models_dir=str(model_store(ctx.cfg).resolve()))
         self.options = target_options(ctx.cfg)
         retries = executor.max_retries
         # retry_exceptions off: an exception is the cell's own failure, recorded; only lost workers retry
