@@ -96,3 +96,16 @@ def test_training_marks_flag_overlapping_measurements(tmp_path):
     after = time.time() + 0.01
     assert busy.overlapping(after, after + 1, folder=tmp_path) == []  # it had ended
     assert busy.overlapping(during - 5, during - 4, folder=tmp_path) == []  # it had not started
+
+
+def test_a_checkpoint_the_node_cannot_see_fails_the_cell_with_what_to_do(tmp_path):
+    """A model store that is not shared: the measuring node must not silently train the model again."""
+    from beexbench.results.schema import CellKey
+    from beexbench.runner.executors.ray_tasks import measure_cell
+
+    cfg = load_config(config_file=write_tiny_suite(tmp_path, models=("majority",)))
+    task = cfg.tasks[0]
+    doc = measure_cell(cfg, CellKey("majority", task, "cpu", 0, "tiny"), {}, cfg.to_dict(),
+                       checkpoint=str(tmp_path / "elsewhere" / "majority"))
+    assert doc["status"] == "failed" and "is not visible on node" in doc["error"] and "shared filesystem" in doc["error"]
+    assert doc["environment"]["node"]["name"] and not (tmp_path / "models").exists()

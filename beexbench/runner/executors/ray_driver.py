@@ -219,10 +219,10 @@ class _Schedule:
         for key in keys:
             self.state[key] = "training"
 
-    def _submit_measure(self, key: CellKey) -> None:
+    def _submit_measure(self, key: CellKey, checkpoint: str | None = None) -> None:
         ref = self.measure_fn.options(name=f"measure {key.slug}",
                                       resources={target_resource(key.target): 1, MEASURE: 1}).remote(
-            self.cfg, key, self.options, self.ctx.cfg.to_dict())
+            self.cfg, key, self.options, self.ctx.cfg.to_dict(), checkpoint)
         self.pending[ref] = ("measure", key)
         self.state[key] = "measuring"
 
@@ -239,7 +239,7 @@ class _Schedule:
                 if problem:
                     yield self._finish(key, self._failed(key, problem), handle)
                 else:
-                    self._submit_measure(key)
+                    self._submit_measure(key, (self.trained[what].get(key.model) or {}).get("checkpoint"))
             self._show(handle)
             return
         key = what

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from pathlib import Path
 
+from ...adapters.checkpoint import META
 from ...config import RunConfig
 from ...data import load_task
 from ...data.tasks import model_recipe
@@ -74,11 +76,14 @@ def train_unit(cfg: RunConfig, task: str, models: list[str], seed: int, threads:
     return out
 
 
-def measure_cell(cfg: RunConfig, key: CellKey, target_options: dict, config_doc: dict) -> dict:
+def measure_cell(cfg: RunConfig, key: CellKey, target_options: dict, config_doc: dict,
+                 checkpoint: str | None = None) -> dict:
     """One cell on this node: its model from the shared store (trained there first by the driver's
     training task; trained here only if the store lost it), measured on ``key.target``. Returns the
     record as a dict; the record's environment is this node's (``config_doc``: the run's configuration
-    as run.json has it, before the driver pinned the store's path for the nodes)."""
+    as run.json has it, before the driver pinned the store's path for the nodes). ``checkpoint``: the
+    folder the training task wrote, which must be visible here (a store that is not shared would
+    otherwise be trained into again, on this node, unnoticed)."""
     started, t0 = now_iso(), time.time()
     target = get_target(key.target, **target_options)
     try:
@@ -86,6 +91,10 @@ def measure_cell(cfg: RunConfig, key: CellKey, target_options: dict, config_doc:
         if not ok:
             raise BeexError(f"target '{key.target}' is not available on node {node_info()['name']} ({reason}): "
                             "restart that node's `beexbench worker` without it")
+        if checkpoint and not (Path(checkpoint) / META).is_file():
+            raise BeexError(f"the checkpoint {checkpoint}, trained on another node, is not visible on node "
+                            f"{node_info()['name']}: the model store must be one shared filesystem path on every node "
+                            "(docs/CLUSTER.md)")
         encodings = _encodings(cfg, key.task)
         splits, spec = encodings.for_model(key.model, key.seed)
         record = run_cell(key, cfg, spec, encodings.data.card.to_dict(), splits, target, NULL_PROGRESS)
