@@ -94,6 +94,7 @@ class RayExecutor:
             raise BeexError("the Ray executor needs max_retries >= 0, node_wait_s > 0 and train_cpus >= 1")
         self.address = address if address is not None else os.environ.get("RAY_ADDRESS") or "auto"
         self.max_retries, self.node_wait_s, self.train_cpus = max_retries, node_wait_s, train_cpus
+        self._owned = False  # whether this executor made the Ray connection (and so ends it)
 
     # -- connecting --------------------------------------------------------------------------------
     def check_targets(self, targets: dict) -> None:
@@ -110,7 +111,7 @@ class RayExecutor:
 
     def close(self) -> None:
         """Leave the cluster if this executor joined it (a connection the caller made stays)."""
-        if getattr(self, "_owned", False):
+        if self._owned:
             import_ray().shutdown()
             self._owned = False
 
@@ -128,8 +129,8 @@ class RayExecutor:
             return True
         try:
             ray.init(address=self.address, **kwargs)
-        except ConnectionError as exc:
-            if self.address == "auto":
+        except Exception as exc:  # noqa: BLE001 - Ray raises ConnectionError, RuntimeError (version mismatch), ...
+            if self.address == "auto" and isinstance(exc, ConnectionError):
                 raise BeexError("no Ray cluster is running on this machine: start one (`ray start --head`, then "
                                 "`beexbench worker --targets ...` on each measuring machine; docs/CLUSTER.md), pass "
                                 "--ray-address HOST:PORT, or --ray-address local for a one-machine cluster") from None
