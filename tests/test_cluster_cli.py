@@ -47,6 +47,8 @@ def test_ray_errors_are_one_line_and_leave_no_run_folder(capsys, tmp_path, monke
     assert time.monotonic() - start < 30
     code, _, err = _cli(capsys, base + ["--ray-address", "127.0.0.1:1"])
     assert code == 2 and "--ray-address is for --executor ray" in err
+    code, _, err = _cli(capsys, base + ["--executor", "ray", "--train-cpus", "0"])
+    assert code == 2 and err == "error: --train-cpus must be 1 or more (a training task takes whole CPUs), not 0"
     code, _, err = _cli(capsys, base + ["--executor", "slurm"])
     assert code == 2 and "unknown executor 'slurm'" in err
     assert not (tmp_path / "r").exists()

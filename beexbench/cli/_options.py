@@ -17,6 +17,8 @@ ExecutorOpt = Annotated[str, typer.Option(
     "--executor", help="Where cells run: local (this process) or ray (a Ray cluster: docs/CLUSTER.md).")]
 RayAddress = Annotated[Optional[str], typer.Option(
     "--ray-address", help="With --executor ray: the cluster's HOST:PORT, 'auto' (one started here with `ray start`), or 'local'.")]
+TrainCpus = Annotated[int, typer.Option(
+    "--train-cpus", help="With --executor ray: CPUs (and torch threads) each training task takes.")]
 NodeWait = Annotated[float, typer.Option(
     "--node-wait", help="With --executor ray: seconds a cell waits for a node advertising its target before it fails.")]
 Threads = Annotated[Optional[int], typer.Option("--threads", help="Intra-op threads, 1 to the usable cores (recorded in results).")]

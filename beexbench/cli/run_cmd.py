@@ -9,7 +9,7 @@ import typer
 
 from . import _exit
 from ._options import (BatchSizes, ConfigFile, ExecutorOpt, Floors, ForceThreads, Format, Limit, Models, ModelsDir, ModelsFrom,
-                       NodeWait, RayAddress, Seeds, Suite, TargetOpt, Tasks, Threads, split_csv)
+                       NodeWait, RayAddress, Seeds, Suite, TargetOpt, Tasks, Threads, TrainCpus, split_csv)
 
 
 def _flags(models=None, tasks=None, target=None, threads=None, force_threads=False, batch_sizes=None, seeds=None, limit=None,
@@ -50,6 +50,7 @@ def run(
     executor: ExecutorOpt = "local",
     ray_address: RayAddress = None,
     node_wait: NodeWait = 120.0,
+    train_cpus: TrainCpus = 1,
 ) -> None:
     """Train what is missing, measure every model on every task, write results/<run-id>/.
     Exit status: 0 every cell ok, 1 some cells failed, 2 bad input, 3 a write refused, 130 interrupted."""
@@ -65,7 +66,7 @@ def run(
     cfg = load_config(suite, config, **flags) if resume is None else _resume_config(resume, suite, config, flags, fresh)
     if resume is not None:
         targets = _resume_targets(resume, cfg.target, targets)
-    options = {"node_wait_s": node_wait} if executor == "ray" else {}
+    options = {"node_wait_s": node_wait, "train_cpus": train_cpus} if executor == "ray" else {}
     runner = get_executor(executor, ray_address=ray_address, **options)
     with RichProgress() as progress:
         summary = run_suite(cfg, progress, resume_dir=resume, fresh=fresh, targets=targets, executor=runner)

@@ -90,8 +90,12 @@ class RayExecutor:
 
     def __init__(self, address: str | None = None, *, max_retries: int = 3, node_wait_s: float = 120.0,
                  train_cpus: int = 1) -> None:
-        if max_retries < 0 or node_wait_s <= 0 or train_cpus < 1:
-            raise BeexError("the Ray executor needs max_retries >= 0, node_wait_s > 0 and train_cpus >= 1")
+        if train_cpus < 1:
+            raise BeexError(f"--train-cpus must be 1 or more (a training task takes whole CPUs), not {train_cpus}")
+        if node_wait_s <= 0:
+            raise BeexError(f"--node-wait must be more than 0 seconds, not {node_wait_s:g}")
+        if max_retries < 0:
+            raise BeexError(f"max_retries must be 0 or more, not {max_retries}")
         self.address = address if address is not None else os.environ.get("RAY_ADDRESS") or "auto"
         self.max_retries, self.node_wait_s, self.train_cpus = max_retries, node_wait_s, train_cpus
         self._owned = False  # whether this executor made the Ray connection (and so ends it)
