@@ -17,7 +17,8 @@ from beexbench.config import load_config
 from beexbench.results.store import RunDir
 from beexbench.runner import run_suite
 from beexbench.runner.executors import busy
-from beexbench.runner.executors.ray_driver import source_chain
+from beexbench.results.schema import CellKey
+from beexbench.runner.executors.units import closure, training_units
 from beexbench.runner.executors.resources import MEASURE, advertised_targets, node_resources, target_resource
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -72,9 +73,19 @@ def test_resource_names():
     assert advertised_targets(node_resources(["cpu", "cuda"])) == ["cpu", "cuda"]
 
 
-def test_derived_models_train_after_their_source():
-    assert source_chain("fp32") == ["fp32"]
-    assert source_chain("fp32-ort") == ["fp32", "fp32-ort"]
+def test_models_linked_by_what_they_are_trained_from_share_one_training_task():
+    cfg = load_config("smoke")
+    task = "rotten_tomatoes"
+    assert closure("fp32", cfg, task, 0, "classification") == ["fp32"]
+    assert closure("fp32-ort", cfg, task, 0, "classification") == ["fp32", "fp32-ort"]  # derived from fp32
+    assert closure("beexformer-kd", cfg, task, 0, "classification") == ["fp32", "beexformer-kd"]  # its teacher
+    keys = [CellKey(m, task, t, 0) for m, t in (("beexformer-kd", "cpu"), ("beexformer", "cpu"), ("fp32-ort", "edge-1t"),
+                                                 ("fp32", "cpu"), ("majority", "cpu"), ("fp32", "edge-1t"))]
+    units = training_units(keys, cfg, {task: "classification"})
+    assert sorted((u.models, len(u.cells)) for u in units) == [
+        (["beexformer"], 1), (["fp32", "beexformer-kd", "fp32-ort"], 4), (["majority"], 1)]
+    other_seed = training_units([CellKey("fp32", task, "cpu", 0), CellKey("fp32", task, "cpu", 1)], cfg, {task: "classification"})
+    assert len(other_seed) == 2  # one checkpoint per seed: nothing shared
 
 
 def test_one_local_run_measures_the_same_models_on_several_targets(tmp_path):
@@ -102,7 +113,6 @@ def test_training_marks_flag_overlapping_measurements(tmp_path):
 
 def test_a_checkpoint_the_node_cannot_see_fails_the_cell_with_what_to_do(tmp_path):
     """A model store that is not shared: the measuring node must not silently train the model again."""
-    from beexbench.results.schema import CellKey
     from beexbench.runner.executors.ray_tasks import measure_cell
 
     cfg = load_config(config_file=write_tiny_suite(tmp_path, models=("majority",)))

@@ -3,11 +3,12 @@ keeps writing the one results store.
 
 Scheduling, in two kinds of task:
 
-* one training task per *training unit* - (task, source model, seed): a model and the models derived
-  from it (``derived_from``) - asking for CPUs only, so training packs onto any node with free CPUs.
-  It trains into the model store, which every node must see at the same path (a shared filesystem:
-  checkpoints are folders of several files that ``obtain_model`` writes atomically and reuses; see
-  docs/CLUSTER.md). One unit per source means no two tasks ever train the same checkpoint.
+* one training task per *training unit* (:mod:`.units`): the models of one task and seed linked by
+  what they are trained from (``derived_from``, a starting network, a teacher), needs first - asking
+  for CPUs only, so training packs onto any node with free CPUs. It trains into the model store,
+  which every node must see at the same path (a shared filesystem: checkpoints are folders of several
+  files that ``obtain_model`` writes atomically and reuses; see docs/CLUSTER.md). Linked models
+  sharing one task means no two tasks ever train the same checkpoint.
 * one measurement task per cell, submitted when its unit's training is done, asking for one unit of
   ``beexbench_target_<target>`` and one of ``beexbench_measure`` (capacity 1 per node): it runs only
   on a node that advertises its target, one measurement per node at a time. It loads the checkpoint
@@ -36,6 +37,7 @@ from ..cell import target_options
 from ..models import model_store
 from .base import RunContext, TaskPlan
 from .resources import MEASURE, target_resource
+from .units import Unit, training_units
 
 INSTALL = "install the extra: pip install -e '.[ray]'"
 CHECK_EVERY_S = 2.0  # how often the driver looks at which nodes are alive
@@ -60,16 +62,6 @@ def _reachable(address: str, timeout_s: float = 5.0) -> str | None:
             return None
     except OSError as exc:
         return f"{exc.strerror or exc}"
-
-
-def source_chain(model: str) -> list[str]:
-    """``model``'s sources, the first trained from scratch first, then ``model``."""
-    from ...adapters.registry import get_adapter_class
-
-    chain = [model]
-    while get_adapter_class(chain[0]).derived_from and len(chain) < 16:
-        chain.insert(0, get_adapter_class(chain[0]).derived_from)
-    return chain
 
 
 def run_time_refusal(key: CellKey) -> str | None:
@@ -172,9 +164,9 @@ class _Schedule:
         self.train_fn = ray.remote(num_cpus=executor.train_cpus, max_retries=retries,
                                    retry_exceptions=False)(ray_tasks.train_unit)
         self.measure_fn = ray.remote(num_cpus=0, max_retries=retries, retry_exceptions=False)(ray_tasks.measure_cell)
-        self.pending: dict[Any, tuple[str, Any]] = {}  # ObjectRef -> ("train", unit) | ("measure", key)
-        self.units: dict[tuple, list[CellKey]] = defaultdict(list)
-        self.trained: dict[tuple, dict] = {}  # unit -> its training result's "models"
+        self.pending: dict[Any, tuple[str, Any]] = {}  # ObjectRef -> ("train", Unit) | ("measure", key)
+        self.unit_of: dict[CellKey, Unit] = {}
+        self.trained: dict[int, dict] = {}  # id(unit) -> its training result's "models"
         self.state: dict[CellKey, str] = {}
         self.by_node: Counter = Counter()
         self.waiting_since: dict[str, float] = {}  # resource -> since when no live node offers it
@@ -191,20 +183,23 @@ class _Schedule:
     def run(self) -> Iterator[CellRecord]:
         keys = [k for plan in self.plans for k in plan.todo]
         with self.ctx.progress.task(f"{len(keys)} cell(s) on the Ray cluster", total=len(keys)) as handle:
+            runnable = []
             for key in keys:
                 self.state[key] = "queued"
                 refusal = run_time_refusal(key)
                 if refusal:
                     yield self._finish(key, self._failed(key, refusal), handle)
-                    continue
-                self.units[(key.task, source_chain(key.model)[0], key.seed)].append(key)
-            for unit, unit_keys in self.units.items():
+                else:
+                    runnable.append(key)
+            problems = {plan.task: plan.encodings.problem for plan in self.plans}
+            for unit in training_units(runnable, self.cfg, problems):
+                self.unit_of.update({key: unit for key in unit.cells})
                 if self.cfg.models_from:  # measured from a copied store: nothing to train
-                    self.trained[unit] = {}
-                    for key in unit_keys:
+                    self.trained[id(unit)] = {}
+                    for key in unit.cells:
                         self._submit_measure(key)
                 else:
-                    self._submit_train(unit, unit_keys)
+                    self._submit_train(unit)
             self._show(handle)
             last_check = 0.0
             while self.pending:
@@ -215,13 +210,11 @@ class _Schedule:
                     last_check = time.monotonic()
                     yield from self._fail_unplaceable(handle)
 
-    def _submit_train(self, unit: tuple, keys: list[CellKey]) -> None:
-        task, source, seed = unit
-        models = list(dict.fromkeys(m for k in keys for m in source_chain(k.model)))
-        ref = self.train_fn.options(name=f"train {'+'.join(models)} on {task} seed {seed}").remote(
-            self.cfg, task, models, seed, self.ex.train_cpus)
+    def _submit_train(self, unit: Unit) -> None:
+        ref = self.train_fn.options(name=f"train {'+'.join(unit.models)} on {unit.task} seed {unit.seed}").remote(
+            self.cfg, unit.task, unit.models, unit.seed, self.ex.train_cpus)
         self.pending[ref] = ("train", unit)
-        for key in keys:
+        for key in unit.cells:
             self.state[key] = "training"
 
     def _submit_measure(self, key: CellKey, checkpoint: str | None = None) -> None:
@@ -238,13 +231,13 @@ class _Schedule:
         except self.ray.exceptions.RayError as exc:  # retries spent: the worker or node was lost each time
             value, error = None, _ray_error(self.ray, exc, self.ex.max_retries)
         if kind == "train":
-            self.trained[what] = (value or {}).get("models", {})
-            for key in self.units[what]:
+            self.trained[id(what)] = (value or {}).get("models", {})
+            for key in what.cells:
                 problem = error or self._training_problem(what, key)
                 if problem:
                     yield self._finish(key, self._failed(key, problem), handle)
                 else:
-                    self._submit_measure(key, (self.trained[what].get(key.model) or {}).get("checkpoint"))
+                    self._submit_measure(key, (self.trained[id(what)].get(key.model) or {}).get("checkpoint"))
             self._show(handle)
             return
         key = what
@@ -252,21 +245,19 @@ class _Schedule:
             yield self._finish(key, self._failed(key, error), handle)
             return
         record = CellRecord.from_dict(value, source=f"the Ray task measuring {key.slug}")
-        unit = (key.task, source_chain(key.model)[0], key.seed)
-        facts = self.trained.get(unit, {}).get(key.model)
+        facts = self.trained.get(id(self.unit_of[key]), {}).get(key.model)
         if record.status == "ok" and facts is not None:  # trained by the unit's task, not by this one
             record.model["trained_this_run"] = bool(facts.get("trained"))
         record.warnings += self._skew(record.environment)
         self.by_node[str((record.environment.get("node") or {}).get("name", "?"))] += 1
         yield self._finish(key, record, handle)
 
-    def _training_problem(self, unit: tuple, key: CellKey) -> str | None:
-        facts = self.trained[unit]
-        for model in source_chain(key.model):
-            info = facts.get(model)
-            if info is not None and not info.get("ok"):
-                return str(info.get("error")) if model == key.model else f"its source {model} failed: {info.get('error')}"
-        return None
+    def _training_problem(self, unit: Unit, key: CellKey) -> str | None:
+        """Why ``key``'s model is not ready after its unit's training (None: it is)."""
+        info = self.trained[id(unit)].get(key.model)
+        if info is None:
+            return f"its training task returned nothing for {key.model}: report this as a bug"
+        return None if info.get("ok") else str(info.get("error"))
 
     def _skew(self, env: dict) -> list[str]:
         """A warning when the node's beexbench is not the driver's (same version and commit expected)."""
@@ -316,7 +307,7 @@ class _Schedule:
             for ref in refs:
                 self.ray.cancel(ref, force=False)
                 kind, what = self.pending.pop(ref)
-                keys = self.units[what] if kind == "train" else [what]
+                keys = what.cells if kind == "train" else [what]
                 for key in keys:
                     yield self._finish(key, self._failed(key, _unplaceable(resource, key, self.ex)), handle)
 

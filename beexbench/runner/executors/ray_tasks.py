@@ -22,6 +22,7 @@ from ..cell import failed_record, run_cell
 from ..models import obtain_model
 from ..run import TaskEncodings
 from .busy import shared_warning, training_mark
+from .units import needs
 
 _ENCODINGS: "OrderedDict[tuple, TaskEncodings]" = OrderedDict()  # per worker process: Ray reuses workers
 _KEEP = 2
@@ -40,12 +41,10 @@ def _encodings(cfg: RunConfig, task: str) -> TaskEncodings:
 
 
 def train_unit(cfg: RunConfig, task: str, models: list[str], seed: int, threads: int) -> dict:
-    """Train (or find in the store) ``models`` for ``task`` and ``seed``, in order: a source before the
-    models derived from it, so one task trains a source once and derives from it. Returns, per model,
+    """Train (or find in the store) ``models`` for ``task`` and ``seed``, in order: what a model is
+    trained from (its source, starting network, teacher) before it, so one task trains each once. Returns, per model,
     whether it is ready (``ok``), trained now (``trained``) and its error; and the node."""
     import torch
-
-    from ...adapters.registry import get_adapter_class
 
     torch.set_num_threads(max(1, threads))  # as many as the task reserved (Ray's CPUs): training packs
     out: dict = {"node": node_info(), "models": {}}
@@ -58,9 +57,9 @@ def train_unit(cfg: RunConfig, task: str, models: list[str], seed: int, threads:
             return {**out, "models": {m: {"ok": False, "error": err.error, "traceback": err.model["traceback"]}
                                       for m in models}}
         for model in models:
-            source = get_adapter_class(model).derived_from
-            if source in failed:  # deriving would train the source again (obtain_model): it already failed
-                out["models"][model] = {"ok": False, "error": f"its source {source} failed: {failed[source]}"}
+            need = next((m for m in needs(model, cfg, task, seed, encodings.problem) if m in failed), None)
+            if need:  # obtain_model would train it again, and it just failed: say so instead
+                out["models"][model] = {"ok": False, "error": f"{need}, which it is trained from, failed: {failed[need]}"}
                 failed[model] = out["models"][model]["error"]
                 continue
             try:
