@@ -20,7 +20,7 @@ from typing import Iterator
 
 import psutil
 
-KEEP_S = 24 * 3600.0  # older marks are removed
+KEEP_S = 6 * 3600.0  # marks that ended longer ago are removed when read (no measurement lasts that long)
 
 
 def marks_dir() -> Path:
