@@ -465,3 +465,20 @@ def test_rows_trained_by_distillation_say_so_and_the_notes_name_each_models_trai
     assert rows == {"beexformer", "bibert-style (KD from fp32)"}
     assert "distilled from fp32 (bibert-style)" in html
     assert "no distillation (beexformer)" in html
+
+
+def test_cells_measured_on_two_cluster_nodes_of_the_same_model_are_two_sections(tmp_path):
+    recs = [make_record("fp32", acc=0.81), make_record("fp32", acc=0.79), make_record("beexformer", acc=0.78)]
+    for rec, node in zip(recs, ["rack-a", "rack-b", None]):
+        if node:  # measured by a Ray executor on that node (same CPU model as the local cell)
+            rec.environment = {**rec.environment, "node": {"name": node, "ray_node_id": f"id-{node}"}}
+            rec.run_id = f"run-{node}"
+    write_run(tmp_path / "res", "run-a", [recs[0]])
+    write_run(tmp_path / "res", "run-b", [recs[1]])
+    write_run(tmp_path / "res", "run-local", [recs[2]])
+    html = build_report(tmp_path / "res", tmp_path / "r.html").read_text()
+    cpu = recs[0].environment["cpu"]["model"]
+    for title, acc in ((f"rotten_tomatoes on cpu · {cpu} on node rack-a", "81.0"), (f"rotten_tomatoes on cpu · {cpu} on node rack-b", "79.0")):
+        rows = _rows(dict(_tables(_section(html, title)))["summary"])
+        assert [r[0] for r in rows] == ["fp32"] and rows[0][2].startswith(acc)
+    assert _rows(dict(_tables(_section(html, f"rotten_tomatoes on cpu · {cpu}")))["summary"])[0][0] == "beexformer"

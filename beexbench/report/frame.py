@@ -49,14 +49,19 @@ def _pair(v) -> tuple:
 
 
 def hardware(record: CellRecord) -> str:
-    """What the cell ran on, so that two machines' ``cpu`` targets stay apart."""
+    """What the cell ran on, so that two machines' ``cpu`` targets stay apart: the GPU or CPU
+    model, and for a cell measured on a cluster node (Ray) the node's name, so that two machines
+    of the same model are two sections too."""
     env = record.environment or {}
+    what = str(_get(env, "cpu", "model", default="unknown CPU"))
     if str(_get(record.target, "device", default="")).startswith("cuda"):
         gpus = env.get("gpus") or []
         name = _get(gpus[0], "name") if gpus and isinstance(gpus[0], dict) else None
-        if name:
-            return str(name)
-    return str(_get(env, "cpu", "model", default="unknown CPU"))
+        what = str(name) if name else what
+    node = _get(env, "node", default={})
+    if isinstance(node, dict) and node.get("ray_node_id") and node.get("name"):
+        what = f"{what} on node {node['name']}"
+    return what
 
 
 def target_label(record: CellRecord) -> str:
