@@ -13,6 +13,7 @@ from beexbench.errors import BeexError
 from beexbench.models.encoder import BinaryEmbedding
 from beexbench.profilers.ops import count_ops
 from beexbench.training.batches import EncodedSplit
+from conftest import create_with_inputs
 
 MODELS = list_models()
 
@@ -24,13 +25,8 @@ TINY = {"encoder": {"d_model": 16, "n_heads": 2, "n_blocks": 3, "d_ff": 32}, "tr
 
 def build(name: str) -> ModelAdapter:
     torch.manual_seed(0)
-    cls = get_adapter_class(name)
-    overrides = TINY if cls.uses_model_spec else {}  # declared: its settings are a ModelSpec
-    adapter = create_model(name, SPEC, overrides)
-    # a model trained from other models (a teacher, a network to start from) is given them, as the runner does
-    inputs = cls.trained_inputs(overrides, SPEC.problem)
-    adapter.take_trained({use: build(source) for use, source in inputs.items()})
-    return adapter
+    overrides = TINY if get_adapter_class(name).uses_model_spec else {}  # declared: its settings are a ModelSpec
+    return create_with_inputs(name, SPEC, overrides)
 
 
 def is_post_training_quantized(adapter: ModelAdapter) -> bool:

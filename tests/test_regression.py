@@ -19,6 +19,7 @@ from beexbench.runner.measure import fisher_ci, quality_record
 from beexbench.training.batches import EncodedSplit
 from beexbench.training.calibrate import choose, sweep
 from beexbench.training.metrics import label_stats, pearson, per_sample_loss, score, spearman, standardize
+from conftest import create_with_inputs
 
 SPEC = TaskSpec(task="reg", num_labels=1, vocab_size=50, max_len=16, problem="regression", label_mean=2.0, label_std=0.5)
 TINY = {"encoder": {"d_model": 16, "n_heads": 2, "n_blocks": 3, "d_ff": 32}, "train": {"epochs": 1, "batch_size": 16}}
@@ -152,7 +153,7 @@ def test_which_models_take_regression():
 def test_regression_contract(name, tmp_path):
     torch.manual_seed(0)
     overrides = TINY if get_adapter_class(name).uses_model_spec else {}
-    adapter = create_model(name, SPEC, overrides)
+    adapter = create_with_inputs(name, SPEC, overrides)
     assert "regression" in getattr(adapter.exit_rule(), "problems", ("regression",))
     report = adapter.fit(regression_split(48, 2), regression_split(24, 3))
     assert report.val_metric == "pearson_r" and -1.0 <= report.val_accuracy <= 1.0
