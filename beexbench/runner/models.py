@@ -11,9 +11,9 @@ import torch
 
 from ..adapters.base import ModelAdapter, TaskSpec
 from .._io import atomic_write_text, safe_child, safe_name
-from ..adapters.spec import SCRATCH
 from ..adapters.checkpoint import META
 from ..adapters.registry import create_model, get_adapter_class, load_model, with_seed
+from ..adapters.spec import SCRATCH
 from ..config import RunConfig
 from ..data import cache_root
 from ..errors import BeexError, TrainingDiverged
@@ -77,13 +77,12 @@ def overrides_for(name: str, cfg: RunConfig, seed: int, recipe: dict | None = No
     backbone) under the suite-wide ``model`` settings; then the per-model overrides; then the
     seed where the model takes it (``train.seed``)."""
     cls = get_adapter_class(name)
-    out: dict[str, Any] = {}
-    if cls.uses_model_spec:
-        out = _deep_merge(cfg.model, cfg.model_overrides.get(name, {}))
-        if _backbone_name(cls, out) == SCRATCH:
-            out = _deep_merge(json.loads(json.dumps(recipe or {})), out)
-    else:
-        out = _deep_merge(out, cfg.model_overrides.get(name, {}))
+    own = cfg.model_overrides.get(name, {})
+    if not cls.uses_model_spec:
+        return with_seed(cls, _deep_merge({}, own), seed)
+    out = _deep_merge(cfg.model, own)
+    if _backbone_name(cls, out) == SCRATCH:
+        out = _deep_merge(json.loads(json.dumps(recipe or {})), out)
     return with_seed(cls, out, seed)
 
 
