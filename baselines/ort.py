@@ -32,7 +32,7 @@ from torch import nn
 from beexbench._io import atomic_write_bytes, atomic_write_text, dumps_strict
 from beexbench.adapters.base import FitReport, ModelAdapter, Precision, TaskSpec
 from beexbench.adapters.checkpoint import META, read_checkpoint, write_checkpoint
-from beexbench.adapters.encoder_adapter import module_precision
+from beexbench.adapters.encoder_adapter import how_trained, module_precision
 from beexbench.adapters.roles import deployment_of
 from beexbench.adapters.spec import ModelSpec
 from beexbench.errors import BeexError, ConfigError
@@ -60,6 +60,9 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+EXPORTED = "the trained fp32 network exported to ONNX (no retraining)"
+
+
 class OrtDeployment(FP32):
     """Helper base (not registered): the trained fp32 network run by ONNX Runtime, block by
     block, with fp32's calibrated exit rule. CPU only."""
@@ -67,7 +70,7 @@ class OrtDeployment(FP32):
     derived_from = "fp32"
     role = deployment_of("fp32")
     devices = ("cpu",)
-    training_note = "the trained fp32 network exported to ONNX (no retraining); trained from scratch as fp32"
+    training_note = f"{EXPORTED}; trained from scratch as fp32"
     quantized: ClassVar[bool] = False  # int8: ONNX Runtime dynamic quantization of every graph
     per_channel: ClassVar[bool] = False  # int8 weight scales per output column instead of per tensor
     tolerance: ClassVar[float | None] = None  # max |logit - torch logit| derive accepts (None: recorded only)
@@ -75,6 +78,9 @@ class OrtDeployment(FP32):
 
     def __init__(self, config: "dict[str, Any] | ModelSpec", spec: TaskSpec) -> None:
         super().__init__(config, spec)
+        how = how_trained(self.model_spec)
+        if how:  # fp32 fine-tuned from a backbone (or distilled): say so after what this deployment is
+            self.training_note = f"{EXPORTED}; fp32 {how}"
         self._graphs: list[bytes] | None = None  # serialized ONNX models, one per block
         self._stamp: tuple | None = None  # the torch weights the graphs were made from
         self._params: tuple[int, list[torch.Tensor]] | None = None

@@ -233,3 +233,13 @@ def test_the_pretrained_suite_is_valid_on_any_bert_backbone(tmp_path):
     starts = {m: (cfg.model_overrides.get(m, {}).get("backbone") or {}).get("init_from") for m in cfg.models}
     assert {m for m, s in starts.items() if s == "fp32"} == {"beexformer", "beexformer-kd", "beexformer-slfn-ffn",
                                                              "bibert-style", "bit-style"}
+
+
+def test_deployments_state_how_their_source_network_was_trained():
+    plain = {n: _model(n, seed=0).training_note for n in ("fp32-ort", "beexformer-packed", "beexformer-kd")}
+    assert plain["fp32-ort"].endswith("trained from scratch as fp32")
+    assert plain["beexformer-packed"].startswith("trained from scratch")
+    assert "distilled from fp32 (logits and hidden states, T=1)" in plain["beexformer-kd"]
+    chained = {n: _model(n, seed=0, backbone={"init_from": "fp32"}).training_note for n in ("fp32-ort", "beexformer-packed")}
+    assert chained["fp32-ort"].startswith("the trained fp32 network exported to ONNX") and "from the trained fp32" in chained["fp32-ort"]
+    assert chained["beexformer-packed"].startswith("fine-tuned on the task's train split from the trained fp32")

@@ -106,6 +106,8 @@ class SpecEncoderBase(ModelAdapter):
         self.model_spec = config if isinstance(config, ModelSpec) else ModelSpec.from_dict(config)
         self.spec = spec
         self.rule = make_rule(self.model_spec.exit, spec.problem)
+        # how this network was trained, as records state it (a deployment's settings are its source's)
+        self.training_note = how_trained(self.model_spec) or type(self).training_note
 
     @property
     def config(self) -> dict[str, Any]:  # type: ignore[override]
@@ -183,7 +185,6 @@ class EncoderAdapter(SpecEncoderBase):
         self.model.eval()
         self.fit_report: FitReport | None = None
         self.teacher: ModelAdapter | None = None  # set by take_trained for distillation; never saved
-        self.training_note = training_note(self.model_spec, type(self).training_note)
 
     @classmethod
     def build(cls, config: dict[str, Any] | ModelSpec, spec: TaskSpec) -> EncoderAdapter:
@@ -372,12 +373,13 @@ class EncoderAdapter(SpecEncoderBase):
         return module_precision(self.model)
 
 
-def training_note(spec: ModelSpec, scratch_note: str) -> str:
-    """How a model with settings ``spec`` was trained, as result records and the report state it:
-    ``scratch_note`` (the class's) for a model trained from its random initialisation."""
+def how_trained(spec: ModelSpec) -> str | None:
+    """How a network with settings ``spec`` was trained, as result records and the report state it,
+    or None for one trained from its random initialisation without a teacher (the model class's
+    ``training_note`` says that case in its own words)."""
     bb, distill = spec.backbone, spec.distill
     if bb.name == SCRATCH and not bb.init_from and not distill.teacher:
-        return scratch_note
+        return None
     start = f"pretrained backbone {bb.name}" if bb.name != SCRATCH else "a random initialisation"
     if bb.init_from:
         start = f"the trained {bb.init_from} ({'fine-tuned from ' + bb.name if bb.name != SCRATCH else 'from scratch'})"
