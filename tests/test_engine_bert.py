@@ -18,6 +18,7 @@ from beexbench.adapters.registry import create_model, get_adapter_class, load_mo
 from beexbench.engine import _native, pack_encoder
 from beexbench.errors import BeexError
 from beexbench.models.exits import AbsoluteEntropy, ExitRule, FractionalEntropy
+from engine_variants import each_isa_and_thread_count
 from tests.test_backbone_bert import BERT_JSON, TINY, _fake_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -131,23 +132,12 @@ def test_every_instruction_set_and_two_threads(pair):
         pytest.skip(f"the fused engine is not available here: {_native.mode()}")
     f, p = pair
     ids, mask = data(8, seed=3)
-    threads = torch.get_num_threads()
-    try:
-        for rule in (FractionalEntropy(0.1), ExitRule()):
-            f.set_rule(rule)
-            ref = f.predict(ids, mask)
-            for isa in ("portable", "avx2", "avx512"):
-                try:
-                    assert ops.engine_isa(isa) == isa
-                except RuntimeError:
-                    continue  # not on this CPU
-                for t in (1, 2):
-                    torch.set_num_threads(t)
-                    with torch.no_grad():
-                        same(ref, p.model.infer(ids, mask, rule))
-    finally:
-        ops.engine_isa("auto")
-        torch.set_num_threads(threads)
+    for rule in (FractionalEntropy(0.1), ExitRule()):
+        f.set_rule(rule)
+        ref = f.predict(ids, mask)
+        for _ in each_isa_and_thread_count(ops):
+            with torch.no_grad():
+                same(ref, p.model.infer(ids, mask, rule))
 
 
 def test_the_options_matter_at_this_scale(pair):

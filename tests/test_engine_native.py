@@ -16,6 +16,7 @@ from beexbench.adapters.registry import get_adapter_class
 from beexbench.engine import _fused, _native
 from beexbench.engine.embedding import FORMATS, PackedEmbedding
 from beexbench.models.exits import AbsoluteEntropy, ExitRule, FractionalEntropy, Patience
+from engine_variants import each_isa_and_thread_count
 from nudged import nudged
 
 SPEC = TaskSpec(task="native", num_labels=3, vocab_size=50, max_len=24)
@@ -138,24 +139,13 @@ def test_every_instruction_set_and_threads(pairs, name):
     pair = pairs[name].use(4)
     ids, mask, _ = data(24, seed=7)
     model = pair.packed.model
-    threads = torch.get_num_threads()
-    try:
-        for rule in (FractionalEntropy(0.1), ExitRule()):
-            ref = model.infer_modules(ids, mask, rule)
-            for isa in ("portable", "avx2", "avx512"):
-                try:
-                    assert ops.engine_isa(isa) == isa
-                except RuntimeError:
-                    continue  # not on this CPU
-                for t in (1, 2):
-                    torch.set_num_threads(t)
-                    with torch.no_grad():
-                        got = model.infer(ids, mask, rule)
-                    assert torch.equal(got.exit_block, ref.exit_block)
-                    torch.testing.assert_close(got.logits, ref.logits, rtol=1e-5, atol=1e-5)
-    finally:
-        ops.engine_isa("auto")
-        torch.set_num_threads(threads)
+    for rule in (FractionalEntropy(0.1), ExitRule()):
+        ref = model.infer_modules(ids, mask, rule)
+        for _ in each_isa_and_thread_count(ops):
+            with torch.no_grad():
+                got = model.infer(ids, mask, rule)
+            assert torch.equal(got.exit_block, ref.exit_block)
+            torch.testing.assert_close(got.logits, ref.logits, rtol=1e-5, atol=1e-5)
 
 
 def test_other_rules_fall_back(pairs, monkeypatch):
