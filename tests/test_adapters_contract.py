@@ -8,7 +8,7 @@ from torch import nn
 
 from beexbench.adapters.base import ModelAdapter, Precision, TaskSpec
 from beexbench.adapters.checkpoint import WEIGHTS
-from beexbench.adapters.registry import create_model, get_adapter_class, list_models, load_model
+from beexbench.adapters.registry import get_adapter_class, list_models, load_model
 from beexbench.errors import BeexError
 from beexbench.models.encoder import BinaryEmbedding
 from beexbench.profilers.ops import count_ops

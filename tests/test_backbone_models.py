@@ -14,7 +14,7 @@ from beexbench.adapters.base import TaskSpec
 from beexbench.adapters.registry import create_model, get_adapter_class
 from beexbench.adapters.spec import SECTIONS, BackboneSpec, ModelSpec
 from beexbench.errors import BeexError, ConfigError
-from tests.test_backbone_bert import MAX_LEN, TINY, _hidden_states
+from tests.test_backbone_bert import MAX_LEN, TINY, assert_matches_bert
 
 transformers = pytest.importorskip("transformers")
 
@@ -49,15 +49,7 @@ def _batch():
 
 
 def _assert_matches_bert(model, ref) -> None:
-    ids, mask = _batch()
-    with torch.no_grad():
-        expected = ref(input_ids=ids, attention_mask=mask.long(), token_type_ids=torch.zeros_like(ids),
-                       output_hidden_states=True).hidden_states
-        got = _hidden_states(model, ids, mask)
-    assert len(got) == len(expected) == TINY["num_hidden_layers"] + 1
-    for i, (a, b) in enumerate(zip(got, expected)):
-        diff = (a - b).abs()[mask].max().item()
-        assert diff < 1e-4, f"hidden state {i}: max |diff| {diff:.2e}"
+    assert_matches_bert(model, ref, *_batch())
 
 
 # -- the spec ------------------------------------------------------------------------------------
