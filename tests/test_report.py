@@ -419,6 +419,23 @@ def test_a_neural_model_below_bow_linear_is_a_warning(tmp_path):
     assert warning in _section(html, "Warnings") and warning in _section(html, "rotten_tomatoes on cpu")
 
 
+def test_a_model_no_better_than_majority_is_called_a_failed_training(tmp_path):
+    import html as h
+
+    recs = [
+        make_record("beexformer", acc=0.50, ci=(0.46, 0.54)),  # exactly the class prior: collapsed to one label
+        make_record("fp32", acc=0.80),
+        floor_record("majority", 0.50),
+        floor_record("bow-linear", 0.76, total_bits=100_000, bits_no_emb=100_000, macs_fp32=40.0),
+    ]
+    html = h.unescape(build_report(write_run(tmp_path / "res", "run-collapse", recs), tmp_path / "r.html").read_text())
+    warning = ("rotten_tomatoes on cpu · Test CPU 9000: beexformer scores 50.0% test accuracy, no better than the majority "
+               "floor's 50.0% (always the most frequent label): its training failed here")
+    assert warning in _section(html, "Warnings") and warning in _section(html, "rotten_tomatoes on cpu")
+    assert "fp32 scores" not in html  # 80% is above both floors: no warning of either kind
+    assert html.count("data-floor-warning") == 2  # the task's section and the Warnings section, once each
+
+
 def test_regression_majority_has_no_pearson_r_and_no_line(tmp_path):
     import html as h
 

@@ -13,7 +13,7 @@ from ._html import anchor, esc, figure, page, table_html, unavailable
 from .aggregate import aggregate, dedupe
 from .export import write_tables
 from .frame import is_floor, quality_of, records_frame
-from .notes import dataset_notes, environment_table, failed_section, floor_warning, method_notes, target_notes, warnings_section
+from .notes import dataset_notes, environment_table, failed_section, floor_warnings, method_notes, target_notes, warnings_section
 from .plots import exit_histogram_plot, pareto_plot, tradeoff_plot
 from .tables import Table, ablation_table, summary_table
 
@@ -118,7 +118,7 @@ def build_report(results: list[Path] | Path, out: Path, *, tables_dir: Path | No
     agg = aggregate(cells)
 
     tables: list[Table] = []
-    sections, toc, floor_warnings = [], [], []
+    sections, toc, all_floor_warnings = [], [], []
     for i, ((task, target), g) in enumerate(agg.groupby(["task", "target_label"], sort=True)):
         title = f"{task} on {target}"
         sid = anchor(i, task, target)
@@ -128,9 +128,8 @@ def build_report(results: list[Path] | Path, out: Path, *, tables_dir: Path | No
         tables += [summary] + ([ablation] if ablation else [])
         emulated = ('<p class="warn">Emulated target: latency and energy are the host\'s, with the target\'s thread count.</p>'
                     if g["emulated"].any() else "")
-        below = floor_warning(g, title)
-        if below:
-            floor_warnings.append(below)
+        for below in floor_warnings(g, title):
+            all_floor_warnings.append(below)
             emulated += f'<p class="warn" data-floor-warning>{esc(below)}</p>'
         sections.append(
             f'<section id="{sid}"><h2>{esc(title)}</h2>{emulated}<h3>Summary</h3>{table_html(summary)}'
@@ -154,7 +153,7 @@ def build_report(results: list[Path] | Path, out: Path, *, tables_dir: Path | No
         + f'<section id="s-notes"><h2>Method and conventions</h2>{method_notes(ok)}'
         f"<h3>Datasets</h3>{dataset_notes(ok)}<h3>Targets</h3>{target_notes(ok)}</section>"
         f'<section id="s-environment"><h2>Environment</h2>{environment_table(ok)}</section>'
-        f'<section id="s-warnings"><h2>Warnings</h2>{warnings_section(ok, duplicates, floor_warnings, other_config=other_config)}</section>'
+        f'<section id="s-warnings"><h2>Warnings</h2>{warnings_section(ok, duplicates, all_floor_warnings, other_config=other_config)}</section>'
         + failed_section(records)
     )
     out = Path(out)
