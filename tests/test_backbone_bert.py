@@ -250,7 +250,7 @@ def assert_matches_bert(model, ref, ids: torch.Tensor, mask: torch.Tensor) -> No
         expected = ref(input_ids=ids, attention_mask=mask.long(), token_type_ids=torch.zeros_like(ids),
                        output_hidden_states=True).hidden_states
         got = _hidden_states(model, ids, mask)
-    assert len(got) == len(expected) == TINY["num_hidden_layers"] + 1
+    assert len(got) == len(expected) == ref.config.num_hidden_layers + 1
     for i, (a, b) in enumerate(zip(got, expected)):
         diff = (a - b).abs()[mask].max().item()
         assert diff < 1e-4, f"hidden state {i}: max |diff| {diff:.2e}"

