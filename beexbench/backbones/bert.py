@@ -5,7 +5,8 @@ shared encoder.
 of a BERT ``config.json`` (GELU FFN, the token-type table, BERT's LayerNorm eps) and
 :func:`bert_sizes` its vocabulary and position-table sizes; anything the shared encoder does not
 compute the same way (another activation or position embedding, a decoder, another model type) is
-refused with a one-line :class:`~beexbench.errors.BeexError`. :func:`load_bert_weights` fills an
+refused with a one-line :class:`~beexbench.errors.BeexError`, and so is any size beyond the bounds
+of :mod:`.checks` (checked before anything is allocated). :func:`load_bert_weights` fills an
 encoder built with those fields from the safetensors file (never a pickle): every encoder tensor
 from the checkpoint, shapes checked, the position table cut to the encoder's ``max_len``; the exit
 heads keep their fresh initialisation (they are task-specific), the pooler is ignored.
@@ -39,11 +40,7 @@ import torch
 from torch import nn
 
 from ..errors import BeexError
-
-# the config.json keys that set the architecture, and the values that the mapping needs
-_SIZES = ("hidden_size", "num_attention_heads", "num_hidden_layers", "intermediate_size", "vocab_size",
-          "max_position_embeddings", "type_vocab_size")
-_MODEL_TYPES = ("bert",)
+from .checks import check_bert_config
 
 # parameters with no BERT counterpart that a binarized encoder adds (A3 shifts, BiT's scales):
 # left as built and listed in the report
@@ -69,44 +66,11 @@ _LEAF = {"weight": "weight", "bias": "bias", "gamma": "weight", "beta": "bias"} 
 _IGNORED = re.compile(r"^(pooler\.|embeddings\.position_ids$)")
 
 
-def _int(cfg: dict[str, Any], key: str, where: str) -> int:
-    v = cfg.get(key)
-    if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-        raise BeexError(f"{where}: '{key}' must be a positive integer, got {v!r}")
-    return v
-
-
-def _check_bert(cfg: Any, where: str) -> None:
-    if not isinstance(cfg, dict):
-        raise BeexError(f"{where}: a BERT config.json is a JSON object, got {type(cfg).__name__}")
-    if cfg.get("model_type") not in _MODEL_TYPES:
-        raise BeexError(f"{where}: model_type is {cfg.get('model_type')!r}; only BERT checkpoints "
-                        f"(model_type {', '.join(map(repr, _MODEL_TYPES))}) map onto the shared encoder")
-    for key in _SIZES:
-        _int(cfg, key, where)
-    act = cfg.get("hidden_act", "gelu")
-    if act != "gelu":
-        raise BeexError(f"{where}: hidden_act is {act!r}; the shared encoder's FFN is exact (erf) GELU, 'gelu'")
-    pos_type = cfg.get("position_embedding_type", "absolute")
-    if pos_type != "absolute":
-        raise BeexError(f"{where}: position_embedding_type is {pos_type!r}; the shared encoder has absolute positions only")
-    if cfg.get("is_decoder") or cfg.get("add_cross_attention"):
-        raise BeexError(f"{where}: a decoder / cross-attention BERT does not map onto the shared encoder (an encoder only)")
-    if cfg.get("pad_token_id", 0) != 0:
-        raise BeexError(f"{where}: pad_token_id is {cfg.get('pad_token_id')!r}; the shared encoder pads with id 0")
-    eps = cfg.get("layer_norm_eps", 1e-12)
-    if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not eps > 0:
-        raise BeexError(f"{where}: layer_norm_eps must be a positive number, got {eps!r}")
-    if cfg["hidden_size"] % cfg["num_attention_heads"]:
-        raise BeexError(f"{where}: hidden_size {cfg['hidden_size']} is not divisible by "
-                        f"num_attention_heads {cfg['num_attention_heads']}")
-
-
 def encoder_config_from_bert(config_json: dict[str, Any], where: str = "BERT config.json") -> dict[str, Any]:
     """The :class:`EncoderConfig` fields that make the shared encoder compute a BERT with this
     ``config.json``: sizes, ``ffn = "gelu"``, the token-type table and BERT's LayerNorm eps.
     Precision, exits and dropout are the model's own settings (BERT's 0.1 dropout is the default)."""
-    _check_bert(config_json, where)
+    check_bert_config(config_json, where)
     c = config_json
     return {"d_model": c["hidden_size"], "n_heads": c["num_attention_heads"], "n_blocks": c["num_hidden_layers"],
             "d_ff": c["intermediate_size"], "ffn": "gelu", "type_vocab_size": c["type_vocab_size"],
@@ -115,7 +79,7 @@ def encoder_config_from_bert(config_json: dict[str, Any], where: str = "BERT con
 
 def bert_sizes(config_json: dict[str, Any], where: str = "BERT config.json") -> dict[str, int]:
     """``vocab_size`` and ``max_position_embeddings`` (the longest ``max_len`` the checkpoint allows)."""
-    _check_bert(config_json, where)
+    check_bert_config(config_json, where)
     return {"vocab_size": config_json["vocab_size"], "max_position_embeddings": config_json["max_position_embeddings"]}
 
 

