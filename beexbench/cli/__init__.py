@@ -6,6 +6,7 @@ import sys
 
 import typer
 
+from .. import _signals
 from . import _exit, info_cmd, list_cmd, report_cmd, results_cmd, run_cmd, worker_cmd
 
 app = typer.Typer(
@@ -39,17 +40,21 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def run_cli(argv: list[str] | None = None) -> int:
-    """Run the command; user-caused failures print one line each, bugs keep their traceback."""
-    try:
-        code = app(args=argv, prog_name="beexbench", standalone_mode=False)
-    except BaseException as exc:  # noqa: BLE001 - _status re-raises what it does not know
-        return _status(exc)
-    if code == _exit.INTERRUPTED:  # typer >= 0.29 turns Ctrl-C into Exit(130) before we see it
-        _say_interrupted()
+    """Run the command; user-caused failures print one line each, bugs keep their traceback.
+    SIGTERM stops it as Ctrl-C does (``_signals``), with status 143."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    command = next((a for a in args if not a.startswith("-")), "")
+    with _signals.sigterm_as_interrupt():
+        try:
+            code = app(args=argv, prog_name="beexbench", standalone_mode=False)
+        except BaseException as exc:  # noqa: BLE001 - _status re-raises what it does not know
+            return _status(exc, command)
+    if code == _exit.INTERRUPTED:  # typer >= 0.29 turns Ctrl-C (and so SIGTERM) into Exit(130) before we see it
+        return _say_interrupted(command)
     return code if isinstance(code, int) else _exit.OK
 
 
-def _status(exc: BaseException) -> int:
+def _status(exc: BaseException, command: str = "") -> int:
     """The exit status for ``exc``, after printing its one-line message; unknown errors re-raise."""
     from ..errors import BeexError, ConfigError
 
@@ -61,8 +66,7 @@ def _status(exc: BaseException) -> int:
         _error(str(exc))
         return _exit.USAGE
     if isinstance(exc, (KeyboardInterrupt, typer.Abort)):  # older typer: Ctrl-C arrives as Abort
-        _say_interrupted()
-        return _exit.INTERRUPTED
+        return _say_interrupted(command)
     if isinstance(exc, typer.Exit):
         return exc.exit_code
     if isinstance(exc, click_exceptions()):
@@ -102,6 +106,13 @@ def _error(line: str) -> None:
     typer.echo(f"error: {line}", err=True)
 
 
-def _say_interrupted() -> None:
-    typer.echo("interrupted: finished cells are saved; run the same command again (or --resume RUN) to continue",
-               err=True)
+def _say_interrupted(command: str) -> int:
+    """One line for Ctrl-C (status 130) or SIGTERM (143); returns the status."""
+    terminated = _signals.received()
+    what = "terminated (SIGTERM)" if terminated else "interrupted"
+    if command in ("run", "train"):
+        typer.echo(f"{what}: finished cells are saved; run the same command again (or --resume RUN) to continue",
+                   err=True)
+    else:
+        typer.echo(f"{what}: stopped before it finished", err=True)
+    return _exit.TERMINATED if terminated else _exit.INTERRUPTED

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -68,9 +69,27 @@ def worker(
     env = dict(os.environ)
     if node_name:
         env[NODE_NAME_ENV] = node_name  # ray start's processes, and so its workers, inherit it
-    code = subprocess.call(cmd, env=env)
+    code = _call(cmd, env)
     if code != 0:
         raise typer.Exit(code)
+
+
+def _call(cmd: list[str], env: dict[str, str], grace_s: float = 30.0) -> int:
+    """Run ``ray start`` and return its status. Stopped (Ctrl-C, or SIGTERM, which the CLI turns
+    into Ctrl-C) it is given SIGTERM, so that it stops the node's processes itself, and killed only
+    if it is still there after ``grace_s``: neither it nor the node outlives this command."""
+    proc = subprocess.Popen(cmd, env=env)
+    try:
+        return proc.wait()
+    except BaseException:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        raise
 
 
 def _shell(cmd: list[str]) -> str:
