@@ -2,6 +2,7 @@
 refusal of an incompatible model store; portable store used without retraining."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -59,9 +60,14 @@ def test_merge_runs_from_two_targets(tmp_path, monkeypatch):
     assert edge.target["emulated"] is True and edge.metrics.batch1.threads == 1
     # the edge run reused the cpu run's checkpoint (same model, task, config, seed)
     assert edge.model["trained_this_run"] is False
-    # merging a run with itself keeps one copy of each cell and says so
+    # a run given twice is read once: one copy of each cell, one source
     n, notes = merge_runs([a.run_dir, a.run_dir], tmp_path / "merged2")
-    assert n == 1 and len(notes) == 1
+    assert n == 1 and notes == []
+    assert json.loads((tmp_path / "merged2" / "run.json").read_text())["merged_from"] == ["cpu-run"]
+    # the same cell in two runs (here: a copy of the run) keeps one and says so
+    shutil.copytree(a.run_dir, tmp_path / "copy")
+    n, notes = merge_runs([a.run_dir, tmp_path / "copy"], tmp_path / "merged3")
+    assert n == 1 and len(notes) == 1 and "kept one" in notes[0]
 
 
 def test_portable_store_and_incompatible_store(tmp_path, monkeypatch):

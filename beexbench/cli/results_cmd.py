@@ -58,8 +58,9 @@ def export(
     results: Roots = None,
     out: Annotated[Path, typer.Option("--out", help="A .csv or .parquet file.")] = Path("results/results.csv"),
 ) -> None:
-    """Export every cell as one table row (CSV or Parquet)."""
-    from ..results.merge import export as do_export
+    """Export every cell as one table row (CSV or Parquet): one row per cell, even when a run is
+    reached twice or several runs hold the same cell (notes say which record was kept)."""
+    from ..results.export import export as do_export
 
-    path = do_export(results or [Path("results")], out)
+    path = do_export(results or [Path("results")], out, on_note=lambda note: typer.echo(f"note: {note}"))
     typer.echo(f"exported {path}")

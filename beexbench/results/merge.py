@@ -4,30 +4,30 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
-
-from .._io import atomic_write_text, dumps_strict
+from .._io import dumps_strict
 from ..errors import BeexError
+from .export import export, export_frame  # noqa: F401  (re-exported: ``results export``)
 from .schema import CellKey, CellRecord
-from .store import RunDir, find_runs, load_records, now_iso
+from .store import RunDir, now_iso, unique_runs
 
 
 def list_runs(roots: list[Path]) -> list[dict]:
+    """One row per run folder (a run reached twice, e.g. through a symlink, is listed once)."""
     rows = []
-    for root in roots:
-        for run in find_runs(root):
-            doc = run.read_run() if (run.path / "run.json").is_file() else {}
-            cells = list(run.cells())
-            rows.append({
-                "run_id": run.run_id,
-                "path": str(run.path),
-                "suite": doc.get("suite"),
-                "target": (doc.get("config") or {}).get("target"),
-                "started_at": doc.get("started_at"),
-                "finished_at": doc.get("finished_at"),
-                "cells_ok": sum(c.status == "ok" for c in cells),
-                "cells_failed": sum(c.status != "ok" for c in cells),
-            })
+    for run in unique_runs(roots):
+        doc = run.read_run() if (run.path / "run.json").is_file() else {}
+        config = doc.get("config") if isinstance(doc.get("config"), dict) else {}
+        cells = list(run.cells())
+        rows.append({
+            "run_id": run.run_id,
+            "path": str(run.path),
+            "suite": doc.get("suite"),
+            "target": config.get("target"),
+            "started_at": doc.get("started_at"),
+            "finished_at": doc.get("finished_at"),
+            "cells_ok": sum(c.status == "ok" for c in cells),
+            "cells_failed": sum(c.status != "ok" for c in cells),
+        })
     return rows
 
 
@@ -70,12 +70,11 @@ def _same(a: CellRecord, b: CellRecord) -> bool:
 
 def _plan(roots: list[Path], out_run: RunDir, out_is_run: bool, prefer: str | None) -> _Plan:
     plan = _Plan(existing=out_run.index() if out_is_run else {})
-    for root in roots:
-        for run in find_runs(root):
-            plan.sources.append(run.run_id)
-            for rec in run.cells():
-                if rec.status == "ok":
-                    plan.offer(rec, prefer)
+    for run in unique_runs(roots):
+        plan.sources.append(run.run_id)
+        for rec in run.cells():
+            if rec.status == "ok":
+                plan.offer(rec, prefer)
     if plan.conflicts:
         raise BeexError(f"{len(plan.conflicts)} cell(s) conflict, e.g. {plan.conflicts[0]}: nothing was merged; "
                         "pass --prefer newer to keep the newer of each, or merge into a new --out")
@@ -84,46 +83,49 @@ def _plan(roots: list[Path], out_run: RunDir, out_is_run: bool, prefer: str | No
     return plan
 
 
+_BUSY = ("{path} is being written by another beexbench process (pid {pid}): nothing was merged; "
+         "merge again when it has finished (a cell that differs is then refused as a conflict), or choose another --out")
+_RUN_PARTS = {".lock", "run.json", "cells"}
+
+
+def _refuse_foreign(path: Path) -> None:
+    """A folder that holds something else than a run (no run.json, no cells/, other files) is
+    refused before even a lock file is put in it: no merge makes such a folder, so no race does."""
+    if not path.is_dir() or (path / "run.json").is_file() or (path / "cells").is_dir():
+        return
+    others = sorted(p.name for p in path.iterdir() if p.name not in _RUN_PARTS)
+    if others:
+        raise BeexError(f"{path} exists and is not a beexbench run folder (it holds {others[0]!r}): choose a new --out")
+
+
+def _out_is_run(out_run: RunDir) -> bool:
+    """Whether ``out`` already holds a run (its run.json checked: a newer or corrupt one is an
+    error). Asked only while holding its lock, so a merge that finished a moment ago is seen."""
+    _refuse_foreign(out_run.path)
+    if (out_run.path / "run.json").is_file():
+        out_run.read_run()
+        return True
+    return out_run.cells_dir.is_dir()  # the cells of a run without run.json (e.g. moved away): kept, added to
+
+
 def merge_runs(roots: list[Path], out: Path, *, prefer: str | None = None) -> tuple[int, list[str]]:
     """Copy every finished cell of ``roots`` into the run folder ``out`` (new or existing) and
     return (cells written, notes). Nothing is overwritten: a cell already in ``out``, or in two
     of the runs, with different content is refused unless ``prefer="newer"`` (the later
-    ``finished_at`` wins); an existing ``out``'s run.json is never replaced."""
+    ``finished_at`` wins); an existing ``out``'s run.json is never replaced. ``out``'s lock is
+    taken before anything in it is looked at: a merge that another process is writing is refused
+    (nothing merged), and one that finished first is an existing run like any other."""
     if prefer not in (None, *PREFER):
         raise BeexError(f"--prefer {prefer!r} is not known: use --prefer newer, or leave it out to refuse conflicts")
     out_run = RunDir(Path(out))
-    out_is_run = (out_run.path / "run.json").is_file()
-    if out_run.path.exists() and any(out_run.path.iterdir()) and not out_is_run:
-        raise BeexError(f"{out} exists and is not a beexbench run folder: choose a new --out")
-    with out_run.lock():
+    _refuse_foreign(out_run.path)
+    with out_run.lock(busy=_BUSY):
+        out_is_run = _out_is_run(out_run)
+        has_run_json = (out_run.path / "run.json").is_file()
         plan = _plan(roots, out_run, out_is_run, prefer)
         for rec in plan.cells.values():
             out_run.write_cell(rec, previous=plan.existing.get(rec.key, (None,))[0])
-        if not out_is_run:
+        if not has_run_json:
             out_run.write_run({"run_id": out_run.run_id, "suite": "merged", "merged_from": plan.sources,
                                "started_at": now_iso(), "finished_at": now_iso(), "notes": plan.notes})
     return len(plan.cells), plan.notes
-
-
-def export_frame(roots: list[Path]) -> pd.DataFrame:
-    from ..report.frame import records_frame
-
-    return records_frame(load_records(roots))
-
-
-def export(roots: list[Path], out: Path) -> Path:
-    from ..report.export import csv_text
-
-    df = export_frame(roots)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix == ".csv":
-        atomic_write_text(out, csv_text(df))  # text cells that a spreadsheet would run as formulas are quoted
-    elif out.suffix == ".parquet":
-        try:
-            df.to_parquet(out, index=False)
-        except ImportError:
-            raise BeexError("Parquet export needs pyarrow: pip install 'beexbench[parquet]' (or export to .csv)") from None
-    else:
-        raise BeexError(f"cannot export to '{out.suffix}': use a .csv or .parquet file name")
-    return out

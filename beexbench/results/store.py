@@ -4,6 +4,7 @@ so an interrupted run loses nothing already written and resumes where it stopped
 from __future__ import annotations
 
 import json
+import shlex
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -21,6 +22,10 @@ def new_run_id(suite: str) -> str:
 
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+_BUSY = ("run {path} is being written by another beexbench process (pid {pid}): "
+         "wait for it, or start a separate run with --run-id NAME")
 
 
 @dataclass(frozen=True)
@@ -48,7 +53,18 @@ class RunDir:
         atomic_write_text(self._file("run.json"), dumps_strict(body, default=str))
 
     def read_run(self) -> dict:
-        return _read_json(self.path / "run.json")
+        """run.json, checked: a corrupt, foreign or newer one is a one-line error, never read silently."""
+        path = self.path / "run.json"
+        advice = _run_json_advice(self.path)
+        doc = _read_json(path, advice=advice)
+        _check_run_doc(doc, path, advice)
+        return doc
+
+    def check(self) -> "RunDir":
+        """This run, after checking its run.json (when it has one) is one this beexbench can read."""
+        if (self.path / "run.json").is_file():
+            self.read_run()
+        return self
 
     def update_run(self, **fields) -> None:
         doc = self.read_run()
@@ -61,20 +77,20 @@ class RunDir:
         return (self.path / "run.json").is_file() and bool(self.read_run().get("finished_at"))
 
     @contextmanager
-    def lock(self):
+    def lock(self, *, busy: str | None = None):
         """Exclusive use of this run folder by one process (released by the OS if it dies;
         ``.lock`` is never followed if it is a symlink). A folder this call created is
-        removed again if the body fails before any cell is written."""
+        removed again if the body fails before any cell is written. ``busy``: what to tell the
+        user when another process holds it (``{path}`` and ``{pid}`` are filled in)."""
+        if self.path.exists() and not self.path.is_dir():
+            raise BeexError(f"{self.path} is a file, not a run folder: choose a folder")
         created = not self.path.exists()
         self.path.mkdir(parents=True, exist_ok=True)
         with ExitStack() as stack:
             try:
                 stack.enter_context(exclusive_lock(self.path / ".lock"))  # O_NOFOLLOW: a symlink is refused
-            except LockBusy as busy:
-                raise BeexError(
-                    f"run {self.path} is being written by another beexbench process (pid {busy.owner}): "
-                    "wait for it, or start a separate run with --run-id NAME"
-                ) from None
+            except LockBusy as held:
+                raise BeexError((busy or _BUSY).format(path=self.path, pid=held.owner)) from None
             try:
                 yield self
             except BaseException:
@@ -152,10 +168,18 @@ class RunDir:
         return out
 
 
-def _check_run_doc(doc: dict, path: Path) -> None:
-    version = doc.get("schema_version")
-    if doc.get("schema") != RUN_SCHEMA or not isinstance(version, int):
-        raise BeexError(f"{path} is not a beexbench run file: point at a folder written by `beexbench run`")
+def _run_json_advice(run: Path) -> str:
+    """What to do about a run.json this beexbench cannot read: the cells keep every result, and a
+    run folder without run.json is still read (report, list, merge), so this leads somewhere."""
+    return (f"move it out of the folder (e.g. to {run.name}-run.json.bad beside it), then "
+            f"`beexbench results merge --results {shlex.quote(str(run))} --out NEW_RUN` copies its cells into a new run "
+            "folder, which `beexbench run --resume NEW_RUN` with the run's --suite or --config finishes")
+
+
+def _check_run_doc(doc, path: Path, advice: str | None = None) -> None:
+    version = doc.get("schema_version") if isinstance(doc, dict) else None
+    if not isinstance(doc, dict) or doc.get("schema") != RUN_SCHEMA or not isinstance(version, int) or isinstance(version, bool):
+        raise BeexError(f"{path} is not a beexbench run file: {advice or 'point at a folder written by `beexbench run`'}")
     if version > SCHEMA_VERSION:
         raise BeexError(f"{path} has run schema version {version}; this beexbench writes {SCHEMA_VERSION}: upgrade beexbench")
 
@@ -174,32 +198,61 @@ def _json_default(obj):
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-def _read_json(path: Path) -> dict:
+_CELL_ADVICE = "delete it and re-run that cell with `beexbench run --resume`"
+
+
+def _read_json(path: Path, *, advice: str = _CELL_ADVICE) -> dict:
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise BeexError(f"{path} not found: run `beexbench run` first") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BeexError(f"{path} is corrupt ({exc}): delete it and re-run that cell with `beexbench run --resume`") from None
+    except IsADirectoryError:
+        raise BeexError(f"{path} is a folder, not a file: {advice}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise BeexError(f"{path} is corrupt ({_one_line(exc)}): {advice}") from None
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:200]
 
 
 def find_runs(root: Path) -> list[RunDir]:
-    """Run folders under ``root`` (or ``root`` itself when it is one), oldest first."""
+    """Run folders under ``root`` (or ``root`` itself when it is one), oldest first. A run.json
+    this beexbench cannot read (corrupt, foreign, newer schema) is an error, as a cell's is."""
     root = Path(root)
     if not root.exists():
         raise BeexError(f"results folder {root} does not exist: run `beexbench run` first or pass --results DIR")
-    if (root / "run.json").is_file() or (root / "cells").is_dir():
-        return [RunDir(root)]
-    runs = [RunDir(p) for p in sorted(root.iterdir()) if p.is_dir() and ((p / "run.json").is_file() or (p / "cells").is_dir())]
+    if not root.is_dir():
+        raise BeexError(f"--results {root} is a file, not a folder: pass a results folder or a run folder")
+    if _is_run(root):
+        return [RunDir(root).check()]
+    runs = [RunDir(p).check() for p in sorted(root.iterdir()) if p.is_dir() and _is_run(p)]
     if not runs:
         raise BeexError(f"no beexbench runs in {root}: run `beexbench run` first or pass --results DIR")
     return runs
 
 
-def load_records(roots: list[Path]) -> list[CellRecord]:
-    """Every cell record of every run under ``roots``; a corrupt file is an error naming it."""
-    records: list[CellRecord] = []
+def _is_run(path: Path) -> bool:
+    return (path / "run.json").is_file() or (path / "cells").is_dir()
+
+
+def unique_runs(roots: list[Path]) -> list[RunDir]:
+    """:func:`find_runs` of every root, each run folder once (a run reached twice, e.g. through a
+    symlink or a root given twice, is read once)."""
+    seen: set[Path] = set()
+    out: list[RunDir] = []
     for root in roots:
         for run in find_runs(root):
-            records.extend(run.cells())
+            real = run.path.resolve()
+            if real not in seen:
+                seen.add(real)
+                out.append(run)
+    return out
+
+
+def load_records(roots: list[Path]) -> list[CellRecord]:
+    """Every cell record of every run under ``roots`` (each run once); a corrupt file is an error naming it."""
+    records: list[CellRecord] = []
+    for run in unique_runs(roots):
+        records.extend(run.cells())
     return records
