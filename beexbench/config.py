@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import stat
 import sys
 from dataclasses import dataclass, field
 from importlib import resources
@@ -124,11 +126,33 @@ def suite_names() -> list[str]:
     return sorted(p.name[:-5] for p in resources.files("beexbench.suites").iterdir() if p.name.endswith(".toml"))
 
 
+MAX_CONFIG_BYTES = 1 << 20  # a suite file is a few KiB: anything past 1 MiB is not one (read no further)
+
+
 def read_toml(path: Path) -> dict:
+    """The TOML document in ``path``: a regular UTF-8 text file (a byte-order mark is fine) of at
+    most :data:`MAX_CONFIG_BYTES`; anything else is one line saying what it is."""
+    path = Path(path)
     try:
-        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        # O_NONBLOCK: a FIFO named as the config must not wait for a writer (regular files ignore it)
+        with os.fdopen(os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)), "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise BeexError(f"config file {path} is not a regular file: name a TOML suite file")
+            raw = f.read(MAX_CONFIG_BYTES + 1)
     except FileNotFoundError:
         raise BeexError(f"config file {path} not found") from None
+    except IsADirectoryError:
+        raise BeexError(f"config file {path} is a folder: name a TOML suite file (e.g. {path}/suite.toml)") from None
+    except PermissionError:
+        raise BeexError(f"config file {path} cannot be read (permission denied): fix its permissions") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise BeexError(f"config file {path} is larger than {MAX_CONFIG_BYTES >> 20} MiB: it is not a suite file")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise BeexError(f"config file {path} is not UTF-8 text (byte {exc.start}): name a TOML suite file") from None
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise BeexError(f"config file {path} is not valid TOML ({exc})") from None
 

@@ -11,11 +11,12 @@ inside one cell, fails that cell only.
 """
 from __future__ import annotations
 
-import math
 import os
+import unicodedata
 from pathlib import Path
 from typing import Any, Iterable
 
+from ._checks import bounded  # noqa: F401 (re-exported: the value check lives below spec and validate)
 from .config import LatencySettings, RunConfig
 from .errors import BeexError, ConfigError
 
@@ -23,6 +24,8 @@ from .errors import BeexError, ConfigError
 # far beyond it: ``--threads 100000`` was a segfault)
 MAX_FORCED_THREADS = 1024
 PROBLEMS = ("classification", "regression")
+# seeds are what numpy's legacy seeding and scikit-learn's random_state take (torch takes more)
+SEED_LIMIT = 2**32
 
 
 def check(cfg: RunConfig) -> None:
@@ -36,6 +39,7 @@ def validate(cfg: RunConfig) -> list[str]:
     """Every problem of ``cfg``, one line each ([] when it can run)."""
     problems = _run_problems(cfg) + _thread_problems(cfg) + latency_problems(cfg.latency) + _target_problems(cfg) \
         + _store_problems(cfg)
+    # (the BEEXBENCH_* settings' problems join here: beexbench.settings.problems())
     kinds: set[str] = set()
     for task in cfg.tasks:
         found, kind = task_problems(task)
@@ -45,24 +49,6 @@ def validate(cfg: RunConfig) -> list[str]:
 
 
 # -- value checks shared by every part --------------------------------------------------
-def bounded(where: str, value: Any, low: float | None = None, high: float | None = None, *, above: bool = False,
-            below: bool = False, integer: bool = False, optional: bool = False) -> list[str]:
-    """[] when ``value`` is a finite number (an integer when ``integer``) with ``low <= value``
-    (``<`` when ``above``) and ``value <= high`` (``<`` when ``below``); else one problem line."""
-    if value is None and optional:
-        return []
-    number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    ok = number and math.isfinite(value) and (isinstance(value, int) or not integer)
-    ok = ok and (low is None or (value > low if above else value >= low))
-    ok = ok and (high is None or (value < high if below else value <= high))
-    if ok:
-        return []
-    limits = ([f"{'>' if above else '>='} {low}"] if low is not None else []) + \
-             ([f"{'<' if below else '<='} {high}"] if high is not None else [])
-    kind = "an integer" if integer else "a finite number"
-    return [f"'{where}' must be {' '.join([kind, ' and '.join(limits)]).strip()}, got {value!r}"]
-
-
 def one_of(where: str, value: Any, allowed: Iterable[str]) -> list[str]:
     """[] when ``value`` is one of ``allowed``; else one problem line naming them."""
     allowed = tuple(allowed)
@@ -79,20 +65,53 @@ def _run_problems(cfg: RunConfig) -> list[str]:
     out = [] if cfg.models and cfg.tasks and cfg.seeds else [
         "nothing to run: give at least one model, one task and one seed"]
     out += _duplicates("models", cfg.models) + _duplicates("tasks", cfg.tasks) + _duplicates("seeds", cfg.seeds)
-    return out + bounded("limit", cfg.limit, 1, integer=True, optional=True) + _run_id_problems(cfg)
+    out += [f"'seeds' (--seeds) must be integers from 0 to {SEED_LIMIT - 1} (what numpy and scikit-learn seed with), "
+            f"got {s!r}" for s in dict.fromkeys(cfg.seeds) if bounded("seeds", s, 0, SEED_LIMIT, integer=True, below=True)]
+    return out + _limit_problems(cfg.limit) + _run_id_problems(cfg) + _folder_problems(cfg)
+
+
+def _limit_problems(limit: Any) -> list[str]:
+    """``limit`` is examples per split: the dataset rules (at least MIN_ROWS rows over train, val
+    and test) hold for what is used, so a limit that cannot give that many is refused here."""
+    from .data.assemble import MIN_LIMIT, MIN_ROWS
+
+    if not bounded("limit", limit, MIN_LIMIT, integer=True, optional=True):
+        return []
+    return [f"'limit' (--limit) is {limit!r}: it is examples per split, and a task needs at least {MIN_ROWS} rows over "
+            f"its train, val and test splits: give at least {MIN_LIMIT}, or no limit"]
 
 
 def _run_id_problems(cfg: RunConfig) -> list[str]:
-    """A run id must name one folder inside the results folder."""
+    """A run id must name one folder inside the results folder, in characters a terminal shows
+    as they are (no control characters, no bidirectional overrides or other invisible ones)."""
     from ._io import safe_child
 
     if cfg.run_id is None:
         return []
+    hidden = [c for c in cfg.run_id if not c.isprintable() or unicodedata.category(c) in ("Cc", "Cf")]
+    if hidden:
+        return [f"run id {cfg.run_id!r} holds a control or invisible character ({ascii(hidden[0])}): use printable "
+                "characters only"]
     try:
         safe_child(cfg.results_dir, cfg.run_id, what="run id")
     except BeexError as exc:
         return [str(exc)]
     return []
+
+
+def _folder_problems(cfg: RunConfig) -> list[str]:
+    """The results folder (and the model store when given) must be a folder or not exist yet,
+    inside folders: a regular file there would fail the run at its first write."""
+    out = []
+    for key, flag, value in (("results_dir", "--results", cfg.results_dir), ("models_dir", "--models-dir", cfg.models_dir)):
+        if value is None:
+            continue
+        path = Path(value)
+        blocking = next((p for p in (path, *path.parents) if p.exists() or p.is_symlink()), None)
+        if blocking is not None and not blocking.is_dir():
+            what = "is" if blocking == path else f"is inside {blocking}, which is"
+            out.append(f"'{key}' ({flag}) {value} {what} not a folder: name a folder (it is made when missing)")
+    return out
 
 
 def usable_cores() -> int:
@@ -162,19 +181,15 @@ def task_problems(name: str) -> tuple[list[str], str | None]:
 
 
 def _dataset_spec_problems(name: str) -> tuple[list[str], str | None]:
-    from .data.local import _HF_KEYS, _LOCAL_KEYS, parse_dataset_spec
+    from .data.local import parse_dataset_spec
+    from .data.options import option_problems
 
     try:
         kind, target, opts = parse_dataset_spec(name)
     except BeexError as exc:
         return [str(exc)], None
-    allowed = _HF_KEYS if kind == "hf" else _LOCAL_KEYS
-    out = [f"unknown option {k!r} in dataset {name!r}: allowed: {', '.join(sorted(allowed))}" for k in sorted(set(opts) - allowed)]
-    for key in ("vocab_size", "max_len_cap"):
-        if key in opts and not opts[key].isdigit():
-            out.append(f"{key} in dataset {name!r} must be a positive integer, got {opts[key]!r}")
+    out = option_problems(name, kind, opts)  # every option's name and range, as the loader checks them
     problem = opts.get("problem") or ("classification" if kind != "hf" else None)  # hf: known GLUE configs decide
-    out += one_of(f"problem' in dataset '{name}", problem, PROBLEMS) if problem else []
     if kind != "hf" and not Path(target).is_file():
         out.append(f"dataset file {target} not found (in {name!r}): check the path")
     return out, None if out else problem

@@ -92,7 +92,7 @@ def test_missing_labels_dropped_only_when_asked(tmp_path):
     labels = balanced(40) + ["NaN", "nan", ""]
     d = load_task(spec(csv_file(tmp_path, labels), "&missing=drop"))
     assert d.card.label_names == ("neg", "pos") and d.card.num_examples == 40
-    refused(spec(csv_file(tmp_path, labels), "&missing=maybe"), "missing must be")
+    refused(spec(csv_file(tmp_path, labels), "&missing=maybe"), "'missing' in dataset", "is 'maybe': use one of refuse, drop")
 
 
 def test_null_labels_in_jsonl_refused(tmp_path):

@@ -17,10 +17,11 @@ ExecutorOpt = Annotated[str, typer.Option(
     "--executor", help="Where cells run: local (this process) or ray (a Ray cluster: docs/CLUSTER.md).")]
 RayAddress = Annotated[Optional[str], typer.Option(
     "--ray-address", help="With --executor ray: the cluster's HOST:PORT, 'auto' (one started here with `ray start`), or 'local'.")]
-TrainCpus = Annotated[int, typer.Option(
-    "--train-cpus", help="With --executor ray: CPUs (and torch threads) each training task takes.")]
-NodeWait = Annotated[float, typer.Option(
-    "--node-wait", help="With --executor ray: seconds a cell waits for a node advertising its target before it fails.")]
+TrainCpus = Annotated[Optional[int], typer.Option(
+    "--train-cpus", help="With --executor ray: CPUs (and torch threads) each training task takes (default: 1).")]
+NodeWait = Annotated[Optional[float], typer.Option(
+    "--node-wait", help="With --executor ray: seconds a cell waits for a node advertising its target before it fails "
+    "(default: 120).")]
 Threads = Annotated[Optional[int], typer.Option("--threads", help="Intra-op threads, 1 to the usable cores (recorded in results).")]
 ForceThreads = Annotated[bool, typer.Option("--force-threads", help="Allow --threads beyond the usable cores (oversubscribe).")]
 BatchSizes = Annotated[Optional[str], typer.Option("--batch-sizes", help="Comma-separated latency batch sizes.")]

@@ -49,11 +49,11 @@ def run(
     fmt: Format = "text",
     executor: ExecutorOpt = "local",
     ray_address: RayAddress = None,
-    node_wait: NodeWait = 120.0,
-    train_cpus: TrainCpus = 1,
+    node_wait: NodeWait = None,
+    train_cpus: TrainCpus = None,
 ) -> None:
     """Train what is missing, measure every model on every task, write results/<run-id>/.
-    Exit status: 0 every cell ok, 1 some cells failed, 2 bad input, 3 a write refused, 130 interrupted."""
+    Exit status: 0 every cell ok, 1 some cells failed, 2 bad input, 3 a write refused, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM)."""
     from ..config import load_config
     from ..runner import run_suite
     from ..runner.executors import get_executor
@@ -66,14 +66,30 @@ def run(
     cfg = load_config(suite, config, **flags) if resume is None else _resume_config(resume, suite, config, flags, fresh)
     if resume is not None:
         targets = _resume_targets(resume, cfg.target, targets)
-    options = {"node_wait_s": node_wait, "train_cpus": train_cpus} if executor == "ray" else {}
-    runner = get_executor(executor, ray_address=ray_address, **options)
+    runner = get_executor(executor, ray_address=ray_address, **executor_options(executor, ray_address, node_wait, train_cpus))
     with RichProgress() as progress:
         summary = run_suite(cfg, progress, resume_dir=resume, fresh=fresh, targets=targets, executor=runner)
     print_summary(summary, fmt)
     if summary.failed:
         typer.echo(f"error: {failed_line(summary)}", err=True)
         raise typer.Exit(_exit.CELLS_FAILED)
+
+
+def executor_options(executor: str, ray_address: str | None, node_wait: float | None, train_cpus: int | None
+                     ) -> dict[str, Any]:
+    """The executor's own flags (None = not given): those of another executor are refused, never
+    ignored; their values are checked by the executor (``--node-wait`` finite and > 0, ...)."""
+    from ..errors import BeexError
+
+    given = {"--ray-address": ray_address, "--node-wait": node_wait, "--train-cpus": train_cpus}
+    if executor == "local":
+        named = [flag for flag, value in given.items() if value is not None]
+        if named:
+            raise BeexError(f"{', '.join(named)} {'is' if len(named) == 1 else 'are'} for --executor ray, and this run "
+                            f"uses --executor {executor}: drop {'it' if len(named) == 1 else 'them'}, or add --executor ray")
+    if executor != "ray":  # an unknown executor: get_executor names the known ones
+        return {}
+    return {k: v for k, v in (("node_wait_s", node_wait), ("train_cpus", train_cpus)) if v is not None}
 
 
 def _resume_config(resume: Path, suite: str | None, config: Path | None, flags: dict[str, Any], fresh: bool):

@@ -17,11 +17,12 @@ from .labels import normalize_labels
 from .splits import strata_for, stratified_split, stratified_subsample
 from .tokenize import choose_max_len, token_lengths, train_wordpiece
 
-__all__ = ["MAX_LEN_PERCENTILE", "MIN_ROWS", "MIN_PER_CLASS", "assemble_task", "check_splits", "apply_limit", "make_card"]
+__all__ = ["MAX_LEN_PERCENTILE", "MIN_ROWS", "MIN_PER_CLASS", "MIN_LIMIT", "assemble_task", "check_splits", "apply_limit", "make_card"]
 
 MAX_LEN_PERCENTILE = 95.0
 MIN_ROWS = 20  # fewer usable rows cannot give train, val and test each a useful share
 MIN_PER_CLASS = 10  # examples a class needs for the 10% val and test shares to hold one
+MIN_LIMIT = -(-MIN_ROWS // len(SPLITS))  # the smallest limit (rows per split) that can give MIN_ROWS rows
 
 
 def _tidy_frame(df: pd.DataFrame, label_names: Sequence[str], problem: str,
@@ -156,7 +157,8 @@ def check_splits(parts: Mapping[str, pd.DataFrame], names: Sequence[str], proble
 
 
 def apply_limit(data: TaskData, limit: int | None) -> TaskData:
-    """Deterministic stratified subsample of each split to at most ``limit`` rows."""
+    """Deterministic stratified subsample of each split to at most ``limit`` rows. The dataset
+    rules hold for what is used: the limited splits are checked again (:func:`check_limited`)."""
     if limit is None:
         return data
     limit = int(limit)
@@ -168,6 +170,7 @@ def apply_limit(data: TaskData, limit: int | None) -> TaskData:
         strata = strata_for(df["label"].to_numpy(), data.card.problem)
         parts[k] = df.iloc[stratified_subsample(strata, limit)].reset_index(drop=True)
     c = data.card
+    check_limited(parts, {k: data.split(k) for k in SPLITS}, c.label_names, c.problem, c.name, limit)
     card = make_card(
         name=c.name, description=c.description, source=c.source, sha256=c.sha256,
         license_note=c.license_note, problem=c.problem, label_names=c.label_names,
@@ -175,3 +178,27 @@ def apply_limit(data: TaskData, limit: int | None) -> TaskData:
         limit=limit,
     )
     return TaskData(card=card, tokenizer=data.tokenizer, **parts)
+
+
+def check_limited(parts: Mapping[str, pd.DataFrame], full: Mapping[str, pd.DataFrame], names: Sequence[str],
+                  problem: str, name: str, limit: int) -> None:
+    """The dataset rules for the splits a ``limit`` leaves: at least :data:`MIN_ROWS` rows in
+    all, no empty split, two classes (or values) in train, and no class of a split dropped by the
+    limit (a class the model never sees, or a test split missing one, is not the task)."""
+    advice = f"raise --limit (at least {MIN_LIMIT}) or drop it"
+    sizes = {k: len(parts[k]) for k in SPLITS}
+    if sum(sizes.values()) < MIN_ROWS:
+        raise BeexError(f"--limit {limit} leaves dataset {name!r} {sum(sizes.values())} rows "
+                        f"({', '.join(f'{k} {n}' for k, n in sizes.items())}); a task needs at least {MIN_ROWS}: {advice}")
+    try:
+        check_splits(parts, names, problem, name)
+    except BeexError as exc:
+        raise BeexError(f"with --limit {limit}, {exc}; or {advice}") from None
+    if problem != "classification":
+        return
+    for k in SPLITS:
+        lost = sorted(set(full[k]["label"]) - set(parts[k]["label"]))
+        if lost:
+            raise BeexError(f"--limit {limit} drops class {names[int(lost[0])]!r} from dataset {name!r}'s {k} split "
+                            f"({len(lost)} of {full[k]['label'].nunique()} classes lost): raise --limit to at least "
+                            f"{full[k]['label'].nunique()}, or drop it")

@@ -43,6 +43,7 @@ from .clean import require_columns as _require_columns
 from .hub import CONFIG_COLLECTIONS as _CONFIG_COLLECTIONS
 from .hub import GLUE_COLUMNS, load_hf_dataset
 from .labels import describe_missing, missing_label_mask
+from .options import HF_KEYS, LOCAL_KEYS, TRUE_WORDS, checked_options
 
 __all__ = [
     "load_local_dataset",
@@ -69,7 +70,7 @@ def _read_table(path: Path, fmt: str, sep: str | None) -> pd.DataFrame:
             return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_values=[""])
         if fmt == "jsonl":
             rows = []
-            with open(path, encoding="utf-8") as f:
+            with open(path, encoding="utf-8-sig") as f:  # a byte-order mark is not part of the first row
                 for lineno, line in enumerate(f, 1):
                     if not line.strip():
                         continue
@@ -209,25 +210,12 @@ def parse_dataset_spec(spec: str) -> tuple[str, str, dict[str, str]]:
     return kind, target, opts
 
 
-_LOCAL_KEYS = {"text", "label", "text_b", "name", "problem", "sep", "vocab_size", "max_len_cap",
-               "dedupe", "labels", "missing"}
-_HF_KEYS = {"text", "label", "text_b", "config", "problem", "vocab_size", "max_len_cap", "revision"}
+_LOCAL_KEYS, _HF_KEYS = LOCAL_KEYS, HF_KEYS  # the former names
 
 
 def load_dataset_spec(spec: str, progress=NULL_PROGRESS) -> TaskData:
     kind, target, opts = parse_dataset_spec(spec)
-    allowed = _HF_KEYS if kind == "hf" else _LOCAL_KEYS
-    unknown = sorted(set(opts) - allowed)
-    if unknown:
-        raise BeexError(f"unknown option {unknown[0]!r} in {spec!r}; "
-                        f"allowed: {', '.join(sorted(allowed))}")
-    ints = {}
-    for k in ("vocab_size", "max_len_cap"):
-        if k in opts:
-            try:
-                ints[k] = int(opts[k])
-            except ValueError:
-                raise BeexError(f"{k} in {spec!r} must be an integer") from None
+    ints = checked_options(spec, kind, opts)  # every option in range, or one line naming each problem
     if kind == "hf":
         name, config = target, opts.get("config")
         if config is None and ":" in target:
@@ -246,6 +234,6 @@ def load_dataset_spec(spec: str, progress=NULL_PROGRESS) -> TaskData:
         target, opts.get("text", "text"), opts.get("label", "label"), opts.get("text_b"),
         opts.get("name"), format=kind, problem=opts.get("problem"),
         label_names=tuple(labels.split(",")) if labels else None, sep=opts.get("sep"),
-        dedupe=opts.get("dedupe", "").lower() in ("1", "true", "yes"),
+        dedupe=opts.get("dedupe", "").lower() in TRUE_WORDS,
         missing=opts.get("missing", "refuse").lower(), progress=progress, **ints,
     )

@@ -28,7 +28,7 @@ from ..targets import get_target
 from ..validate import check
 from ..training.batches import EncodedSplit
 from ..training.metrics import check_labels, label_stats, standardize
-from .cell import target_options
+from .cell import failed_record, target_options
 from .executors.base import Executor, RunContext, TaskPlan
 from .executors.local import LocalExecutor
 from .models import model_store, overrides_for
@@ -41,6 +41,7 @@ class RunSummary:
     skipped: list[CellKey] = field(default_factory=list)
     failed: list[tuple[CellKey, str]] = field(default_factory=list)
     unsupported: list[tuple[CellKey, str]] = field(default_factory=list)  # model cannot run on the target
+    data_failed: list[tuple[CellKey, BaseException]] = field(default_factory=list)  # written as failed cells
     seconds: float = 0.0
 
 
@@ -216,10 +217,24 @@ def _run_locked(run: RunDir, cfg: RunConfig, targets: dict, fingerprint: str, pr
             progress.log(f"[red]{key.model} on {key.task} ({key.target}) failed: {record.error}")
         run.write_cell(record, previous=cells[key][0] if key in cells else None)
         summary.written.append(key)
+    for key, exc in summary.data_failed:  # tasks whose data failed its checks after cells had run
+        record = failed_record(key, exc)
+        record.run_id, record.environment = run.run_id, environment(key.target)
+        record.started_at = record.finished_at = now_iso()
+        summary.failed.append((key, record.error or ""))
+        run.write_cell(record, previous=cells[key][0] if key in cells else None)
+        summary.written.append(key)
     summary.seconds = time.perf_counter() - start
     if not summary.failed:
         run.update_run(finished_at=now_iso())
     return summary
+
+
+def _fail_task(todo: list[CellKey], exc: BeexError, summary: RunSummary, progress: Progress) -> None:
+    """A task whose data fails its checks once cells have run: its cells are failed (written by
+    the driver with the others, re-run by ``--resume`` once the data is fixed)."""
+    summary.data_failed += [(key, exc) for key in todo]
+    progress.log(f"[red]task {todo[0].task} failed its data checks: {exc}")
 
 
 def _plan(cfg: RunConfig, targets: dict, cells: dict, summary: RunSummary, progress: Progress) -> Iterator[TaskPlan]:
@@ -243,7 +258,13 @@ def _plan(cfg: RunConfig, targets: dict, cells: dict, summary: RunSummary, progr
         summary.skipped += [k for k in keys if k not in todo]
         if not todo:
             continue
-        data = load_task(task_name, progress=progress, limit=cfg.limit)
+        try:
+            data = load_task(task_name, progress=progress, limit=cfg.limit)
+        except BeexError as exc:  # the task's data fails its checks
+            if not summary.written:  # before any cell ran: a usage error, nothing ran (the folder is removed)
+                raise
+            _fail_task(todo, exc, summary, progress)  # after: its cells fail, the run goes on and exits 1
+            continue
         encodings = TaskEncodings(task_name, data, cfg)
         for key in list(todo):
             reason = get_adapter_class(key.model).problem_refusal(encodings.problem)

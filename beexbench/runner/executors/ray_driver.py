@@ -22,25 +22,28 @@ advertises fails its waiting cells after ``node_wait_s`` with what to do, rather
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
-import socket
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from ..._registry import REGISTERED_AT_RUN_TIME
+from ..._signals import reclaim
 from ...errors import BeexError
 from ...results.schema import CellKey, CellRecord
 from ...results.store import now_iso
 from ..cell import target_options
 from ..models import model_store
 from .base import RunContext, TaskPlan
+from .reach import reachable as _reachable
 from .resources import MEASURE, target_resource
 from .units import Unit, training_units
 
 INSTALL = "install the extra: pip install -e '.[ray]'"
 CHECK_EVERY_S = 2.0  # how often the driver looks at which nodes are alive
+MAX_NODE_WAIT_S = 7 * 24 * 3600.0
 
 
 def import_ray():
@@ -49,19 +52,6 @@ def import_ray():
     except ImportError:
         raise BeexError(f"--executor ray needs Ray, which is not installed: {INSTALL}") from None
     return ray
-
-
-def _reachable(address: str, timeout_s: float = 5.0) -> str | None:
-    """Why ``HOST:PORT`` cannot be reached (None when it can), so a wrong address fails in
-    seconds with one line instead of Ray's long connection retries."""
-    host, _, port = address.rpartition(":")
-    if not host or not port.isdigit():
-        return f"'{address}' is not HOST:PORT (as `ray start --head` prints it), 'auto', 'local' or ray://HOST:PORT"
-    try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
-            return None
-    except OSError as exc:
-        return f"{exc.strerror or exc}"
 
 
 def run_time_refusal(key: CellKey) -> str | None:
@@ -84,8 +74,9 @@ class RayExecutor:
                  train_cpus: int = 1) -> None:
         if train_cpus < 1:
             raise BeexError(f"--train-cpus must be 1 or more (a training task takes whole CPUs), not {train_cpus}")
-        if node_wait_s <= 0:
-            raise BeexError(f"--node-wait must be more than 0 seconds, not {node_wait_s:g}")
+        if not (isinstance(node_wait_s, (int, float)) and math.isfinite(node_wait_s) and 0 < node_wait_s <= MAX_NODE_WAIT_S):
+            raise BeexError(f"--node-wait must be a number of seconds above 0 and at most {MAX_NODE_WAIT_S:.0f} (a week), "
+                            f"not {node_wait_s!r}")
         if max_retries < 0:
             raise BeexError(f"max_retries must be 0 or more, not {max_retries}")
         self.address = address if address is not None else os.environ.get("RAY_ADDRESS") or "auto"
@@ -122,6 +113,7 @@ class RayExecutor:
             from .resources import node_resources
 
             ray.init(resources=node_resources(targets), **kwargs)
+            reclaim()  # ray.init installs its own SIGTERM handler (exit 15, no message)
             return True
         try:
             ray.init(address=self.address, **kwargs)
@@ -131,6 +123,7 @@ class RayExecutor:
                                 "`beexbench worker --targets ...` on each measuring machine; docs/CLUSTER.md), pass "
                                 "--ray-address HOST:PORT, or --ray-address local for a one-machine cluster") from None
             raise BeexError(f"cannot join the Ray cluster at {self.address}: {str(exc).splitlines()[0]}") from None
+        reclaim()
         return True
 
     # -- running -----------------------------------------------------------------------------------
