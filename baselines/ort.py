@@ -15,11 +15,12 @@ The operation counter and the profilers trace ``module()``, the torch fp32 netwo
 were exported from (kept beside them in the checkpoint folder); if its weights change (training
 ``module()``, loading a state dict), the graphs are exported again before the next call, so the
 ONNX graphs are always that network. ``deployable_files`` are the ``.onnx`` graphs and a small
-JSON header (exit rule, graph inputs and outputs): what a deployment ships.
+JSON header (exit rule, graph inputs and outputs): what a deployment ships. The checkpoint's
+files and their checksums are :mod:`baselines._ort_files`; the check against torch is
+:mod:`baselines._ort_verify`.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import operator
 from pathlib import Path
@@ -29,7 +30,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from beexbench._io import atomic_write_bytes, atomic_write_text, dumps_strict
 from beexbench.adapters.base import FitReport, ModelAdapter, Precision, TaskSpec
 from beexbench.adapters.checkpoint import META, read_checkpoint, write_checkpoint
 from beexbench.adapters.encoder_adapter import how_trained, module_precision
@@ -42,23 +42,11 @@ from beexbench.training.batches import EncodedSplit
 from beexbench.training.calibrate import CostFn
 
 from . import _onnx_export as ox
+from . import _ort_verify
+from ._ort_files import HEADER, HEADER_FORMAT, HEADER_VERSION, graph_file, read_graphs, write_files  # noqa: F401 (re-exported)
 from .fp32 import FP32
 
-HEADER = "ort.json"  # the deployment's header: graphs, their inputs/outputs, the exit rule
-HEADER_FORMAT = "beexbench-ort"
-HEADER_VERSION = 1
-
-
 _VERSION = operator.attrgetter("_version")
-
-
-def graph_file(index: int) -> str:
-    return f"block{index}.onnx"
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
 
 EXPORTED = "the trained fp32 network exported to ONNX (no retraining)"
 
@@ -238,46 +226,11 @@ class OrtDeployment(FP32):
         """Compare the deployment with the torch model on ``val`` (batches of ``verify_batch_size``,
         rows removed as they exit): agreement of predictions and exit blocks, max |logit
         difference| of the answers (rows that exit at the same block) and of every exit. With a
-        ``tolerance``, any disagreement or a larger difference is a BeexError."""
-        if val is None or len(val) == 0:
-            return {"split": None, "note": "not verified: no validation split was given"}
-        n = same_pred = same_block = 0
-        answer_diff = exits_diff = 0.0
-        self.model.eval()
-        with torch.no_grad():
-            for b in val.batches(self.verify_batch_size):
-                ref, got = torch_predict(b.input_ids, b.attention_mask), self.predict(b.input_ids, b.attention_mask)
-                same = ref.exit_block == got.exit_block
-                n += len(same)
-                same_block += int(same.sum())
-                same_pred += int((ref.logits.argmax(-1) == got.logits.argmax(-1)).sum())
-                if same.any():
-                    answer_diff = max(answer_diff, float((ref.logits[same] - got.logits[same]).abs().max()))
-                for a, c in zip(torch_forward(b.input_ids, b.attention_mask), self.forward(b.input_ids, b.attention_mask)):
-                    exits_diff = max(exits_diff, float((a - c).abs().max()))
-        record = {"split": "val", "samples": n, "batch_size": self.verify_batch_size, "reference": reference,
-                  "rule": self.rule.to_dict(), "prediction_agreement": same_pred / n, "exit_block_agreement": same_block / n,
-                  "max_abs_logit_diff": answer_diff, "max_abs_logit_diff_all_exits": exits_diff,
-                  "tolerance": self.tolerance, "session": self.session_settings()}
-        if self.tolerance is not None:
-            worst = max(answer_diff, exits_diff)
-            if same_pred != n or same_block != n or not worst <= self.tolerance:
-                raise BeexError(
-                    f"{self.name} disagrees with {reference} on the validation split (predictions {same_pred}/{n}, exit "
-                    f"blocks {same_block}/{n}, max |logit diff| {worst:.2e} > tolerance {self.tolerance:g} or a "
-                    "disagreement): the ONNX export is not the same model; re-derive it, or report it with your torch "
-                    "and onnxruntime versions")
-        return record
+        ``tolerance``, any disagreement or a larger difference is a BeexError (``_ort_verify``)."""
+        return _ort_verify.verify(self, torch_predict, torch_forward, val, reference)
 
     def verification_note(self) -> str:
-        v = self.verification
-        if not v or v.get("split") is None:
-            return "not verified against the torch model (loaded without a record, or derived without a validation split)"
-        text = (f"verified on {v['split']} ({v['samples']} samples, batches of {v['batch_size']}, rows removed as they exit) "
-                f"against {v['reference']}: predictions agree {v['prediction_agreement']:.2%}, exit blocks "
-                f"{v['exit_block_agreement']:.2%}, max |logit diff| {v['max_abs_logit_diff']:.2e} (answers), "
-                f"{v['max_abs_logit_diff_all_exits']:.2e} (every exit)")
-        return text + (f", tolerance {v['tolerance']:g}" if v.get("tolerance") is not None else ", no tolerance (recorded only)")
+        return _ort_verify.verification_note(self.verification)
 
     # -- checkpoint -----------------------------------------------------------------------
     def save(self, directory: Path) -> Path:
@@ -287,22 +240,13 @@ class OrtDeployment(FP32):
         graphs = self.graphs()
         directory.mkdir(parents=True, exist_ok=True)
         (directory / META).unlink(missing_ok=True)  # a half-written folder has no metadata
-        files: dict[str, str] = {}
-        for index, graph in enumerate(graphs, start=1):
-            atomic_write_bytes(directory / graph_file(index), graph)
-            files[graph_file(index)] = _sha256(graph)
-        for stale in directory.glob("block*.onnx"):
-            if stale.name not in files:
-                stale.unlink()
-        header = {"format": HEADER_FORMAT, "format_version": HEADER_VERSION, "adapter": self.name,
+        header = {"adapter": self.name,
                   "graphs": [{"file": graph_file(i), "inputs": list(io.inputs), "outputs": list(io.outputs)}
                              for i, io in enumerate(self._ios, start=1)],
                   "exit_blocks": list(self.model.exit_blocks), "exit_rule": self.rule.to_dict(),
                   "num_labels": self.spec.num_labels, "max_len": self.spec.max_len,
                   "quantization": self.quantization_note()}
-        text = dumps_strict(header, sort_keys=True)
-        atomic_write_text(directory / HEADER, text)
-        files[HEADER] = _sha256(text.encode("utf-8"))
+        files = write_files(directory, graphs, header)
         meta = {"config": self.config, "task": self.spec.to_dict(),
                 "fit": self.fit_report.to_dict() if self.fit_report else None,
                 "ort": {"files": files, "verification": self.verification}}
@@ -322,24 +266,7 @@ class OrtDeployment(FP32):
         adapter.fit_report = FitReport.from_dict(doc.get("fit"))
         ort = doc.get("ort") if isinstance(doc.get("ort"), dict) else {}
         files = ort.get("files") if isinstance(ort.get("files"), dict) else {}
-        wanted = [graph_file(i) for i in range(1, len(adapter.model.blocks) + 1)]
-        if sorted(files) != sorted([*wanted, HEADER]):
-            raise BeexError(f"checkpoint {directory} does not list the ONNX graphs of '{cls.name}': {redo}")
-        data = {}
-        for name in [*wanted, HEADER]:
-            path = directory / name
-            blob = path.read_bytes() if path.is_file() else b""
-            if _sha256(blob) != files[name]:
-                raise BeexError(f"checkpoint {directory}: {name} is tampered, foreign or incomplete (checksum mismatch): {redo}")
-            data[name] = blob
-        try:
-            import onnx
-
-            for name in wanted:
-                onnx.load_from_string(data[name])
-        except Exception as exc:  # protobuf's DecodeError (a file written with a matching checksum but not ONNX)
-            raise BeexError(f"checkpoint {directory}: a graph is not a readable ONNX model ({type(exc).__name__}): {redo}") from None
-        adapter._graphs = [data[name] for name in wanted]
+        adapter._graphs = read_graphs(directory, files, len(adapter.model.blocks), cls.name, redo)
         adapter._stamp = adapter._module_stamp()
         adapter.verification = ort.get("verification")
         return adapter

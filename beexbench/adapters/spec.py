@@ -10,9 +10,11 @@ from, none by default); a config recorded before a section existed has its defau
 types on those fields; the estimator, ffn, loss kind and exit rule are checked against their
 registries instead (``SIGN_ESTIMATORS``, ``FFNS``, ``EXIT_LOSSES``, ``EXIT_RULES`` in
 :mod:`beexbench.models`), whose built-ins are the Literal's names, so a registered plugin's name
-is accepted too; ranges are checked here. Making a ModelSpec (``ModelSpec(...)``,
-:meth:`ModelSpec.from_dict`, :meth:`ModelSpec.merged`) reports every problem at once, one line
-each, as a :class:`~beexbench.errors.ConfigError` - before any data is loaded or any model built.
+is accepted too; ranges are checked here, by the value check each field declares beside its
+section (``CHECKS`` in ``_sections.py``, built from the generic checks of ``_fieldchecks.py``).
+Making a ModelSpec (``ModelSpec(...)``, :meth:`ModelSpec.from_dict`, :meth:`ModelSpec.merged`)
+reports every problem at once, one line each, as a :class:`~beexbench.errors.ConfigError` -
+before any data is loaded or any model built.
 
 Where each default lives (one place each, most general first):
 
@@ -31,107 +33,27 @@ Where each default lives (one place each, most general first):
 from __future__ import annotations
 
 import dataclasses
-import functools
 import inspect
-import math
-import types
-import typing
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Union
+from typing import Any
 
 from ..errors import BeexError, ConfigError
 from ..models.encoder import EncoderConfig
 from ..models.exits import EXIT_RULES, RULE_NAMES, RULES, ExitRule, rule_class, rules_for  # noqa: F401 (re-exported)
-from ..models.ffn import FFNS
-from ..models.losses import EXIT_LOSSES, LOSSES
-from ..models.quantizers import SIGN_ESTIMATORS
 from ..training.config import TrainConfig
-from ..validate import bounded
-
-ANSWERS = ("lower_entropy", "current")
-
-
-@dataclass(frozen=True)
-class LossSpec:
-    """How the exits are trained together (``beexbench.models.losses``)."""
-
-    kind: Literal[LOSSES] = "final"
-    delta: float = 0.1
-    tau: float = 0.05
-    floor: float = 0.3
-    min_exit: int = 2
-
-
-@dataclass(frozen=True)
-class ExitSpec:
-    """The exit rule at inference; parameters a rule does not take stay None (and are ignored,
-    so a variant can switch rules without clearing its parent's parameters)."""
-
-    rule: Literal[RULE_NAMES] = "final"
-    delta: float | None = None
-    min_exit: int | None = None
-    answer: Literal[ANSWERS] | None = None
-    threshold: float | None = None
-    patience: int | None = None
-    agree_within: float | None = None
-
-
-EXIT_PARAMS = tuple(f.name for f in dataclasses.fields(ExitSpec) if f.name != "rule")
-
-
-@dataclass(frozen=True)
-class CalibrationSpec:
-    """Values of one exit parameter tried on the validation split; an empty grid = none.
-    ``grid = None``: the model fills it in (pabee-style: patience 1 .. n_blocks - 1)."""
-
-    param: str | None = None
-    grid: tuple[float, ...] | None = ()
-    tolerance: float = 0.005
-
-
-SCRATCH = "scratch"  # the backbone name of a network trained from its random initialisation
-
-
-@dataclass(frozen=True)
-class BackboneSpec:
-    """What the encoder starts from: ``"scratch"`` (random init, today's models), a registered
-    pretrained backbone (``beexbench.backbones.sources.BACKBONES``, e.g. ``"minilm-l6"``) or
-    ``"hf:<local dir>"`` (a BERT-format folder). Only the name's form is checked here; the files
-    are resolved when the model is built (:class:`~beexbench.adapters.encoder_adapter.EncoderAdapter`),
-    which takes the architecture from the checkpoint's config.json and records the weights'
-    ``sha256``. A spec with ``sha256`` set describes a network already initialised from those
-    weights (a recorded config): rebuilding it from the spec alone does not read the backbone
-    again; a fresh build checks that the resolved weights have that sha256 (a pin)."""
-
-    name: str = SCRATCH
-    sha256: str | None = None
-    # a model of the run (e.g. "fp32") whose network, trained on the same task and seed, this one
-    # starts from instead of the backbone's weights: BiBERT / BiT / BinaryBERT binarize a
-    # fine-tuned full-precision model, not the pretrained one (the runner trains that model first)
-    init_from: str | None = None
-    # "pretrained": the checkpoint's FFN (BERT's GELU FFN) with its weights; "own": the model's
-    # own FFN kind (e.g. BEExformer's SLFN, which has no pretrained weights: seeded init)
-    ffn: Literal["pretrained", "own"] = "pretrained"
-
-
-@dataclass(frozen=True)
-class DistillSpec:
-    """Knowledge distillation from a teacher: another model of the run, trained on the same task
-    and seed (the runner trains it first; ``beexbench.training.distill``). ``teacher = None``: none.
-    The training loss is the model's own loss + ``logits`` x T^2 x KL(teacher || student) at
-    temperature T on every exit (each exit learns from the teacher's exit after the same block,
-    or from its last when the teacher has one exit; MSE for regression) + ``hidden`` x the mean
-    squared error between the two networks' hidden states after every block (non-pad tokens;
-    the same depth and width needed)."""
-
-    teacher: str | None = None
-    logits: float = 1.0
-    hidden: float = 0.0
-    temperature: float = 1.0
-
-
-SECTIONS: dict[str, type] = {"encoder": EncoderConfig, "train": TrainConfig, "loss": LossSpec, "exit": ExitSpec,
-                             "calibration": CalibrationSpec, "backbone": BackboneSpec, "distill": DistillSpec}
+from ._fieldchecks import type_hints, type_problems
+from ._sections import (  # noqa: F401 (the sections and their checks, re-exported: import them from here)
+    ANSWERS,
+    CHECKS,
+    EXIT_PARAMS,
+    SCRATCH,
+    SECTIONS,
+    BackboneSpec,
+    CalibrationSpec,
+    DistillSpec,
+    ExitSpec,
+    LossSpec,
+)
 
 
 def make_rule(exit: ExitSpec | dict[str, Any], problem: str | None = "classification") -> ExitRule:
@@ -155,121 +77,13 @@ def rule_params(kind: str) -> tuple[str, ...]:
 
 
 # -- checks --------------------------------------------------------------------------------
-Check = Callable[[str, Any], list]
-
-
-def _num(low=None, high=None, *, above=False, below=False, integer=False, optional=False) -> Check:
-    return lambda where, v: bounded(where, v, low, high, above=above, below=below, integer=integer, optional=optional)
-
-
-def _grid(where: str, value: Any) -> list[str]:
-    ok = value is None or (isinstance(value, (list, tuple)) and all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value))
-    return [] if ok else [f"'{where}' must be a list of finite numbers, got {list(value) if isinstance(value, tuple) else value!r}"]
-
-
-def _named(registry) -> Check:
-    """A name ``registry`` knows: a built-in, an entry point or one registered at run time."""
-    def check(where: str, value: Any) -> list[str]:
-        if isinstance(value, str) and value in registry:
-            return []
-        return [f"'{where}' is {value!r}: use one of {', '.join(registry.names(sort=False))}"]
-    return check
-
-
-def _backbone_name(where: str, value: Any) -> list[str]:
-    """``scratch``, a registered backbone or ``hf:<something>`` (the files are checked at build)."""
-    from ..backbones.sources import BACKBONES
-
-    if isinstance(value, str) and (value == SCRATCH or value in BACKBONES or (value.startswith("hf:") and value[3:].strip())):
-        return []
-    return [(f"'{where}' is {value!r}: use scratch, {', '.join(sorted(BACKBONES))} or hf:<folder with config.json, "
-             "model.safetensors and vocab.txt>")]
-
-
-def _sha256(where: str, value: Any) -> list[str]:
-    if value is None or (isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)):
-        return []
-    return [f"'{where}' must be the weights file's sha256 (64 lowercase hex digits), got {value!r}"]
-
-
-def _model_name(where: str, value: Any) -> list[str]:
-    """A model's name (or None); whether it is registered is checked when the run builds it."""
-    return [] if value is None or (isinstance(value, str) and value.strip()) else [f"'{where}' must be a model name, got {value!r}"]
-
-
-def _param(where: str, value: Any) -> list[str]:
-    return [] if value is None or value in EXIT_PARAMS else [f"'{where}' is {value!r}: use one of {', '.join(EXIT_PARAMS)}"]
-
-
-# value checks by section and field; every other field is checked against its type annotation
-CHECKS: dict[type, dict[str, Check]] = {
-    EncoderConfig: {**{k: _num(1, integer=True) for k in ("d_model", "n_heads", "n_blocks", "d_ff")},
-                    "dropout": _num(0, 1, below=True), "token_dropout": _num(0, 1, below=True),
-                    "estimator": _named(SIGN_ESTIMATORS), "ffn": _named(FFNS),
-                    "type_vocab_size": _num(1, integer=True, optional=True),
-                    "layer_norm_eps": _num(0, above=True, optional=True)},
-    TrainConfig: {"epochs": _num(1, integer=True), "batch_size": _num(1, integer=True), "lr": _num(0, above=True),
-                  "weight_decay": _num(0), "warmup_ratio": _num(0, 1), "clip_norm": _num(0, optional=True),
-                  "patience": _num(0, integer=True), "length_buckets": _num(0, integer=True),
-                  "max_train_examples": _num(1, integer=True, optional=True)},
-    LossSpec: {"kind": _named(EXIT_LOSSES), "tau": _num(0, above=True), "delta": _num(), "floor": _num(0, 1),
-               "min_exit": _num(1, integer=True)},
-    ExitSpec: {"rule": _named(EXIT_RULES), "delta": _num(optional=True), "min_exit": _num(1, integer=True, optional=True),
-               "threshold": _num(optional=True), "patience": _num(1, integer=True, optional=True),
-               "agree_within": _num(0, optional=True)},
-    CalibrationSpec: {"param": _param, "grid": _grid, "tolerance": _num(0)},
-    BackboneSpec: {"name": _backbone_name, "sha256": _sha256, "init_from": _model_name},
-    DistillSpec: {"teacher": _model_name, "logits": _num(0), "hidden": _num(0), "temperature": _num(0, above=True)},
-}
-
-
-@functools.cache
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-def _fits(hint: Any, value: Any) -> bool:
-    origin = typing.get_origin(hint)
-    if origin in (Union, types.UnionType):
-        return any(_fits(h, value) for h in typing.get_args(hint))
-    if hint is type(None):
-        return value is None
-    if origin is Literal:  # 1 is not True, 1.0 is not 1
-        return any(value == a and type(value) is type(a) for a in typing.get_args(hint))
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, hint if origin is None else origin)
-
-
-def _literals(hint: Any) -> tuple | None:
-    if typing.get_origin(hint) is Literal:
-        return typing.get_args(hint)
-    if typing.get_origin(hint) in (Union, types.UnionType):
-        found = [a for h in typing.get_args(hint) for a in (_literals(h) or ())]
-        return tuple(found) or None
-    return None
-
-
-def _type_problems(where: str, hint: Any, value: Any) -> list[str]:
-    if _fits(hint, value):
-        return []
-    options = _literals(hint)
-    if options is not None:
-        return [f"'{where}' is {value!r}: use one of {', '.join(map(str, options))}"]
-    names = [getattr(h, "__name__", str(h)) for h in typing.get_args(hint) if h is not type(None)] or [hint.__name__]
-    return [f"'{where}' must be {' or '.join(names)}, got {type(value).__name__} ({value!r})"]
-
-
 def section_problems(section: Any, where: str) -> list[str]:
     """Every problem of one section, field by field, then those between its fields."""
-    checks, hints = CHECKS.get(type(section), {}), _hints(type(section))
+    checks, hints = CHECKS.get(type(section), {}), type_hints(type(section))
     out: dict[str, list[str]] = {}
     for f in dataclasses.fields(section):
         value, w = getattr(section, f.name), f"{where}.{f.name}"
-        out[f.name] = checks[f.name](w, value) if f.name in checks else _type_problems(w, hints[f.name], value)
+        out[f.name] = checks[f.name](w, value) if f.name in checks else type_problems(w, hints[f.name], value)
     found = [p for ps in out.values() for p in ps]
     if isinstance(section, EncoderConfig) and not out["d_model"] + out["n_heads"] and section.d_model % section.n_heads:
         found.append(f"'{where}.d_model' ({section.d_model}) must be divisible by '{where}.n_heads' ({section.n_heads})")
@@ -356,7 +170,7 @@ class ModelSpec:
             if not isinstance(values, dict):
                 problems.append(f"'{w}' must be a table of settings, got {type(values).__name__} ({values!r})")
                 continue
-            known = _hints(section_cls)
+            known = type_hints(section_cls)
             problems += [f"unknown key '{w}.{k}': known keys are {', '.join(sorted(known))}" for k in values if k not in known]
             sections[name] = section_cls(**{k: _field_value(known[k], v) for k, v in values.items() if k in known})
         try:
