@@ -7,10 +7,11 @@ import torch
 from beexbench.adapters.registry import create_model
 
 
-def nudged(name: str, spec, overrides, ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor, steps: int):
-    """``create_model(name, spec, overrides)`` from seed 0, then ``steps`` AdamW steps (lr 1e-2)
+def nudged(name: str, spec, overrides, ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor, steps: int,
+           seed: int = 0):
+    """``create_model(name, spec, overrides)`` from ``seed``, then ``steps`` AdamW steps (lr 1e-2)
     on the mean of every exit's cross-entropy on one batch; returned in eval mode."""
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     adapter = create_model(name, spec, overrides)
     model = adapter.module()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)

@@ -1,6 +1,13 @@
 // Native inference of the packed BEExformer engine (beexbench.engine.packed).
 //
-// Two paths, both computing the float model's values:
+// One set of loops, two entry points, both computing the reference numerics of
+// beexbench/models/canonical.py bit for bit (the packed module path computes those with torch
+// ops): every quantity that feeds a sign (LayerNorm statistics and affine, |q| and |k| means,
+// softmax max / exp / sum / scale, the P v sums, sigmoid / tanh / GELU and the shifts) is
+// computed with the same operations in the same order by every variant below (sums in 16
+// lanes, element i in lane i % 16, then lane k += lane k + 8, + 4, + 2, + 1; the P v sums over
+// the keys one after the other; Cephes' exp), so exits, predictions and logits do not depend
+// on the host, the instruction set or the thread count.
 //
 // * ``infer``: the whole early-exit inference in one call (token embedding in any
 //   PackedEmbedding format, position embedding, embedding LayerNorm, every block, the
@@ -14,13 +21,11 @@
 //   on the calling thread.  The loops are compiled three times (AVX-512 VPOPCNTDQ, AVX2,
 //   portable) by re-including this file under ``#pragma GCC target`` (GCC on x86-64;
 //   elsewhere the portable loops alone) and the variant is picked at run time from the
-//   CPU (``engine_isa`` reads or overrides it).  Hand-written float loops differ from
-//   ATen's in the last bits only (the binary products, the shift add and the epilogue
-//   are exact; CFLAGS has -ffp-contract=off so no FMA changes the rounding).
-// * ``step``: one call per block and its exit head, each step the same ATen op, on the
-//   same layout, as the float model (the fallback for any other exit rule); the binary
-//   products call the packed-bit kernels of beexbench.kernels through the dispatcher
-//   (beexbench_kernels::binary_linear / binary_qk_batched), which must be loaded first.
+//   CPU (``engine_isa`` reads or overrides it).  CFLAGS has -ffp-contract=off so no FMA
+//   changes the rounding.
+// * ``step``: one block and its exit head for a batch [B, L, d] (the same loops, row by row
+//   over each row's real tokens), the exit rule in Python: the per-block path for any other
+//   exit rule.
 //
 // Ops (namespace beexbench_engine_native):
 //   infer(ids[B,L] int64, mask[B,L] bool, fparams f32[], words int64[], meta int64[],
@@ -33,20 +38,15 @@
 //        beexbench/engine/_fused.py::whole_tensors); packed weights are stored word-major
 //        ([W][out], the transpose of weight_packed).
 //   engine_isa(str "auto" | "avx512" | "avx2" | "portable" | "") -> str (the variant in use)
-//   step(h[B,L,d], neg_mask[B,1,1,L] bool, m[B,L,1] f32, msum[B,1] f32, Tensor[] block,
-//        Tensor[] head, int n_heads, int ffn, float eps) -> (h', logits[B,C])
-//        eps: the blocks' LayerNorm eps (the head's stays 1e-5)
-//   block tensors: q,k,v,o then the FFN linears, each (w_packed, alpha, bias, shift),
-//                  ln1 (w, b) after the attention linears, ln2 (w, b) last:
-//                  [q4 k4 v4 o4 ln1w ln1b ffn4... ln2w ln2b]; ffn 0 = SLFN, 1 = GELU FFN
-//   head tensors:  norm w, norm b, out w, out b (empty list: no head after this block)
+//   step(h[B,L,d] f32, mask[B,L] bool, fparams, words, meta, tok_codes, tok_scale, float ln_eps,
+//        int block) -> (h'[B,L,d] (zeros at padding), logits[B,C] or [0] when the block has no head)
+//        the model as for infer; block: 0-based
 //   frac_entropy(logits, prev_logits, prev_entropy, has_prev, float delta, float eps,
 //                bool check, bool lower, bool last) -> (done, answer, entropy)
 
 #ifndef BEEX_ENGINE_BODY
 
 #include <ATen/ATen.h>
-#include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/library.h>
 
 #include <cmath>
@@ -56,80 +56,6 @@
 namespace {
 
 using at::Tensor;
-
-const c10::TypedOperatorHandle<Tensor(const Tensor&, const Tensor&, const Tensor&,
-                                      const c10::optional<Tensor>&, int64_t)>&
-linear_op() {
-  static auto op = c10::Dispatcher::singleton()
-                       .findSchemaOrThrow("beexbench_kernels::binary_linear", "")
-                       .typed<Tensor(const Tensor&, const Tensor&, const Tensor&,
-                                     const c10::optional<Tensor>&, int64_t)>();
-  return op;
-}
-
-const c10::TypedOperatorHandle<Tensor(const Tensor&, const Tensor&)>& qk_op() {
-  static auto op = c10::Dispatcher::singleton()
-                       .findSchemaOrThrow("beexbench_kernels::binary_qk_batched", "")
-                       .typed<Tensor(const Tensor&, const Tensor&)>();
-  return op;
-}
-
-// x2 [M, K]; t[i..i+3] = w_packed, alpha, bias, shift (shift may be undefined)
-Tensor packed_linear(const Tensor& x2, const std::vector<Tensor>& t, size_t i) {
-  const Tensor& shift = t[i + 3];
-  Tensor xs = shift.defined() && shift.numel() ? x2.add(shift) : x2;
-  c10::optional<Tensor> bias;
-  if (t[i + 2].defined() && t[i + 2].numel()) bias = t[i + 2];
-  return linear_op().call(xs, t[i], t[i + 1], bias, x2.size(1));
-}
-
-Tensor block(const Tensor& h, const Tensor& neg_mask, const std::vector<Tensor>& t, int64_t H,
-             int64_t ffn, double eps) {
-  const int64_t B = h.size(0), L = h.size(1), d = h.size(2), dh = d / H;
-  const Tensor x2 = h.reshape({B * L, d});
-  Tensor q = packed_linear(x2, t, 0).view({B, L, H, dh}).transpose(1, 2);
-  Tensor k = packed_linear(x2, t, 4).view({B, L, H, dh}).transpose(1, 2);
-  Tensor v = packed_linear(x2, t, 8).view({B, L, H, dh}).transpose(1, 2);
-  Tensor aq = q.abs().mean(-1, true);
-  Tensor ak = k.abs().mean(-1, true);
-  Tensor s = qk_op().call(q.reshape({B * H, L, dh}), k.reshape({B * H, L, dh})).view({B, H, L, L});
-  Tensor scores = s.mul(aq.mul(ak.transpose(-1, -2)));
-  scores = scores.div(std::sqrt(static_cast<double>(dh)));
-  Tensor p = at::softmax(scores.masked_fill(neg_mask, -std::numeric_limits<double>::infinity()), -1);
-  Tensor ctx = at::matmul(p, v);
-  Tensor attn = packed_linear(ctx.transpose(1, 2).reshape({B * L, d}), t, 12).view({B, L, d});
-  Tensor h1 = at::layer_norm(h.add(attn), {d}, t[16], t[17], eps, false);
-  const Tensor y2 = h1.reshape({B * L, d});
-  Tensor f;
-  if (ffn == 0) {
-    Tensor select = packed_linear(at::sigmoid(packed_linear(y2, t, 18)), t, 22);
-    Tensor learn = packed_linear(at::tanh(packed_linear(y2, t, 26)), t, 30);
-    f = select.mul(learn);
-  } else {
-    f = packed_linear(at::gelu(packed_linear(y2, t, 18), "none"), t, 22);  // the erf GELU (BERT's)
-  }
-  const size_t ln2 = ffn == 0 ? 34 : 26;
-  return at::layer_norm(h1.add(f.view({B, L, d})), {d}, t[ln2], t[ln2 + 1], eps, false);
-}
-
-std::tuple<Tensor, Tensor> step(const Tensor& h, const Tensor& neg_mask, const Tensor& m,
-                                const Tensor& msum, std::vector<Tensor> t, std::vector<Tensor> head,
-                                int64_t n_heads, int64_t ffn, double eps) {
-  TORCH_CHECK(h.dim() == 3 && h.scalar_type() == at::kFloat, "step: h must be float32 [B, L, d]");
-  TORCH_CHECK(t.size() == (ffn == 0 ? 36u : 28u), "step: wrong number of block tensors");
-  Tensor out = block(h, neg_mask, t, n_heads, ffn, eps);
-  Tensor logits;
-  if (!head.empty()) {
-    TORCH_CHECK(head.size() == 4, "step: head needs (norm w, norm b, out w, out b)");
-    Tensor pooled = out.mul(m).sum(1).div(msum);
-    // the exit head's LayerNorm keeps torch's eps whatever the encoder's (models/encoder.py ExitHead)
-    Tensor normed = at::layer_norm(pooled, {out.size(2)}, head[0], head[1], 1e-5, false);
-    logits = at::linear(normed, head[2], head[3]);
-  } else {
-    logits = at::empty({0}, h.options());
-  }
-  return {out, logits};
-}
 
 // beexbench.models.exits.FractionalEntropy.step, op for op.
 std::tuple<Tensor, Tensor, Tensor> frac_entropy(const Tensor& logits, const Tensor& prev_logits,
@@ -237,6 +163,8 @@ BEEX_INLINE T* grow(std::vector<T>& v, int64_t n) {
 
 using RowFn = void (*)(const Model&, const Rule&, const int64_t* ids, const bool* mask, int64_t L, float* logits,
                        int64_t* block, Work& w);
+using StepFn = void (*)(const Model&, int64_t b, const float* h_in, const bool* mask, int64_t L, float* h_out,
+                        float* logits, Work& w);
 
 // y = gelu(x) for n floats by ATen's gelu kernel, the float model's own (the one ATen op of the
 // whole-model path, for the few elements gelu_ffn cannot settle itself).
@@ -318,6 +246,16 @@ RowFn row_fn() {
   if (isa == 1) return &isa_avx2::run_row;
 #endif
   return &isa_portable::run_row;
+}
+
+StepFn step_fn() {
+  row_fn();  // chooses the variant on first use
+#if BEEX_X86
+  const int isa = g_isa.load(std::memory_order_relaxed);
+  if (isa == 2) return &isa_avx512::step_row;
+  if (isa == 1) return &isa_avx2::step_row;
+#endif
+  return &isa_portable::step_row;
 }
 
 std::string engine_isa(const std::string& want) {
@@ -470,12 +408,62 @@ std::tuple<at::Tensor, at::Tensor> infer(const at::Tensor& ids, const at::Tensor
   return {logits, blocks};
 }
 
+std::tuple<at::Tensor, at::Tensor> step(const at::Tensor& h, const at::Tensor& mask, const at::Tensor& fparams,
+                                        const at::Tensor& words, const at::Tensor& meta, const at::Tensor& codes,
+                                        const at::Tensor& scale, double ln_eps, int64_t block) {
+  TORCH_CHECK(fparams.scalar_type() == at::kFloat && fparams.is_contiguous() && words.scalar_type() == at::kLong &&
+                  words.is_contiguous() && meta.scalar_type() == at::kLong && meta.is_contiguous(),
+              "step: fparams f32, words int64, meta int64, contiguous");
+  TORCH_CHECK(ln_eps > 0, "step: ln_eps must be positive");
+  thread_local Model M;
+  parse_model(M, fparams, words, meta, codes, scale);
+  M.eps = static_cast<float>(ln_eps);
+  TORCH_CHECK(block >= 0 && block < M.nblocks, "step: block ", block, " out of range");
+  TORCH_CHECK(h.device().is_cpu() && h.scalar_type() == at::kFloat && h.dim() == 3 && h.size(2) == M.d,
+              "step: h must be CPU float32 [B, L, d]");
+  TORCH_CHECK(mask.scalar_type() == at::kBool && mask.dim() == 2 && mask.size(0) == h.size(0) &&
+                  mask.size(1) == h.size(1),
+              "step: mask must be bool [B, L]");
+  const at::Tensor hc = h.contiguous(), mc = mask.contiguous();
+  const int64_t B = h.size(0), L = h.size(1), d = M.d;
+  const bool has_head = M.heads[block].has;
+  at::Tensor out = at::empty({B, L, d}, hc.options());
+  at::Tensor logits = at::empty({has_head ? B : 0, has_head ? M.C : 0}, hc.options());
+  const float* hi = hc.data_ptr<float>();
+  float* ho = out.data_ptr<float>();
+  float* lo = has_head ? logits.data_ptr<float>() : nullptr;
+  thread_local std::vector<float> no_logits;
+  const bool* mk = mc.data_ptr<bool>();
+  StepFn fn = step_fn();
+  const Model& Mr = M;
+  auto rows = [&](int64_t r0, int64_t r1, Work& w) {
+    for (int64_t r = r0; r < r1; ++r) {
+      float* lr = lo ? lo + r * Mr.C : grow(no_logits, Mr.C);
+      fn(Mr, block, hi + r * L * d, mk + r * L, L, ho + r * L * d, lr, w);
+    }
+  };
+  if (B == 1 || at::get_num_threads() == 1 || at::in_parallel_region()) {
+    thread_local Work w;
+    rows(0, B, w);
+  } else {
+    at::parallel_for(0, B, 1, [&](int64_t r0, int64_t r1) {
+      thread_local Work w;
+      thread_local std::vector<float> scratch;
+      for (int64_t r = r0; r < r1; ++r) {
+        float* lr = lo ? lo + r * Mr.C : grow(scratch, Mr.C);
+        fn(Mr, block, hi + r * L * d, mk + r * L, L, ho + r * L * d, lr, w);
+      }
+    });
+  }
+  return {out, logits};
+}
+
 }  // namespace beex_whole
 
 TORCH_LIBRARY(beexbench_engine_native, m) {
-  m.def("step(Tensor h, Tensor neg_mask, Tensor m, Tensor msum, Tensor[] block, Tensor[] head, int n_heads, "
-        "int ffn, float eps) -> (Tensor, Tensor)",
-        &step);
+  m.def("step(Tensor h, Tensor mask, Tensor fparams, Tensor words, Tensor meta, Tensor tok_codes, "
+        "Tensor tok_scale, float ln_eps, int block) -> (Tensor, Tensor)",
+        &beex_whole::step);
   m.def("frac_entropy(Tensor logits, Tensor prev_logits, Tensor prev_entropy, bool has_prev, float delta, "
         "float eps, bool check, bool lower, bool last) -> (Tensor, Tensor, Tensor)",
         &frac_entropy);
@@ -1025,78 +1013,94 @@ BEEX_INLINE float hmax256(__m256 v) {
   return _mm_cvtss_f32(x);
 }
 
-// mean |x| over dh elements and the sign bits of x (x >= 0)
+// mean |x| over dh elements and the sign bits of x (x >= 0); the sum in 16 lanes (two registers:
+// element c in lane c % 16) and the same tree as sum16 / hsum512, so every ISA rounds alike
 BEEX_HOT void absmean_bits(const float* x, int64_t dh, float* mean, u64* bits) {
   const int64_t W = (dh + 63) / 64;
   for (int64_t t = 0; t < W; ++t) bits[t] = 0;
-  __m256 acc = _mm256_setzero_ps();
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
   const __m256 zero = _mm256_setzero_ps();
   const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
   for (int64_t c0 = 0; c0 < dh; c0 += 8) {
     const __m256i m = tail8(dh - c0);
     const __m256 v = _mm256_maskload_ps(x + c0, m);
-    acc = _mm256_add_ps(acc, _mm256_and_ps(v, absmask));
+    if ((c0 & 8) == 0) acc0 = _mm256_add_ps(acc0, _mm256_and_ps(v, absmask));
+    else acc1 = _mm256_add_ps(acc1, _mm256_and_ps(v, absmask));
     const unsigned b = static_cast<unsigned>(_mm256_movemask_ps(_mm256_and_ps(_mm256_cmp_ps(v, zero, _CMP_GE_OQ),
                                                                              _mm256_castsi256_ps(m))));
     bits[c0 >> 6] |= static_cast<u64>(b) << (c0 & 63);
   }
-  *mean = hsum256(acc) / static_cast<float>(dh);
+  *mean = hsum256(_mm256_add_ps(acc0, acc1)) / static_cast<float>(dh);
 }
 
-// softmax(sign(q) sign(k)^T * |q| |k| / sqrt(dh)) v for every head
+// softmax(sign(q) sign(k)^T * |q| |k| / sqrt(dh)) v for every head, in the AVX-512 loops' order
+// (the exp sum in 16 lanes, then ctx = sum_j p_j v_j over j one after the other)
 BEEX_HOT void attend(const Model& M, Work& w, int64_t n, const float* q, const float* k, const float* v, float* ctx,
                      const float* aq, const float* ak, float* sc, const u64* qb, const u64* kb) {
   const int64_t d = M.d, H = M.H, dh = M.dh, Wh = (dh + 63) / 64;
   const float sq = static_cast<float>(std::sqrt(static_cast<double>(dh)));
   const __m256 zero = _mm256_setzero_ps();
+  const int64_t ldp = (n + 15) / 16 * 16;  // sc holds [n][ldp] probabilities
   for (int64_t hd = 0; hd < H; ++hd) {
     const float* akh = ak + hd * n;
     const u64* kbh = kb + hd * n * Wh;
     const float* vh = v + hd * dh;
     for (int64_t i = 0; i < n; ++i) {
+      float* pi = sc + i * ldp;
       const u64* qi = qb + (hd * n + i) * Wh;
       const float aqi = aq[hd * n + i];
       if (Wh == 1) {
         const u64 q0 = qi[0];
         for (int64_t j = 0; j < n; ++j)
-          sc[j] = static_cast<float>(dh - 2 * popcnt(q0 ^ kbh[j])) * (aqi * akh[j]) / sq;
+          pi[j] = static_cast<float>(dh - 2 * popcnt(q0 ^ kbh[j])) * (aqi * akh[j]) / sq;
       } else {
         for (int64_t j = 0; j < n; ++j) {
           int64_t p = 0;
           for (int64_t x = 0; x < Wh; ++x) p += popcnt(qi[x] ^ kbh[j * Wh + x]);
-          sc[j] = static_cast<float>(dh - 2 * p) * (aqi * akh[j]) / sq;
+          pi[j] = static_cast<float>(dh - 2 * p) * (aqi * akh[j]) / sq;
         }
       }
       __m256 maxv = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
       for (int64_t j0 = 0; j0 < n; j0 += 8) {
         const __m256i m = tail8(n - j0);
-        maxv = _mm256_blendv_ps(maxv, _mm256_max_ps(maxv, _mm256_maskload_ps(sc + j0, m)), _mm256_castsi256_ps(m));
+        maxv = _mm256_blendv_ps(maxv, _mm256_max_ps(maxv, _mm256_maskload_ps(pi + j0, m)), _mm256_castsi256_ps(m));
       }
       const __m256 mxv = _mm256_set1_ps(hmax256(maxv));
-      __m256 sumv = zero;
+      __m256 s0 = zero, s1 = zero;  // lanes 0-7 and 8-15 of the 16-lane sum
       for (int64_t j0 = 0; j0 < n; j0 += 8) {
         const __m256i m = tail8(n - j0);
-        const __m256 e = _mm256_and_ps(fexp256(_mm256_sub_ps(_mm256_maskload_ps(sc + j0, m), mxv)),
+        const __m256 e = _mm256_and_ps(fexp256(_mm256_sub_ps(_mm256_maskload_ps(pi + j0, m), mxv)),
                                        _mm256_castsi256_ps(m));
-        _mm256_maskstore_ps(sc + j0, m, e);
-        sumv = _mm256_add_ps(sumv, e);
+        _mm256_storeu_ps(pi + j0, e);  // whole rows of ldp floats: zeros past n
+        if ((j0 & 8) == 0) s0 = _mm256_add_ps(s0, e);
+        else s1 = _mm256_add_ps(s1, e);
       }
-      const float inv = 1.0f / hsum256(sumv);
-      float* ci = ctx + i * d + hd * dh;
+      const __m256 invv = _mm256_set1_ps(1.0f / hsum256(_mm256_add_ps(s0, s1)));
+      for (int64_t j0 = 0; j0 < n; j0 += 8) _mm256_storeu_ps(pi + j0, _mm256_mul_ps(_mm256_loadu_ps(pi + j0), invv));
+    }
+    // ctx = P v, four query rows at a time (each v row loaded once for the four)
+    for (int64_t i0 = 0; i0 < n; i0 += 4) {
+      const int64_t rows = std::min<int64_t>(4, n - i0);
+      const float* p0 = sc + i0 * ldp;
+      const float* p1 = rows > 1 ? p0 + ldp : p0;
+      const float* p2 = rows > 2 ? p0 + 2 * ldp : p0;
+      const float* p3 = rows > 3 ? p0 + 3 * ldp : p0;
       for (int64_t c0 = 0; c0 < dh; c0 += 8) {
         const __m256i m = tail8(dh - c0);
         __m256 a0 = zero, a1 = zero, a2 = zero, a3 = zero;
         const float* vc = vh + c0;
-        int64_t j = 0;
-        for (; j + 4 <= n; j += 4) {
-          a0 = _mm256_add_ps(a0, _mm256_mul_ps(_mm256_set1_ps(sc[j] * inv), _mm256_maskload_ps(vc + j * d, m)));
-          a1 = _mm256_add_ps(a1, _mm256_mul_ps(_mm256_set1_ps(sc[j + 1] * inv), _mm256_maskload_ps(vc + (j + 1) * d, m)));
-          a2 = _mm256_add_ps(a2, _mm256_mul_ps(_mm256_set1_ps(sc[j + 2] * inv), _mm256_maskload_ps(vc + (j + 2) * d, m)));
-          a3 = _mm256_add_ps(a3, _mm256_mul_ps(_mm256_set1_ps(sc[j + 3] * inv), _mm256_maskload_ps(vc + (j + 3) * d, m)));
+        for (int64_t j = 0; j < n; ++j) {
+          const __m256 vj = _mm256_maskload_ps(vc + j * d, m);
+          a0 = _mm256_add_ps(a0, _mm256_mul_ps(_mm256_set1_ps(p0[j]), vj));
+          a1 = _mm256_add_ps(a1, _mm256_mul_ps(_mm256_set1_ps(p1[j]), vj));
+          a2 = _mm256_add_ps(a2, _mm256_mul_ps(_mm256_set1_ps(p2[j]), vj));
+          a3 = _mm256_add_ps(a3, _mm256_mul_ps(_mm256_set1_ps(p3[j]), vj));
         }
-        for (; j < n; ++j)
-          a0 = _mm256_add_ps(a0, _mm256_mul_ps(_mm256_set1_ps(sc[j] * inv), _mm256_maskload_ps(vc + j * d, m)));
-        _mm256_maskstore_ps(ci + c0, m, _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+        float* ci = ctx + i0 * d + hd * dh + c0;
+        _mm256_maskstore_ps(ci, m, a0);
+        if (rows > 1) _mm256_maskstore_ps(ci + d, m, a1);
+        if (rows > 2) _mm256_maskstore_ps(ci + 2 * d, m, a2);
+        if (rows > 3) _mm256_maskstore_ps(ci + 3 * d, m, a3);
       }
     }
   }
@@ -1113,7 +1117,8 @@ BEEX_HOT void absmean_bits(const float* x, int64_t dh, float* mean, u64* bits) {
   pack_bits(x, nullptr, dh, bits);
 }
 
-// softmax(sign(q) sign(k)^T * |q| |k| / sqrt(dh)) v for every head
+// softmax(sign(q) sign(k)^T * |q| |k| / sqrt(dh)) v for every head, in the AVX-512 loops' order
+// (the exp sum in 16 lanes, then ctx = sum_j p_j v_j over j one after the other)
 BEEX_HOT void attend(const Model& M, Work& w, int64_t n, const float* q, const float* k, const float* v, float* ctx,
                      const float* aq, const float* ak, float* sc, const u64* qb, const u64* kb) {
   const int64_t d = M.d, H = M.H, dh = M.dh, Wh = (dh + 63) / 64;
@@ -1141,39 +1146,25 @@ BEEX_HOT void attend(const Model& M, Work& w, int64_t n, const float* q, const f
       for (int64_t j = 0; j < n; ++j) sc[j] = fexp(sc[j] - mx);
       const float inv = 1.0f / sum16(sc, n);
       for (int64_t j = 0; j < n; ++j) sc[j] = sc[j] * inv;
-      // ctx_i = sum_j p_j v_j, 16 columns at a time in registers (two partial sums: even
-      // and odd j), not through memory (a store-to-load chain per j)
+      // ctx_i = sum_j p_j v_j, 16 columns at a time in registers, j one after the other
       float* ci = ctx + i * d + hd * dh;
       const float* vh = v + hd * dh;
-      int64_t c0 = 0;
-      for (; c0 + 16 <= dh; c0 += 16) {
-        float acc0[16], acc1[16];
-        for (int x = 0; x < 16; ++x) acc0[x] = acc1[x] = 0.0f;
-        int64_t j = 0;
-        for (; j + 2 <= n; j += 2) {
-          const float p0 = sc[j], p1 = sc[j + 1];
-          const float* v0 = vh + j * d + c0;
-          const float* v1 = v0 + d;
-          for (int x = 0; x < 16; ++x) {
-            acc0[x] += p0 * v0[x];
-            acc1[x] += p1 * v1[x];
-          }
-        }
-        if (j < n) {
-          const float p0 = sc[j];
-          const float* v0 = vh + j * d + c0;
-          for (int x = 0; x < 16; ++x) acc0[x] += p0 * v0[x];
-        }
-        for (int x = 0; x < 16; ++x) ci[c0 + x] = acc0[x] + acc1[x];
-      }
-      if (c0 < dh) {
-        const int64_t rem = dh - c0;
+      for (int64_t c0 = 0; c0 < dh; c0 += 16) {
+        const int64_t rem = std::min<int64_t>(16, dh - c0);
         float acc[16];
         for (int x = 0; x < 16; ++x) acc[x] = 0.0f;
-        for (int64_t j = 0; j < n; ++j) {
-          const float p0 = sc[j];
-          const float* v0 = vh + j * d + c0;
-          for (int64_t x = 0; x < rem; ++x) acc[x] += p0 * v0[x];
+        if (rem == 16) {
+          for (int64_t j = 0; j < n; ++j) {
+            const float p0 = sc[j];
+            const float* v0 = vh + j * d + c0;
+            for (int x = 0; x < 16; ++x) acc[x] += p0 * v0[x];
+          }
+        } else {
+          for (int64_t j = 0; j < n; ++j) {
+            const float p0 = sc[j];
+            const float* v0 = vh + j * d + c0;
+            for (int64_t x = 0; x < rem; ++x) acc[x] += p0 * v0[x];
+          }
         }
         for (int64_t x = 0; x < rem; ++x) ci[c0 + x] = acc[x];
       }
@@ -1410,5 +1401,21 @@ void run_row(const Model& M, const Rule& R, const int64_t* ids, const bool* mask
     }
   }
 }
+// the per-block path: block b (and its exit head) for one row, over its real tokens (mask) of
+// h_in [L, d], back into h_out [L, d] at their positions (zeros at padding)
+void step_row(const Model& M, int64_t b, const float* h_in, const bool* mask, int64_t L, float* h_out,
+              float* logits, Work& w) {
+  const int64_t d = M.d;
+  int64_t* pos = grow(w.pos, L);
+  int64_t n = 0;
+  for (int64_t j = 0; j < L; ++j)
+    if (mask[j]) pos[n++] = j;
+  float* h = grow(w.h, std::max<int64_t>(n, 1) * d);
+  for (int64_t t = 0; t < n; ++t) std::memcpy(h + t * d, h_in + pos[t] * d, sizeof(float) * d);
+  block(M, M.blocks[b], w, n);
+  const float* out = w.h.data();
+  std::memset(h_out, 0, sizeof(float) * L * d);
+  for (int64_t t = 0; t < n; ++t) std::memcpy(h_out + pos[t] * d, out + t * d, sizeof(float) * d);
+  if (M.heads[b].has) head(M, M.heads[b], w, n, logits);
+}
 #endif
-

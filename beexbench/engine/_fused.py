@@ -3,12 +3,14 @@
 * The whole model in one C++ call (``ops.infer``): token and position embedding, every
   block, the exit heads and the exit rule, for :class:`FractionalEntropy`,
   :class:`AbsoluteEntropy` and the no-exit :class:`ExitRule` (exactly those classes).
-* One C++ call per block and its exit head (``ops.step``), the rule in Python (or
-  ``ops.frac_entropy``): any other rule, or ``BEEXBENCH_ENGINE=steps``.
+* One C++ call per block and its exit head (``ops.step``: the same loops, on the same blob),
+  the rule in Python (or ``ops.frac_entropy``): any other rule, a token embedding the
+  whole-model op does not read, or ``BEEXBENCH_ENGINE=steps``.
 
 Used by :meth:`PackedEncoder.infer <beexbench.engine.encoder.PackedEncoder.infer>` while
-the native kernels run; both compute the module path's values (the per-block steps op
-for op, the whole-model loops to the last bits of fp32).
+the native kernels run; both compute the module path's values bit for bit: the engine's
+numerics are the reference (:mod:`beexbench.models.canonical`), which the module path
+computes with torch ops.
 """
 from __future__ import annotations
 
@@ -28,12 +30,11 @@ _ALIGN = 16  # floats: each tensor of the whole-model blob starts on a 64-byte b
 
 
 class _Fast:
-    """What ``model._fast`` caches: the per-block steps' tensors and the whole-model blob."""
+    """What ``model._fast`` caches: the whole-model blob (both paths run on it)."""
 
-    __slots__ = ("steps", "whole", "tok")
+    __slots__ = ("whole", "tok")
 
     def __init__(self) -> None:
-        self.steps = None
         self.whole = None
         self.tok = None  # the token embedding (module, codes, scale) the blob was built for (_tok_key)
 
@@ -64,50 +65,23 @@ def _tok_key(tok: nn.Module) -> tuple:
     return tok, getattr(tok, "weight", None) if codes is None else codes, getattr(tok, "scale", None)
 
 
-def flat_tensors(model: "PackedEncoder") -> tuple[list[list[torch.Tensor]], list[list[torch.Tensor]], int]:
-    """Per block: its tensors in the fused step's order, and its head's (or []); the FFN
-    code (0 slfn, 1 gelu). Cached on the model (``model._fast``) until its tensors change."""
-    fast = _cache(model)
-    if fast.steps is None:
-        none = torch.empty(0)
-
-        def lin(m: PackedLinear) -> list[torch.Tensor]:
-            return [m.weight_packed, m.alpha, none if m.bias is None else m.bias,
-                    none if m.shift is None else m.shift]
-
-        blocks, heads = [], []
-        for i, blk in enumerate(model.blocks, start=1):
-            t = []
-            for m in (blk.attn.q, blk.attn.k, blk.attn.v, blk.attn.o):
-                t += lin(m)
-            t += [blk.ln1.weight.detach(), blk.ln1.bias.detach()]
-            for name in FFN_LAYERS[model.enc["ffn"]]:
-                t += lin(getattr(blk.ffn, name))
-            t += [blk.ln2.weight.detach(), blk.ln2.bias.detach()]
-            blocks.append(t)
-            head = model.head_for(i)
-            heads.append([] if head is None else [head.norm.weight.detach(), head.norm.bias.detach(),
-                                                  head.out.weight.detach(), head.out.bias.detach()])
-        fast.steps = (blocks, heads, 0 if model.enc["ffn"] == "slfn" else 1)
-    return fast.steps
-
-
 def whole_tensors(model: "PackedEncoder"):
-    """The whole-model op's inputs ``(fparams, words, meta, tok_codes, tok_scale, ln_eps)``: every
+    """The whole-model op's inputs ``(fparams, words, meta, tok_codes, tok_scale, ln_eps)`` and whether
+    the token table is the model's (else a one-row stand-in: only the per-block path runs): every
     fp32 tensor in one float32 blob, every packed weight word-major ([W][out]) in one
     int64 blob, and their offsets and the dimensions in ``meta`` (layout: ``parse_model``
     in _engine.cpp); ``ln_eps`` the encoder's LayerNorm eps (a BERT token-type row is already in
     the position table: nothing else to pass). Cached on the model (``model._fast``); None when the model has
-    something the op does not implement (a token embedding of another kind, non-fp32
-    tensors), which then runs the per-block path."""
+    something the op does not implement (non-fp32 tensors), which then runs the module path."""
     fast = _cache(model)
     key = _tok_key(model.tok)
     if fast.whole is not None and fast.tok is not None and all(a is b for a, b in zip(fast.tok, key)):
         return fast.whole
     fast.whole, fast.tok = None, key
     tok = token_table(model.tok)
-    if tok is None:
-        return None
+    real_tok = tok is not None
+    if tok is None:  # embedded in Python (model.embed): the blob's blocks serve the per-block path
+        tok = (32, torch.zeros(1, int(model.enc["d_model"])), torch.empty(0))
     floats: list[torch.Tensor] = []
     words: list[torch.Tensor] = []
     nf = nw = 0
@@ -152,8 +126,8 @@ def whole_tensors(model: "PackedEncoder"):
                 [1, f(head.norm.weight), f(head.norm.bias), f(head.out.weight), f(head.out.bias)]
     except TypeError:
         return None
-    fast.whole = (torch.cat(floats).contiguous(), torch.cat(words).contiguous(), torch.tensor(meta, dtype=torch.long),
-                  tok[1], tok[2], model.eps)
+    fast.whole = ((torch.cat(floats).contiguous(), torch.cat(words).contiguous(), torch.tensor(meta, dtype=torch.long),
+                   tok[1], tok[2], model.eps), real_tok)
     return fast.whole
 
 
@@ -171,37 +145,38 @@ def _rule_args(rule: ExitRule):
 
 def infer_fused(model: "PackedEncoder", ops, ids: torch.Tensor, mask: torch.Tensor, rule: ExitRule) -> ExitDecision:
     """Early-exit inference with the C++ ``ops`` (``_native.ops()``): the whole model in one
-    call (``ops.infer``) for the rules it implements, else one call per block."""
+    call (``ops.infer``) for the rules it implements, else one call per block (the module
+    path for a model the ops cannot read)."""
+    built = whole_tensors(model)
+    if built is None:
+        return model.infer_modules(ids, mask, rule)
+    whole, real_tok = built
     args = _rule_args(rule)
-    if args is not None and engine_choice() != "steps":
-        whole = whole_tensors(model)
-        if whole is not None:
-            if ids.shape[0] == 0:
-                raise ValueError("empty batch")
-            if ids.shape[1] > model.max_len:
-                raise ValueError(f"sequence length {ids.shape[1]} exceeds the model's max_len {model.max_len}")
-            if ids.dtype != torch.long or not ids.is_contiguous():
-                ids = ids.long().contiguous()
-            if mask.dtype != torch.bool or not mask.is_contiguous():
-                mask = mask.bool().contiguous()
-            logits, blocks = ops.infer(ids, mask, *whole, *args)
-            return ExitDecision(logits, blocks)
+    if args is not None and real_tok and engine_choice() != "steps":
+        if ids.shape[0] == 0:
+            raise ValueError("empty batch")
+        if ids.shape[1] > model.max_len:
+            raise ValueError(f"sequence length {ids.shape[1]} exceeds the model's max_len {model.max_len}")
+        if ids.dtype != torch.long or not ids.is_contiguous():
+            ids = ids.long().contiguous()
+        if mask.dtype != torch.bool or not mask.is_contiguous():
+            mask = mask.bool().contiguous()
+        logits, blocks = ops.infer(ids, mask, *whole, *args)
+        return ExitDecision(logits, blocks)
     return infer_steps(model, ops, ids, mask, rule)
 
 
 def infer_steps(model: "PackedEncoder", ops, ids: torch.Tensor, mask: torch.Tensor, rule: ExitRule) -> ExitDecision:
-    """Early-exit inference with the fused C++ ``ops.step`` per block; rows that exit
-    leave the batch. The fractional-entropy rule runs as ``ops.frac_entropy``, the C++
-    twin of :func:`~beexbench.models.exits.fractional_entropy_step`; any other rule as
-    its own ``step``."""
-    blocks_t, heads_t, ffn = flat_tensors(model)
+    """Early-exit inference with the C++ ``ops.step`` per block (the whole-model loops, row by
+    row); rows that exit leave the batch. The fractional-entropy rule runs as
+    ``ops.frac_entropy``, the C++ twin of :func:`~beexbench.models.exits.fractional_entropy_step`;
+    any other rule as its own ``step``."""
+    whole = whole_tensors(model)[0]
     n = ids.shape[0]
     if n == 0:
         raise ValueError("empty batch")
-    h = model.embed(ids)
-    neg = ~mask[:, None, None, :]
-    m = mask.unsqueeze(-1).to(h.dtype)
-    msum = m.sum(1).clamp_min(1.0)
+    h = model.embed(ids).float().contiguous()
+    mask = mask.bool().contiguous()
     rows = torch.arange(n)
     logits_out = torch.empty(n, model.num_labels)
     blocks_out = torch.empty(n, dtype=torch.long)
@@ -209,10 +184,9 @@ def infer_steps(model: "PackedEncoder", ops, ids: torch.Tensor, mask: torch.Tens
     state = None if frac else rule.start(n)
     prev_l = prev_h = None
     last_block = len(model.blocks)
-    n_heads = model.blocks[0].attn.n_heads
     for i in range(1, last_block + 1):
-        h, logits = ops.step(h, neg, m, msum, blocks_t[i - 1], heads_t[i - 1], n_heads, ffn, model.eps)
-        if not heads_t[i - 1]:
+        h, logits = ops.step(h, mask, *whole, i - 1)
+        if model.head_for(i) is None:
             continue
         last = i == last_block
         if frac:
@@ -233,7 +207,7 @@ def infer_steps(model: "PackedEncoder", ops, ids: torch.Tensor, mask: torch.Tens
             keep = ~done
             if not keep.any():
                 break
-            h, neg, m, msum, rows = h[keep], neg[keep], m[keep], msum[keep], rows[keep]
+            h, mask, rows = h[keep].contiguous(), mask[keep].contiguous(), rows[keep]
             if frac:
                 prev_l, prev_h = prev_l[keep], prev_h[keep]
             else:

@@ -7,7 +7,10 @@ recorded checksum matches (see :mod:`beexbench._native_build`). Used only
 while the native packed-bit kernels run (the fused steps call them); otherwise, or if
 the build fails (the reason is given by :func:`mode`), the engine runs its
 Python module path, which computes the same values.  ``BEEXBENCH_ENGINE=python``
-forces the Python path, ``BEEXBENCH_ENGINE=steps`` the per-block steps for every rule.
+forces the Python path, ``BEEXBENCH_ENGINE=steps`` the per-block steps for every rule (a value
+it does not know is a :class:`~beexbench.settings.SettingError`). Whether a model may run that
+slower path is the deployment's to decide (:meth:`beexbench.engine.adapter.PackedBEExformer.implementation`:
+it fails its cell unless ``BEEXBENCH_ALLOW_FALLBACK=1``); :func:`unavailable_reason` says why.
 """
 from __future__ import annotations
 
@@ -18,7 +21,8 @@ from pathlib import Path
 
 import torch
 
-from .. import _native_build, kernels
+from .. import _native_build, kernels, settings
+from ..settings import SettingError
 
 SOURCE = Path(__file__).with_name("_engine.cpp")
 # -ffp-contract=off: no FMA contraction, so the whole-model loops round like the kernels' epilogue;
@@ -27,12 +31,12 @@ SOURCE = Path(__file__).with_name("_engine.cpp")
 CFLAGS = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off", "-Wall", "-Wno-unused-function",
           "-Wno-uninitialized", "-Wno-maybe-uninitialized"]
 NAMESPACE = "beexbench_engine_native"
-ENV_VAR = "BEEXBENCH_ENGINE"  # "python": the module path; "steps": the per-block C++ steps for every rule
+ENV_VAR = settings.ENGINE  # "python": the module path; "steps": the per-block C++ steps for every rule
 
 
 def engine_choice() -> str:
-    """What ``BEEXBENCH_ENGINE`` asks for ("" when unset), normalised."""
-    return os.environ.get(ENV_VAR, "").strip().lower()
+    """What ``BEEXBENCH_ENGINE`` asks for: auto (also when unset), steps or python."""
+    return settings.engine_choice()
 
 
 class _State:
@@ -57,10 +61,12 @@ def _load() -> None:
         if _State.tried:
             return
         try:
-            _native_build.load(_extension(), verbose=bool(os.environ.get("BEEXBENCH_KERNELS_VERBOSE")))
+            _native_build.load(_extension(), verbose=settings.kernels_verbose())
             _State.ops = getattr(torch.ops, NAMESPACE)
             _State.ops.step, _State.ops.infer  # noqa: B018 - the ops are really there
-        except Exception as exc:  # noqa: BLE001 - any failure means "use the Python path"
+        except SettingError:
+            raise  # a bad BEEXBENCH_* value is the user's to fix, never a reason to run slower
+        except Exception as exc:  # noqa: BLE001 - the Python path, with the reason (its deployment then fails unless allowed)
             msg = " ".join(str(exc).split())
             _State.reason = f"fused engine unavailable ({type(exc).__name__}: {msg[:600]})"
             _State.ops = None
@@ -77,6 +83,17 @@ def ops():
         return None
     _load()
     return _State.ops
+
+
+def unavailable_reason() -> str | None:
+    """Why the native engine does not run in this process (None when it does)."""
+    if ops() is not None:
+        return None
+    if engine_choice() == "python":
+        return f"forced by {ENV_VAR}=python"
+    if not kernels._State.native_ready:
+        return f"the packed kernels run the PyTorch fallback ({kernels.fallback_reason() or 'native kernels not active'})"
+    return _State.reason or "fused engine unavailable"
 
 
 def mode() -> str:

@@ -22,12 +22,13 @@ its deployable artifact is this one.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any, ClassVar
 
 from torch import nn
 
-from .. import kernels
+from .. import kernels, settings
 from ..adapters.base import FitReport, ModelAdapter, Precision, TaskSpec
 from ..adapters.encoder_adapter import SpecEncoderBase
 from ..adapters.roles import deployment_of
@@ -35,6 +36,7 @@ from ..adapters.spec import ModelSpec
 from ..errors import BeexError, ConfigError
 from ..models.beexformer import BEExformer, BEExformerA5
 from ..progress import NULL_PROGRESS, Progress
+from ..results.implementation import Implementation, settle
 from ..training.batches import EncodedSplit
 from ..training.calibrate import CostFn
 from .embedding import EMBEDDING_NAMES
@@ -43,6 +45,33 @@ from .packed import (FloatMatMul, PackedEncoder, PackedLinear, PackedQK, check_c
 
 
 FIT_FILE = "fit.json"  # training and calibration provenance, beside the deployable files
+
+
+FAST_PATH = "the native C++ engine on the native packed-bit kernels"
+
+
+def implementation(name: str, model: PackedEncoder, rule) -> Implementation:
+    """What runs ``model``'s predictions under ``rule`` in this process (loading the native code on
+    first use): the whole-model C++ op or the per-block steps, on the native kernels, is the fast
+    path; the Python module path is a fallback, which fails the cell with the reason unless the
+    user forced it (``BEEXBENCH_ENGINE=python``, ``BEEXBENCH_KERNELS=fallback``) or allowed it
+    (``BEEXBENCH_ALLOW_FALLBACK=1``). See :mod:`beexbench.results.implementation`."""
+    from . import _fused, _native
+
+    ops = _native.ops()
+    backend = kernels.backend()
+    if ops is not None:
+        whole = (_fused._rule_args(rule) is not None and _native.engine_choice() != "steps"
+                 and _fused.whole_tensors(model) is not None)
+        return settle(name, fast_path=FAST_PATH, engine="native" if whole else "steps", isa=str(ops.engine_isa("")),
+                      kernels=backend, reason=None)
+    forced = None
+    if _native.engine_choice() == "python":
+        forced = f"{_native.ENV_VAR}=python"
+    elif settings.kernels_choice() == "fallback":
+        forced = f"{settings.KERNELS}={os.environ.get(settings.KERNELS, '').strip()}"
+    return settle(name, fast_path=FAST_PATH, engine="python", isa=None, kernels=backend,
+                  reason=_native.unavailable_reason(), forced_by=forced)
 
 
 def kernel_note() -> str:
@@ -158,6 +187,12 @@ class PackedBEExformer(SpecEncoderBase):  # the engine has the float encoder's i
                 raise BeexError(f"checkpoint {directory}: {FIT_FILE} does not match its checksum: delete the folder and re-derive it")
             adapter.fit_report = FitReport.from_dict(json.loads(fit.read_text(encoding="utf-8")))
         return adapter
+
+    def implementation(self) -> Implementation:
+        """What runs this model in this process (see :func:`implementation`); raises
+        :class:`~beexbench.results.implementation.FastPathUnavailable` when the native engine
+        cannot run and no fallback was allowed."""
+        return implementation(self.name, self.model, self.exit_rule())
 
     def deployable_files(self, directory: Path) -> list[Path]:
         from ..adapters.checkpoint import META, WEIGHTS

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ..errors import BeexError
+from ..models import canonical
 from ..models.encoder import ExitHead, all_exits, early_exit_infer  # the fp32 head is shared as is
 from ..models.exits import ExitDecision, ExitRule
 from . import _fused
@@ -30,6 +31,17 @@ from .layers import FFN_LAYERS, PackedBlock, PackedLinear
 REQUIRED = {"weight_bits": 1, "act_bits": 1, "binary_qk": True, "attention_probs": "softmax",
             "learnable_act_scale": False}
 DEFAULT_EPS = 1e-5  # torch's LayerNorm eps: the encoder's with layer_norm_eps None, and the exit heads'
+
+
+class PackedExitHead(ExitHead):
+    """The trained model's :class:`ExitHead` (same tensors), computed in the engine's order
+    (:mod:`beexbench.models.canonical`: pooling, LayerNorm and output dot products)."""
+
+    def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if canonical.counting():  # an operation counter: the float head's ops
+            return super().forward(h, mask)
+        normed = canonical.layer_norm(canonical.masked_mean(h, mask), self.norm.weight, self.norm.bias, self.norm.eps)
+        return canonical.linear(normed, self.out.weight, self.out.bias)
 
 
 def ln_eps(enc: dict[str, Any]) -> float:
@@ -93,13 +105,13 @@ class PackedEncoder(nn.Module):
         self.token_type_folded = folds_token_type(enc)
         self.tok = PackedEmbedding(vocab_size, d, self.embedding_bits)
         self.pos = nn.Embedding(max_len, d)
-        self.emb_norm = nn.LayerNorm(d, eps=self.eps)
+        self.emb_norm = canonical.LayerNorm(d, eps=self.eps)
         self.blocks = nn.ModuleList(
             PackedBlock(d, int(enc["n_heads"]), int(enc["d_ff"]), enc["ffn"], shift, self.eps)
             for _ in range(self.n_blocks))
         n_heads = self.n_blocks if enc["exit_heads"] else 1
-        self.heads = nn.ModuleList(ExitHead(d, num_labels) for _ in range(n_heads))
-        self._fast = None  # the fused path's flat tensors (_fused.flat_tensors), built on first use
+        self.heads = nn.ModuleList(PackedExitHead(d, num_labels) for _ in range(n_heads))
+        self._fast = None  # the fused paths' tensors (_fused.whole_tensors), built on first use
 
     # -- layout (same as EarlyExitEncoder: the counters group by blocks / head_for) ---
     @property
@@ -138,9 +150,9 @@ class PackedEncoder(nn.Module):
         ``infer``: token lookup, every block, the heads and the rule; no ATen op inside but,
         rarely, the GELU's: see ``gelu_ffn`` there) for the fractional-entropy,
         absolute-entropy and no-exit rules, else one C++ call per block and its head;
-        without them, the module path. Each gives the float model's
-        exits and predictions (logits within 1e-5: the whole-model loops round differently
-        from ATen in the last bits; tests/test_engine_native.py)."""
+        without them, the module path. All three compute the engine's numerics
+        (:mod:`beexbench.models.canonical`) bit for bit, on any host, instruction set and thread
+        count (tests/test_engine_native.py)."""
         from . import _native
 
         ops = _native.ops() if ids.device.type == "cpu" else None
@@ -148,9 +160,6 @@ class PackedEncoder(nn.Module):
             return self.infer_modules(ids, mask, rule)
         with torch.no_grad():
             return self._infer_fused(ops, ids, mask, rule)
-
-    def _flat(self) -> tuple[list[list[torch.Tensor]], list[list[torch.Tensor]], int]:
-        return _fused.flat_tensors(self)
 
     def _infer_fused(self, ops, ids: torch.Tensor, mask: torch.Tensor, rule: ExitRule) -> ExitDecision:
         return _fused.infer_fused(self, ops, ids, mask, rule)

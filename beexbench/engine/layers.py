@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from .. import kernels
+from ..models import canonical
 from ._traced_ops import OP_HANDLES, traced_ops
 
 FFN_LAYERS = {"slfn": ("w1", "w2", "w3", "w4"), "gelu": ("w1", "w2")}  # each FFN's packed layers, in order
@@ -109,11 +110,16 @@ class PackedAttention(nn.Module):
         q = self.q(h).view(b, l, H, dh).transpose(1, 2)
         k = self.k(h).view(b, l, H, dh).transpose(1, 2)
         v = self.v(h).view(b, l, H, dh).transpose(1, 2)
-        aq, ak = q.abs().mean(-1, keepdim=True), k.abs().mean(-1, keepdim=True)
-        scores = self.qk(q, k) * (aq * ak.transpose(-1, -2))
-        scores = scores / math.sqrt(dh)
-        p = torch.softmax(scores.masked_fill(~mask[:, None, None, :], float("-inf")), dim=-1)
-        ctx = self.av(p, v)
+        if canonical.counting():  # an operation counter: ATen's ops, counted as the float model's
+            aq, ak = q.abs().mean(-1, keepdim=True), k.abs().mean(-1, keepdim=True)
+            scores = self.qk(q, k) * (aq * ak.transpose(-1, -2))
+            scores = scores / math.sqrt(dh)
+            p = torch.softmax(scores.masked_fill(~mask[:, None, None, :], float("-inf")), dim=-1)
+            ctx = self.av(p, v)
+        else:  # the engine's numerics, bit for bit (models/canonical.py)
+            aq, ak = canonical.abs_mean(q), canonical.abs_mean(k)
+            scores = canonical.scale_scores(self.qk(q, k) * (aq * ak.transpose(-1, -2)), dh)
+            ctx = canonical.attention_context(scores, v, mask)
         return self.o(ctx.transpose(1, 2).reshape(b, l, -1))
 
 
@@ -128,7 +134,9 @@ class PackedSLFN(nn.Module):
         self.w4 = PackedLinear(d_ff, d_model, True, shift)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return self.w2(torch.sigmoid(self.w1(h))) * self.w4(torch.tanh(self.w3(h)))
+        if canonical.counting():
+            return self.w2(torch.sigmoid(self.w1(h))) * self.w4(torch.tanh(self.w3(h)))
+        return self.w2(canonical.sigmoid(self.w1(h))) * self.w4(canonical.tanh(self.w3(h)))
 
 
 class PackedGeluFFN(nn.Module):
@@ -138,17 +146,20 @@ class PackedGeluFFN(nn.Module):
         self.w2 = PackedLinear(d_ff, d_model, True, shift)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        # the exact (erf) GELU, as the float model's GeluFFN and BERT (not the tanh approximation)
-        return self.w2(nn.functional.gelu(self.w1(h), approximate="none"))
+        # the exact (erf) GELU, as the float model's GeluFFN and BERT (not the tanh approximation),
+        # with the engine's erf where it cannot change w2's input bits (canonical.gelu)
+        if canonical.counting():
+            return self.w2(nn.functional.gelu(self.w1(h), approximate="none"))
+        return self.w2(canonical.gelu(self.w1(h), self.w2.shift))
 
 
 class PackedBlock(nn.Module):
     def __init__(self, d_model: int, n_heads: int, d_ff: int, ffn: str, shift: bool, eps: float = 1e-5) -> None:
         super().__init__()
         self.attn = PackedAttention(d_model, n_heads, shift)
-        self.ln1 = nn.LayerNorm(d_model, eps=eps)  # eps: the encoder's (BERT: 1e-12)
+        self.ln1 = canonical.LayerNorm(d_model, eps=eps)  # eps: the encoder's (BERT: 1e-12)
         self.ffn = PackedSLFN(d_model, d_ff, shift) if ffn == "slfn" else PackedGeluFFN(d_model, d_ff, shift)
-        self.ln2 = nn.LayerNorm(d_model, eps=eps)
+        self.ln2 = canonical.LayerNorm(d_model, eps=eps)
 
     def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         h = self.ln1(h + self.attn(h, mask))

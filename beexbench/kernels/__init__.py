@@ -23,7 +23,10 @@ The C++ kernels (``binary_gemm.cpp``) are compiled on first use and cached
 ``auto`` (default), ``fallback`` / ``torch-fallback``, ``portable``, ``avx2``
 or ``avx512-vpopcnt``.  If the build fails the pure-PyTorch fallback is used
 and the reason is reported once (a ``RuntimeWarning``) and kept in
-``fallback_reason()``.
+``fallback_reason()``; a deployment that declares the native kernels as its fast path
+(``beexformer-packed``) then fails its cell with that reason unless the user allowed the fallback
+(:mod:`beexbench.results.implementation`). An unknown ``BEEXBENCH_KERNELS`` value is a
+:class:`~beexbench.settings.SettingError`.
 
 The kernels are inference-only (no autograd) and CPU-only.  NaN inputs map to
 -1 (``NaN >= 0`` is false).

@@ -11,14 +11,15 @@ from typing import Any
 
 import torch
 
+from beexbench import settings
 from beexbench.errors import BeexError
 
 from . import _fallback
 from ._build import OPS_NAMESPACE, BuildInfo, load_native
 
 FALLBACK = _fallback.NAME
-NATIVE_BACKENDS = ("avx512-vpopcnt", "avx2", "portable")
-ENV_VAR = "BEEXBENCH_KERNELS"
+NATIVE_BACKENDS = settings.KERNEL_NATIVE_NAMES  # best first
+ENV_VAR = settings.KERNELS
 
 class _State:
     lock = threading.Lock()
@@ -67,19 +68,13 @@ def _init() -> None:
     with _State.lock:
         if _State.initialised:
             return
-        want = os.environ.get(ENV_VAR, "auto").strip().lower() or "auto"
-        if want in ("fallback", FALLBACK, "torch"):
-            _State.reason = f"forced by {ENV_VAR}={want}"
+        want = settings.kernels_choice()  # a value it does not know: SettingError (every call)
+        if want == "fallback":
+            _State.reason = f"forced by {ENV_VAR}={os.environ.get(ENV_VAR, '').strip()}"
             _State.use_fallback = True
             _State.initialised = True
             return
-        if want != "auto" and want not in NATIVE_BACKENDS:
-            _State.initialised = True  # do not retry on every call
-            _State.reason = f"unknown {ENV_VAR}={want!r}"
-            raise BeexError(
-                f"{ENV_VAR}={want!r} is not a kernel backend; use one of: auto, fallback, "
-                + ", ".join(NATIVE_BACKENDS))
-        info = load_native(verbose=bool(os.environ.get("BEEXBENCH_KERNELS_VERBOSE")))
+        info = load_native(verbose=settings.kernels_verbose())
         _State.build = info
         if not info.loaded:
             _State.reason = f"native kernels unavailable ({info.error})"

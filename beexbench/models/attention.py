@@ -6,6 +6,7 @@ import math
 import torch
 from torch import nn
 
+from . import canonical
 from .layers import QuantLinear
 from .quantizers import binary_sign
 
@@ -93,6 +94,13 @@ class Attention(nn.Module):
 
     def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         q, k, v = self._heads(self.q(h)), self._heads(self.k(h)), self._heads(self.v(h))
+        if self.binary_qk and self.probs == "softmax" and canonical.active(self):  # the engine's numerics
+            aq, ak = canonical.abs_mean(q), canonical.abs_mean(k)
+            scores = self.qk(binary_sign(q, self.estimator), binary_sign(k, self.estimator).transpose(-1, -2))
+            ctx = canonical.attention_context(canonical.scale_scores(scores * (aq * ak.transpose(-1, -2)), self.d_head),
+                                              v, mask)
+            b, _, l, _ = ctx.shape
+            return self.o(ctx.transpose(1, 2).reshape(b, l, -1))
         if self.binary_qk:
             aq, ak = q.abs().mean(-1, keepdim=True), k.abs().mean(-1, keepdim=True)
             q, k = binary_sign(q, self.estimator), binary_sign(k, self.estimator)

@@ -11,6 +11,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from . import canonical
 from .attention import ATTENTION_PROBS, Attention
 from .exits import ExitDecision, ExitRule
 from .ffn import FFN_KINDS, make_ffn
@@ -103,8 +104,8 @@ class Block(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
 
     def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        h = self.ln1(h + self.drop(self.attn(h, mask)))
-        return self.ln2(h + self.drop(self.ffn(h)))
+        h = canonical.norm(self.ln1, h + self.drop(self.attn(h, mask)))
+        return canonical.norm(self.ln2, h + self.drop(self.ffn(h)))
 
 
 class ExitHead(nn.Module):
@@ -116,6 +117,9 @@ class ExitHead(nn.Module):
         self.out = nn.Linear(d_model, num_labels)
 
     def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if canonical.active(self):  # the engine's numerics (models/canonical.py)
+            normed = canonical.layer_norm(canonical.masked_mean(h, mask), self.norm.weight, self.norm.bias, self.norm.eps)
+            return canonical.linear(normed, self.out.weight, self.out.bias)
         m = mask.unsqueeze(-1).to(h.dtype)
         pooled = (h * m).sum(1) / m.sum(1).clamp_min(1.0)
         return self.out(self.norm(pooled))
@@ -165,7 +169,7 @@ class EarlyExitEncoder(nn.Module):
         pos_emb = self.pos(pos)
         if self.cfg.type_vocab_size is not None:
             pos_emb = pos_emb + self.typ(torch.zeros_like(pos))
-        return self.emb_drop(self.emb_norm(tok + pos_emb))
+        return self.emb_drop(canonical.norm(self.emb_norm, tok + pos_emb))
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
         return all_exits(self, ids, mask)

@@ -17,6 +17,7 @@ from torch import nn
 
 from .._registry import Registry
 from ._registration import registrar
+from . import canonical
 from .layers import QuantLinear
 
 _BUILTIN_FFNS = {"slfn": "beexbench.models.ffn:SLFN", "slfn3": "beexbench.models.ffn:SLFN3",
@@ -41,6 +42,8 @@ class SLFN(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
+        if canonical.active(self):  # the engine's numerics (models/canonical.py)
+            return self.w2(canonical.sigmoid(self.w1(h))) * self.w4(canonical.tanh(self.w3(h)))
         select = self.w2(self.dropout(torch.sigmoid(self.w1(h))))
         learn = self.w4(self.dropout(torch.tanh(self.w3(h))))
         return select * learn
@@ -79,6 +82,8 @@ class GeluFFN(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
+        if canonical.active(self) and self.w2.input_quantizer is not None:  # the engine's numerics
+            return self.w2(canonical.gelu(self.w1(h), self.w2.input_quantizer.shift))
         return self.w2(self.dropout(F.gelu(self.w1(h))))
 
 
