@@ -175,10 +175,24 @@ def _open_lock_file(path: Path) -> int:
         if path.is_symlink() or exc.errno == errno.ELOOP:
             raise BeexError(f"lock file {path} is a symlink: delete it (beexbench never follows one) and retry") from None
         raise BeexError(f"cannot open lock file {path} ({exc.strerror}): check the folder's permissions") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
+    problem = _lock_file_problem(os.fstat(fd))
+    if problem:
         os.close(fd)
-        raise BeexError(f"lock file {path} is not a regular file: delete it and retry")
+        raise BeexError(f"lock file {path} {problem}: delete it and retry")
     return fd
+
+
+def _lock_file_problem(st: os.stat_result) -> str | None:
+    """Why an opened lock file must not be used (its contents are truncated and rewritten): not
+    a regular file, hard-linked (writing it would truncate the file it is linked to), or owned by
+    someone else; None when it is a private regular file."""
+    if not stat.S_ISREG(st.st_mode):
+        return "is not a regular file"
+    if st.st_nlink != 1:
+        return f"has {st.st_nlink} hard links (it may be another file under a second name; beexbench never writes one)"
+    if hasattr(os, "getuid") and st.st_uid != os.getuid():
+        return f"is owned by user id {st.st_uid}, not by you ({os.getuid()})"
+    return None
 
 
 def _try_lock(fd: int, path: Path) -> bool:

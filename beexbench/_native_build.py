@@ -24,13 +24,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
+from . import settings
 from ._io import LockBusy, atomic_write_text, exclusive_lock, sha256_file
 from .errors import BeexError
 
 LOCK_NAME = "build.lock"
 SUM_SUFFIX = ".sha256"
-TIMEOUT_ENV = "BEEXBENCH_BUILD_TIMEOUT"
-DEFAULT_TIMEOUT = 600.0
+TIMEOUT_ENV = settings.BUILD_TIMEOUT
+DEFAULT_TIMEOUT = settings.DEFAULT_BUILD_TIMEOUT
 POLL_SECONDS = 0.25
 
 
@@ -45,9 +46,9 @@ class BuildLockTimeout(NativeBuildError):
 def cache_root() -> Path:
     """``$BEEXBENCH_CACHE/kernels``, else ``$XDG_CACHE_HOME/beexbench/kernels``,
     else ``~/.cache/beexbench/kernels`` (same root as the data cache)."""
-    env = os.environ.get("BEEXBENCH_CACHE")
-    if env:
-        return Path(env).expanduser() / "kernels"
+    env = settings.cache_dir()
+    if env is not None:
+        return env / "kernels"
     xdg = os.environ.get("XDG_CACHE_HOME")
     base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
     return base / "beexbench" / "kernels"
@@ -69,16 +70,9 @@ def _say(message: str) -> None:
 # The build lock
 # ---------------------------------------------------------------------------
 def lock_timeout() -> float:
-    raw = os.environ.get(TIMEOUT_ENV, "").strip()
-    if not raw:
-        return DEFAULT_TIMEOUT
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not value >= 0:
-        raise NativeBuildError(f"{TIMEOUT_ENV}={raw!r} is not a number of seconds; set it to e.g. 600")
-    return value
+    """``$BEEXBENCH_BUILD_TIMEOUT`` (default 600 s); a value that is not a finite number of
+    seconds >= 0 is a :class:`~beexbench.settings.SettingError`, never a fallback."""
+    return settings.build_timeout()
 
 
 @contextmanager

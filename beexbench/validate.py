@@ -16,6 +16,7 @@ import unicodedata
 from pathlib import Path
 from typing import Any, Iterable
 
+from . import settings  # the BEEXBENCH_* environment settings, one parser each
 from ._checks import bounded  # noqa: F401 (re-exported: the value check lives below spec and validate)
 from .config import LatencySettings, RunConfig
 from .errors import BeexError, ConfigError
@@ -37,9 +38,8 @@ def check(cfg: RunConfig) -> None:
 
 def validate(cfg: RunConfig) -> list[str]:
     """Every problem of ``cfg``, one line each ([] when it can run)."""
-    problems = _run_problems(cfg) + _thread_problems(cfg) + latency_problems(cfg.latency) + _target_problems(cfg) \
-        + _store_problems(cfg)
-    # (the BEEXBENCH_* settings' problems join here: beexbench.settings.problems())
+    problems = settings.problems() + _run_problems(cfg) + _thread_problems(cfg) + latency_problems(cfg.latency) \
+        + _target_problems(cfg) + _store_problems(cfg)
     kinds: set[str] = set()
     for task in cfg.tasks:
         found, kind = task_problems(task)

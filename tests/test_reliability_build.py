@@ -5,6 +5,7 @@ else rebuilt (or refused with the reason)."""
 from __future__ import annotations
 
 import errno
+import json
 import fcntl
 import os
 import shutil
@@ -21,6 +22,9 @@ import pytest
 from beexbench import _native_build as nb
 from beexbench.engine import _native as engine_native
 from beexbench.kernels import _build as kernels_build
+from beexbench.results.schema import CellRecord
+from beexbench.settings import SettingError
+from conftest import write_tiny_suite
 
 SHARED_CACHE_ENV = "BEEXBENCH_TEST_BUILD_CACHE"  # reuse one build across test sessions
 
@@ -120,9 +124,10 @@ def test_no_locking_on_the_file_system_is_a_clear_error(tmp_path, monkeypatch):
 def test_timeout_from_environment(monkeypatch):
     monkeypatch.setenv(nb.TIMEOUT_ENV, "2.5")
     assert nb.lock_timeout() == 2.5
-    monkeypatch.setenv(nb.TIMEOUT_ENV, "soon")
-    with pytest.raises(nb.NativeBuildError, match=nb.TIMEOUT_ENV):
-        nb.lock_timeout()
+    for bad in ("soon", "nan", "-1"):  # a usage error, never the fallback a failed build gives
+        monkeypatch.setenv(nb.TIMEOUT_ENV, bad)
+        with pytest.raises(SettingError, match=nb.TIMEOUT_ENV):
+            nb.lock_timeout()
 
 
 @pytest.mark.parametrize("dangling", [False, True])
@@ -253,3 +258,61 @@ def test_damaged_kernels_without_compiler_refused_with_reason(tmp_path, monkeypa
     assert "native kernels unavailable" in lines[2]
     assert "failed verification: checksum mismatch" in out.stderr
     assert not ext.library.exists()  # the damaged file is gone, not loaded
+
+
+# ---------------------------------------------------------------------------
+# A packed cell whose engine cannot load (its build lock held past the timeout), issue 26
+# ---------------------------------------------------------------------------
+@pytest.fixture
+def engine_lock_held(tmp_path, monkeypatch, built_native):
+    """A cache whose kernels are built and whose engine is not, its build lock held by a live process."""
+    monkeypatch.setenv("BEEXBENCH_CACHE", str(tmp_path / "cache"))
+    kernels_ext, engine_ext = kernels_build.extension(), engine_native._extension()
+    shutil.copytree(built_native / kernels_ext.build_dir.name, kernels_ext.build_dir)
+    engine_ext.build_dir.mkdir(parents=True)
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(engine_ext.build_dir)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def run_packed(tmp_path: Path, isolate: bool, **env: str) -> tuple[subprocess.CompletedProcess, CellRecord]:
+    """``beexbench run`` (the console script) of beexformer-packed on the tiny task; its one cell."""
+    suite = write_tiny_suite(tmp_path, models=("beexformer-packed",), isolate=isolate)
+    script = Path(sys.executable).with_name("beexbench")
+    command = [str(script)] if script.is_file() else [sys.executable, "-m", "beexbench.cli"]
+    out = subprocess.run([*command, "run", "--config", str(suite)], capture_output=True, text=True, timeout=580,
+                         env={**os.environ, "BEEXBENCH_CACHE": str(tmp_path / "cache"), nb.TIMEOUT_ENV: "1", **env})
+    (cell,) = (tmp_path / "results").glob("*/cells/*.json")
+    return out, CellRecord.from_dict(json.loads(cell.read_text()), source=str(cell))
+
+
+def test_packed_cell_fails_when_its_engine_cannot_load(tmp_path, monkeypatch, engine_lock_held):
+    """Was: the cell ran the Python module path (about 40x slower) and was recorded as ok, exit 0."""
+    monkeypatch.delenv("BEEXBENCH_ALLOW_FALLBACK", raising=False)
+    out, rec = run_packed(tmp_path, isolate=False, BEEXBENCH_ALLOW_FALLBACK="0")
+    assert out.returncode == 1, out.stderr[-2000:]
+    assert rec.status == "failed" and rec.metrics is None
+    assert rec.error.startswith("FastPathUnavailable: beexformer-packed: its fast path (the native C++ engine on the "
+                                "native packed-bit kernels) is unavailable: fused engine unavailable (BuildLockTimeout:")
+    assert f"process {engine_lock_held.pid}" in rec.error and "BEEXBENCH_ALLOW_FALLBACK=1" in rec.error
+
+
+def test_allowed_fallback_is_recorded_and_labelled(tmp_path, engine_lock_held):
+    """With the fallback allowed, the cell is measured (in fresh processes, which wait for the lock too)
+    and the record, its warnings and the report's label say which path ran and why."""
+    from beexbench.report.frame import records_frame
+
+    out, rec = run_packed(tmp_path, isolate=True, BEEXBENCH_ALLOW_FALLBACK="1")
+    assert out.returncode == 0, out.stderr[-2000:]
+    impl = rec.metrics.implementation
+    assert (impl.engine, impl.isa, impl.fallback, impl.allowed_by) == ("python", None, True, "BEEXBENCH_ALLOW_FALLBACK=1")
+    assert impl.kernels != "torch-fallback" and impl.reason.startswith("fused engine unavailable (BuildLockTimeout:")
+    assert rec.metrics.batch1.isolated  # what the measuring process ran, carried back to the record
+    assert any(w.startswith(f"implementation: {impl.label} instead of") for w in rec.warnings)
+    # the report's tables and figures name a model by this label: the fallback is its own, labelled row
+    assert records_frame([rec])["label"].tolist() == [f"beexformer-packed (tiny) [fallback: python engine, {impl.kernels} kernels]"]

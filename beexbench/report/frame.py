@@ -163,6 +163,13 @@ def _metric_columns(m: CellMetrics | None) -> dict:
     }
 
 
+def fallback_suffix(r: CellRecord) -> str:
+    """`` [fallback: ...]`` for a cell measured on a slower path than its model's declared fast path
+    (which the user allowed: docs/RESULTS.md, ``metrics.implementation``): its own row, labelled."""
+    impl = r.metrics.implementation if r.metrics is not None else None
+    return f" [{impl.label}]" if impl is not None and impl.fallback else ""
+
+
 def records_frame(records: list[CellRecord]) -> pd.DataFrame:
     """One row per cell record with the numbers the report shows (raw units: bits, MACs, ms, J)."""
     rows = []
@@ -174,7 +181,8 @@ def records_frame(records: list[CellRecord]) -> pd.DataFrame:
             "target": r.key.target,
             "setting": r.key.setting,
             "seed": r.key.seed,
-            "label": model_label(r.key.model, r.key.setting, _get(r.model, "config", "distill", "teacher")),
+            "label": model_label(r.key.model, r.key.setting, _get(r.model, "config", "distill", "teacher"))
+            + fallback_suffix(r),
             "target_label": target_label(r),
             "hardware": hardware(r),
             "emulated": bool(_get(r.target, "emulated", default=False)),

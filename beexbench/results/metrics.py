@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .codec import Section, absent_if_none, legacy
+from .implementation import Implementation
 from .costs import ENERGY_PROVENANCES, Energy, Latency, Memory, Ops, OpsMean, Size
 from .quality import METRICS, Accuracy, Calibration, Exits, Metric, Quality, RegressionQuality, SweepRow
 
@@ -29,6 +30,8 @@ class CellMetrics(Section):
     # batch 1 and the batch sweep at every thread setting the target lists (batch1 and
     # batch_sweep are the fastest setting's, chosen by the batch-1 median)
     latency_by_threads: tuple[Latency, ...] = legacy((), since=3)
+    # what ran the measured model (beexbench.results.implementation); left out of records written before it
+    implementation: Implementation | None = absent_if_none()
 
     @property
     def metric(self) -> str:
@@ -36,5 +39,5 @@ class CellMetrics(Section):
         return self.accuracy.metric
 
 
-__all__ = ["Accuracy", "Calibration", "CellMetrics", "ENERGY_PROVENANCES", "Energy", "Exits", "Latency", "METRICS",
+__all__ = ["Accuracy", "Calibration", "CellMetrics", "ENERGY_PROVENANCES", "Energy", "Exits", "Implementation", "Latency", "METRICS",
            "Memory", "Metric", "Ops", "OpsMean", "Quality", "RegressionQuality", "Size", "SweepRow"]

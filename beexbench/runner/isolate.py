@@ -10,6 +10,12 @@ before torch is imported: ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` (the setting
 any). The worker loads the cell's checkpoint from the model store, reads the test inputs the parent
 wrote, runs :func:`~beexbench.runner.measure.measure_speed` and writes its sections as JSON.
 
+A worker dies with the run: the run kills it on every way out of :func:`run_worker` (an error,
+Ctrl-C, SIGTERM, which the CLI turns into Ctrl-C), and the worker itself (``_measure_worker``)
+asks Linux for SIGTERM when its parent dies (``PR_SET_PDEATHSIG``; elsewhere it polls its parent),
+then removes the run's temporary folder and exits. That folder is named after the run's pid
+(``beexbench-measure-<pid>-*``), so the next measurement removes any whose process is gone.
+
 The record's headline (``batch1``, ``batch_sweep``, memory, energy) is the setting with the lowest
 batch-1 median; every setting's records are kept (``latency_by_threads``), and a warning says when
 one thread beats all of them (thread wake-up, not the model, then dominates the N-thread figure).
@@ -18,6 +24,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -26,6 +35,7 @@ from pathlib import Path
 
 from safetensors.torch import save_file
 
+from .._measure_worker import FOLDER_PREFIX  # + the owning run's pid + "-": see remove_stale_folders
 from .._registry import REGISTERED_AT_RUN_TIME
 from ..adapters.base import ModelAdapter
 from ..config import LatencySettings
@@ -76,12 +86,56 @@ def worker_env(threads: int, wait_policy: str) -> dict[str, str]:
     return env
 
 
+def folder_prefix(pid: int | None = None) -> str:
+    """The temporary folder's name up to tempfile's random part: it names the process that owns it."""
+    return f"{FOLDER_PREFIX}{os.getpid() if pid is None else pid}-"
+
+
+def remove_stale_folders(root: Path | None = None) -> list[Path]:
+    """Remove this user's ``beexbench-measure-<pid>-*`` folders in ``root`` (the temporary folder)
+    whose process is gone (a run killed by SIGKILL or a power cut); returns them. A folder whose pid
+    is alive (perhaps reused by another process) is kept: only a surely dead owner's is removed."""
+    removed = []
+    root = Path(tempfile.gettempdir()) if root is None else root
+    try:
+        entries = list(root.iterdir())
+    except OSError:
+        return removed
+    for path in entries:
+        match = re.fullmatch(re.escape(FOLDER_PREFIX) + r"([0-9]{1,10})-[^/]+", path.name)
+        if not match or pid_alive(int(match.group(1))):
+            continue
+        try:
+            st = path.lstat()
+        except OSError:
+            continue
+        if stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid():  # a link or another user's folder is left alone
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (one of another user counts as alive)."""
+    if pid <= 0:
+        return True  # not a process id: not ours to judge
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
 def run_worker(job: Job, wait_policy: str, timeout_s: float, folder: Path) -> Speed:
-    """Run one measurement process and read its sections; a failure is one-line BeexError."""
+    """Run one measurement process and read its sections; a failure is one-line BeexError. The
+    worker is killed on every way out (``subprocess.run`` kills it on any exception, Ctrl-C and
+    SIGTERM included) and is told this process's pid, so that it ends itself if this one dies."""
     job_path, out_path = folder / f"job-{job.threads}.json", folder / f"speed-{job.threads}.json"
     job_path.write_text(json.dumps(job.__dict__), encoding="utf-8")
     try:
-        proc = subprocess.run([sys.executable, "-m", WORKER, str(job_path), str(out_path)],
+        proc = subprocess.run([sys.executable, "-m", WORKER, str(job_path), str(out_path), str(os.getpid())],
                               env=worker_env(job.threads, wait_policy), capture_output=True, text=True, timeout=timeout_s)
     except subprocess.TimeoutExpired:
         raise BeexError(f"the isolated measurement at {job.threads} thread(s) ran past {timeout_s:.0f} s: lower "
@@ -96,7 +150,7 @@ def run_worker(job: Job, wait_policy: str, timeout_s: float, folder: Path) -> Sp
 def speed_to_dict(speed: Speed) -> dict:
     return {"batch1": speed.batch1.to_dict(), "energy": speed.energy.to_dict() if speed.energy else None,
             "memory": speed.memory.to_dict(), "batch_sweep": [r.to_dict() for r in speed.batch_sweep],
-            "seq_len_sweep": [r.to_dict() for r in speed.seq_len_sweep]}
+            "seq_len_sweep": [r.to_dict() for r in speed.seq_len_sweep], **speed.extras()}
 
 
 def speed_from_dict(doc: dict) -> Speed:
@@ -104,7 +158,7 @@ def speed_from_dict(doc: dict) -> Speed:
     lat = lambda d: Latency.from_dict(d, source=src)  # noqa: E731
     return Speed(batch1=lat(doc["batch1"]), energy=Energy.from_dict(doc["energy"], source=src) if doc["energy"] else None,
                  memory=Memory.from_dict(doc["memory"], source=src), batch_sweep=tuple(map(lat, doc["batch_sweep"])),
-                 seq_len_sweep=tuple(map(lat, doc["seq_len_sweep"])))
+                 seq_len_sweep=tuple(map(lat, doc["seq_len_sweep"])), **Speed.extras_from(doc))
 
 
 def _timeout(settings: LatencySettings) -> float:
@@ -128,7 +182,9 @@ def measure_speed_by_threads(adapter: ModelAdapter, checkpoint: Path | None, tes
         warnings.append("latency measured in the run's own process (latency.isolate = false): its threads and "
                         "OpenMP wait policy are the run's, not the target's")
     speeds: dict[int, Speed] = {}
-    with tempfile.TemporaryDirectory(prefix="beexbench-measure-") as tmp:
+    if isolated:
+        remove_stale_folders()
+    with tempfile.TemporaryDirectory(prefix=folder_prefix()) as tmp:
         inputs = Path(tmp) / "inputs.safetensors"
         if isolated:
             save_file({"input_ids": test.input_ids.contiguous(), "attention_mask": test.attention_mask.contiguous()},

@@ -26,6 +26,7 @@ from ..profilers.size import measure_size
 from ..progress import NULL_PROGRESS, Progress
 from ..targets import Target
 from ..training.batches import EncodedSplit
+from ..results.implementation import Implementation, implementation_of
 from ..results.metrics import (Accuracy, Calibration, CellMetrics, Energy, Exits, Latency, Memory, Ops, OpsMean, Quality,
                                RegressionQuality, Size, SweepRow)
 from ..training.calibrate import all_exit_logits, sweep
@@ -106,6 +107,7 @@ def measure_accuracy_and_exits(adapter: ModelAdapter, test: EncodedSplit, depth:
     """Quality, operations and exits on the test split. ``problem``: the task's declared problem
     (default: the one of the task the adapter was built for, ``adapter.spec.problem``)."""
     problem = problem or adapter.spec.problem
+    implementation_of(adapter)  # a deployment whose fast path cannot run fails here, before any slow pass
     logits, blocks = predict_all(adapter, test)
     labels = test.labels
     label_std = adapter.spec.label_std
@@ -212,12 +214,43 @@ class Speed:
     memory: Memory
     batch_sweep: tuple[Latency, ...]
     seq_len_sweep: tuple[Latency, ...]
+    implementation: Implementation | None = None  # what ran the timed code (None: not recorded)
+    skipped: tuple[str, ...] = ()  # each requested batch size or length that was not measured, and why
 
     @property
     def warnings(self) -> list[str]:
-        """The profilers' warnings, each prefixed with its section."""
+        """The profilers' warnings, each prefixed with its section, then what the sweeps skipped
+        and a fallback implementation, when one ran."""
         sections = [("batch1", self.batch1), ("memory", self.memory), ("energy", self.energy)]
-        return [f"{name}: {w}" for name, rec in sections if rec is not None for w in rec.warnings]
+        out = [f"{name}: {w}" for name, rec in sections if rec is not None for w in rec.warnings]
+        out += list(self.skipped)
+        impl = self.implementation
+        if impl is not None and impl.fallback:
+            out.append(f"implementation: {impl.label} instead of {impl.fast_path} ({impl.reason}; allowed by "
+                       f"{impl.allowed_by}): the latency, memory and energy are the fallback's")
+        return out
+
+    def extras(self) -> dict[str, Any]:
+        """What a measuring process sends beside the latency sections (read by :meth:`extras_from`)."""
+        return {"implementation": self.implementation.to_dict() if self.implementation else None,
+                "skipped": list(self.skipped)}
+
+    @staticmethod
+    def extras_from(doc: dict[str, Any]) -> dict[str, Any]:
+        src = "the isolated measurement's output"
+        impl = doc.get("implementation")
+        return {"implementation": Implementation.from_dict(impl, source=src) if impl else None,
+                "skipped": tuple(str(s) for s in doc.get("skipped") or ())}
+
+
+def skipped_sizes(settings: LatencySettings, n_test: int, max_len: int) -> list[str]:
+    """Why each of the suite's batch sizes and lengths that the test split cannot fill is not
+    measured (a warning in the record, never a silent gap in the sweep)."""
+    out = [f"batch_sweep: batch size {bs} is larger than the test split ({n_test} samples): not measured"
+           for bs in settings.batch_sizes if bs > n_test and bs != 1]
+    out += [f"seq_len_sweep: length {length} exceeds the task's max_len {max_len}: not measured"
+            for length in settings.seq_lens if length > max_len]
+    return out
 
 
 def _latency(rec) -> Latency:
@@ -230,6 +263,10 @@ def measure_speed(adapter: ModelAdapter, test: EncodedSplit, target: Target, set
     lengths vary as in deployment), with memory and energy around the same loop; then
     larger batch sizes of real samples."""
     adapter.module().to(target.device)
+    implementation = implementation_of(adapter)  # before timing: a fast path that cannot run fails here
+    skipped = skipped_sizes(settings, len(test), test.input_ids.shape[1])
+    for note in skipped:
+        progress.log(note)
     n = min(settings.samples, len(test))
     singles = []
     for i in range(n):
@@ -271,8 +308,7 @@ def measure_speed(adapter: ModelAdapter, test: EncodedSplit, target: Target, set
         seq_len_sweep = []
         for length in settings.seq_lens:
             if length > test.input_ids.shape[1]:
-                progress.log(f"seq_len {length} exceeds the task's max_len {test.input_ids.shape[1]}: skipped")
-                continue
+                continue  # in ``skipped``
             ids = test.input_ids[:16, :length].to(target.device)
             mask = test.attention_mask[:16, :length].clone()
             mask[:, :length] = True  # every position is a token: the cost of exactly L tokens
@@ -280,7 +316,7 @@ def measure_speed(adapter: ModelAdapter, test: EncodedSplit, target: Target, set
             with progress.task(f"latency {adapter.name} L={length}", total=None):
                 r = measure_latency(one, target=target, inputs=inputs, batch_size=1, seq_len=length, **short)
             seq_len_sweep.append(_latency(r))
-    return Speed(batch1, energy_rec, memory, tuple(batch_sweep), tuple(seq_len_sweep))
+    return Speed(batch1, energy_rec, memory, tuple(batch_sweep), tuple(seq_len_sweep), implementation, tuple(skipped))
 
 
 def _energy_per_sample(rec: Energy, calls: int) -> Energy:
@@ -300,5 +336,5 @@ def cell_metrics(quality: QualityAndExits, size: Size, speed: Speed,
     thread setting's; ``latency_by_threads``: every setting's latency records)."""
     return CellMetrics(accuracy=quality.accuracy, accuracy_no_exit=quality.accuracy_no_exit, ops=quality.ops,
                        exits=quality.exits, size=size, batch1=speed.batch1, energy=speed.energy, memory=speed.memory,
-                       batch_sweep=speed.batch_sweep, seq_len_sweep=speed.seq_len_sweep,
+                       batch_sweep=speed.batch_sweep, seq_len_sweep=speed.seq_len_sweep, implementation=speed.implementation,
                        latency_by_threads=latency_by_threads or (speed.batch1, *speed.batch_sweep))
