@@ -379,7 +379,7 @@ def floors_results(root: Path, fp32_acc: float, *, metric: str = "accuracy") -> 
 
 
 def test_floors_are_reference_rows_and_lines_not_candidates(tmp_path, monkeypatch):
-    import beexbench.report.build as build
+    import beexbench.report.sections as build
 
     calls = []
     original = build.pareto_plot

@@ -171,3 +171,30 @@ def tradeoff_plot(df: pd.DataFrame, title: str, floors=()) -> str | None:
     ax.set_title(text(title), fontsize=10)
     _legend_outside(ax)
     return to_data_uri(fig)
+
+
+OVERVIEW_MAX_MODELS = 30
+_MPL = tuple(int(x) for x in matplotlib.__version__.split(".")[:2] if x.isdigit())
+
+
+def overview_plot(df: pd.DataFrame, title: str, axis: str) -> tuple[str, list[str]]:
+    """Test quality ×100 of every model across all sections: one box (and its points) per model,
+    the models with the most sections first, at most :data:`OVERVIEW_MAX_MODELS`. Returns the
+    figure and the models left out of it (the caller names them)."""
+    d = df.dropna(subset=["accuracy"])
+    counts = d.groupby("name")["accuracy"].count().sort_index().sort_values(ascending=False, kind="stable")  # ties: by name
+    shown, left = list(counts.index[:OVERVIEW_MAX_MODELS]), list(counts.index[OVERVIEW_MAX_MODELS:])
+    _theme()
+    fig, ax = plt.subplots(figsize=(7.2, 1.2 + 0.32 * max(len(shown), 1)))
+    values = [d.loc[d["name"] == n, "accuracy"].to_numpy() * 100 for n in shown]
+    sideways = {"orientation": "horizontal"} if _MPL >= (3, 10) else {"vert": False}
+    ax.boxplot(values, **sideways, whis=(0, 100), widths=0.6, showfliers=False, patch_artist=True,
+               boxprops={"facecolor": "#dce6f2"}, medianprops={"color": "black"})
+    for k, v in enumerate(values):
+        jitter = ((pd.Series(range(len(v))) * 0.6180339887) % 1 - 0.5).to_numpy() * 0.35
+        ax.scatter(v, k + 1 + jitter, s=6, color="#1f4e79", alpha=0.5, zorder=3, linewidths=0)
+    ax.set_yticks(range(1, len(shown) + 1), [f"{text(n)} ({counts[n]})" for n in shown], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel(axis)
+    ax.set_title(text(title), fontsize=10)
+    return to_data_uri(fig), left

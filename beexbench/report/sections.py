@@ -1,0 +1,154 @@
+"""One report section per (task, target): its aggregated rows, tables, floor warnings and (for the
+sections that get them) its figures. Each section depends only on its own cells, so
+:mod:`beexbench.report.parallel` can build them in worker processes."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from ._html import anchor, esc, figure, table_html, unavailable
+from .aggregate import aggregate
+from .frame import is_floor, quality_of
+from .notes import floor_warnings
+from .plots import exit_histogram_plot, pareto_plot, tradeoff_plot
+from .tables import Table, ablation_table, summary_table
+
+# (cost column, x-axis label, scale to the shown unit, log x, x error-bar columns)
+PARETO_AXES = [
+    ("size_bits", "model size, total incl. embeddings (KiB)", 1 / 8 / 1024, True, None),
+    ("ops", "operations per sample, OPs = FLOPs + BOPs/64 (M)", 1e-6, True, None),
+    ("latency_ms", "latency at batch size 1, median (ms)", 1.0, True, ("latency_lo", "latency_hi")),
+    ("energy_j", "energy per sample (mJ)", 1e3, True, None),
+]
+AXIS_NAME = {"size_bits": "size", "ops": "operations", "latency_ms": "latency", "energy_j": "energy"}
+# the columns of the aggregated rows that the across-section summary figure needs
+OVERVIEW_COLUMNS = ["task", "target_label", "label", "model", "role", "metric", "accuracy"]
+
+
+@dataclass
+class SectionJob:
+    """What a worker needs to build one section: its place, its cells, whether to draw figures,
+    and the sentence to print instead of figures when it does not."""
+
+    index: int
+    task: str
+    target: str
+    cells: pd.DataFrame
+    figures: bool
+    no_figures_note: str = ""
+
+
+@dataclass
+class Section:
+    index: int
+    anchor: str
+    title: str
+    html: str
+    tables: list[Table] = field(default_factory=list)
+    floor_warnings: list[str] = field(default_factory=list)
+    n_rows: int = 0
+    overview: pd.DataFrame | None = None  # OVERVIEW_COLUMNS of its aggregated rows
+    figures: bool = True  # drawn with its figures
+
+
+def _spread(g: pd.DataFrame, one_seed: str) -> str:
+    multi, single = (g["n_seeds"] > 1).any(), (g["n_seeds"] == 1).any()
+    if multi and single:
+        return f"± std over seeds where there are several, else the {one_seed}"
+    return "± std over seeds" if multi else one_seed
+
+
+def _floors(g: pd.DataFrame) -> tuple[list[tuple[str, float]], str]:
+    """The reference floors of a group as ``(name, value ×100)`` lines, and the caption sentence."""
+    rows = g[is_floor(g)]
+    lines = sorted(((str(r.label), float(r.accuracy) * 100) for r in rows.itertuples() if pd.notna(r.accuracy)), key=lambda x: x[1])
+    if rows.empty:
+        return lines, ""
+    q = quality_of(g)
+    cap = ""
+    if lines:
+        cap = (f" Dashed horizontal lines: reference floors (test {q.name}: "
+               + ", ".join(f"{n} {v:.1f}" for n, v in lines) + "), fitted on the same train split; reference lines, not candidates.")
+    undefined = [f"{r.label}: {r.accuracy_undefined or 'no value'}" for r in rows.itertuples() if pd.isna(r.accuracy)]
+    if undefined:
+        cap += " No line for " + "; ".join(undefined) + "."
+    return lines, cap
+
+
+def pareto_figures(g: pd.DataFrame, title: str) -> str:
+    figs = []
+    q = quality_of(g)
+    floors, floor_caption = _floors(g)
+    g = g[~is_floor(g)]  # the floors are reference lines, not points on the fronts
+    for cost, label, scale, log_x, err in PARETO_AXES:
+        name = AXIS_NAME[cost]
+        have = g.dropna(subset=[cost, "accuracy"])
+        missing = sorted(set(g["label"]) - set(have["label"]))
+        if have.empty:
+            why = "no model in this group has a figure"
+            if cost == "energy_j":
+                why += f" (provenance: {', '.join(sorted(set(g['energy_provenance'])))}); nothing is plotted rather than zeros."
+            figs.append(unavailable(f"{q.name.capitalize()} vs {name} — {title}", why))
+            continue
+        uri = pareto_plot(g, cost, label, f"{q.name.capitalize()} vs {name} — {title}", scale=scale, log_x=log_x, err=err,
+                          floors=floors)
+        bars = f"Error bars: {q.name} " + _spread(g, q.interval)
+        if err:
+            bars += "; latency " + _spread(g, "bootstrap 95% interval of the median")
+        cap = f"Non-dominated models are ringed and joined by the dashed front. {bars}."
+        if cost == "energy_j":
+            cap += " Provenance: " + "; ".join(f"{r.label}: {r.energy_provenance}" for r in have.itertuples()) + "."
+        if missing:
+            cap += f" Not plotted ({name} unavailable): {', '.join(missing)}."
+        cap += floor_caption
+        figs.append(figure(uri, f"{q.name} vs {name}, {title}", cap))
+    return f'<div class="figs">{"".join(figs)}</div>'
+
+
+def exit_figures(g: pd.DataFrame, title: str) -> str:
+    floors, floor_caption = _floors(g)
+    ee = g[g["n_blocks"].notna() & ~is_floor(g)]
+    figs = []
+    hist = exit_histogram_plot(ee, f"Exit histogram (test split) — {title}")
+    if hist:
+        figs.append(figure(hist, f"exit histogram, {title}", "Share of test samples that leave at each exit block "
+                           "(summed over seeds). Models without early exits are absent."))
+    curve = tradeoff_plot(ee, f"δ trade-off — {title}", floors=floors)
+    if curve:
+        figs.append(figure(curve, f"delta trade-off, {title}",
+                           f"{quality_of(ee).name.capitalize()} against mean MACs per sample as the exit threshold δ is swept: dashed = validation "
+                           "split (where δ is calibrated), solid = test split (reported for reference only, never used "
+                           "to choose δ). The star marks the deployed δ on the test curve." + floor_caption))
+    if not figs:
+        return '<p class="note">No model in this group records exit statistics.</p>'
+    return f'<div class="figs">{"".join(figs)}</div>'
+
+
+def build_section(job: SectionJob) -> Section:
+    """The HTML of one (task, target) section, its tables and its floor warnings."""
+    g = aggregate(job.cells)
+    title = f"{job.task} on {job.target}"
+    sid = anchor(job.index, job.task, job.target)
+    summary = summary_table(g)
+    ablation = ablation_table(g)
+    warnings = floor_warnings(g, title) if is_floor(g).any() else []  # no floor, no verdict
+    head = ('<p class="warn">Emulated target: latency and energy are the host\'s, with the target\'s thread count.</p>'
+            if g["emulated"].any() else "")
+    head += "".join(f'<p class="warn" data-floor-warning>{esc(w)}</p>' for w in warnings)
+    if job.figures:
+        pareto, exits = pareto_figures(g, title), exit_figures(g, title)
+    else:
+        pareto = f'<p class="note" data-no-figures>{esc(job.no_figures_note)}</p>'
+        exits = '<p class="note" data-no-figures>No exit figures for this section either (see above).</p>'
+    html = (f'<section id="{sid}"><h2>{esc(title)}</h2>{head}<h3>Summary</h3>{table_html(summary)}'
+            f"<h3>Pareto fronts</h3>{pareto}"
+            + (f"<h3>Ablations</h3>{table_html(ablation)}" if ablation else "")
+            + f"<h3>Early exits</h3>{exits}</section>")
+    return Section(job.index, sid, title, html, [summary] + ([ablation] if ablation else []), warnings, len(g),
+                   g[OVERVIEW_COLUMNS].copy(), job.figures)
+
+
+def build_sections(jobs: list[SectionJob]) -> list[Section]:
+    """A worker's share: several sections, in the order given."""
+    return [build_section(job) for job in jobs]
