@@ -6,9 +6,9 @@ at a time (:mod:`baselines._onnx_export`: graph 1 embeds and runs block 1 and it
 graph i runs block i and its head; batch and sequence axes dynamic) and, for ``int8-ort``,
 quantizes every graph with ONNX Runtime's dynamic int8 quantization. ``predict`` runs the
 graphs in ONNX Runtime sessions and the fp32 model's calibrated exit rule in Python between
-them, dropping the rows that exit, exactly as :func:`beexbench.models.encoder.early_exit_infer`
-does for torch. ``derive`` checks the deployment against the torch model on the validation
-split and records what it found (``verification``, also in ``precision().notes``); fp32-ort
+them, dropping the rows that exit: the loop torch's inference runs too
+(:func:`beexbench.models.early_exit.run_early_exit`). ``derive`` checks the deployment against
+the torch model on the validation split and records what it found (``verification``, also in ``precision().notes``); fp32-ort
 must give the same predictions and exit blocks with logits within :attr:`FP32Ort.tolerance`.
 
 The operation counter and the profilers trace ``module()``, the torch fp32 network the graphs
@@ -36,6 +36,7 @@ from beexbench.adapters.encoder_adapter import how_trained, module_precision
 from beexbench.adapters.roles import deployment_of
 from beexbench.adapters.spec import ModelSpec
 from beexbench.errors import BeexError, ConfigError
+from beexbench.models.early_exit import run_early_exit
 from beexbench.models.exits import ExitDecision
 from beexbench.progress import NULL_PROGRESS, Progress
 from beexbench.training.batches import EncodedSplit
@@ -144,7 +145,7 @@ class OrtDeployment(FP32):
 
     def predict(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> ExitDecision:
         """Early-exit inference in ONNX Runtime: the exit rule runs between the block graphs and
-        the rows that exit leave the batch (as ``early_exit_infer`` does for torch). The sessions
+        the rows that exit leave the batch (``run_early_exit``, as for torch). The sessions
         own the thread budget: torch's few ops on the logits run on one thread meanwhile (with
         spinning OpenMP waits, a second torch pool beside ORT's made batch 8 at 2 threads 2-5x
         slower: docs/BENCHMARKS.md)."""
@@ -159,38 +160,16 @@ class OrtDeployment(FP32):
             torch.set_num_threads(threads)
 
     def _predict(self, sessions, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> ExitDecision:
-        h, mask = self._inputs(input_ids, attention_mask)
-        n = h.shape[0]
-        rule, last_block = self.rule, len(sessions)
-        rows = None  # the batch rows still pending (None: all of them, none has exited yet)
-        logits_out = blocks_out = None
-        state = rule.start(n)
-        for i, (session, io) in enumerate(zip(sessions, self._ios), start=1):
-            res = session.run(io.output_list, {io.inputs[0]: h, "mask": mask})
+        ios = self._ios
+
+        def step(h: np.ndarray, mask: np.ndarray, i: int):
+            io = ios[i - 1]
+            res = sessions[i - 1].run(io.output_list, {io.inputs[0]: h, "mask": mask})
             if not io.has_logits:  # a block without an exit head
-                h = res[0]
-                continue
-            h = res[0] if len(res) == 2 else None
-            done, answer, state = rule.step(i, torch.from_numpy(res[-1]), state, last=i == last_block)
-            exited = int(done.sum())
-            if exited == 0:
-                continue
-            if exited == len(done):  # every pending row exits here
-                if rows is None:
-                    return ExitDecision(answer, torch.full((n,), i, dtype=torch.long))
-                logits_out[rows] = answer
-                blocks_out[rows] = i
-                break
-            if rows is None:
-                rows = torch.arange(n)
-                logits_out = torch.empty(n, answer.shape[-1], dtype=answer.dtype)
-                blocks_out = torch.empty(n, dtype=torch.long)
-            logits_out[rows[done]] = answer[done]
-            blocks_out[rows[done]] = i
-            keep = ~done
-            k = keep.numpy()
-            h, mask, rows, state = h[k], mask[k], rows[keep], state.select(keep)
-        return ExitDecision(logits_out, blocks_out)
+                return res[0], None
+            return res[0] if len(res) == 2 else None, torch.from_numpy(res[-1])
+
+        return run_early_exit(*self._inputs(input_ids, attention_mask), len(sessions), step, self.rule)
 
     # -- derivation and verification --------------------------------------------------------
     @classmethod

@@ -177,6 +177,37 @@ def test_every_instruction_set_and_threads(pairs, reseeded, name, seed):
                     same(STEPS(model, ops, ids, mask, rule), ref)
 
 
+
+@pytest.mark.parametrize("name", ["odd-slfn", "d45-one-head"])
+def test_cpp_loop_equals_the_python_row_removal_loop(pairs, name):
+    """The whole-model op's C++ early-exit loop (``infer`` in _engine.cpp) and the one Python loop
+    (models/early_exit.py ``run_early_exit``, here driving the per-block op ``step`` with the rule's
+    C++ ``frac_entropy`` twin or its Python ``step``) give the same logits and exit blocks bit for
+    bit, batched (rows leaving at different blocks) and at batch 1; a rule only the Python loop runs
+    equals the module path through the same loop."""
+    from beexbench.models.early_exit import run_early_exit
+
+    ops, model = _native.ops(), pairs[name].use(32).packed.model
+    ids, mask, _ = data(30, seed=11)
+
+    def block_step(h, m, i):
+        h, logits = ops.step(h, m, *_fused.whole_tensors(model)[0], i - 1)
+        return h, logits if model.head_for(i) is not None else None
+
+    with torch.no_grad():
+        for rule in RULES:
+            whole = _fused.infer_fused(model, ops, ids, mask, rule)
+            same(STEPS(model, ops, ids, mask, rule), whole)
+            for i in (0, 4):
+                n = int(mask[i].sum())
+                one = (ids[i : i + 1, :n], mask[i : i + 1, :n])
+                same(STEPS(model, ops, *one, rule), _fused.infer_fused(model, ops, *one, rule))
+            if type(rule) is FractionalEntropy:  # the rule's own Python step in the loop, not its C++ twin
+                h = model.embed(ids).float().contiguous()
+                same(run_early_exit(h, mask.contiguous(), len(model.blocks), block_step, rule), whole)
+        for rule in (Patience(1), Patience(2)):
+            same(STEPS(model, ops, ids, mask, rule), model.infer_modules(ids, mask, rule))
+
 def test_other_rules_fall_back(pairs, monkeypatch):
     pair = pairs["odd-slfn"].use(32)
     model = pair.packed.model

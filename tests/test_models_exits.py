@@ -5,7 +5,7 @@ import torch
 
 from beexbench.adapters.base import TaskSpec
 from beexbench.adapters.registry import create_model
-from beexbench.models.exits import AbsoluteEntropy, FractionalEntropy, Patience, entropy, simulate
+from beexbench.models.exits import AbsoluteEntropy, ExitRule, FractionalEntropy, Patience, entropy, simulate
 
 
 def logits_with_entropy(h: float, classes: int = 2) -> torch.Tensor:
@@ -141,3 +141,74 @@ def test_rule_step_is_the_shared_fractional_entropy_step():
     done, answer, new = rule.step(2, cur, state, last=False)
     d2, a2, h2 = fractional_entropy_step(cur, prev, entropy(prev), 0.05, rule.eps, True, True, False)
     assert torch.equal(done, d2) and torch.equal(answer, a2) and torch.equal(new.prev_entropy, h2)
+
+
+# -- the one row-removal loop (beexbench/models/early_exit.py) -------------------------------------
+
+def _scripted(table: torch.Tensor, exit_blocks: list[int], as_numpy: bool):
+    """A block step reading fixed exit logits: ``table[k]`` [N, C] are the logits of the exit after
+    block ``exit_blocks[k]``; the hidden state is each pending row's index, so the step answers
+    for exactly the rows it is given and records them."""
+    import numpy as np
+
+    seen: dict[int, list[int]] = {}
+
+    def step(h, mask, i):
+        assert len(h) == len(mask) and bool(mask.all())
+        rows = torch.as_tensor(np.asarray(h) if as_numpy else h).long()
+        seen[i] = rows.tolist()
+        return h, table[exit_blocks.index(i)][rows] if i in exit_blocks else None
+
+    n = table.shape[1]
+    if as_numpy:
+        return np.arange(n), np.ones(n, dtype=bool), step, seen
+    return torch.arange(n), torch.ones(n, dtype=torch.bool), step, seen
+
+
+@pytest.mark.parametrize("as_numpy", [False, True])
+@pytest.mark.parametrize("exit_blocks", [[1, 2, 3, 4, 5], [2, 4, 5]])
+@pytest.mark.parametrize("rule", [FractionalEntropy(0.3), FractionalEntropy(0.1, answer="current"), AbsoluteEntropy(0.9),
+                                  Patience(1), Patience(2), ExitRule()],
+                         ids=["frac-0.3", "frac-0.1-current", "abs-0.9", "patience-1", "patience-2", "final"])
+def test_row_removal_equals_the_offline_simulation(rule, exit_blocks, as_numpy):
+    """Rows leave at the block the rule picks, with the answer it picks (the offline simulation
+    over every exit's logits), and each block runs exactly the rows still pending."""
+    from beexbench.models.early_exit import run_early_exit
+
+    g = torch.Generator().manual_seed(5)
+    table = torch.randn(len(exit_blocks), 40, 3, generator=g) * 2
+    ref = simulate(rule, table, exit_blocks)
+    h, mask, step, seen = _scripted(table, exit_blocks, as_numpy)
+    got = run_early_exit(h, mask, 5, step, rule)
+    assert torch.equal(got.exit_block, ref.exit_block) and torch.equal(got.logits, ref.logits)
+    for i, rows in seen.items():  # block i ran the rows that had not exited before it, in batch order
+        assert rows == [r for r in range(40) if ref.exit_block[r] >= i], i
+    if type(rule) is not ExitRule and len(exit_blocks) == 5:
+        assert len(set(ref.exit_block.tolist())) >= 2, "the table should make rows exit at different blocks"
+    for r in (0, 7):  # batch 1: the same answers
+        h1, mask1, step1, _ = _scripted(table[:, r : r + 1], exit_blocks, as_numpy)
+        one = run_early_exit(h1, mask1, 5, step1, rule)
+        assert one.exit_block.tolist() == [ref.exit_block[r].item()] and torch.equal(one.logits, ref.logits[r : r + 1])
+
+
+def test_row_removal_dtype_and_refusals():
+    from beexbench.models.early_exit import run_early_exit
+
+    table = torch.tensor([[[0.0, 3.0], [1.0, 1.0]], [[2.0, 0.0], [0.5, 0.0]]], dtype=torch.float64)  # [exits, N, C]
+    for n in (1, 2):  # every row at once (no bookkeeping) and rows leaving apart
+        h, mask, step, _ = _scripted(table[:, :n], [1, 2], False)
+        got = run_early_exit(h, mask, 2, step, AbsoluteEntropy(0.2))  # the answers keep their dtype
+        assert got.logits.dtype == torch.float64 and got.exit_block.tolist() == [1, 2][:n]
+        assert got.logits.tolist() == [[0.0, 3.0], [0.5, 0.0]][:n]
+
+    class Never(ExitRule):  # breaks the contract: the last block does not answer
+        name = "never"
+
+        def step(self, block, logits, state, last):
+            return torch.zeros(logits.shape[0], dtype=torch.bool), logits, state
+
+    h, mask, step, _ = _scripted(table, [1, 2], False)
+    with pytest.raises(ValueError, match="'never' left 2 row"):
+        run_early_exit(h, mask, 2, step, Never())
+    with pytest.raises(ValueError, match="empty batch"):
+        run_early_exit(torch.zeros(0, 4), torch.zeros(0, 4, dtype=torch.bool), 2, lambda h, m, i: (h, None), ExitRule())

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from ..models.exits import AbsoluteEntropy, ExitDecision, ExitRule, FractionalEntropy
+from ..models.early_exit import run_early_exit
+from ..models.exits import AbsoluteEntropy, ExitDecision, ExitRule, ExitState, FractionalEntropy
 from ._native import engine_choice
 from .layers import FFN_LAYERS, PackedLinear
 
@@ -166,50 +167,40 @@ def infer_fused(model: "PackedEncoder", ops, ids: torch.Tensor, mask: torch.Tens
     return infer_steps(model, ops, ids, mask, rule)
 
 
+class NativeFractionalEntropy:
+    """A :class:`FractionalEntropy` rule's ``start`` / ``step`` run as the C++ op ``ops.frac_entropy``,
+    the twin of :func:`~beexbench.models.exits.fractional_entropy_step` (same arguments, same results)."""
+
+    def __init__(self, ops, rule: FractionalEntropy) -> None:
+        self.ops, self.rule, self.name = ops, rule, rule.name
+        self.lower = rule.answer == "lower_entropy"
+
+    def start(self, batch: int) -> ExitState:
+        return ExitState()
+
+    def step(self, block: int, logits: torch.Tensor, state: ExitState, last: bool):
+        rule, prev_h = self.rule, state.prev_entropy
+        has = prev_h is not None
+        done, answer, ent = self.ops.frac_entropy(
+            logits, state.prev_logits if has else logits, prev_h if has else logits, has, rule.delta, rule.eps,
+            block >= rule.min_exit, self.lower, last)
+        return done, answer, ExitState(prev_logits=logits, prev_entropy=ent)
+
+
 def infer_steps(model: "PackedEncoder", ops, ids: torch.Tensor, mask: torch.Tensor, rule: ExitRule) -> ExitDecision:
     """Early-exit inference with the C++ ``ops.step`` per block (the whole-model loops, row by
-    row); rows that exit leave the batch. The fractional-entropy rule runs as
-    ``ops.frac_entropy``, the C++ twin of :func:`~beexbench.models.exits.fractional_entropy_step`;
+    row); rows that exit leave the batch (:func:`~beexbench.models.early_exit.run_early_exit`).
+    The fractional-entropy rule runs as ``ops.frac_entropy`` (:class:`NativeFractionalEntropy`);
     any other rule as its own ``step``."""
     whole = whole_tensors(model)[0]
-    n = ids.shape[0]
-    if n == 0:
+    if ids.shape[0] == 0:
         raise ValueError("empty batch")
-    h = model.embed(ids).float().contiguous()
-    mask = mask.bool().contiguous()
-    rows = torch.arange(n)
-    logits_out = torch.empty(n, model.num_labels)
-    blocks_out = torch.empty(n, dtype=torch.long)
-    frac = type(rule) is FractionalEntropy
-    state = None if frac else rule.start(n)
-    prev_l = prev_h = None
-    last_block = len(model.blocks)
-    for i in range(1, last_block + 1):
+    head_for = model.head_for
+
+    def step(h: torch.Tensor, mask: torch.Tensor, i: int):
         h, logits = ops.step(h, mask, *whole, i - 1)
-        if model.head_for(i) is None:
-            continue
-        last = i == last_block
-        if frac:
-            has = prev_h is not None
-            done, answer, ent = ops.frac_entropy(
-                logits, prev_l if has else logits, prev_h if has else logits, has, rule.delta, rule.eps,
-                i >= rule.min_exit, rule.answer == "lower_entropy", last)
-            prev_l, prev_h = logits, ent
-        else:
-            done, answer, state = rule.step(i, logits, state, last=last)
-        if n == 1:  # batch 1: no row bookkeeping
-            if bool(done):
-                return ExitDecision(answer, torch.full((1,), i, dtype=torch.long))
-            continue
-        if done.any():
-            logits_out[rows[done]] = answer[done]
-            blocks_out[rows[done]] = i
-            keep = ~done
-            if not keep.any():
-                break
-            h, mask, rows = h[keep].contiguous(), mask[keep].contiguous(), rows[keep]
-            if frac:
-                prev_l, prev_h = prev_l[keep], prev_h[keep]
-            else:
-                state = state.select(keep)
-    return ExitDecision(logits_out, blocks_out)
+        return h, None if head_for(i) is None else logits
+
+    if type(rule) is FractionalEntropy:
+        rule = NativeFractionalEntropy(ops, rule)
+    return run_early_exit(model.embed(ids).float().contiguous(), mask.bool().contiguous(), len(model.blocks), step, rule)

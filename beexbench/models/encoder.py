@@ -13,6 +13,7 @@ from torch import nn
 
 from . import canonical
 from .attention import ATTENTION_PROBS, Attention
+from .early_exit import run_early_exit
 from .exits import ExitDecision, ExitRule
 from .ffn import FFN_KINDS, make_ffn
 from .init import init_encoder_
@@ -193,29 +194,15 @@ def all_exits(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> list[t
 
 @torch.no_grad()
 def early_exit_infer(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor, rule: ExitRule) -> ExitDecision:
-    """Early-exit inference for any encoder with ``embed``, ``blocks``, ``head_for`` and
-    ``num_labels``: rows that exit leave the batch, so the remaining blocks really run only
-    for the rows still pending."""
-    n = ids.shape[0]
-    if n == 0:
+    """Early-exit inference for any encoder with ``embed``, ``blocks`` and ``head_for``: rows that exit leave the batch, so the remaining blocks really run only
+    for the rows still pending (:func:`~beexbench.models.early_exit.run_early_exit`)."""
+    if ids.shape[0] == 0:
         raise ValueError("empty batch")
-    h = model.embed(ids)
-    rows = torch.arange(n, device=ids.device)
-    logits_out = torch.empty(n, model.num_labels, device=ids.device)
-    blocks_out = torch.empty(n, dtype=torch.long, device=ids.device)
-    state = rule.start(n)
-    last_block = len(model.blocks)
-    for i, block in enumerate(model.blocks, start=1):
-        h = block(h, mask)
-        head = model.head_for(i)
-        if head is None:
-            continue
-        done, answer, state = rule.step(i, head(h, mask), state, last=i == last_block)
-        if done.any():
-            logits_out[rows[done]] = answer[done]
-            blocks_out[rows[done]] = i
-            keep = ~done
-            if not keep.any():
-                break
-            h, mask, rows, state = h[keep], mask[keep], rows[keep], state.select(keep)
-    return ExitDecision(logits_out, blocks_out)
+    blocks, head_for = list(model.blocks), model.head_for
+
+    def step(h: torch.Tensor, mask: torch.Tensor, i: int):
+        h = blocks[i - 1](h, mask)
+        head = head_for(i)
+        return h, None if head is None else head(h, mask)
+
+    return run_early_exit(model.embed(ids), mask, len(blocks), step, rule)
