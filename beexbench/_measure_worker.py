@@ -80,7 +80,6 @@ def main(argv: list[str]) -> int:
     from beexbench._io import atomic_write_text
     from beexbench.adapters.registry import load_model
     from beexbench.config import LatencySettings
-    from beexbench.runner.isolate import speed_to_dict
     from beexbench.runner.measure import measure_speed
     from beexbench.targets import get_target
     from beexbench.training.batches import EncodedSplit
@@ -94,7 +93,7 @@ def main(argv: list[str]) -> int:
     ids, mask = tensors["input_ids"], tensors["attention_mask"]
     test = EncodedSplit(ids, mask, torch.zeros(len(ids), dtype=torch.long))
     speed = measure_speed(adapter, test, target, LatencySettings(**job["settings"]), bool(job["energy"]))
-    atomic_write_text(out_path, json.dumps(speed_to_dict(speed)))
+    atomic_write_text(out_path, json.dumps(speed.to_dict()))  # read by runner.isolate with Speed.from_dict
     return 0
 
 

@@ -1,9 +1,12 @@
-"""One generic registry for every seam (adapters, tasks, targets).
+"""One generic registry for every seam (models, tasks, targets, executors, backbones, exit rules,
+FFNs, losses, estimators).
 
-Entries are registered by decorators inside the tree, lazily as ``"module:attr"``
-strings (so ``beexbench --help`` imports nothing heavy), or from outside through
-an entry-point group. An unknown name raises :class:`UnknownNameError` with the
-closest known names.
+Entries come from the registry's built-in table and its entry-point group, both lazily as
+``"module:attr"`` strings (so ``beexbench --help`` imports nothing heavy) and only on the first
+lookup (importing a module registers nothing), or from code through :meth:`Registry.register`.
+An unknown name raises :class:`UnknownNameError` with the closest known names. A registry's
+``check`` vets each object once, when it is first loaded: a plugin entry of the wrong kind is a
+one-line :class:`BeexError` naming where it comes from, never a traceback later.
 """
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ class Entry(Generic[T]):
     target: T | str  # the object, or "module:attr" until first use
     defaults: dict[str, Any] = field(default_factory=dict)
     origin: str = "builtin"  # "builtin", "entry-point:<dist>" or REGISTERED_AT_RUN_TIME
+    checked: bool = False  # whether the registry's check has passed the loaded object
 
     def load(self) -> T:
         if isinstance(self.target, str):
@@ -45,10 +49,14 @@ class Entry(Generic[T]):
 
 class Registry(Generic[T]):
     def __init__(self, kind: str, entry_point_group: str | None = None,
-                 builtins: Mapping[str, str] | None = None) -> None:
+                 builtins: Mapping[str, str] | None = None,
+                 check: Callable[[Entry[T], Any], T] | None = None) -> None:
         """``builtins``: in-tree entries as ``{name: "module:attr"}``, added (before the entry
-        points, and without importing anything) on the registry's first lookup."""
+        points, and without importing anything) on the registry's first lookup. ``check``: called
+        with the entry and its loaded object on the first :meth:`get`; returns what ``get`` gives
+        from then on (the object, or one adjusted to its name) or raises a one-line BeexError."""
         self.kind = kind
+        self._check = check
         self.entry_point_group = entry_point_group
         self._entries: dict[str, Entry[T]] = {}
         self._builtins = dict(builtins or {})
@@ -111,7 +119,12 @@ class Registry(Generic[T]):
             raise UnknownNameError(f"unknown {self.kind} '{name}': {hint} (see `beexbench list`)") from None
 
     def get(self, name: str) -> T:
-        return self.entry(name).load()
+        entry = self.entry(name)
+        obj = entry.load()
+        if self._check is not None and not entry.checked:
+            obj = self._check(entry, obj)
+            entry.target, entry.checked = obj, True
+        return obj
 
     def __contains__(self, name: str) -> bool:
         self._load_entry_points()

@@ -69,11 +69,13 @@ isolate = {str(isolate).lower()}
 def create_with_inputs(name: str, spec, overrides: dict):
     """``create_model`` plus the trained models it declares it needs (a teacher, a network to start
     from: ``trained_inputs``), each built the same way, untrained, handed over as the runner does."""
-    from beexbench.adapters.registry import create_model, get_adapter_class
+    from beexbench.adapters.protocols import NeedsTrainedInputs
+    from beexbench.adapters.registry import create_model
 
     adapter = create_model(name, spec, overrides)
-    inputs = get_adapter_class(name).trained_inputs(overrides, spec.problem) if overrides else {}
-    adapter.take_trained({use: create_with_inputs(source, spec, overrides) for use, source in inputs.items()})
+    if overrides and isinstance(adapter, NeedsTrainedInputs):  # the optional protocol (adapters.protocols)
+        inputs = adapter.trained_inputs(overrides, spec.problem)
+        adapter.take_trained({use: create_with_inputs(source, spec, overrides) for use, source in inputs.items()})
     return adapter
 
 

@@ -8,6 +8,7 @@ from torch import nn
 
 from beexbench.adapters.base import ModelAdapter, Precision, TaskSpec
 from beexbench.adapters.checkpoint import WEIGHTS
+from beexbench.adapters.protocols import has_early_exit
 from beexbench.adapters.registry import get_adapter_class, list_models, load_model
 from beexbench.errors import BeexError
 from beexbench.models.encoder import BinaryEmbedding
@@ -96,7 +97,7 @@ def test_fit_on_a_tiny_split_reports(name):
 def test_forward_and_predict_shapes(name):
     adapter = build(name)
     outs = adapter.forward(BATCH.input_ids, BATCH.attention_mask)
-    expected_exits = n_blocks(adapter) if adapter.supports_early_exit else None
+    expected_exits = n_blocks(adapter) if has_early_exit(adapter) else None
     assert len(outs) >= 1 and (expected_exits is None or len(outs) == expected_exits)
     for logits in outs:
         assert logits.shape == (len(BATCH), SPEC.num_labels)
@@ -119,7 +120,7 @@ def test_predict_answers_with_one_of_the_exits(name):
             exits = adapter.forward(ids, mask)
         d = adapter.predict(ids, mask)
         assert any(torch.allclose(d.logits, lg, atol=1e-5) for lg in exits), f"{name}: predict matches no exit"
-        if not adapter.supports_early_exit:
+        if not has_early_exit(adapter):
             assert d.exit_block.tolist() == [n_blocks(adapter)]
 
 

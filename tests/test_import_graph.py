@@ -14,13 +14,7 @@ ROOTS = ("beexbench", "baselines")
 
 # Edges left in a cycle on purpose, each with why and what removes it. The test fails while one is
 # listed but gone (or no longer closes a cycle), so this list only shrinks.
-ALLOWED_CYCLE_EDGES = {
-    # _measure_worker.main (run as `python -m beexbench._measure_worker`, in a fresh process) imports
-    # runner.isolate's speed_to_dict to send the measured sections back as a dict, while runner.isolate
-    # imports the worker's FOLDER_PREFIX at module level. Removed by issue 27's typed results (no dict
-    # round trip) or by moving speed_to_dict below both; both files belong to that work, not this guard.
-    ("beexbench._measure_worker", "beexbench.runner.isolate"),
-}
+ALLOWED_CYCLE_EDGES: set[tuple[str, str]] = set()  # (the worker's dict round trip through runner.isolate: gone, issue 27)
 
 # (lower layer, the layer above it it must not import); a module belongs to a layer by name prefix
 LAYERS = (("beexbench.results", "beexbench.report"), ("beexbench.models", "beexbench.adapters"),

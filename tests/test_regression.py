@@ -11,6 +11,7 @@ import torch
 
 from beexbench.adapters.base import TaskSpec
 from beexbench.adapters.encoder_adapter import make_rule
+from beexbench.adapters.protocols import exit_rule_of
 from beexbench.adapters.registry import create_model, get_adapter_class, list_models, load_model
 from beexbench.errors import BeexError
 from beexbench.models.exits import Patience, PredictionChange, simulate
@@ -154,7 +155,7 @@ def test_regression_contract(name, tmp_path):
     torch.manual_seed(0)
     overrides = TINY if get_adapter_class(name).uses_model_spec else {}
     adapter = create_with_inputs(name, SPEC, overrides)
-    assert "regression" in getattr(adapter.exit_rule(), "problems", ("regression",))
+    assert "regression" in getattr(exit_rule_of(adapter), "problems", ("regression",))
     report = adapter.fit(regression_split(48, 2), regression_split(24, 3))
     assert report.val_metric == "pearson_r" and -1.0 <= report.val_accuracy <= 1.0
     if report.calibration:

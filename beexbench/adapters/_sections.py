@@ -65,7 +65,7 @@ SCRATCH = "scratch"  # the backbone name of a network trained from its random in
 @dataclass(frozen=True)
 class BackboneSpec:
     """What the encoder starts from: ``"scratch"`` (random init, today's models), a registered
-    pretrained backbone (``beexbench.backbones.sources.BACKBONES``, e.g. ``"minilm-l6"``) or
+    pretrained backbone (the registry ``beexbench.backbones.sources.BACKBONES``, e.g. ``"minilm-l6"``) or
     ``"hf:<local dir>"`` (a BERT-format folder). Only the name's form is checked here; the files
     are resolved when the model is built (:class:`~beexbench.adapters.encoder_adapter.EncoderAdapter`),
     which takes the architecture from the checkpoint's config.json and records the weights'
@@ -111,7 +111,7 @@ def _backbone_name(where: str, value: Any) -> list[str]:
 
     if isinstance(value, str) and (value == SCRATCH or value in BACKBONES or (value.startswith("hf:") and value[3:].strip())):
         return []
-    return [(f"'{where}' is {value!r}: use scratch, {', '.join(sorted(BACKBONES))} or hf:<folder with config.json, "
+    return [(f"'{where}' is {value!r}: use scratch, {', '.join(BACKBONES.names())} or hf:<folder with config.json, "
              "model.safetensors and vocab.txt>")]
 
 

@@ -12,22 +12,20 @@ Eight methods, as small as lm-evaluation-harness's model interface:
                                  size and operation counters read;
 * ``module()``                - the ``nn.Module`` the counters and profilers run.
 
-and what its consumers read, declared here with defaults (never probed with ``isinstance``,
-``hasattr`` or the model's name):
+and what its consumers read, declared here with defaults: ``role`` (subject, ablation of X,
+deployment of X, baseline, full-precision reference or reference floor:
+:mod:`beexbench.adapters.roles`), ``uses_model_spec`` (its settings are a
+:class:`~beexbench.adapters.spec.ModelSpec`, ``defaults`` over the field defaults, see
+:meth:`ModelAdapter.default_spec`: the runner then applies the suite's ``[model]`` settings, the
+task's recipe and the seed at ``train.seed``), ``devices``, ``problems``, ``training_note``,
+``op_handles()`` (none) and ``deployable_files()`` (the checkpoint).
 
-* ``role``                    - subject, ablation of X, deployment of X, baseline, full-precision
-                                 reference or reference floor (:mod:`beexbench.adapters.roles`):
-                                 the runner records it, the report places the model by it;
-* ``uses_model_spec``         - its settings are a :class:`~beexbench.adapters.spec.ModelSpec`
-                                 (``defaults`` over the field defaults, see :meth:`default_spec`):
-                                 the runner then applies the suite's ``[model]`` settings and the
-                                 task's recipe, and puts the run's seed at ``train.seed``;
-* ``exit_layout()``           - after which blocks its exits sit (and the block and head modules);
-* ``exit_rule()`` / ``rule_variants()`` - the deployed exit rule and, for the calibration
-                                 sweep on test, the same rule with one parameter changed;
-* ``derived_from`` / ``derive`` - made from another trained model without training;
-* ``trained_inputs`` / ``take_trained`` - trained with the help of other trained models of the
-                                 run (a fine-tuned network to start from, a teacher to distil).
+What only some models are is an optional protocol (:mod:`beexbench.adapters.protocols`), probed
+with ``isinstance`` / ``issubclass``, never by the model's name: ``Exits`` / ``EarlyExit`` (an exit
+layout, a deployed exit rule and its variants), ``Derived`` (``derived_from`` / ``derive``: made
+from another trained model without training) and ``NeedsTrainedInputs`` (``trained_inputs`` /
+``take_trained``: a fine-tuned network to start from, a teacher to distil). A model inherits the
+protocol's base or just defines its methods.
 
 :class:`beexbench.adapters.encoder_adapter.EncoderAdapter` is an optional helper base that
 implements all of them for models built on the shared encoder.
@@ -42,13 +40,13 @@ from typing import Any, ClassVar
 import torch
 
 from ..errors import BeexError, ConfigError
-from ..models.exits import ExitDecision, ExitRule
+from ..models.exits import ExitDecision
 from ..progress import NULL_PROGRESS, Progress
 from ..training.batches import EncodedSplit
 from ..training.calibrate import CostFn
 from ..training.config import merge
 from .roles import BASELINE, REFERENCE_FLOOR, Role
-from .spec import ModelSpec, make_rule
+from .spec import ModelSpec
 
 
 @dataclass(frozen=True)
@@ -141,10 +139,6 @@ class ExitLayout:
 
 class ModelAdapter(ABC):
     name: ClassVar[str] = ""  # registry name; set by the registry when built by name
-    # A model made from another trained model without training (post-training quantization,
-    # packing, switching exits off) names it here and implements ``derive``; the runner then
-    # trains (or reuses) that model's checkpoint once and derives this one from it.
-    derived_from: ClassVar[str | None] = None
     devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda")  # device types it runs on
     problems: ClassVar[tuple[str, ...]] = ("classification",)  # task kinds it can be built for
     # False where ``fit`` is closed-form or a solver outside torch (scikit-learn): the module's
@@ -260,48 +254,10 @@ class ModelAdapter(ABC):
         have a given vocabulary, such as one on a pretrained backbone, says so here)."""
         return TaskSpec("config-check", 1 if problem == "regression" else 2, vocab_size=16, max_len=8, problem=problem)
 
-    # Exits --------------------------------------------------------------------------
-    def exit_layout(self) -> ExitLayout:
-        """After which blocks this model's exits sit; default: one block, one exit."""
-        return ExitLayout()
-
-    def exit_rule(self) -> ExitRule | None:
-        """The exit rule ``predict`` deploys; None: no rule (one answer, no exits to report)."""
-        return None
-
-    def rule_variants(self, param: str, values: list) -> list[ExitRule]:
-        """The deployed rule with ``param`` set to each of ``values`` (the calibration sweep,
-        re-scored on test by the runner)."""
-        rule = self.exit_rule()
-        if rule is None:
-            raise TypeError(f"{type(self).__name__} has no exit rule to vary")
-        return [make_rule({**rule.to_dict(), param: v}, self.spec.problem) for v in values]
-
-    @property
-    def supports_early_exit(self) -> bool:
-        return len(self.exit_layout().exit_blocks) > 1
-
     def op_handles(self) -> dict:
         """Operation-counter handles (op name -> handle) for ops this model runs that the counter's
         base set does not know (``beexbench.profilers``); default: none."""
         return {}
-
-    @classmethod
-    def derive(cls, source: "ModelAdapter", val: EncodedSplit, cost_fn: CostFn | None = None) -> "ModelAdapter":
-        """This model made from a trained ``derived_from`` model, calibrated on ``val`` only."""
-        raise TypeError(f"{cls.__name__} declares no derived_from model")  # only called when declared
-
-    @classmethod
-    def trained_inputs(cls, config: dict[str, Any], problem: str) -> dict[str, str]:
-        """Other models of the run this one needs, trained on the same task and seed, before its
-        own training, by use (``{"init": "fp32", "teacher": "fp32"}``); default: none. The runner
-        trains (or loads) them first and hands them over with :meth:`take_trained`."""
-        return {}
-
-    def take_trained(self, models: dict[str, "ModelAdapter"]) -> None:
-        """Receive the trained models :meth:`trained_inputs` named, before :meth:`fit`."""
-        if models:
-            raise TypeError(f"{type(self).__name__} takes no trained models")
 
     def deployable_files(self, directory: Path) -> list[Path]:
         """The files a deployment ships (for size on disk); default: the checkpoint."""

@@ -30,7 +30,7 @@ import contextvars
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -51,16 +51,21 @@ from ..training.metrics import metric_name, score
 from ._encoder_init import BACKBONE_ARCHITECTURE, how_trained, on_backbone, start_from  # noqa: F401 (re-exported)
 from .base import ExitLayout, FitReport, ModelAdapter, Precision, TaskSpec
 from .checkpoint import read_checkpoint, write_checkpoint
+from .protocols import EarlyExit, NeedsTrainedInputs
 from .spec import RULES, SCRATCH, ModelSpec, make_rule  # noqa: F401  (make_rule and RULES: re-exported)
 
 # the backbone files a fresh build (EncoderAdapter.build) resolved, for the encoder that build makes
 _PRETRAINED: contextvars.ContextVar[Any] = contextvars.ContextVar("beexbench_pretrained_backbone", default=None)
 
 
-class SpecEncoderBase(ModelAdapter):
+class SpecEncoderBase(ModelAdapter, EarlyExit):
     """What every adapter whose settings are a :class:`ModelSpec` and whose module is an
     early-exit encoder (called for every exit's logits, ``infer(ids, mask, rule)``) shares:
     the float :class:`EncoderAdapter` and beexformer's packed deployment."""
+
+    # a variant made from another trained model names it (it is then a ``protocols.Derived``:
+    # ``derive`` below packs or re-calibrates that model); None: trained itself
+    derived_from: ClassVar[str | None] = None
 
     def _take_settings(self, config: "dict[str, Any] | ModelSpec", spec: TaskSpec) -> None:
         refusal = self.problem_refusal(spec.problem)
@@ -118,7 +123,7 @@ class SpecEncoderBase(ModelAdapter):
         return [make_rule(dataclasses.replace(self.model_spec.exit, **{param: v}), self.spec.problem) for v in values]
 
 
-class EncoderAdapter(SpecEncoderBase):
+class EncoderAdapter(SpecEncoderBase, NeedsTrainedInputs):
     problems = ("classification", "regression")
 
     def __init__(self, config: "dict[str, Any] | ModelSpec", spec: TaskSpec) -> None:

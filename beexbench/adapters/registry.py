@@ -1,37 +1,33 @@
-"""The model registry: the built-ins below and the baselines' entry points (group
-``beexbench.adapters``, the way a third party adds a model) are loaded on first lookup, so
-importing a module registers nothing; ``register_model`` for code that adds its own."""
+"""The model registry: every model is an entry point of group ``beexbench.adapters`` - the
+built-ins (beexformer and its variants, the packed deployments, the baselines) in beexbench's own
+pyproject.toml, the way a third party adds one too - loaded on first lookup, so importing a module
+registers nothing; ``register_model`` for code that adds its own at run time. An entry point
+added to pyproject.toml is seen after ``pip install -e .`` (the installed metadata lists them)."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
-from .._registry import Registry
+from .._registry import Entry, Registry
 from ..errors import BeexError
 from .base import ModelAdapter, TaskSpec
 from .spec import ModelSpec
 
-# Built-in models as "module:Class" (loaded on first lookup, so `beexbench --help` imports no torch)
-BUILTIN_MODELS = {
-    "beexformer": "beexbench.models.beexformer:BEExformer",
-    "beexformer-no-ee": "beexbench.models.beexformer:BEExformerNoEE",
-    "beexformer-ffn": "beexbench.models.beexformer:BEExformerFFN",
-    "beexformer-slfn3": "beexbench.models.beexformer:BEExformerSLFN3",
-    "beexformer-ste": "beexbench.models.beexformer:BEExformerSTE",
-    "beexformer-w1a32": "beexbench.models.beexformer:BEExformerW1A32",
-    "beexformer-loss-depth": "beexbench.models.beexformer:BEExformerDepthLoss",
-    "beexformer-loss-uniform": "beexbench.models.beexformer:BEExformerUniformLoss",
-    "beexformer-loss-final": "beexbench.models.beexformer:BEExformerFinalLoss",
-    "beexformer-a5": "beexbench.models.beexformer:BEExformerA5",
-    "beexformer-kd": "beexbench.models.beexformer:BEExformerKD",
-    "beexformer-slfn-ffn": "beexbench.models.beexformer:BEExformerOwnFFN",
-    "beexformer-packed": "beexbench.engine.adapter:PackedBEExformer",
-    "beexformer-packed-int4": "beexbench.engine.adapter:PackedBEExformerInt4",
-    "beexformer-packed-fp32emb": "beexbench.engine.adapter:PackedBEExformerFP32Rows",
-    "beexformer-a5-packed": "beexbench.engine.adapter:PackedBEExformerA5",
-}
-ADAPTERS: Registry[type[ModelAdapter]] = Registry("model", entry_point_group="beexbench.adapters",
-                                                  builtins=BUILTIN_MODELS)
+ENTRY_POINT_GROUP = "beexbench.adapters"
+
+def _check_adapter(entry: Entry, cls: Any) -> type[ModelAdapter]:
+    """A ModelAdapter subclass, named as registered: an entry point may reuse a class under
+    another name (the entry point's name is the model's), which gets a subclass of its own."""
+    if not (isinstance(cls, type) and issubclass(cls, ModelAdapter)):
+        raise BeexError(f"model '{entry.name}' ({entry.origin}) is not a beexbench ModelAdapter subclass")
+    if cls.name != entry.name:
+        cls = type(cls.__name__, (cls,), {"name": entry.name, "__doc__": cls.__doc__, "__module__": cls.__module__})
+    return cls
+
+
+# Every model - beexformer and its variants, the baselines, a third party's - is an entry point of
+# the group (pyproject.toml): one route, loaded on first lookup (`beexbench --help` imports no torch)
+ADAPTERS: Registry[type[ModelAdapter]] = Registry("model", entry_point_group=ENTRY_POINT_GROUP, check=_check_adapter)
 
 A = TypeVar("A", bound=type)
 
@@ -47,14 +43,8 @@ def register_model(name: str) -> Callable[[A], A]:
 
 
 def get_adapter_class(name: str) -> type[ModelAdapter]:
-    cls = ADAPTERS.get(name)
-    if not (isinstance(cls, type) and issubclass(cls, ModelAdapter)):
-        raise BeexError(f"model '{name}' ({ADAPTERS.entry(name).origin}) is not a beexbench ModelAdapter subclass")
-    if cls.name != name:
-        # an entry point may reuse a class under another name: give it its own subclass
-        cls = type(cls.__name__, (cls,), {"name": name, "__doc__": cls.__doc__, "__module__": cls.__module__})
-        ADAPTERS._entries[name].target = cls
-    return cls
+    """The model class registered as ``name`` (checked, and named as registered, on first use)."""
+    return ADAPTERS.get(name)
 
 
 def list_models() -> list[str]:

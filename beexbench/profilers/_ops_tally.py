@@ -9,6 +9,7 @@ from typing import Mapping
 
 from torch import nn
 
+from beexbench.adapters.protocols import exit_layout_of
 from beexbench.errors import BeexError
 from beexbench.profilers._op_handles import Handle
 from beexbench.profilers._ops_record import BUCKETS, bucket_of
@@ -52,7 +53,7 @@ def layout(adapter, module: nn.Module) -> tuple[dict[str, str], str, list[int], 
     A layout with block modules is grouped into embed (everything outside the blocks and
     heads), block.N and head.N; a model that declares no blocks has one exit and is grouped
     per top-level child."""
-    declared = adapter.exit_layout()
+    declared = exit_layout_of(adapter)  # none declared (protocols.Exits): one block, one exit
     if not declared.blocks:
         prefixes = {n: n for n, _ in module.named_children()}
         return prefixes, "(root)", [1], 1

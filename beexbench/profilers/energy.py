@@ -20,16 +20,15 @@ from __future__ import annotations
 import os
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any, Iterator, Mapping
 
 import psutil
 
 from beexbench.profilers._stats import Pending
+from beexbench.results.costs import ENERGY_PROVENANCES, Energy
 from beexbench.targets import CounterUnavailable, Target, get_target
 
-PROVENANCES = ("measured:rapl", "measured:nvml", "estimated:tdp-share", "unavailable")
+PROVENANCES = ENERGY_PROVENANCES
 TDP_ENV = "BEEXBENCH_CPU_TDP_W"
 
 # Vendor-published TDP (W) by CPU model substring, matched case-insensitively, longest first.
@@ -54,44 +53,7 @@ CPU_TDP_WATTS: dict[str, float] = {
 _MIN_WINDOW_S = {"measured:rapl": 0.05, "measured:nvml": 1.0}
 
 
-@dataclass(frozen=True)
-class EnergyRecord:
-    """Joules of the work (net of idle when measured), per sample, and where the number came from."""
-
-    joules: float | None  # None only when provenance == "unavailable"
-    joules_per_sample: float | None
-    idle_watts: float | None  # measured before the work; None for estimates
-    provenance: str  # one of PROVENANCES
-    inputs: Mapping[str, Any] = field(default_factory=dict)  # what the figure was computed from
-    domains: Mapping[str, float] = field(default_factory=dict)  # raw joules per counter domain
-    warnings: tuple[str, ...] = ()
-    joules_raw: float | None = None  # counter delta over the work, before idle subtraction
-    duration_s: float | None = None
-    n_samples: int | None = None
-    target: str = "cpu"
-    unit: str = "J"
-
-    def __post_init__(self) -> None:
-        if self.provenance not in PROVENANCES:
-            raise ValueError(f"unknown energy provenance {self.provenance!r}")
-        if self.joules is None and self.provenance != "unavailable":
-            raise ValueError("a measured or estimated energy record needs joules")
-        object.__setattr__(self, "inputs", MappingProxyType(dict(self.inputs)))
-        object.__setattr__(self, "domains", MappingProxyType(dict(self.domains)))
-        object.__setattr__(self, "warnings", tuple(self.warnings))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "joules": self.joules, "joules_per_sample": self.joules_per_sample,
-            "idle_watts": self.idle_watts, "provenance": self.provenance,
-            "inputs": dict(self.inputs), "domains": dict(self.domains), "warnings": list(self.warnings),
-            "joules_raw": self.joules_raw, "duration_s": self.duration_s, "n_samples": self.n_samples,
-            "target": self.target, "unit": self.unit,
-        }
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "EnergyRecord":
-        return cls(**dict(d))
+EnergyRecord = Energy  # the profiler's record is the result's own section
 
 
 # -- arithmetic (pure, tested by hand) -----------------------------------------------------------

@@ -13,84 +13,19 @@ from __future__ import annotations
 import functools
 import os
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 
 from beexbench.errors import BeexError
-from beexbench.profilers._stats import bootstrap_median_ci, summarize
 from beexbench.targets import Target, get_target
 
+from beexbench.results.costs import TINY_CALL_MS, WIDE_CI_PCT, Latency
+
 ISOLATED_ENV = "BEEXBENCH_ISOLATED"  # set to "1" in the measurement processes of beexbench.runner.isolate
-WIDE_CI_PCT = 5.0  # warn when the 95% CI half-width of the median exceeds this share of the median
-TINY_CALL_MS = 0.01  # below ~10 us per call the timer's own overhead matters
 
-
-@dataclass(frozen=True)
-class LatencyRecord:
-    """Per-call latencies in milliseconds and their summary. Built with :meth:`from_values`."""
-
-    values: tuple[float, ...]
-    n: int
-    median: float
-    p90: float
-    p99: float
-    iqr: float
-    mean: float
-    std: float
-    min: float
-    max: float
-    ci95_median: tuple[float, float]  # percentile bootstrap, 2000 resamples, seed 0
-    ci_halfwidth_pct: float  # (hi - lo) / 2 / median * 100
-    timer: str  # "perf_counter_ns" | "cuda_event"
-    target: str = "cpu"
-    emulated: bool = False
-    threads: int | None = None
-    warmup: int = 0
-    batch_size: int | None = None
-    seq_len: int | None = None
-    n_inputs: int | None = None  # values[i] belongs to inputs[i % n_inputs] when inputs were given
-    elapsed_s: float | None = None  # wall time of the timed loop
-    stop_reason: str = ""  # "min_iters_and_min_seconds" | "max_seconds"
-    warnings: tuple[str, ...] = ()
-    unit: str = field(default="ms")
-    wait_policy: str | None = None  # OMP_WAIT_POLICY of this process (None: the OpenMP default)
-    isolated: bool = False  # measured in a fresh process set up for it (beexbench.runner.isolate)
-
-    @classmethod
-    def from_values(cls, values: Iterable[float], *, timer: str, warnings: Iterable[str] = (),
-                    wide_ci_pct: float = WIDE_CI_PCT, **meta: Any) -> "LatencyRecord":
-        """Summarise raw millisecond values; adds the noise warnings the numbers call for."""
-        vals = tuple(float(v) for v in values)
-        stats = summarize(vals)
-        lo, hi = bootstrap_median_ci(vals)
-        half_pct = (hi - lo) / 2 / stats["median"] * 100 if stats["median"] > 0 else float("inf")
-        notes = list(warnings)
-        if half_pct > wide_ci_pct:
-            notes.append(f"wide CI: ±{half_pct:.1f}% of median; the machine may be noisy")
-        if len(vals) < 10:
-            notes.append(f"only {len(vals)} timed iterations; percentiles are rough")
-        if stats["median"] < TINY_CALL_MS:
-            notes.append(f"calls take ~{stats['median'] * 1e3:.1f} us; timer overhead is significant, "
-                         "time a larger batch of work per call")
-        return cls(values=vals, n=len(vals), **stats, ci95_median=(lo, hi), ci_halfwidth_pct=half_pct,
-                   timer=timer, warnings=tuple(notes), **meta)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["values"] = list(self.values)
-        d["ci95_median"] = list(self.ci95_median)
-        d["warnings"] = list(self.warnings)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "LatencyRecord":
-        d = dict(d)
-        d["values"] = tuple(d["values"])
-        d["ci95_median"] = tuple(d["ci95_median"])
-        d["warnings"] = tuple(d.get("warnings", ()))
-        return cls(**d)
+# The profiler's record is the result's own section (one type from the timed loop to the file)
+LatencyRecord = Latency
 
 
 def measure_latency(
@@ -104,7 +39,7 @@ def measure_latency(
     inputs: Sequence[Any] | None = None,
     batch_size: int | None = None,
     seq_len: int | None = None,
-) -> LatencyRecord:
+) -> Latency:
     """Time ``fn()`` (or ``fn(inputs[i % len(inputs)])``) on ``target``.
 
     Runs ``warmup`` untimed calls, then timed calls until both ``min_iters`` calls and
@@ -144,7 +79,7 @@ def measure_latency(
                                     f"min_iters={min_iters} iterations")
                 break
         threads = torch.get_num_threads()
-    return LatencyRecord.from_values(
+    return Latency.from_values(
         values, timer=timer.name, warnings=warnings, target=target.name, emulated=target.emulated,
         threads=threads, warmup=warmup, batch_size=batch_size, seq_len=seq_len,
         n_inputs=None if inputs is None else len(inputs), elapsed_s=elapsed, stop_reason=stop,
@@ -159,7 +94,7 @@ def latency_sweep(
     *,
     target: Target | str = "cpu",
     **kwargs: Any,
-) -> list[LatencyRecord]:
+) -> list[Latency]:
     """``measure_latency(make_fn(batch_size, seq_len), ...)`` for every pair, batch size outermost.
 
     ``make_fn`` builds the inputs for that shape once, outside the timed region.

@@ -11,39 +11,14 @@ pass, or raise ``interval_s`` (e.g. 0.01) when memory is tracked around a latenc
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
-from typing import Any, Iterator, Mapping
+from typing import Iterator
 
 from beexbench.profilers._stats import Pending
+from beexbench.results.costs import Memory
 from beexbench.targets import Target, get_target
 
 
-@dataclass(frozen=True)
-class MemoryRecord:
-    """Bytes. ``peak_rss_delta_bytes`` is what the work added over the RSS it started with."""
-
-    peak_rss_bytes: int
-    baseline_rss_bytes: int
-    peak_rss_delta_bytes: int
-    device_peak_allocated_bytes: int | None  # None on targets without device memory
-    device_baseline_allocated_bytes: int | None
-    device_peak_reserved_bytes: int | None
-    method: str  # how the figures were obtained
-    samples: int  # RSS samples taken
-    target: str = "cpu"
-    warnings: tuple[str, ...] = ()
-    unit: str = "bytes"
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["warnings"] = list(self.warnings)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "MemoryRecord":
-        d = dict(d)
-        d["warnings"] = tuple(d.get("warnings", ()))
-        return cls(**d)
+MemoryRecord = Memory  # the profiler's record is the result's own section
 
 
 @contextmanager

@@ -22,7 +22,6 @@ Components (bits):
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ import torch
 from torch import nn
 
 from beexbench.errors import BeexError
+from beexbench.results.costs import Size
 
 SCALE_BITS = 32
 COMPONENTS = ("binary_weights", "scales", "int8", "int8_scales", "fp32")
@@ -37,25 +37,7 @@ COMPONENTS = ("binary_weights", "scales", "int8", "int8_scales", "fp32")
 SCALE_NAMES = ("weight_scale", "weight_zero_point", "scales_and_zeros", "scale", "zero_point", "scales", "zeros")
 
 
-@dataclass(frozen=True)
-class SizeRecord:
-    """Sizes in bits (``bits``, ``total_bits*``) and bytes (``total_bytes``, ``disk_bytes``)."""
-
-    params: int  # parameter (and declared buffer) elements
-    bits: dict[str, int]
-    total_bits: int
-    total_bits_without_embeddings: int
-    total_bytes: float
-    disk_bytes: int | None
-    disk_files: tuple[str, ...] = ()
-    notes: tuple[str, ...] = ()
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["disk_files"] = list(self.disk_files)
-        d["notes"] = list(self.notes)
-        d["units"] = {"bits": "bit", "total_bits": "bit", "total_bytes": "byte", "disk_bytes": "byte"}
-        return d
+SizeRecord = Size  # the profiler's record is the result's own section
 
 
 def _tensors(adapter, names) -> tuple[nn.Module | None, dict[str, Any]]:

@@ -1,7 +1,8 @@
 """Per-cell rows -> one row per (task, target, model, setting), seeds aggregated.
 
-Several seeds: mean and sample std (error bars are mean ± std). One seed: the record's own
-95% intervals (Wilson for accuracy, bootstrap of the median for latency). The same seed saved
+How each column is combined is its declaration's (``beexbench.results.columns``): several seeds:
+mean and sample std (error bars are mean ± std); one seed: the record's own 95% intervals
+(Wilson for accuracy, bootstrap of the median for latency). The same seed saved
 by several runs counts once: the most recently finished record wins.
 """
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import math
 
 import pandas as pd
+
+from ..results.columns import columns
 
 GROUP = ["task", "target_label", "label"]
 CELL = GROUP + ["seed"]
@@ -44,8 +47,32 @@ def _sum_histograms(hists) -> list[int]:
     return [int(sum(col)) for col in zip(*hists)]
 
 
+def _pooled_by_key(dicts) -> dict:
+    per: dict[int, list[float]] = {}
+    for d in dicts:
+        for t, v in (d or {}).items():
+            per.setdefault(int(t), []).append(v)
+    return {t: sum(v) / len(v) for t, v in sorted(per.items())}
+
+
+# how a column's seeds become one value, by the name its declaration gives (results.columns)
+AGGREGATIONS = {
+    "mean": lambda s, g: _mean(s),
+    "first": lambda s, g: s.iloc[0],
+    "first_text": lambda s, g: next((u for u in s if u), ""),
+    "join": lambda s, g: ",".join(sorted({str(int(t)) for t in s if pd.notna(t)}, key=int)),
+    "pooled_by_key": lambda s, g: _pooled_by_key(s),
+    "sum_lists": lambda s, g: _sum_histograms(list(s)),
+    "list": lambda s, g: list(s),
+    "per_seed": lambda s, g: [(int(seed), v) for seed, v in zip(g.seed, s) if v],
+    "merge": lambda s, g: {k: v for u in s if isinstance(u, dict) for k, v in u.items()},
+}
+
+
 def aggregate(cells: pd.DataFrame) -> pd.DataFrame:
-    """One row per (task, target_label, label) with means, spreads and interval bounds."""
+    """One row per (task, target_label, label): each declared column combined over seeds as its
+    declaration says (``seeds``), with its spread (sample std) and interval bounds where declared."""
+    declared = [c for c in columns() if c.name in cells]
     rows = []
     for (task, target_label, label), g in cells.groupby(GROUP, sort=True):
         g = g.sort_values("seed")
@@ -53,43 +80,26 @@ def aggregate(cells: pd.DataFrame) -> pd.DataFrame:
         first = g.iloc[0]
         row = {
             "task": task, "target_label": target_label, "label": label,
-            "model": first.model, "setting": first.setting, "metric": first.metric, "target": first.target, "hardware": first.hardware,
+            "model": first.model, "setting": first.setting, "target": first.target, "hardware": first.hardware,
             "emulated": bool(g.emulated.any()), "description": first.description, "role": first.role,
-            "accuracy_undefined": next((u for u in g.accuracy_undefined if u), ""),
             "n_seeds": n, "seeds": ",".join(str(int(s)) for s in g.seed),
             "run_ids": ",".join(sorted(set(g.run_id))),
+            "spread": "std" if n > 1 else "ci95",
         }
-        for c in ["accuracy", "accuracy_no_exit", "size_bits", "size_bits_no_emb", "disk_bytes", "params", "macs",
-                  "bops", "flops", "ops", "macs_reduction", "latency_ms", "latency_p90_ms", "energy_j",
-                  "peak_rss_mib", "mean_exit", "n_blocks"]:
-            row[c] = _mean(g[c])
-        row["accuracy_std"] = _std(g.accuracy)
-        row["latency_std"] = _std(g.latency_ms)
-        row["energy_std"] = _std(g.energy_j)
-        if n > 1:
-            row["spread"] = "std"
-            for c, s in [("accuracy", "accuracy_std"), ("latency", "latency_std")]:
-                mid = row["accuracy" if c == "accuracy" else "latency_ms"]
-                row[f"{c}_lo"], row[f"{c}_hi"] = mid - row[s], mid + row[s]
-        else:
-            row["spread"] = "ci95"
-            for c in ["accuracy_lo", "accuracy_hi", "latency_lo", "latency_hi"]:
-                row[c] = float(first[c]) if pd.notna(first[c]) else math.nan
-        row["latency_ci_pct"] = _mean(g.latency_ci_pct)
-        row["latency_threads"] = ",".join(sorted({str(int(t)) for t in g.latency_threads if pd.notna(t)}, key=int))
-        per: dict[int, list[float]] = {}
-        for d in g.latency_by_threads:
-            for t, v in (d or {}).items():
-                per.setdefault(int(t), []).append(v)
-        row["latency_by_threads"] = {t: sum(v) / len(v) for t, v in sorted(per.items())}
-        row["energy_n"] = int(g.energy_j.notna().sum())
-        measured = g[g.energy_j.notna()] if g.energy_j.notna().any() else g  # provenance of the figure shown
-        row["energy_provenance"] = " / ".join(sorted(set(measured.energy_provenance)))
-        row["exit_histogram"] = _sum_histograms(list(g.exit_histogram))
-        row["calibration_param"] = first.calibration_param
-        row["calibration_chosen"] = [c for c in g.calibration_chosen]
-        row["val_sweep"] = [(int(s), sw) for s, sw in zip(g.seed, g.val_sweep) if sw]
-        row["test_sweep"] = [(int(s), sw) for s, sw in zip(g.seed, g.test_sweep) if sw]
-        row["uncounted"] = {k: v for u in g.uncounted if isinstance(u, dict) for k, v in u.items()}
+        for c in declared:
+            if c.seeds != "none":
+                how = c.seeds if callable(c.seeds) else AGGREGATIONS[c.seeds]
+                row[c.name] = how(g[c.name], g)
+            if c.spread:
+                row[c.spread] = _std(g[c.name])
+            if c.count:
+                row[c.count] = int(g[c.name].notna().sum())
+        for c in declared:  # one seed: the record's own interval; several: mean ± std
+            if c.interval:
+                lo, hi = c.interval
+                if n > 1:
+                    row[lo], row[hi] = row[c.name] - row[c.spread], row[c.name] + row[c.spread]
+                else:
+                    row[lo], row[hi] = (float(first[x]) if pd.notna(first[x]) else math.nan for x in (lo, hi))
         rows.append(row)
     return pd.DataFrame(rows)

@@ -9,7 +9,7 @@ import pandas as pd
 from .._io import atomic_write_text
 from ..errors import BeexError
 from ..progress import NULL_PROGRESS, Progress
-from ..results.store import load_records
+from ..results.store import load_records, unique_runs
 from ._html import esc, figure, page
 from .aggregate import dedupe
 from .export import write_tables
@@ -17,7 +17,7 @@ from .frame import is_floor, records_frame
 from .guard import check_destination, check_results
 from .notes import dataset_notes, environment_table, failed_section, method_notes, target_notes, warnings_section
 from .parallel import check_jobs, choose_workers, run_sections
-from .sections import PARETO_AXES, Section, SectionJob  # noqa: F401  (PARETO_AXES: where it always was)
+from .sections import Section, SectionJob
 
 # Sections (task × target) that get figures unless told otherwise; the rest get tables and a place
 # in the across-section figure. Five figures cost about a second of CPU per section.
@@ -97,11 +97,14 @@ def build_report(results: list[Path] | Path, out: Path, *, tables_dir: Path | No
     check_results(roots)
     check_destination(out, roots, "report", "--out")
     check_destination(tables_dir, roots, "tables", "--tables" if tables_dir != default_tables_dir(out) else "the tables folder")
+    nothing = f"no finished results under {', '.join(map(str, roots))}: run `beexbench run` first"
+    if not unique_runs(roots):  # said before any progress line: a user error is one line
+        raise BeexError(nothing)
     with progress.task("report: reading results"):
         records = load_records(roots)
     ok = [r for r in records if r.status == "ok"]
     if not ok:
-        raise BeexError(f"no finished results under {', '.join(map(str, roots))}: run `beexbench run` first")
+        raise BeexError(nothing)
     cells, duplicates, other_config = dedupe(records_frame(ok))
     section_jobs = _jobs(cells, figures_for)
     sections = run_sections(section_jobs, choose_workers(section_jobs, jobs), progress)

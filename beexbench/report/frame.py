@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import pandas as pd
 
 from ..adapters.roles import BASELINE, REFERENCE_FLOOR, recorded_role
+from ..results.columns import columns
+from ..results.context import EnvironmentInfo, ModelInfo, TargetInfo
 from ..results.metrics import CellMetrics
 from ..results.schema import CellRecord
 
@@ -52,21 +54,18 @@ def hardware(record: CellRecord) -> str:
     """What the cell ran on, so that two machines' ``cpu`` targets stay apart: the GPU or CPU
     model, and for a cell measured on a cluster node (Ray) the node's name, so that two machines
     of the same model are two sections too."""
-    env = record.environment or {}
-    what = str(_get(env, "cpu", "model", default="unknown CPU"))
-    if str(_get(record.target, "device", default="")).startswith("cuda"):
-        gpus = env.get("gpus") or []
-        name = _get(gpus[0], "name") if gpus and isinstance(gpus[0], dict) else None
-        what = str(name) if name else what
-    node = _get(env, "node", default={})
-    if isinstance(node, dict) and node.get("ray_node_id") and node.get("name"):
-        what = f"{what} on node {node['name']}"
+    env = EnvironmentInfo.of(record.environment)
+    what = "unknown CPU" if env.cpu_model is None else env.cpu_model
+    if TargetInfo.of(record.target).device.startswith("cuda") and env.gpu_names and env.gpu_names[0]:
+        what = str(env.gpu_names[0])
+    if env.ray_node_id and env.node_name:
+        what = f"{what} on node {env.node_name}"
     return what
 
 
 def target_label(record: CellRecord) -> str:
     hw = hardware(record)
-    emulated = bool(_get(record.target, "emulated", default=False))
+    emulated = TargetInfo.of(record.target).emulated
     return f"{record.key.target} · {'emulated on ' if emulated else ''}{hw}"
 
 
@@ -110,57 +109,9 @@ def config_id(model: dict) -> str:
 
 
 def _metric_columns(m: CellMetrics | None) -> dict:
-    """The frame's columns read from a record's typed metrics (a failed cell has none)."""
-    if m is None:
-        return {"metric": "accuracy", "accuracy": None, "accuracy_lo": None, "accuracy_hi": None, "accuracy_n": None,
-                "accuracy_undefined": "", "accuracy_no_exit": None, "size_bits": None, "size_bits_no_emb": None,
-                "disk_bytes": None, "params": None, "macs": None, "bops": None, "flops": None, "ops": None,
-                "macs_reduction": None, "uncounted": {}, "latency_ms": None, "latency_p90_ms": None, "latency_lo": None,
-                "latency_hi": None, "latency_ci_pct": None, "latency_threads": None, "latency_by_threads": {}, "energy_j": None, "energy_provenance": "not measured",
-                "peak_rss_mib": None, "mean_exit": None, "n_blocks": None, "exit_histogram": [],
-                "calibration_param": "delta", "calibration_chosen": None, "val_sweep": [], "test_sweep": []}
-    acc, ops, lat, exits = m.accuracy, m.ops.per_sample_mean, m.batch1, m.exits
-    calibration = exits.calibration if exits is not None else None
-    rss = m.memory.peak_rss_bytes
-    return {
-        "metric": acc.metric,
-        "accuracy": acc.value,
-        "accuracy_lo": acc.ci95[0],
-        "accuracy_hi": acc.ci95[1],
-        "accuracy_n": acc.n,
-        "accuracy_undefined": acc.undefined or "",  # why there is no value
-        "accuracy_no_exit": m.accuracy_no_exit.value,
-        "size_bits": m.size.total_bits,
-        "size_bits_no_emb": m.size.total_bits_without_embeddings,
-        "disk_bytes": m.size.disk_bytes,
-        "params": m.size.params,
-        # MACs that are not binary (fp32, w1a32, int8); binary x binary MACs are BOPs.
-        "macs": ops.non_binary_macs,
-        "bops": ops.bops,
-        "flops": ops.flops,
-        "ops": ops.ops,
-        "macs_reduction": m.ops.macs_reduction_from_exits,
-        "uncounted": dict(m.ops.uncounted),
-        "latency_ms": lat.median,
-        "latency_p90_ms": lat.p90,
-        "latency_lo": lat.ci95_median[0],
-        "latency_hi": lat.ci95_median[1],
-        "latency_ci_pct": lat.ci_halfwidth_pct,
-        "latency_threads": lat.threads,  # the fastest thread setting (the headline)
-        # batch-1 median at every thread setting measured (records of schema 3; {} before)
-        "latency_by_threads": {r.threads: r.median for r in m.latency_by_threads if r.batch_size == 1 and r.threads},
-        "energy_j": m.energy.joules_per_sample if m.energy is not None else None,
-        "energy_provenance": m.energy.provenance if m.energy is not None else "not measured",
-        "peak_rss_mib": rss / 2**20 if rss else None,
-        "mean_exit": exits.mean_exit_block if exits is not None else None,
-        "n_blocks": exits.n_blocks if exits is not None else None,
-        "exit_histogram": list(exits.histogram) if exits is not None else [],
-        "calibration_param": calibration.param if calibration is not None else "delta",
-        "calibration_chosen": calibration.chosen if calibration is not None else None,
-        # sweep rows as they read in the file (the plots and the CSV export take them so)
-        "val_sweep": [row.to_dict() for row in calibration.sweep] if calibration is not None else [],
-        "test_sweep": [row.to_dict() for row in exits.test_sweep] if exits is not None and exits.test_sweep else [],
-    }
+    """The frame's columns read from a record's typed metrics (a failed cell has none), as the
+    metric declarations say (:mod:`beexbench.results.columns`)."""
+    return {c.name: c.value(m) for c in columns()}
 
 
 def fallback_suffix(r: CellRecord) -> str:
@@ -181,24 +132,21 @@ def records_frame(records: list[CellRecord]) -> pd.DataFrame:
             "target": r.key.target,
             "setting": r.key.setting,
             "seed": r.key.seed,
-            "label": model_label(r.key.model, r.key.setting, _get(r.model, "config", "distill", "teacher"))
-            + fallback_suffix(r),
+            "label": model_label(r.key.model, r.key.setting, (info := ModelInfo.of(r.model)).teacher) + fallback_suffix(r),
             "target_label": target_label(r),
             "hardware": hardware(r),
-            "emulated": bool(_get(r.target, "emulated", default=False)),
+            "emulated": TargetInfo.of(r.target).emulated,
             "status": r.status,
             "error": r.error,
             "finished_at": r.finished_at or "",
-            "description": str(_get(r.model, "description", default="")),
-            "role": str(_get(r.model, "role", default="model")),  # as recorded (see model_roles)
+            "description": info.description,
+            "role": info.role,  # as recorded (see model_roles)
             "config_id": config_id(r.model),
             **_metric_columns(r.metrics),
             "warnings": list(r.warnings or []),
         })
     df = pd.DataFrame(rows)
-    num = ["accuracy", "accuracy_lo", "accuracy_hi", "accuracy_no_exit", "size_bits", "size_bits_no_emb", "disk_bytes",
-           "params", "macs", "bops", "flops", "ops", "macs_reduction", "latency_ms", "latency_p90_ms", "latency_lo",
-           "latency_hi", "latency_ci_pct", "energy_j", "peak_rss_mib", "mean_exit", "n_blocks", "accuracy_n"]
+    num = [c.name for c in columns() if c.numeric]
     for c in num:
         if c in df:  # a number that was not finite when measured (null in the file) is shown as missing
             df[c] = pd.to_numeric(df[c], errors="coerce").astype(float).replace([math.inf, -math.inf], math.nan)

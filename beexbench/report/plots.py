@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from ..results.columns import columns  # noqa: E402
 from .frame import quality_of  # noqa: E402
 from .pareto import pareto_mask  # noqa: E402
 
@@ -69,6 +70,12 @@ def floor_lines(ax, floors) -> None:
         lo, hi = ax.get_ylim()
         span = hi - lo
         ax.set_ylim(min(lo, floors[0][1] - 0.04 * span), max(hi, floors[-1][1] + 0.1 * span))
+
+
+def pareto_axes() -> list[tuple[str, str, str, float, bool, tuple[str, str] | None]]:
+    """The Pareto figures, one per declared column with a ``plot``: (cost column, its name in
+    titles, x-axis label, scale to the shown unit, log x, x error-bar columns)."""
+    return [(c.name, c.plot.name, c.plot.label, c.plot.scale, c.plot.log_x, c.plot.err) for c in columns() if c.plot]
 
 
 def pareto_plot(df: pd.DataFrame, cost: str, cost_label: str, title: str, *, scale: float = 1.0,

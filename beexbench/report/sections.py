@@ -11,17 +11,9 @@ from ._html import anchor, esc, figure, table_html, unavailable
 from .aggregate import aggregate
 from .frame import is_floor, quality_of
 from .notes import floor_warnings
-from .plots import exit_histogram_plot, pareto_plot, tradeoff_plot
+from .plots import exit_histogram_plot, pareto_axes, pareto_plot, tradeoff_plot
 from .tables import Table, ablation_table, summary_table
 
-# (cost column, x-axis label, scale to the shown unit, log x, x error-bar columns)
-PARETO_AXES = [
-    ("size_bits", "model size, total incl. embeddings (KiB)", 1 / 8 / 1024, True, None),
-    ("ops", "operations per sample, OPs = FLOPs + BOPs/64 (M)", 1e-6, True, None),
-    ("latency_ms", "latency at batch size 1, median (ms)", 1.0, True, ("latency_lo", "latency_hi")),
-    ("energy_j", "energy per sample (mJ)", 1e3, True, None),
-]
-AXIS_NAME = {"size_bits": "size", "ops": "operations", "latency_ms": "latency", "energy_j": "energy"}
 # the columns of the aggregated rows that the across-section summary figure needs
 OVERVIEW_COLUMNS = ["task", "target_label", "label", "model", "role", "metric", "accuracy"]
 
@@ -81,8 +73,7 @@ def pareto_figures(g: pd.DataFrame, title: str) -> str:
     q = quality_of(g)
     floors, floor_caption = _floors(g)
     g = g[~is_floor(g)]  # the floors are reference lines, not points on the fronts
-    for cost, label, scale, log_x, err in PARETO_AXES:
-        name = AXIS_NAME[cost]
+    for cost, name, label, scale, log_x, err in pareto_axes():  # declared in beexbench.results.columns
         have = g.dropna(subset=[cost, "accuracy"])
         missing = sorted(set(g["label"]) - set(have["label"]))
         if have.empty:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from ..adapters.roles import FULL_PRECISION_REFERENCE
+from ..results.columns import Column, column, columns
 from .frame import has_role, is_floor, model_roles, quality_of
 from .pareto import pareto_mask
 
@@ -17,8 +18,17 @@ from .pareto import pareto_mask
 # the "full-precision reference" is what the compression ratios are against; a "reference
 # floor" is a reference line, never on a Pareto front.
 
-# (column, axis name) pairs the Pareto fronts are computed on; lower cost is better.
-FRONTS = [("size_bits", "size"), ("ops", "ops"), ("latency_ms", "latency"), ("energy_j", "energy")]
+
+
+def fronts() -> list[tuple[str, str]]:
+    """(column, axis name) pairs the Pareto fronts are computed on (lower cost is better): the
+    columns whose declaration names a ``front`` (beexbench.results.columns)."""
+    return [(c.name, c.front) for c in columns() if c.front]
+
+
+def own_columns() -> list[Column]:
+    """Declared columns shown as a summary-table column of their own (a declared metric's)."""
+    return [c for c in columns() if c.header]
 
 
 @dataclass
@@ -89,13 +99,23 @@ def fmt_latency(r) -> str:
     return text
 
 
+def show(r, name: str) -> str:
+    """A column's value as its declaration formats it (``fmt`` after ``scale``); with several
+    seeds and a declared spread, ``mean ± std``."""
+    c = column(name)
+    text = fmt(r[name], c.fmt or "g", c.scale)
+    if c.spread and c.spread in r and r.get("n_seeds", 1) > 1 and not _nan(r[c.spread]):
+        text += f" ± {fmt(r[c.spread], c.fmt or 'g', c.scale)}"
+    return text
+
+
 def fmt_kib(bits) -> str:
     return fmt(bits, ",.1f", 1 / 8 / 1024)
 
 
 def front_flags(group: pd.DataFrame) -> pd.DataFrame:
     """Boolean column per axis: on the non-dominated front of accuracy against that cost."""
-    return pd.DataFrame({name: pareto_mask(group, col) for col, name in FRONTS}, index=group.index)
+    return pd.DataFrame({name: pareto_mask(group, col) for col, name in fronts()}, index=group.index)
 
 
 SUMMARY_COLUMNS = [
@@ -120,6 +140,7 @@ def summary_table(group: pd.DataFrame) -> Table:
             return math.nan
         return ref[col] / r[col]
 
+    extra = [c for c in own_columns() if c.name in g]
     rows, classes, raw = [], [], []
     for i, r in g.iterrows():
         ratios = [smaller(r, c) for c in ("size_bits", "size_bits_no_emb", "disk_bytes")]
@@ -128,10 +149,11 @@ def summary_table(group: pd.DataFrame) -> Table:
             r["label"] + (" — reference floor" if floor[i] else ""), str(r["n_seeds"]), fmt_accuracy(r),
             f"{fmt_kib(r['size_bits'])} / {fmt_kib(r['size_bits_no_emb'])}",
             " / ".join(fmt(x, ".1f") for x in ratios),
-            fmt(r["macs"], ".2f", 1e-6), fmt(r["bops"], ".2f", 1e-6), fmt(r["ops"], ".2f", 1e-6),
+            show(r, "macs"), show(r, "bops"), show(r, "ops"),
             fmt_latency(r),
             fmt_energy(r),
-            f"{fmt(r['mean_exit'], '.2f')} / {fmt(r['n_blocks'], '.0f')}" if not _nan(r["n_blocks"]) else "—",
+            f"{show(r, 'mean_exit')} / {show(r, 'n_blocks')}" if not _nan(r["n_blocks"]) else "—",
+            *(show(r, c.name) for c in extra),
             ", ".join(on) or "—",
         ])
         classes.append("floor" if floor[i] else "front" if on else "")
@@ -148,6 +170,7 @@ def summary_table(group: pd.DataFrame) -> Table:
             "latency_threads": r.get("latency_threads", ""), "latency_median_ms_by_threads": r.get("latency_by_threads") or {},
             "energy_j_per_sample": r["energy_j"], "energy_provenance": r["energy_provenance"],
             "mean_exit_block": r["mean_exit"], "n_blocks": r["n_blocks"],
+            **{c.csv or c.name: r[c.name] for c in extra},
             **{f"front_{name}": bool(flags.at[i, name]) for name in flags.columns},
         })
     multi = (g["n_seeds"] > 1).any()
@@ -165,6 +188,7 @@ def summary_table(group: pd.DataFrame) -> Table:
                      "not candidates on the Pareto fronts")
     q = quality_of(group)
     columns = [f"{q.axis} (test)" if c == SUMMARY_COLUMNS[2] else c for c in SUMMARY_COLUMNS]
+    columns[-1:-1] = [c.header for c in extra]  # declared metrics' own columns, before the fronts
     names = sorted(set(reference["model"]))
     if names and names != ["fp32"]:  # the compression column names the reference the records declare
         columns[4] = columns[4].replace("fp32", " / ".join(names))
@@ -213,7 +237,7 @@ def ablation_table(group: pd.DataFrame) -> Table | None:
             str(r["n_seeds"]), fmt_accuracy(r),
             "0 (ref.)" if is_ref else fmt(d_acc, "+.1f"), "—" if is_ref else fmt(d_ops, "+.1f"),
             "—" if is_ref else fmt(d_size, "+.1f"), "—" if is_ref else fmt(d_lat, "+.1f"),
-            f"{fmt(r['mean_exit'], '.2f')} / {fmt(r['n_blocks'], '.0f')}" if not _nan(r["n_blocks"]) else "—",
+            f"{show(r, 'mean_exit')} / {show(r, 'n_blocks')}" if not _nan(r["n_blocks"]) else "—",
         ])
         raw.append({
             "task": task, "target": target, "model": r["label"], "reference": of, "n_seeds": r["n_seeds"],

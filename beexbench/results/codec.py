@@ -66,6 +66,33 @@ def legacy(default: Any, *, since: int) -> Any:
     return field(default=default, metadata={"legacy": (since, default)})
 
 
+def written(default: Any = dataclasses.MISSING, **kw: Any) -> Any:
+    """A key every file has (missing: an error), with a default for the profiler that builds
+    the section (``default`` immutable, or ``default_factory=``)."""
+    return field(default=default, metadata={"written": True}, **kw)
+
+
+class FrozenMap(dict):
+    """A read-only mapping that pickles (a section's mapping field: Ray and the report's
+    worker processes pickle records, which a ``MappingProxyType`` cannot)."""
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("a result section is read-only")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = __ior__ = _refuse  # type: ignore[assignment]
+
+    def __reduce__(self):
+        return (FrozenMap, (dict(self),))
+
+    def __copy__(self) -> "FrozenMap":
+        return self
+
+    def __deepcopy__(self, memo: dict) -> "FrozenMap":
+        import copy
+
+        return FrozenMap(copy.deepcopy(dict(self), memo))
+
+
 def extra_field() -> Any:
     """The section's keys that no field names, kept as read."""
     return field(default_factory=dict, repr=False, metadata={"extra": True})
@@ -164,6 +191,11 @@ def decode_section(cls: type, value: Any, ptr: str, ctx: Context) -> Any:
         raise ctx.fail(ptr, f"is not an object ({_found(value)})")
     if hasattr(cls, "_decode"):
         return cls._decode(value, ptr, ctx)
+    return decode_fields(cls, value, ptr, ctx)
+
+
+def decode_fields(cls: type, value: dict, ptr: str, ctx: Context) -> Any:
+    """A section by its fields (what a section's own ``_decode`` may start from)."""
     hints, kwargs, known = _hints(cls), {}, set()
     for f in dataclasses.fields(cls):
         if f.metadata.get("extra") or f.metadata.get("hidden"):
@@ -177,7 +209,7 @@ def decode_section(cls: type, value: Any, ptr: str, ctx: Context) -> Any:
             if ctx.version >= since:
                 raise ctx.fail(sub, "is missing")
             kwargs[f.name] = default
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+        elif f.metadata.get("written") or (f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING):
             raise ctx.fail(sub, "is missing")
     rest = {k: v for k, v in value.items() if k not in known}
     if rest:

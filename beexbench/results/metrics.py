@@ -1,10 +1,12 @@
 """The typed ``metrics`` of a result record (:class:`CellMetrics`), one section per kind of
-measurement; each section's fields are its schema (:mod:`beexbench.results.codec`)."""
+measurement; each section's fields are its schema (:mod:`beexbench.results.codec`). A declared
+metric (:mod:`beexbench.results.columns`) adds its own section, ``metrics.<key>``, read as its
+declared type."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .codec import Section, absent_if_none, legacy
+from .codec import Context, Section, absent_if_none, decode, decode_fields, legacy, pointer
 from .implementation import Implementation
 from .costs import ENERGY_PROVENANCES, Energy, Latency, Memory, Ops, OpsMean, Size
 from .quality import METRICS, Accuracy, Calibration, Exits, Metric, Quality, RegressionQuality, SweepRow
@@ -32,6 +34,22 @@ class CellMetrics(Section):
     latency_by_threads: tuple[Latency, ...] = legacy((), since=3)
     # what ran the measured model (beexbench.results.implementation); left out of records written before it
     implementation: Implementation | None = absent_if_none()
+
+    @classmethod
+    def _decode(cls, doc: dict, ptr: str, ctx: Context) -> "CellMetrics":
+        """By its fields; then each declared metric's section (kept in ``extra``) as its type."""
+        from .columns import sections  # the declarations are looked up when a record is read
+
+        obj = decode_fields(cls, doc, ptr, ctx)
+        if obj.extra:
+            types = sections()
+            typed = {k: decode(types[k], v, pointer(ptr, k), ctx) if k in types else v for k, v in obj.extra.items()}
+            object.__setattr__(obj, "extra", typed)
+        return obj
+
+    def section(self, key: str):
+        """A declared metric's section (None: this record has none)."""
+        return self.extra.get(key)
 
     @property
     def metric(self) -> str:

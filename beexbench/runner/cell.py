@@ -13,7 +13,7 @@ from ..profilers.environment import noise_warnings
 from ..profilers.ops import DepthCost
 from ..results.schema import CellKey, CellRecord
 from .isolate import measure_speed_by_threads
-from .measure import cell_metrics, measure_accuracy_and_exits, measure_model_size
+from .measure import cell_metrics, measure_accuracy_and_exits, measure_declared, measure_model_size
 from .models import obtain_model
 
 
@@ -42,6 +42,7 @@ def run_cell(key: CellKey, cfg: RunConfig, spec: TaskSpec, card: dict, splits, t
     depth = depths.get(id(adapter)) or DepthCost.measure(adapter)
     quality = measure_accuracy_and_exits(adapter, splits["test"], depth, spec.problem)
     size = measure_model_size(adapter, ckpt)
+    declared = measure_declared(adapter, splits["test"], target)  # the declared metrics (results.columns)
     with target.activate():
         warnings = list(noise_warnings(target))
     speed, by_threads, isolation_notes = measure_speed_by_threads(
@@ -64,6 +65,6 @@ def run_cell(key: CellKey, cfg: RunConfig, spec: TaskSpec, card: dict, splits, t
         },
         task=card,
         target=target.describe(),
-        metrics=cell_metrics(quality, size, speed, by_threads),
+        metrics=cell_metrics(quality, size, speed, by_threads, declared),
         warnings=warnings,
     )

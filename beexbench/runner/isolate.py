@@ -8,7 +8,8 @@ measured by ``python -m beexbench._measure_worker`` in a fresh interpreter whose
 before torch is imported: ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` (the setting),
 ``OMP_WAIT_POLICY`` (the target's ``wait_policy``), the CPU affinity (the target's pinned cores, if
 any). The worker loads the cell's checkpoint from the model store, reads the test inputs the parent
-wrote, runs :func:`~beexbench.runner.measure.measure_speed` and writes its sections as JSON.
+wrote, runs :func:`~beexbench.runner.measure.measure_speed` and writes its typed ``Speed`` through the
+result codec, which this process reads back the same way a record is read.
 
 A worker dies with the run: the run kills it on every way out of :func:`run_worker` (an error,
 Ctrl-C, SIGTERM, which the CLI turns into Ctrl-C), and the worker itself (``_measure_worker``)
@@ -42,7 +43,7 @@ from ..config import LatencySettings
 from ..errors import BeexError
 from ..profilers.latency import ISOLATED_ENV
 from ..progress import NULL_PROGRESS, Progress
-from ..results.metrics import Energy, Latency, Memory
+from ..results.metrics import Latency
 from ..targets import Target
 from ..training.batches import EncodedSplit
 from .measure import Speed, measure_speed
@@ -144,21 +145,7 @@ def run_worker(job: Job, wait_policy: str, timeout_s: float, folder: Path) -> Sp
         tail = (proc.stderr or proc.stdout).strip().splitlines()
         raise BeexError(f"the isolated measurement at {job.threads} thread(s) failed (exit {proc.returncode}): "
                         f"{tail[-1] if tail else 'no output'}")
-    return speed_from_dict(json.loads(out_path.read_text(encoding="utf-8")))
-
-
-def speed_to_dict(speed: Speed) -> dict:
-    return {"batch1": speed.batch1.to_dict(), "energy": speed.energy.to_dict() if speed.energy else None,
-            "memory": speed.memory.to_dict(), "batch_sweep": [r.to_dict() for r in speed.batch_sweep],
-            "seq_len_sweep": [r.to_dict() for r in speed.seq_len_sweep], **speed.extras()}
-
-
-def speed_from_dict(doc: dict) -> Speed:
-    src = "the isolated measurement's output"
-    lat = lambda d: Latency.from_dict(d, source=src)  # noqa: E731
-    return Speed(batch1=lat(doc["batch1"]), energy=Energy.from_dict(doc["energy"], source=src) if doc["energy"] else None,
-                 memory=Memory.from_dict(doc["memory"], source=src), batch_sweep=tuple(map(lat, doc["batch_sweep"])),
-                 seq_len_sweep=tuple(map(lat, doc["seq_len_sweep"])), **Speed.extras_from(doc))
+    return Speed.from_dict(json.loads(out_path.read_text(encoding="utf-8")), source="the isolated measurement's output")
 
 
 def _timeout(settings: LatencySettings) -> float:

@@ -1,6 +1,6 @@
 """Measure one trained model on one target: accuracy, exits, operations, size,
-latency, memory and energy. Each profiler returns a record; this module only composes them
-into the typed sections of a result record (:mod:`beexbench.results.metrics`). Whether the
+latency, memory and energy. Each profiler returns the result's own typed section
+(:mod:`beexbench.results.metrics`); this module only composes them into a record's metrics. Whether the
 task is classification or regression is the task's declared problem (``TaskSpec.problem``),
 passed down - never guessed from the labels."""
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from ..adapters.base import ExitLayout, ModelAdapter
+from ..adapters.protocols import exit_layout_of, exit_rule_of
 from ..config import LatencySettings
 from ..models.exits import entropy, prediction_change
 from ..profilers.energy import track_energy
@@ -26,6 +27,8 @@ from ..profilers.size import measure_size
 from ..progress import NULL_PROGRESS, Progress
 from ..targets import Target
 from ..training.batches import EncodedSplit
+from ..results.codec import Section
+from ..results.columns import declared
 from ..results.implementation import Implementation, implementation_of
 from ..results.metrics import (Accuracy, Calibration, CellMetrics, Energy, Exits, Latency, Memory, Ops, OpsMean, Quality,
                                RegressionQuality, Size, SweepRow)
@@ -116,7 +119,7 @@ def measure_accuracy_and_exits(adapter: ModelAdapter, test: EncodedSplit, depth:
     n_exits = all_logits.shape[0]
     no_exit = quality_record(all_logits[-1], labels, label_std, "test", "final exit, every block run", problem)
     lengths = test.attention_mask.sum(1)
-    layout, rule = adapter.exit_layout(), adapter.exit_rule()  # as the adapter declares them
+    layout, rule = exit_layout_of(adapter), exit_rule_of(adapter)  # as the adapter declares them (protocols.EarlyExit)
     check_layout(adapter.name, layout, depth, n_exits)
     ops = ops_summary(depth, blocks, lengths)
     if n_exits == 1 and layout.n_blocks == 1 and rule is None:
@@ -205,9 +208,11 @@ def ops_summary(depth: DepthCost, blocks: torch.Tensor, lengths: torch.Tensor) -
     )
 
 
-@dataclass(frozen=True)
-class Speed:
-    """The target-side sections of a record: latency, memory and (when measured) energy."""
+@dataclass(frozen=True, kw_only=True)
+class Speed(Section):
+    """The target-side sections of a record: latency, memory and (when measured) energy. An
+    isolated measuring process sends it back through the result codec (:meth:`to_dict` /
+    :meth:`from_dict`, the same typed read as a record's)."""
 
     batch1: Latency
     energy: Energy | None  # None: the run does not measure energy
@@ -230,18 +235,6 @@ class Speed:
                        f"{impl.allowed_by}): the latency, memory and energy are the fallback's")
         return out
 
-    def extras(self) -> dict[str, Any]:
-        """What a measuring process sends beside the latency sections (read by :meth:`extras_from`)."""
-        return {"implementation": self.implementation.to_dict() if self.implementation else None,
-                "skipped": list(self.skipped)}
-
-    @staticmethod
-    def extras_from(doc: dict[str, Any]) -> dict[str, Any]:
-        src = "the isolated measurement's output"
-        impl = doc.get("implementation")
-        return {"implementation": Implementation.from_dict(impl, source=src) if impl else None,
-                "skipped": tuple(str(s) for s in doc.get("skipped") or ())}
-
 
 def skipped_sizes(settings: LatencySettings, n_test: int, max_len: int) -> list[str]:
     """Why each of the suite's batch sizes and lengths that the test split cannot fill is not
@@ -251,10 +244,6 @@ def skipped_sizes(settings: LatencySettings, n_test: int, max_len: int) -> list[
     out += [f"seq_len_sweep: length {length} exceeds the task's max_len {max_len}: not measured"
             for length in settings.seq_lens if length > max_len]
     return out
-
-
-def _latency(rec) -> Latency:
-    return Latency.from_dict(rec.to_dict(), source="the latency profiler's record")
 
 
 def measure_speed(adapter: ModelAdapter, test: EncodedSplit, target: Target, settings: LatencySettings,
@@ -284,15 +273,14 @@ def measure_speed(adapter: ModelAdapter, test: EncodedSplit, target: Target, set
                 rec = measure_latency(one, target=target, inputs=singles, warmup=settings.warmup,
                                       min_iters=settings.min_iters, min_seconds=settings.min_seconds,
                                       max_seconds=settings.max_seconds, batch_size=1)
-        batch1 = _latency(rec)
+        batch1 = rec
         if energy:
-            energy_rec = _energy_per_sample(Energy.from_dict(en.record.to_dict(), source="the energy profiler's record"),
-                                            rec.n + settings.warmup)
+            energy_rec = _energy_per_sample(en.record, rec.n + settings.warmup)
         # memory in its own pass: the RSS sampling thread would compete with the timed code
         with target.activate(), track_memory(target) as mem:
             for sample in singles:
                 one(sample)
-        memory = Memory.from_dict(mem.record.to_dict(), source="the memory profiler's record")
+        memory = mem.record
         short = dict(warmup=max(2, settings.warmup // 2), min_iters=max(5, settings.min_iters // 2),
                      min_seconds=settings.min_seconds / 2, max_seconds=settings.max_seconds / 2)
         batch_sweep = []
@@ -303,7 +291,7 @@ def measure_speed(adapter: ModelAdapter, test: EncodedSplit, target: Target, set
                        for b in (test.batch(slice(s, s + bs)) for s in range(0, min(len(test), bs * 16), bs)) if len(b) == bs]
             with progress.task(f"latency {adapter.name} bs={bs}", total=None):
                 r = measure_latency(one, target=target, inputs=batches, batch_size=bs, **short)
-            batch_sweep.append(_latency(r))
+            batch_sweep.append(r)
         # sequence-length sweep at batch size 1: real test sentences cut (or padded) to L tokens
         seq_len_sweep = []
         for length in settings.seq_lens:
@@ -315,8 +303,9 @@ def measure_speed(adapter: ModelAdapter, test: EncodedSplit, target: Target, set
             inputs = [(ids[i : i + 1], mask[i : i + 1].to(target.device)) for i in range(len(ids))]
             with progress.task(f"latency {adapter.name} L={length}", total=None):
                 r = measure_latency(one, target=target, inputs=inputs, batch_size=1, seq_len=length, **short)
-            seq_len_sweep.append(_latency(r))
-    return Speed(batch1, energy_rec, memory, tuple(batch_sweep), tuple(seq_len_sweep), implementation, tuple(skipped))
+            seq_len_sweep.append(r)
+    return Speed(batch1=batch1, energy=energy_rec, memory=memory, batch_sweep=tuple(batch_sweep),
+                 seq_len_sweep=tuple(seq_len_sweep), implementation=implementation, skipped=tuple(skipped))
 
 
 def _energy_per_sample(rec: Energy, calls: int) -> Energy:
@@ -326,15 +315,30 @@ def _energy_per_sample(rec: Energy, calls: int) -> Energy:
 
 
 def measure_model_size(adapter: ModelAdapter, checkpoint: Path) -> Size:
-    return Size.from_dict(measure_size(adapter, adapter.deployable_files(checkpoint)).to_dict(),
-                          source="the size profiler's record")
+    return measure_size(adapter, adapter.deployable_files(checkpoint))
+
+
+def measure_declared(adapter: ModelAdapter, test: EncodedSplit, target: Target) -> dict[str, Section]:
+    """The sections of the declared metrics (``beexbench.results.columns.DECLARED_METRICS``) that
+    measure themselves, each checked to be its declared type."""
+    out: dict[str, Section] = {}
+    for d in declared():
+        if d.measure is None:
+            continue
+        section = d.measure(adapter, test, target)
+        if not isinstance(section, d.section):
+            raise TypeError(f"metric {d.key!r} measured a {type(section).__name__}, not its declared {d.section.__name__}")
+        out[d.key] = section
+    return out
 
 
 def cell_metrics(quality: QualityAndExits, size: Size, speed: Speed,
-                 latency_by_threads: tuple[Latency, ...] = ()) -> CellMetrics:
+                 latency_by_threads: tuple[Latency, ...] = (), declared_sections: dict[str, Section] | None = None) -> CellMetrics:
     """The record's ``metrics``, composed from the three measurements (``speed``: the fastest
-    thread setting's; ``latency_by_threads``: every setting's latency records)."""
+    thread setting's; ``latency_by_threads``: every setting's latency records) and the declared
+    metrics' sections (written as ``metrics.<key>``)."""
     return CellMetrics(accuracy=quality.accuracy, accuracy_no_exit=quality.accuracy_no_exit, ops=quality.ops,
                        exits=quality.exits, size=size, batch1=speed.batch1, energy=speed.energy, memory=speed.memory,
                        batch_sweep=speed.batch_sweep, seq_len_sweep=speed.seq_len_sweep, implementation=speed.implementation,
-                       latency_by_threads=latency_by_threads or (speed.batch1, *speed.batch_sweep))
+                       latency_by_threads=latency_by_threads or (speed.batch1, *speed.batch_sweep),
+                       extra=dict(declared_sections or {}))

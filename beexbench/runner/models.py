@@ -5,11 +5,12 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable
 
 import torch
 
 from ..adapters.base import ModelAdapter, TaskSpec
+from ..adapters.protocols import Derived, NeedsTrainedInputs
 from .._io import atomic_write_text, safe_child, safe_name
 from ..adapters.checkpoint import META
 from ..adapters.registry import create_model, get_adapter_class, load_model, with_seed
@@ -100,6 +101,48 @@ def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def trained_from(name: str, cfg: RunConfig, seed: int, recipe: dict | None, problem: str) -> dict[str, str]:
+    """The models of the run that model ``name`` is made from, by use: ``{"derived from": source}``
+    for a derived model (``derived_from``), else its trained inputs (``trained_inputs``: a network
+    to start from, a teacher) for the settings the run gives it. One edge list of the "train what
+    a model needs first" graph, for the checkpoint plan, ``obtain_model`` and the executors' units."""
+    cls = get_adapter_class(name)
+    if issubclass(cls, Derived):
+        return {"derived from": cls.derived_from}
+    if not cls.uses_model_spec or not issubclass(cls, NeedsTrainedInputs):
+        return {}
+    return dict(cls.trained_inputs(overrides_for(name, cfg, seed, recipe), problem))
+
+
+def walk_needs(name: str, needs: Callable[[str], Iterable[str]],
+               on_cycle: Callable[[tuple[str, ...]], None] | None = None, chain: tuple[str, ...] = ()) -> list[str]:
+    """``name`` and everything it needs (``needs(model)``: the models it is made from), needs
+    first, each once (depth-first, in the order ``needs`` gives). A model met again along its own
+    chain calls ``on_cycle(chain)`` (the chain from ``name`` to it, it last), which may raise;
+    without one the walk stops there (what needs itself then fails where it is obtained).
+    ``chain``: the models that led to ``name`` (a walk resumed below them)."""
+    order: list[str] = []
+
+    def visit(model: str, path: tuple[str, ...]) -> None:
+        if model in path:
+            if on_cycle is not None:
+                on_cycle(path + (model,))
+            return
+        if model in order:
+            return
+        for need in needs(model):
+            visit(need, path + (model,))
+        order.append(model)
+
+    visit(name, tuple(chain))
+    return order
+
+
+def _trained_from_itself(chain: tuple[str, ...]) -> None:
+    raise BeexError(f"model {chain[-1]} is trained from itself ({' -> '.join(chain)}): "
+                    "fix model.backbone.init_from / model.distill.teacher")
+
+
 def build_seeded(name: str, overrides: dict[str, Any], spec: TaskSpec, seed: int) -> ModelAdapter:
     """A fresh model whose initial weights depend on ``seed`` only: not on what ran earlier
     in the process (other cells, an interrupted run resumed in a new process). The same as
@@ -110,7 +153,7 @@ def build_seeded(name: str, overrides: dict[str, Any], spec: TaskSpec, seed: int
 def checkpoint_dir(store: Path, name: str, spec: TaskSpec, overrides: dict, seed: int, limit: int | None,
                    inputs: dict[str, str] | None = None) -> Path:
     """``inputs``: the checkpoint folders of the trained models this one is trained from, by use
-    (:meth:`ModelAdapter.trained_inputs`): a different teacher or starting network is another model."""
+    (:meth:`protocols.NeedsTrainedInputs.trained_inputs`): a different teacher or starting network is another model."""
     doc = {"model": name, "task": spec.to_dict(), "overrides": overrides, "limit": limit}
     if inputs:  # only then: the folders of models without trained inputs are what they were
         doc["inputs"] = inputs
@@ -134,10 +177,10 @@ def obtain_model(
 ) -> tuple[ModelAdapter, Path, bool]:
     """Load the checkpoint for this cell, or train (or derive) and save it; ``recipe`` is the
     task's model settings (:func:`beexbench.data.tasks.model_recipe`). A model trained from
-    other trained models (:meth:`ModelAdapter.trained_inputs`: a fine-tuned network to start
+    other trained models (:meth:`protocols.NeedsTrainedInputs.trained_inputs`: a fine-tuned network to start
     from, a teacher) has them obtained first, the same way, for the same task and seed.
     Returns (model, checkpoint dir, whether any training happened for it now)."""
-    directory, inputs = _checkpoint_plan(name, spec, cfg, seed, recipe, ())
+    directory, inputs = _checkpoint_plan(name, spec, cfg, seed, recipe)
     if (directory / META).is_file():
         adapter = load_model(directory)
         if adapter.spec != spec:
@@ -152,7 +195,7 @@ def obtain_model(
             "train it there with `beexbench train` using the same suite/config"
         )
     cls = get_adapter_class(name)
-    if cls.derived_from:
+    if issubclass(cls, Derived):
         source, _, trained = obtain_model(cls.derived_from, spec, train, val, cfg, seed, recipe=recipe,
                                           cost_fn_factory=cost_fn_factory, progress=progress)
         progress.log(f"deriving {name} from the trained {cls.derived_from}")
@@ -177,21 +220,23 @@ def obtain_model(
 
 
 def _checkpoint_plan(name: str, spec: TaskSpec, cfg: RunConfig, seed: int, recipe: dict | None,
-                     chain: tuple[str, ...]) -> tuple[Path, dict[str, str]]:
-    """Model ``name``'s checkpoint folder and the trained models it needs, by use (names). The
-    folder depends on the folders of those models and of the model it is derived from (their
-    settings and inputs, recursively: another teacher or source is another model); a model that
-    needs itself through the chain is a one-line error."""
-    if name in chain:
-        raise BeexError(f"model {name} is trained from itself ({' -> '.join(chain + (name,))}): "
-                        "fix model.backbone.init_from / model.distill.teacher")
-    cls = get_adapter_class(name)
-    overrides = overrides_for(name, cfg, seed, recipe)
-    inputs = cls.trained_inputs(overrides, spec.problem) if cls.uses_model_spec and not cls.derived_from else {}
-    sources = {**inputs, **({"derived from": cls.derived_from} if cls.derived_from else {})}
-    folders = {use: f"{m}/{_checkpoint_plan(m, spec, cfg, seed, recipe, chain + (name,))[0].name}"
-               for use, m in sources.items()}
-    return checkpoint_dir(model_store(cfg), name, spec, overrides, seed, cfg.limit, folders), inputs
+                     chain: tuple[str, ...] = ()) -> tuple[Path, dict[str, str]]:
+    """Model ``name``'s checkpoint folder and the models it is made from, by use
+    (:func:`trained_from`). The folder depends on the folders of those models (their settings and
+    inputs, recursively: another teacher or source is another model); a model that needs itself
+    through the chain (``chain``: the models that led here) is a one-line error."""
+    made_from: dict[str, dict[str, str]] = {}
+
+    def needs(model: str) -> list[str]:
+        made_from[model] = trained_from(model, cfg, seed, recipe, spec.problem)
+        return list(made_from[model].values())
+
+    folders: dict[str, Path] = {}
+    for model in walk_needs(name, needs, _trained_from_itself, chain):  # needs first: their folders are known
+        inputs = {use: f"{m}/{folders[m].name}" for use, m in made_from[model].items()}
+        folders[model] = checkpoint_dir(model_store(cfg), model, spec, overrides_for(model, cfg, seed, recipe), seed,
+                                        cfg.limit, inputs)
+    return folders[name], made_from[name]
 
 
 def nonfinite_weight(adapter: ModelAdapter) -> str | None:

@@ -8,10 +8,12 @@ from ...results.schema import CellRecord
 from ...results.store import now_iso
 from ..cell import failed_record, run_cell
 from .base import RunContext, TaskPlan
+from .options import LocalOptions
 
 
 class LocalExecutor:
     name = "local"
+    options = LocalOptions  # none
 
     def check_targets(self, targets: dict) -> None:
         for name, target in targets.items():

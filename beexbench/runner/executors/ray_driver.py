@@ -22,7 +22,6 @@ advertises fails its waiting cells after ``node_wait_s`` with what to do, rather
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import time
 from collections import Counter, defaultdict
@@ -32,18 +31,19 @@ from typing import Any, Iterable, Iterator
 from ..._registry import REGISTERED_AT_RUN_TIME
 from ..._signals import reclaim
 from ...errors import BeexError
+from ...results.context import EnvironmentInfo
 from ...results.schema import CellKey, CellRecord
 from ...results.store import now_iso
 from ..cell import target_options
 from ..models import model_store
 from .base import RunContext, TaskPlan
+from .options import RayOptions, build_options
 from .reach import reachable as _reachable
 from .resources import MEASURE, target_resource
 from .units import Unit, training_units
 
 INSTALL = "install the extra: pip install -e '.[ray]'"
 CHECK_EVERY_S = 2.0  # how often the driver looks at which nodes are alive
-MAX_NODE_WAIT_S = 7 * 24 * 3600.0
 
 
 def import_ray():
@@ -69,18 +69,14 @@ def run_time_refusal(key: CellKey) -> str | None:
 
 class RayExecutor:
     name = "ray"
+    options = RayOptions  # typed, checked (.options); the constructor takes them as keyword arguments
 
     def __init__(self, address: str | None = None, *, max_retries: int = 3, node_wait_s: float = 120.0,
                  train_cpus: int = 1) -> None:
-        if train_cpus < 1:
-            raise BeexError(f"--train-cpus must be 1 or more (a training task takes whole CPUs), not {train_cpus}")
-        if not (isinstance(node_wait_s, (int, float)) and math.isfinite(node_wait_s) and 0 < node_wait_s <= MAX_NODE_WAIT_S):
-            raise BeexError(f"--node-wait must be a number of seconds above 0 and at most {MAX_NODE_WAIT_S:.0f} (a week), "
-                            f"not {node_wait_s!r}")
-        if max_retries < 0:
-            raise BeexError(f"max_retries must be 0 or more, not {max_retries}")
-        self.address = address if address is not None else os.environ.get("RAY_ADDRESS") or "auto"
-        self.max_retries, self.node_wait_s, self.train_cpus = max_retries, node_wait_s, train_cpus
+        opts = build_options(RayOptions, {"address": address, "max_retries": max_retries, "node_wait_s": node_wait_s,
+                                          "train_cpus": train_cpus}, self.name)
+        self.address = opts.address if opts.address is not None else os.environ.get("RAY_ADDRESS") or "auto"
+        self.max_retries, self.node_wait_s, self.train_cpus = opts.max_retries, opts.node_wait_s, opts.train_cpus
         self._owned = False  # whether this executor made the Ray connection (and so ends it)
 
     # -- connecting --------------------------------------------------------------------------------
@@ -242,7 +238,8 @@ class _Schedule:
         if record.status == "ok" and facts is not None:  # trained by the unit's task, not by this one
             record.model["trained_this_run"] = bool(facts.get("trained"))
         record.warnings += self._skew(record.environment)
-        self.by_node[str((record.environment.get("node") or {}).get("name", "?"))] += 1
+        node = EnvironmentInfo.of(record.environment).node_name
+        self.by_node["?" if node is None else node] += 1
         yield self._finish(key, record, handle)
 
     def _training_problem(self, unit: Unit, key: CellKey) -> str | None:
@@ -254,8 +251,8 @@ class _Schedule:
 
     def _skew(self, env: dict) -> list[str]:
         """A warning when the node's beexbench is not the driver's (same version and commit expected)."""
-        mine = (self.driver_env.get("packages", {}).get("beexbench"), (self.driver_env.get("git") or {}).get("commit"))
-        theirs = ((env.get("packages") or {}).get("beexbench"), (env.get("git") or {}).get("commit"))
+        ours, node = EnvironmentInfo.of(self.driver_env), EnvironmentInfo.of(env)
+        mine, theirs = (ours.beexbench_version, ours.git_commit), (node.beexbench_version, node.git_commit)
         if theirs != mine:
             return [f"measured by beexbench {theirs[0]} (commit {str(theirs[1])[:10]}) on the node, while the driver "
                     f"runs {mine[0]} (commit {str(mine[1])[:10]}): install the same beexbench on every node"]

@@ -10,38 +10,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ...adapters.registry import get_adapter_class
 from ...config import RunConfig
 from ...data.tasks import model_recipe
 from ...results.schema import CellKey
-from ..models import overrides_for
+from ..models import trained_from, walk_needs
 
 
 def needs(model: str, cfg: RunConfig, task: str, seed: int, problem: str) -> list[str]:
     """The models ``model`` is trained (or derived) from, as ``obtain_model`` asks for them."""
-    cls = get_adapter_class(model)
-    if cls.derived_from:
-        return [cls.derived_from]
-    inputs = getattr(cls, "trained_inputs", None)
-    if not cls.uses_model_spec or inputs is None:
-        return []
-    return list(dict.fromkeys(inputs(overrides_for(model, cfg, seed, model_recipe(task)), problem).values()))
+    return list(dict.fromkeys(trained_from(model, cfg, seed, model_recipe(task), problem).values()))
 
 
 def closure(model: str, cfg: RunConfig, task: str, seed: int, problem: str) -> list[str]:
-    """``model`` and everything it needs, needs first. A cycle stops the walk (``obtain_model``
-    then fails that model with its own one-line error)."""
-    order: list[str] = []
-
-    def visit(name: str, path: tuple[str, ...]) -> None:
-        if name in order or name in path:
-            return
-        for need in needs(name, cfg, task, seed, problem):
-            visit(need, path + (name,))
-        order.append(name)
-
-    visit(model, ())
-    return order
+    """``model`` and everything it needs, needs first (the one walker, :func:`..models.walk_needs`).
+    A cycle stops the walk (``obtain_model`` then fails that model with its own one-line error)."""
+    return walk_needs(model, lambda name: needs(name, cfg, task, seed, problem))
 
 
 @dataclass
