@@ -152,6 +152,9 @@ def test_sigterm_to_the_worker_command_stops_ray_start_gracefully(tmp_path):
     waits for it, instead of leaving it running or killing it outright."""
     fake, log = tmp_path / "ray.py", tmp_path / "ray.log"
     fake.write_text(FAKE_RAY)
+    # as in a fresh `beexbench worker`: SIGTERM at its default (an in-process ray.init earlier in this
+    # pytest process leaves a C-level handler, which sigterm_as_interrupt rightly leaves alone)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     with _signals.sigterm_as_interrupt(), pytest.raises(_signals.Terminated):
         _call([sys.executable, str(fake), str(log)], dict(os.environ))
     assert _signals.received()

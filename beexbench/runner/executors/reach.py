@@ -22,21 +22,27 @@ def reachable(address: str, timeout_s: float = 5.0) -> str | None:
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit():
         return f"'{address}' is not HOST:PORT (as `ray start --head` prints it), 'auto', 'local' or ray://HOST:PORT"
+    head = b""
     try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s) as conn:
-            if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):
-                return None
+        conn = socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s)
+    except socket.timeout:
+        return f"nothing answered on port {port} within {timeout_s:g} s"
+    except OSError as exc:
+        return f"{exc.strerror or exc}"
+    with conn:
+        if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):
+            return None
+        try:
             conn.sendall(_H2_PREFACE)
-            head = b""
             while len(head) < 9:
                 chunk = conn.recv(9 - len(head))
                 if not chunk:
                     break
                 head += chunk
-    except socket.timeout:
-        return f"nothing answered on port {port} within {timeout_s:g} s"
-    except OSError as exc:
-        return f"{exc.strerror or exc}"
+        except socket.timeout:
+            return f"nothing answered on port {port} within {timeout_s:g} s"
+        except OSError:  # accepted, then reset or closed under us: it answers, not as gRPC does
+            head = b""
     if len(head) < 9 or head[3] != _H2_SETTINGS:
         return f"port {port} answers, but not as a Ray cluster (a gRPC server) does"
     return None
