@@ -104,3 +104,15 @@ def pytest_configure(config):
     # the tests' models are tiny: one thread is faster and immune to a busy machine's
     # thread-synchronisation stalls (targets still set their own threads when measuring)
     torch.set_num_threads(1)
+
+
+def cli_status(capsys, argv: list[str]) -> tuple[int, str]:
+    """``beexbench ARGV`` in this process: its exit status and its stderr, stripped."""
+    from beexbench.cli import main
+
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    return code, capsys.readouterr().err.strip()

@@ -4,6 +4,8 @@ never follows a symlink; a cached library is loaded only once its recorded sha25
 else rebuilt (or refused with the reason)."""
 from __future__ import annotations
 
+import contextlib
+
 import errno
 import json
 import fcntl
@@ -36,10 +38,10 @@ HOLDER = ("import sys\nfrom pathlib import Path\nfrom beexbench import _native_b
           "print('released', flush=True)\nsys.stdin.readline()\n")
 
 
-@pytest.fixture
-def holder(tmp_path):
-    """A live process holding ``tmp_path/build.lock``."""
-    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path)], stdin=subprocess.PIPE,
+@contextlib.contextmanager
+def lock_held_in(folder: Path):
+    """A live process holding ``folder/build.lock`` for the block."""
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(folder)], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "held"
@@ -47,6 +49,13 @@ def holder(tmp_path):
     finally:
         proc.kill()
         proc.wait()
+
+
+@pytest.fixture
+def holder(tmp_path):
+    """A live process holding ``tmp_path/build.lock``."""
+    with lock_held_in(tmp_path) as proc:
+        yield proc
 
 
 def lock_text(directory: Path) -> str:
@@ -270,14 +279,8 @@ def engine_lock_held(tmp_path, monkeypatch, built_native):
     kernels_ext, engine_ext = kernels_build.extension(), engine_native._extension()
     shutil.copytree(built_native / kernels_ext.build_dir.name, kernels_ext.build_dir)
     engine_ext.build_dir.mkdir(parents=True)
-    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(engine_ext.build_dir)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout.readline().strip() == "held"
+    with lock_held_in(engine_ext.build_dir) as proc:
         yield proc
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 def run_packed(tmp_path: Path, isolate: bool, **env: str) -> tuple[subprocess.CompletedProcess, CellRecord]:

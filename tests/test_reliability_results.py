@@ -24,7 +24,7 @@ from beexbench.results.merge import merge_runs
 from beexbench.results.schema import CellKey, CellRecord
 from beexbench.results.store import RunDir, load_records
 from beexbench.runner import run_suite
-from conftest import write_tiny_suite
+from conftest import cli_status, write_tiny_suite
 from records import sample_metrics
 
 K1 = CellKey("fp32", "sst2", "cpu", 0)
@@ -49,15 +49,6 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
     """Every file's bytes, but the lock file's (it names its holder while held)."""
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
             if p.is_file() and p.name != ".lock"}
-
-
-def _cli(capsys, argv: list[str]) -> tuple[int, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    return code, capsys.readouterr().err.strip()
 
 
 def _sources(tmp_path: Path) -> tuple[RunDir, RunDir]:
@@ -179,12 +170,12 @@ def test_merge_into_a_foreign_folder_or_a_file_is_refused(tmp_path, capsys):
     foreign = tmp_path / "photos"
     foreign.mkdir()
     (foreign / "cat.jpg").write_bytes(b"\xff\xd8")
-    code, err = _cli(capsys, ["results", "merge", "--results", str(a.path), "--out", str(foreign)])
+    code, err = cli_status(capsys, ["results", "merge", "--results", str(a.path), "--out", str(foreign)])
     assert code == 2 and "exists and is not a beexbench run folder (it holds 'cat.jpg')" in err and "\n" not in err
     assert sorted(p.name for p in foreign.iterdir()) == ["cat.jpg"]  # not even a lock file
     plain = tmp_path / "plain.txt"
     plain.write_text("x")
-    code, err = _cli(capsys, ["results", "merge", "--results", str(a.path), "--out", str(plain)])
+    code, err = cli_status(capsys, ["results", "merge", "--results", str(a.path), "--out", str(plain)])
     assert code == 2 and "is a file, not a run folder" in err and plain.read_text() == "x"
 
 
@@ -206,7 +197,7 @@ def test_a_newer_run_json_is_refused_by_every_command(tmp_path, capsys, command)
             "export": ["results", "export", "--results", str(a.path), "--out", str(tmp_path / "x.csv")],
             "report": ["report", "--results", str(a.path), "--out", str(tmp_path / "rep" / "r.html")],
             "merge-into": ["results", "merge", "--results", str(b.path), "--out", str(a.path)]}[command]
-    code, err = _cli(capsys, argv)
+    code, err = cli_status(capsys, argv)
     assert code == 2 and "\n" not in err
     assert err.startswith(f"error: {a.path / 'run.json'} has run schema version ") and err.endswith("upgrade beexbench")
     assert _snapshot(tmp_path) == before and not (tmp_path / "m").exists() and not (tmp_path / "x.csv").exists()
@@ -240,11 +231,11 @@ def test_export_writes_a_run_linked_twice_once(tmp_path, capsys):
                     _record(K2, "r1", "2026-01-01T00:00:00+00:00", 0.7))
     (root / "r1-link").symlink_to(run.path, target_is_directory=True)
     out = tmp_path / "x.csv"
-    code, err = _cli(capsys, ["results", "export", "--results", str(root), "--results", str(run.path), "--out", str(out)])
+    code, err = cli_status(capsys, ["results", "export", "--results", str(root), "--results", str(run.path), "--out", str(out)])
     assert code == 0, err
     rows = _rows(out)
     assert sorted((r["task"], r["accuracy"]) for r in rows) == [("sst2", "0.5"), ("trec", "0.7")]
-    code, _ = _cli(capsys, ["results", "list", "--results", str(root), "--format", "json"])
+    code, _ = cli_status(capsys, ["results", "list", "--results", str(root), "--format", "json"])
     assert code == 0
 
 

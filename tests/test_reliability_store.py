@@ -18,14 +18,13 @@ import pandas as pd
 import pytest
 
 from beexbench._io import LockBusy, exclusive_lock
-from beexbench.cli import main
 from beexbench.config import load_config
 from beexbench.errors import BeexError
 from beexbench.results.merge import merge_runs
 from beexbench.results.schema import CellKey, CellRecord
 from beexbench.results.store import RunDir, load_records
 from beexbench.runner import run_suite
-from conftest import write_tiny_csv, write_tiny_suite
+from conftest import cli_status, write_tiny_csv, write_tiny_suite
 from records import sample_metrics
 
 
@@ -50,15 +49,6 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
     """Every file's bytes, but the lock file (empty whenever no process holds it)."""
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
             if p.is_file() and not p.is_symlink() and p.name != ".lock"}
-
-
-def _cli(capsys, argv: list[str]) -> tuple[int, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    return code, capsys.readouterr().err.strip()
 
 
 def _record(key: CellKey, run_id: str, finished_at: str, accuracy: float) -> CellRecord:
@@ -96,7 +86,7 @@ def test_resume_with_a_symlinked_lock_leaves_the_victim_alone(finished_run, tmp_
     victim.write_text("precious\n")
     (s / ".lock").unlink()
     (s / ".lock").symlink_to(victim)
-    code, err = _cli(capsys, ["run", "--resume", str(s)])
+    code, err = cli_status(capsys, ["run", "--resume", str(s)])
     assert code == 2 and "symlink" in err and "\n" not in err
     assert victim.read_text() == "precious\n"
 
@@ -158,7 +148,7 @@ def test_merge_into_an_existing_run_refuses_conflicts_and_changes_nothing(tmp_pa
     old = _run_with(tmp_path / "old", "old", _record(K1, "old", "2026-01-01T00:00:00+00:00", 0.5),
                     _record(K2, "old", "2026-01-01T00:00:00+00:00", 0.7))
     before = _snapshot(existing.path)
-    code, err = _cli(capsys, ["results", "merge", "--results", str(old.path), "--out", str(existing.path)])
+    code, err = cli_status(capsys, ["results", "merge", "--results", str(old.path), "--out", str(existing.path)])
     assert code == 2 and "conflict" in err and "--prefer newer" in err and "\n" not in err
     assert _snapshot(existing.path) == before
 
@@ -214,7 +204,7 @@ def test_resume_refuses_records_it_cannot_read_and_rewrites_nothing(finished_run
         doc = json.loads((s / "run.json").read_text())
         (s / "run.json").write_text(json.dumps({**doc, "schema_version": doc["schema_version"] + 1, "finished_at": None}))
     before = _snapshot(s)
-    code, err = _cli(capsys, ["run", "--resume", str(s)])
+    code, err = cli_status(capsys, ["run", "--resume", str(s)])
     assert code == 2 and "\n" not in err
     if damage == "newer-run":  # refused where run.json is first read, before the run is opened
         assert err.startswith(f"error: {s / 'run.json'} has run schema version")

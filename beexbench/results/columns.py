@@ -12,7 +12,7 @@ appears in the record, the frame, the seed aggregation, the summary table, its C
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from .._registry import Entry, Registry
