@@ -39,6 +39,7 @@ from beexbench.errors import BeexError, ConfigError
 from beexbench.models.early_exit import run_early_exit
 from beexbench.models.exits import ExitDecision
 from beexbench.progress import NULL_PROGRESS, Progress
+from beexbench.results.implementation import ONNXRUNTIME, Implementation
 from beexbench.training.batches import EncodedSplit
 from beexbench.training.calibrate import CostFn
 
@@ -113,6 +114,15 @@ class OrtDeployment(FP32):
             self._sessions = [ox.make_session(g, *key) for g in graphs]
             self._session_key = key
         return self._sessions
+
+    def implementation(self) -> Implementation:
+        """ONNX Runtime sessions, one per block with the exit rule in Python between them, on the
+        execution provider the sessions report (the CPU provider is the only one asked for)."""
+        import onnxruntime as ort
+
+        providers = ", ".join(self.sessions()[0].get_providers())
+        return Implementation(engine=ONNXRUNTIME, isa=None, kernels=None, fallback=False, allowed_by=None, reason=None,
+                              fast_path=f"onnxruntime {ort.__version__} ({providers}), one session per block")
 
     # -- inference ------------------------------------------------------------------------
     def _inputs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:

@@ -64,6 +64,21 @@ def test_declared_as_deployments_of_fp32():
         assert cls.default_spec() == get_adapter_class("fp32").default_spec()
 
 
+def test_the_record_says_onnx_runtime_ran(models):
+    """metrics.implementation of an ORT deployment names ONNX Runtime, its version and the provider
+    its sessions report, never 'pytorch'; the fp32 model it deploys says pytorch."""
+    import onnxruntime
+
+    from beexbench.results.implementation import implementation_of
+
+    fp32, ort, int8 = models
+    for model in (ort, int8):
+        impl = implementation_of(model)
+        assert impl.engine == "onnxruntime" and not impl.fallback
+        assert impl.fast_path.startswith(f"onnxruntime {onnxruntime.__version__} (CPUExecutionProvider)")
+    assert implementation_of(fp32).engine == "pytorch"
+
+
 @pytest.mark.parametrize("rule", RULES, ids=lambda r: json.dumps(r.to_dict()))
 def test_fp32_ort_is_the_torch_model(models, rule):
     fp32, ort, _ = models

@@ -18,7 +18,8 @@ from ..errors import BeexError
 from .codec import Section
 
 PYTORCH = "pytorch"  # the model's own PyTorch modules (no fast path declared)
-ENGINES = (PYTORCH, "native", "steps", "python")
+ONNXRUNTIME = "onnxruntime"  # ONNX Runtime sessions (the fp32 model's ORT deployments)
+ENGINES = (PYTORCH, "native", "steps", "python", ONNXRUNTIME)
 
 
 class FastPathUnavailable(BeexError):
@@ -30,7 +31,8 @@ class Implementation(Section):
     """What ran a model's forward in the measuring process."""
 
     # pytorch: the model's PyTorch modules; native: the packed engine's whole-model C++ op;
-    # steps: its per-block C++ steps; python: its Python module path (the slow path)
+    # steps: its per-block C++ steps; python: its Python module path (the slow path);
+    # onnxruntime: ONNX Runtime sessions (fast_path names the version and execution provider)
     engine: str
     isa: str | None  # the native engine's instruction set (e.g. "avx512"); None when no native engine ran
     kernels: str | None  # packed-bit kernel backend (avx512-vpopcnt, avx2, portable, torch-fallback); None: none used
