@@ -16,7 +16,6 @@ Each extension lives in its own cache folder (``$BEEXBENCH_CACHE/kernels/<key>``
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import sys
 from contextlib import ExitStack, contextmanager
@@ -46,12 +45,7 @@ class BuildLockTimeout(NativeBuildError):
 def cache_root() -> Path:
     """``$BEEXBENCH_CACHE/kernels``, else ``$XDG_CACHE_HOME/beexbench/kernels``,
     else ``~/.cache/beexbench/kernels`` (same root as the data cache)."""
-    env = settings.cache_dir()
-    if env is not None:
-        return env / "kernels"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "beexbench" / "kernels"
+    return settings.cache_root() / "kernels"
 
 
 def cache_key(source: Path, parts: Sequence[str]) -> str:

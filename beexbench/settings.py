@@ -179,6 +179,16 @@ def cache_dir() -> Path | None:
     return get(CACHE)
 
 
+def cache_root() -> Path:
+    """beexbench's cache folder: ``$BEEXBENCH_CACHE``, else ``$XDG_CACHE_HOME/beexbench``, else
+    ``~/.cache/beexbench`` (data, models, wheels and native builds live below it)."""
+    chosen = cache_dir()
+    if chosen is not None:
+        return chosen
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "beexbench"
+
+
 def build_timeout() -> float:
     return get(BUILD_TIMEOUT)
 

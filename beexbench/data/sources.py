@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from beexbench._io import sha256_file
+from beexbench import settings
 from beexbench.errors import BeexError
 from beexbench.progress import NULL_PROGRESS
 
@@ -41,12 +42,7 @@ def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
     ``$XDG_CACHE_HOME/beexbench``, else ``~/.cache/beexbench``."""
     if cache_dir is not None:
         return Path(cache_dir).expanduser()
-    env = os.environ.get("BEEXBENCH_CACHE")
-    if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "beexbench"
+    return settings.cache_root()
 
 
 def sha256_bytes(data: bytes) -> str:

@@ -24,12 +24,14 @@ from typing import Any, Iterator, Mapping
 
 import psutil
 
+from beexbench import settings
+
 from beexbench.profilers._stats import Pending
 from beexbench.results.costs import ENERGY_PROVENANCES, Energy
 from beexbench.targets import CounterUnavailable, Target, get_target
 
 PROVENANCES = ENERGY_PROVENANCES
-TDP_ENV = "BEEXBENCH_CPU_TDP_W"
+TDP_ENV = settings.CPU_TDP_W
 
 # Vendor-published TDP (W) by CPU model substring, matched case-insensitively, longest first.
 # Deliberately small: an unknown model gives "unavailable", not a guess.
@@ -83,14 +85,11 @@ def tdp_share_joules(cpu_seconds: float, tdp_watts: float, logical_cores: int) -
 
 def lookup_tdp(cpu_model: str, env: Mapping[str, str] | None = None) -> tuple[float | None, str]:
     """``(watts, source)`` from the environment variable or the table; ``(None, reason)`` otherwise."""
-    env = os.environ if env is None else env
-    if env.get(TDP_ENV):
-        try:
-            watts = float(env[TDP_ENV])
-        except ValueError:
-            return None, f"{TDP_ENV}={env[TDP_ENV]!r} is not a number"
-        if watts <= 0:
-            return None, f"{TDP_ENV}={env[TDP_ENV]!r} must be positive"
+    try:
+        watts = settings.cpu_tdp_watts(env)
+    except settings.SettingError as exc:
+        return None, str(exc)
+    if watts is not None:
         return watts, f"env:{TDP_ENV}"
     model = cpu_model.lower()
     for key in sorted(CPU_TDP_WATTS, key=len, reverse=True):

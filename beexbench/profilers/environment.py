@@ -18,6 +18,8 @@ from typing import Any, Mapping
 
 import psutil
 
+from beexbench import settings
+
 PACKAGES = ("torch", "numpy", "pandas", "fvcore", "tokenizers", "psutil", "nvidia-ml-py", "beexbench")
 # CPU flags that matter for these kernels (SIMD width, popcount, int8/bf16 dot products).
 _RELEVANT_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "popcnt", "bmi2", "avx_vnni", "amx",
@@ -119,7 +121,7 @@ def gpu_info() -> list[dict[str, Any]]:
     return gpus
 
 
-NODE_NAME_ENV = "BEEXBENCH_NODE_NAME"  # a readable name for this machine (``beexbench worker --node-name``)
+NODE_NAME_ENV = settings.NODE_NAME  # a readable name for this machine (``beexbench worker --node-name``)
 
 
 def _hostname_sha256() -> str:
@@ -137,7 +139,7 @@ def node_info(gpus: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     digest = _hostname_sha256()
     gpus = gpu_info() if gpus is None else gpus
     return {
-        "name": os.environ.get(NODE_NAME_ENV) or f"host-{digest[:8]}",
+        "name": settings.node_name() or f"host-{digest[:8]}",
         "hostname_sha256": digest,
         "cpu": cpu_model(),
         "gpus": [str(g.get("name")) for g in gpus],

@@ -17,12 +17,13 @@ from typing import Any, Callable, Iterable, Sequence
 
 import torch
 
+from beexbench import settings
 from beexbench.errors import BeexError
 from beexbench.targets import Target, get_target
 
-from beexbench.results.costs import TINY_CALL_MS, WIDE_CI_PCT, Latency
+from beexbench.results.costs import TINY_CALL_MS, WIDE_CI_PCT, Latency  # noqa: F401 (re-exported)
 
-ISOLATED_ENV = "BEEXBENCH_ISOLATED"  # set to "1" in the measurement processes of beexbench.runner.isolate
+ISOLATED_ENV = settings.ISOLATED  # set to "1" in the measurement processes of beexbench.runner.isolate
 
 # The profiler's record is the result's own section (one type from the timed loop to the file)
 LatencyRecord = Latency
@@ -83,7 +84,7 @@ def measure_latency(
         values, timer=timer.name, warnings=warnings, target=target.name, emulated=target.emulated,
         threads=threads, warmup=warmup, batch_size=batch_size, seq_len=seq_len,
         n_inputs=None if inputs is None else len(inputs), elapsed_s=elapsed, stop_reason=stop,
-        wait_policy=os.environ.get("OMP_WAIT_POLICY"), isolated=os.environ.get(ISOLATED_ENV) == "1",
+        wait_policy=os.environ.get("OMP_WAIT_POLICY"), isolated=settings.isolated(),
     )
 
 

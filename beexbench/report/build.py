@@ -9,12 +9,12 @@ import pandas as pd
 from .._io import atomic_write_text
 from ..errors import BeexError
 from ..progress import NULL_PROGRESS, Progress
-from ..results.store import load_records, unique_runs
+from ..results.store import unique_runs
 from ._html import esc, figure, page
 from .aggregate import dedupe
 from .export import write_tables
 from .frame import is_floor, records_frame
-from .guard import check_destination, check_results
+from .guard import check_destination
 from .notes import dataset_notes, environment_table, failed_section, method_notes, target_notes, warnings_section
 from .parallel import check_jobs, choose_workers, run_sections
 from .sections import Section, SectionJob
@@ -94,17 +94,14 @@ def build_report(results: list[Path] | Path, out: Path, *, tables_dir: Path | No
     tables_dir = Path(tables_dir) if tables_dir is not None else default_tables_dir(out)
     check_figures_for(figures_for)
     check_jobs(jobs)
-    check_results(roots)
+    runs = unique_runs(roots)  # a --results that is a file, missing or holds no run: one line, before any progress
     check_destination(out, roots, "report", "--out")
     check_destination(tables_dir, roots, "tables", "--tables" if tables_dir != default_tables_dir(out) else "the tables folder")
-    nothing = f"no finished results under {', '.join(map(str, roots))}: run `beexbench run` first"
-    if not unique_runs(roots):  # said before any progress line: a user error is one line
-        raise BeexError(nothing)
     with progress.task("report: reading results"):
-        records = load_records(roots)
+        records = [record for run in runs for record in run.cells()]
     ok = [r for r in records if r.status == "ok"]
     if not ok:
-        raise BeexError(nothing)
+        raise BeexError(f"no finished results under {', '.join(map(str, roots))}: run `beexbench run` first")
     cells, duplicates, other_config = dedupe(records_frame(ok))
     section_jobs = _jobs(cells, figures_for)
     sections = run_sections(section_jobs, choose_workers(section_jobs, jobs), progress)

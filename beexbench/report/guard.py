@@ -1,5 +1,5 @@
-"""What ``build_report`` checks before it reads or writes anything: that every ``--results`` is a
-folder, and that neither the HTML nor its tables folder would land inside a results folder (a
+"""What ``build_report`` checks before it writes anything: that neither the HTML nor its tables
+folder would land inside a results folder (a
 report file in a run folder breaks every later list, report, merge and resume of that run, and
 one named like a cell replaces it)."""
 from __future__ import annotations
@@ -8,21 +8,7 @@ import os
 from pathlib import Path
 
 from ..errors import BeexError
-
-
-def check_results(roots: list[Path]) -> None:
-    """Each root must be a folder (a run folder or a folder of runs)."""
-    for root in roots:
-        if root.exists() and not root.is_dir():
-            raise BeexError(f"--results {root} is a file, not a folder: pass a results folder or a run folder")
-
-
-def is_run_folder(path: Path) -> bool:
-    """A beexbench run folder (as ``results.store.find_runs`` reads one): ``run.json`` or ``cells/``."""
-    try:
-        return (path / "run.json").is_file() or (path / "cells").is_dir()
-    except OSError:
-        return False
+from ..results.store import is_run_folder
 
 
 def _holds_runs(folder: Path) -> bool:

@@ -224,16 +224,20 @@ def find_runs(root: Path) -> list[RunDir]:
         raise BeexError(f"results folder {root} does not exist: run `beexbench run` first or pass --results DIR")
     if not root.is_dir():
         raise BeexError(f"--results {root} is a file, not a folder: pass a results folder or a run folder")
-    if _is_run(root):
+    if is_run_folder(root):
         return [RunDir(root).check()]
-    runs = [RunDir(p).check() for p in sorted(root.iterdir()) if p.is_dir() and _is_run(p)]
+    runs = [RunDir(p).check() for p in sorted(root.iterdir()) if p.is_dir() and is_run_folder(p)]
     if not runs:
         raise BeexError(f"no beexbench runs in {root}: run `beexbench run` first or pass --results DIR")
     return runs
 
 
-def _is_run(path: Path) -> bool:
-    return (path / "run.json").is_file() or (path / "cells").is_dir()
+def is_run_folder(path: Path) -> bool:
+    """A beexbench run folder: ``run.json`` or ``cells/`` in it (False where it cannot be looked at)."""
+    try:
+        return (path / "run.json").is_file() or (path / "cells").is_dir()
+    except OSError:
+        return False
 
 
 def unique_runs(roots: list[Path]) -> list[RunDir]:
