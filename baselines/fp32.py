@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from beexbench.adapters.encoder_adapter import EncoderAdapter
 from beexbench.adapters.roles import BASELINE, FULL_PRECISION_REFERENCE
-from beexbench.models.beexformer import DELTA_GRID, REGRESSION_EXIT
+from beexbench.adapters.beexformer import DELTA_GRID, REGRESSION_EXIT
 
 
 class FP32(EncoderAdapter):

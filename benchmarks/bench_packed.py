@@ -91,7 +91,7 @@ def check(float_adapter, packed, test) -> dict:
     # the calibrated rule may send most samples to one block: also every delta of the
     # calibration grid (batched, rows leave at every depth)
     from beexbench.adapters.encoder_adapter import make_rule
-    from beexbench.models.beexformer import DELTA_GRID
+    from beexbench.adapters.beexformer import DELTA_GRID
 
     rule0 = packed.rule
     pred_same = exit_same = n = 0

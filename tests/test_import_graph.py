@@ -21,16 +21,7 @@ LAYERS = (("beexbench.results", "beexbench.report"), ("beexbench.models", "beexb
           ("beexbench.adapters.spec", "beexbench.validate"), ("beexbench.adapters._sections", "beexbench.validate"),
           ("beexbench.adapters._fieldchecks", "beexbench.validate"))
 # Known upward imports, each with why; the test fails while one is listed but gone.
-ALLOWED_UPWARD = {
-    # BEExformer's adapter classes (the registered models) live in models/beexformer.py beside the
-    # network; issue 27's slim model contract / variants-as-data moves them to the adapter side.
-    ("beexbench.models.beexformer", "beexbench.adapters.encoder_adapter"),
-    ("beexbench.models.beexformer", "beexbench.adapters.roles"),
-    # `beexbench results export` writes the report's frame as CSV (inside the export function);
-    # issue 27's typed results (metric declarations read by the frame) moves the frame below both.
-    ("beexbench.results.export", "beexbench.report.export"),
-    ("beexbench.results.export", "beexbench.report.frame"),
-}
+ALLOWED_UPWARD: set[tuple[str, str]] = set()
 
 
 def modules(repo: Path = REPO, roots: tuple[str, ...] = ROOTS) -> dict[str, Path]:

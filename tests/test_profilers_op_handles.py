@@ -147,7 +147,7 @@ if PRIMED:
 from beexbench.adapters.base import ExitLayout, TaskSpec
 from beexbench.adapters.encoder_adapter import module_precision
 from beexbench.profilers.ops import count_ops
-from beexbench.models.beexformer import BEExformer
+from beexbench.adapters.beexformer import BEExformer
 from baselines.fp32 import FP32
 
 SPEC = TaskSpec("t", 3, 100, 16)

@@ -66,7 +66,7 @@ def test_the_installed_entry_points_are_pyprojects():
 
 
 def test_beexformer_variants_are_data_with_their_old_classes():
-    from beexbench.models import beexformer as bf
+    from beexbench.adapters import beexformer as bf
 
     assert len(bf.VARIANTS) == 11
     base = bf.BEExformer.default_spec()

@@ -86,7 +86,7 @@ def test_html_tables_escape_names(tables):
 
 def test_results_export_neutralises_formulas(tmp_path):
     """`beexbench results export` writes the same guarded CSV as the report's tables."""
-    from beexbench.results.merge import export
+    from beexbench.report.export import export_cells as export
     from beexbench.results.store import RunDir
 
     run = RunDir.under(tmp_path / "results", "run-a")

@@ -60,7 +60,7 @@ def export(
 ) -> None:
     """Export every cell as one table row (CSV or Parquet): one row per cell, even when a run is
     reached twice or several runs hold the same cell (notes say which record was kept)."""
-    from ..results.export import export as do_export
+    from ..report.export import export_cells as do_export
 
     path = do_export(results or [Path("results")], out, on_note=lambda note: typer.echo(f"note: {note}"))
     typer.echo(f"exported {path}")

@@ -34,7 +34,7 @@ from ..adapters.encoder_adapter import SpecEncoderBase
 from ..adapters.roles import deployment_of
 from ..adapters.spec import ModelSpec
 from ..errors import BeexError, ConfigError
-from ..models.beexformer import BEExformer, BEExformerA5
+from ..adapters.beexformer import BEExformer, BEExformerA5
 from ..progress import NULL_PROGRESS, Progress
 from ..results.implementation import Implementation, settle
 from ..training.batches import EncodedSplit

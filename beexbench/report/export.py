@@ -10,11 +10,18 @@ from __future__ import annotations
 
 import html
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 
 from .._io import atomic_write_text
+from ..errors import BeexError
+from ..results.export import unique_cells
+from ..results.store import load_records
+from .frame import records_frame
 from .tables import Table
+
+SUFFIXES = (".csv", ".parquet")
 
 
 _MD_ESCAPED = "\\|`"  # backslash first: the others' escapes must not be escaped again
@@ -66,3 +73,31 @@ def write_tables(tables: list[Table], folder: Path) -> list[Path]:
         elif path.exists():
             path.unlink()  # a stale export from an earlier report would contradict this one
     return paths
+
+
+# -- `beexbench results export`: every cell as one table row (CSV or Parquet), one row per cell
+def export_frame(roots: list[Path], on_note: Callable[[str], None] | None = None) -> pd.DataFrame:
+    records, notes = unique_cells(load_records(roots))
+    for note in notes:
+        if on_note is not None:
+            on_note(note)
+    return records_frame(records)
+
+
+def export_cells(roots: list[Path], out: Path, *, on_note: Callable[[str], None] | None = None) -> Path:
+    """Write every cell of ``roots`` (one row per cell key) to ``out``, a .csv or .parquet file."""
+    out = Path(out)
+    if out.suffix not in SUFFIXES:
+        raise BeexError(f"cannot export to '{out.suffix}': use a .csv or .parquet file name")
+    if out.is_dir():
+        raise BeexError(f"--out {out} is a folder: name a .csv or .parquet file")
+    df = export_frame(roots, on_note)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".csv":
+        atomic_write_text(out, csv_text(df))  # text cells that a spreadsheet would run as formulas are quoted
+    else:
+        try:
+            df.to_parquet(out, index=False)
+        except ImportError:
+            raise BeexError("Parquet export needs pyarrow: pip install 'beexbench[parquet]' (or export to .csv)") from None
+    return out

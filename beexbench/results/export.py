@@ -1,17 +1,9 @@
-"""``beexbench results export``: every cell as one table row (CSV or Parquet), one row per cell."""
+"""One record per cell key across runs (what ``beexbench results export`` writes, one table row each:
+:func:`beexbench.report.export.export_cells`)."""
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Callable
-
-import pandas as pd
-
-from .._io import atomic_write_text, dumps_strict
-from ..errors import BeexError
+from .._io import dumps_strict
 from .schema import CellKey, CellRecord
-from .store import load_records
-
-SUFFIXES = (".csv", ".parquet")
 
 
 def unique_cells(records: list[CellRecord]) -> tuple[list[CellRecord], list[str]]:
@@ -41,34 +33,3 @@ def unique_cells(records: list[CellRecord]) -> tuple[list[CellRecord], list[str]
 
 def _text(rec: CellRecord) -> str:
     return dumps_strict(rec.to_dict(), sort_keys=True, default=str)
-
-
-def export_frame(roots: list[Path], on_note: Callable[[str], None] | None = None) -> pd.DataFrame:
-    from ..report.frame import records_frame
-
-    records, notes = unique_cells(load_records(roots))
-    for note in notes:
-        if on_note is not None:
-            on_note(note)
-    return records_frame(records)
-
-
-def export(roots: list[Path], out: Path, *, on_note: Callable[[str], None] | None = None) -> Path:
-    """Write every cell of ``roots`` (one row per cell key) to ``out``, a .csv or .parquet file."""
-    from ..report.export import csv_text
-
-    out = Path(out)
-    if out.suffix not in SUFFIXES:
-        raise BeexError(f"cannot export to '{out.suffix}': use a .csv or .parquet file name")
-    if out.is_dir():
-        raise BeexError(f"--out {out} is a folder: name a .csv or .parquet file")
-    df = export_frame(roots, on_note)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix == ".csv":
-        atomic_write_text(out, csv_text(df))  # text cells that a spreadsheet would run as formulas are quoted
-    else:
-        try:
-            df.to_parquet(out, index=False)
-        except ImportError:
-            raise BeexError("Parquet export needs pyarrow: pip install 'beexbench[parquet]' (or export to .csv)") from None
-    return out

@@ -6,7 +6,6 @@ from pathlib import Path
 
 from .._io import dumps_strict
 from ..errors import BeexError
-from .export import export, export_frame  # noqa: F401  (re-exported: ``results export``)
 from .schema import CellKey, CellRecord
 from .store import RunDir, now_iso, unique_runs
 

@@ -2,15 +2,15 @@
 of it (the report compares each with it) that differs only in defaults (what differs from
 beexformer's registered spec), so the variants are data (timm's ``default_cfgs``): one row of
 :data:`VARIANTS` each, made into a class of this module under its own name (importable and
-picklable as ``beexbench.models.beexformer:<class>``, which its entry point in pyproject.toml
+picklable as ``beexbench.adapters.beexformer:<class>``, which its entry point in pyproject.toml
 names). A new variant: a row here, an entry point, ``pip install -e .``."""
 from __future__ import annotations
 
 import dataclasses
 from typing import Any, NamedTuple
 
-from ..adapters.encoder_adapter import EncoderAdapter
-from ..adapters.roles import SUBJECT, ablation_of
+from .encoder_adapter import EncoderAdapter
+from .roles import SUBJECT, ablation_of
 
 DELTA_GRID = [-0.5, -0.2, -0.1, -0.05, 0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.01]
 # prediction-change thresholds for regression, in train-label standard deviations
