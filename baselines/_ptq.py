@@ -1,6 +1,10 @@
 """Helper base for post-training quantized baselines: train the fp32 counterpart, convert
 its Linear layers, calibrate the exit rule on the converted model.
 
+A deployment of ``fp32`` (``derived_from``, :class:`~beexbench.adapters.protocols.Deployment`):
+it holds the fp32 adapter it quantizes in ``source`` (None when loaded from its quantized files)
+and is built with fp32's registered settings; it does not inherit from fp32.
+
 A subclass declares ``convert(float_model) -> nn.Module`` and, in the converted model, uses
 modules whose ``state_dict`` holds plain tensors only (int8 weights, scales, biases), so
 the checkpoint is ordinary safetensors (no pickle) and its size on disk is the quantized
@@ -13,21 +17,21 @@ from abc import abstractmethod
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from torch import nn
 
 from beexbench.adapters.base import FitReport, Precision, TaskSpec
 from beexbench.adapters.encoder_adapter import EncoderAdapter, module_precision
+from beexbench.adapters.protocols import Deployment
 from beexbench.adapters.roles import BASELINE
+from beexbench.adapters.spec import ModelSpec
 from beexbench.errors import BeexError
 from beexbench.models.layers import QuantLinear
 from beexbench.progress import NULL_PROGRESS, Progress
 from beexbench.training.batches import EncodedSplit
 from beexbench.training.calibrate import CostFn
 from beexbench.training.loop import train
-
-from .fp32 import FP32
 
 
 def plain_linears(model: nn.Module, *, skip: tuple[str, ...] = ()) -> nn.Module:
@@ -47,7 +51,7 @@ def plain_linears(model: nn.Module, *, skip: tuple[str, ...] = ()) -> nn.Module:
     return model
 
 
-class PostTrainingQuantized(FP32):
+class PostTrainingQuantized(Deployment, EncoderAdapter):
     """Helper base (not registered): the fp32 counterpart, trained, then converted."""
 
     derived_from = "fp32"
@@ -57,10 +61,19 @@ class PostTrainingQuantized(FP32):
     weight_bits: ClassVar[int] = 8  # storage bits of their weights
     product_bits: ClassVar[tuple[int, int]] = (8, 8)  # (input, weight) bits of their products
 
-    def __init__(self, config: dict[str, Any], spec: TaskSpec) -> None:
-        super().__init__(config, spec)
-        self.float_model: nn.Module | None = self.model  # trained by fit
-        self.model = self.convert(self.float_model)
+    def __init__(self, settings: ModelSpec, spec: TaskSpec, source: EncoderAdapter | None = None) -> None:
+        """``source``: the trained fp32 adapter to quantize (its network converted, left as it is);
+        None: a fresh model, an fp32 network as fp32 builds it, held as the ``source`` that ``fit`` trains."""
+        super().__init__(settings, spec)  # an fp32 network as fp32 builds it (a backbone's weights loaded)
+        if source is None:
+            source = self.source_class().around(self.model, self.model_spec, spec, self.backbone)  # type: ignore[attr-defined]
+        self.source = source
+        self.model = self.convert(source.module())
+
+    @property
+    def float_model(self) -> nn.Module | None:
+        """The fp32 network this quantizes (its source's), None when loaded from quantized files."""
+        return None if self.source is None else self.source.module()
 
     @abstractmethod
     def convert(self, float_model: nn.Module) -> nn.Module:
@@ -72,9 +85,7 @@ class PostTrainingQuantized(FP32):
         Its exit rule is kept; call ``calibrate(val)`` to re-calibrate it on the quantized model."""
         if adapter.encoder_config.weight_bits != 32:
             raise BeexError(f"'{adapter.name}' is not a full-precision model: {cls.name} quantizes fp32 models only")
-        out = cls(adapter.config, adapter.spec)
-        out.float_model = copy.deepcopy(adapter.model).eval()
-        out.model = out.convert(out.float_model)
+        out = cls(ModelSpec.from_dict(adapter.config), adapter.spec, source=adapter)
         out.fit_report = adapter.fit_report
         return out
 
@@ -82,27 +93,35 @@ class PostTrainingQuantized(FP32):
     def derive(cls, source: EncoderAdapter, val: EncodedSplit, cost_fn: CostFn | None = None) -> "PostTrainingQuantized":
         """Quantize the trained fp32 model and re-calibrate its exit rule on the quantized model."""
         out = cls.from_float(source)
-        if out.config["calibration"]["grid"]:
-            calibration = out.calibrate(val, cost_fn)
-            if out.fit_report is not None:
-                out.fit_report = FitReport(**{**out.fit_report.to_dict(), "calibration": calibration})
+        out._recalibrate(val, cost_fn)
         return out
+
+    def _recalibrate(self, val: EncodedSplit, cost_fn: CostFn | None) -> None:
+        """Calibrate the exit rule on the quantized model; the training record keeps its source's."""
+        if self.model_spec.calibration.grid:
+            calibration = self.calibrate(val, cost_fn)
+            if self.fit_report is not None:
+                self.fit_report = FitReport(**{**self.fit_report.to_dict(), "calibration": calibration})
 
     def fit(self, train_split: EncodedSplit, val: EncodedSplit, progress: Progress = NULL_PROGRESS,
             cost_fn: CostFn | None = None) -> FitReport:
-        if self.float_model is None:
+        """Train the source's fp32 network (every epoch scored by its final exit), then quantize it
+        and calibrate on the quantized model, as ``derive`` does from a trained fp32."""
+        source = self.source
+        if source is None:
             raise BeexError(f"this {self.name} model was loaded from a quantized checkpoint and has no fp32 weights to train: build a fresh one")
-        log = train(self.float_model, self.loss, train_split, val, self.train_config,
+        log = train(source.module(), source.loss, train_split, val, source.train_config,  # type: ignore[attr-defined]
                     description=f"train {self.name} (fp32)", progress=progress)
-        self.model = self.convert(self.float_model)
-        calibration = self.calibrate(val, cost_fn) if self.config["calibration"]["grid"] else None
-        self.fit_report = FitReport(**log, calibration=calibration)
+        source.fit_report = FitReport(**log)
+        self.model = self.convert(source.module())
+        self.fit_report = source.fit_report
+        self._recalibrate(val, cost_fn)
         return self.fit_report
 
     @classmethod
     def load(cls, directory: Path) -> "PostTrainingQuantized":
         adapter = super().load(directory)
-        adapter.float_model = None  # only the quantized weights are stored
+        adapter.source = None  # only the quantized weights are stored
         return adapter
 
     def precision(self) -> Precision:

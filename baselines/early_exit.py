@@ -5,9 +5,7 @@ after every block; the exit rule's parameter is calibrated on the validation spl
 """
 from __future__ import annotations
 
-from typing import Any
-
-from beexbench.adapters.base import TaskSpec
+from beexbench.adapters.base import TaskSpec, expect_spec
 from beexbench.adapters.spec import ModelSpec
 
 from .transformer import Transformer
@@ -51,8 +49,8 @@ class PABEEStyle(Transformer):
         "calibration": {"param": "patience", "grid": None},
     }
 
-    def __init__(self, config: "dict[str, Any] | ModelSpec", spec: TaskSpec) -> None:
-        settings = config if isinstance(config, ModelSpec) else ModelSpec.from_dict(config)
+    def __init__(self, settings: ModelSpec, spec: TaskSpec) -> None:
+        settings = expect_spec(type(self), settings)
         if settings.calibration.grid is None:
             settings = settings.merged({"calibration": {"grid": list(range(1, settings.encoder.n_blocks))}})
         super().__init__(settings, spec)

@@ -1,6 +1,8 @@
 """``fp32-ort`` and ``int8-ort``: the trained fp32 model deployed with ONNX Runtime.
 
-Derived deployments of ``fp32`` (no retraining): the runner trains (or reuses) the fp32
+Derived deployments of ``fp32`` (no retraining; :class:`~beexbench.adapters.protocols.Deployment`:
+fp32's registered settings, the trained fp32 adapter kept as ``source``, no inheritance from fp32):
+the runner trains (or reuses) the fp32
 checkpoint and calls :meth:`OrtDeployment.derive`, which exports that network to ONNX one block
 at a time (:mod:`baselines._onnx_export`: graph 1 embeds and runs block 1 and its exit head,
 graph i runs block i and its head; batch and sequence axes dynamic) and, for ``int8-ort``,
@@ -24,7 +26,7 @@ from __future__ import annotations
 import json
 import operator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -32,7 +34,8 @@ from torch import nn
 
 from beexbench.adapters.base import FitReport, ModelAdapter, Precision, TaskSpec
 from beexbench.adapters.checkpoint import META, read_checkpoint, write_checkpoint
-from beexbench.adapters.encoder_adapter import how_trained, module_precision
+from beexbench.adapters.encoder_adapter import EncoderAdapter, how_trained, module_precision
+from beexbench.adapters.protocols import Deployment
 from beexbench.adapters.roles import deployment_of
 from beexbench.adapters.spec import ModelSpec
 from beexbench.errors import BeexError, ConfigError
@@ -46,14 +49,13 @@ from beexbench.training.calibrate import CostFn
 from . import _onnx_export as ox
 from . import _ort_verify
 from ._ort_files import HEADER, HEADER_FORMAT, HEADER_VERSION, graph_file, read_graphs, write_files  # noqa: F401 (re-exported)
-from .fp32 import FP32
 
 _VERSION = operator.attrgetter("_version")
 
 EXPORTED = "the trained fp32 network exported to ONNX (no retraining)"
 
 
-class OrtDeployment(FP32):
+class OrtDeployment(Deployment, EncoderAdapter):
     """Helper base (not registered): the trained fp32 network run by ONNX Runtime, block by
     block, with fp32's calibrated exit rule. CPU only."""
 
@@ -66,8 +68,8 @@ class OrtDeployment(FP32):
     tolerance: ClassVar[float | None] = None  # max |logit - torch logit| derive accepts (None: recorded only)
     verify_batch_size: ClassVar[int] = 64
 
-    def __init__(self, config: "dict[str, Any] | ModelSpec", spec: TaskSpec) -> None:
-        super().__init__(config, spec)
+    def __init__(self, settings: ModelSpec, spec: TaskSpec) -> None:
+        super().__init__(settings, spec)  # the torch network the graphs are exported from, as fp32 builds it
         how = how_trained(self.model_spec)
         if how:  # fp32 fine-tuned from a backbone (or distilled): say so after what this deployment is
             self.training_note = f"{EXPORTED}; fp32 {how}"
@@ -198,17 +200,18 @@ class OrtDeployment(FP32):
         rule = source.exit_rule()
         if rule is not None:
             out.rule = rule  # the calibrated rule object (config["exit"] holds the same parameters)
-        out.fit_report = source.fit_report
+        out.source, out.fit_report = source, source.fit_report
         out.verification = out.verify(source.predict, source.forward, val, reference=f"torch {source.name} (eager)")
         return out
 
     def fit(self, train_split: EncodedSplit, val: EncodedSplit, progress: Progress = NULL_PROGRESS,
             cost_fn: CostFn | None = None) -> FitReport:
-        """Train the fp32 network (as ``fp32`` does, exit rule calibrated on val), export it and verify."""
-        report = super().fit(train_split, val, progress=progress, cost_fn=cost_fn)
-        with torch.no_grad():
-            self.verification = self.verify(lambda i, m: self.model.infer(i, m, self.rule), self.model, val,
-                                            reference="torch fp32 (eager)")
+        """Train an fp32 adapter on this network (``source``: as ``fp32`` trains, exit rule calibrated
+        on val), deploy its calibrated rule, export and verify against it."""
+        source = self.source_class().around(self.model, self.model_spec, self.spec, self.backbone)
+        report = source.fit(train_split, val, progress=progress, cost_fn=cost_fn)
+        self.source, self.model_spec, self.rule, self.fit_report = source, source.model_spec, source.rule, report
+        self.verification = self.verify(source.predict, source.forward, val, reference=f"torch {source.name} (eager)")
         return report
 
     def verify(self, torch_predict, torch_forward, val: EncodedSplit | None, reference: str = "torch fp32") -> dict:
@@ -247,7 +250,7 @@ class OrtDeployment(FP32):
         tensors, doc = read_checkpoint(directory, cls.name)
         redo = f"delete {directory} and re-derive {cls.name} from fp32 (`beexbench train`)"
         try:
-            adapter = cls(doc["config"], TaskSpec(**doc["task"]))
+            adapter = cls(ModelSpec.from_dict(doc["config"]), TaskSpec(**doc["task"]))
             adapter.model.load_state_dict(tensors, strict=True)
         except (KeyError, TypeError, RuntimeError, BeexError) as exc:
             raise BeexError(f"checkpoint {directory} does not match model '{cls.name}' ({str(exc).splitlines()[0]}): {redo}") from None

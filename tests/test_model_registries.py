@@ -36,8 +36,8 @@ def test_built_in_names_and_order_are_unchanged():
     assert FFN_KINDS == ("slfn", "slfn3", "gelu") == tuple(FFNS.names(sort=False))[:3]
     assert ESTIMATORS == ("g", "ste") == tuple(SIGN_ESTIMATORS.names(sort=False))[:2]
     assert LOSSES == ("soft_routing", "depth_weighted", "uniform", "final") == tuple(EXIT_LOSSES.names(sort=False))[:4]
-    assert RULE_NAMES == ("final", "fractional-entropy", "absolute-entropy", "patience", "prediction-change")
-    assert tuple(RULES)[:5] == RULE_NAMES and RULES["fractional-entropy"] is FractionalEntropy
+    assert RULE_NAMES == ("final", "fractional-entropy", "absolute-entropy", "patience", "prediction-change", "static")
+    assert tuple(RULES)[:6] == RULE_NAMES and RULES["fractional-entropy"] is FractionalEntropy
     assert FFNS.get("slfn") is SLFN and FFNS.get("gelu") is GeluFFN and SIGN_ESTIMATORS.get("ste") is sign_ste
     # the old error messages of the building functions
     with pytest.raises(ValueError, match=r"unknown ffn 'mlp': use one of \('slfn', 'slfn3', 'gelu'"):
@@ -171,7 +171,7 @@ def test_a_registered_rule_must_be_an_exit_rule_and_fit_the_task(plugins):
         with pytest.raises(ConfigError, match="is not an ExitRule subclass"):
             ModelSpec.from_dict({"exit": {"rule": "not-a-rule"}})
         with pytest.raises(BeexError, match="'max-prob' is not defined for regression tasks: use one of final, patience, "
-                                            "prediction-change$"):
+                                            "prediction-change, static$"):
             make_rule({"rule": "max-prob", "threshold": 0.5}, "regression")
     finally:
         EXIT_RULES.unregister("not-a-rule")
@@ -253,4 +253,4 @@ def test_plugins_from_entry_point_groups(tmp_path):
     (line,) = got["broken"]
     assert line.startswith("cannot load 'broken-rule' from beex_parts_missing:Rule (entry-point:beex-parts)") and "\n" not in line
     # a plugin that fails to load is left out of the hint, the working one is offered
-    assert got["hint"].endswith("use one of final, patience, prediction-change"), got["hint"]
+    assert got["hint"].endswith("use one of final, patience, prediction-change, static"), got["hint"]

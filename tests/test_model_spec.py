@@ -93,7 +93,7 @@ def test_overrides_merge_nested_and_dotted_and_report_every_unknown_key():
 # -- one place for each default ------------------------------------------------------------
 def test_the_field_defaults_are_the_only_base_defaults():
     """No other table of defaults: ModelSpec() is the section dataclasses' field defaults (the
-    paper-size reference model), and a model's registered spec is that plus its classes' own
+    128-wide reference size), and a model's registered spec is that plus its classes' own
     ``defaults``; a suite's sizes are explicit overrides, not defaults."""
     import beexbench.adapters.encoder_adapter as encoder_adapter
 

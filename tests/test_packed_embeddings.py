@@ -175,7 +175,7 @@ def test_int4_engine_equals_the_float_model_with_decoded_rows(plain, tmp_path):
     with pytest.raises(BeexError, match="not 'beexformer-packed'"):  # a file's format is its class's setting
         PackedBEExformer.load(tmp_path / "p4")
     with pytest.raises(BeexError, match="deploys 8-bit token rows; this engine has 4-bit"):
-        PackedBEExformer(p.config, SPEC, engine=q.model)
+        PackedBEExformer(p.model_spec, SPEC, engine=q.model)
     assert "embedding_bits=4" in p.precision().notes[-1]
 
 

@@ -190,9 +190,9 @@ if not PRIMED:
     loaded = [m for m in ("beexbench.engine", "beexbench.engine.adapter", "baselines.weight_only") if m in sys.modules]
     assert not loaded, loaded
 torch.manual_seed(0)
-out["fp32"] = counts(FP32.build(SMALL, SPEC))
+out["fp32"] = counts(FP32.build(FP32.resolve_spec(SMALL), SPEC))
 torch.manual_seed(0)
-out["beexformer"] = counts(BEExformer.build(SMALL, SPEC))
+out["beexformer"] = counts(BEExformer.build(BEExformer.resolve_spec(SMALL), SPEC))
 out["int8pack-direct"] = counts(Toy(Int8PackDirect()))
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -203,7 +203,7 @@ from beexbench.engine.adapter import PackedBEExformer
 for name, cls in (("int8-weight-only", Int8WeightOnly), ("int4-weight-only", Int4WeightOnly),
                   ("beexformer-packed", PackedBEExformer)):
     torch.manual_seed(0)
-    out[name] = counts(cls.build(SMALL, SPEC))
+    out[name] = counts(cls.build(cls.resolve_spec(SMALL), SPEC))
 print(json.dumps(out, sort_keys=True))
 """
 

@@ -20,7 +20,9 @@ TINY = {"n_blocks": 1, "d_model": D, "n_heads": 2, "d_ff": FF}
 
 
 def tiny(name: str, **encoder):
-    return create_model(name, SPEC, {"encoder": {**TINY, **encoder}})
+    # fp32-shallow is exit.min_exit blocks deep, at most the run's depth (1 block here)
+    extra = {"exit": {"min_exit": 1}} if name == "fp32-shallow" else {}
+    return create_model(name, SPEC, {"encoder": {**TINY, **encoder}, **extra})
 
 
 # hand count for one block with the SLFN and one exit head

@@ -119,7 +119,7 @@ def test_every_model_builds_clean_by_default(name):
     for problem in ("classification", "regression"):
         if not cls.problem_refusal(problem):
             assert cls.config_problems({}, problem) == []
-    model = cls.build({}, TaskSpec("t", 2, vocab_size=40, max_len=8))
+    model = cls.build(cls.resolve_settings({}), TaskSpec("t", 2, vocab_size=40, max_len=8))
     assert nonfinite_weight(model) is None
 
 

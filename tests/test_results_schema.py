@@ -23,7 +23,8 @@ from beexbench.results.store import RunDir, load_records
 from records import metrics_doc, sample_metrics
 
 DATA = Path(__file__).parent / "data"
-FIXTURES = sorted(DATA.glob("v3-*.json"))  # written by the runner of this schema version
+FIXTURES = sorted(DATA.glob("v4-*.json"))  # written by the runner of this schema version
+V3 = sorted(DATA.glob("v3-*.json"))
 OLDER = sorted(DATA.glob("v2-*.json"))
 
 
@@ -42,6 +43,19 @@ def test_records_written_by_the_runner_read_and_write_back_to_the_same_file(path
     rec = _read(json.loads(text), str(path))
     assert dumps_strict(rec.to_dict()) + "\n" == text  # same keys, values and key order
     assert isinstance(rec.metrics, CellMetrics)
+
+
+@pytest.mark.parametrize("path", V3, ids=lambda p: p.stem)
+def test_version_3_records_read_without_per_sample_outputs_and_write_as_current(path):
+    rec = _read(json.loads(path.read_text()), str(path))
+    assert "samples" not in rec.metrics.extra and "static_depth" not in rec.metrics.extra
+    doc = rec.to_dict()
+    assert doc["schema_version"] == SCHEMA_VERSION == 4
+    assert _read(json.loads(dumps_strict(doc))) == rec
+
+
+def test_a_current_fixture_exists():
+    assert FIXTURES, "tests/data has no record of the current schema version (write one with the runner)"
 
 
 @pytest.mark.parametrize("path", OLDER, ids=lambda p: p.stem)

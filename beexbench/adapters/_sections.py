@@ -15,6 +15,7 @@ from ..models.exits import EXIT_RULES, RULE_NAMES
 from ..models.ffn import FFNS
 from ..models.losses import EXIT_LOSSES, LOSSES
 from ..models.quantizers import SIGN_ESTIMATORS
+from ..training.calibrate import OBJECTIVES
 from ..training.config import TrainConfig
 from ._fieldchecks import Check, grid, model_name, named, num, sha256
 
@@ -52,11 +53,14 @@ EXIT_PARAMS = tuple(f.name for f in dataclasses.fields(ExitSpec) if f.name != "r
 @dataclass(frozen=True)
 class CalibrationSpec:
     """Values of one exit parameter tried on the validation split; an empty grid = none.
-    ``grid = None``: the model fills it in (pabee-style: patience 1 .. n_blocks - 1)."""
+    ``grid = None``: the model fills it in (pabee-style: patience 1 .. n_blocks - 1). ``objective``
+    (``beexbench.training.calibrate.OBJECTIVES``): the cheapest value within ``tolerance`` of the
+    no-exit score, or ``"accuracy-seeking"``: the best validation score (ties to the cheaper)."""
 
     param: str | None = None
     grid: tuple[float, ...] | None = ()
     tolerance: float = 0.005
+    objective: Literal[OBJECTIVES] = "cheapest-within-tolerance"
 
 
 SCRATCH = "scratch"  # the backbone name of a network trained from its random initialisation

@@ -2,7 +2,11 @@
 
 Eight methods, as small as lm-evaluation-harness's model interface:
 
-* ``build(config, spec)``     - a fresh, untrained model for a task shape;
+* ``build(settings, spec)``   - a fresh, untrained model for a task shape: ``settings`` is the
+                                 resolved :class:`~beexbench.adapters.spec.ModelSpec` (the
+                                 registry and the runner resolve a run's overrides once,
+                                 :meth:`ModelAdapter.resolve_settings`), or the settings dict of a
+                                 model with settings of its own (``uses_model_spec = False``);
 * ``fit(train, val, ...)``   - train (or quantize, or calibrate) it;
 * ``forward(ids, mask)``      - every exit's logits (all blocks run);
 * ``predict(ids, mask)``      - deployment inference: answer logits and the exit block
@@ -166,7 +170,9 @@ class ModelAdapter(ABC):
 
     @classmethod
     @abstractmethod
-    def build(cls, config: dict[str, Any], spec: TaskSpec) -> "ModelAdapter": ...
+    def build(cls, settings: "ModelSpec | dict[str, Any]", spec: TaskSpec) -> "ModelAdapter":
+        """A fresh, untrained model: ``settings`` is what :meth:`resolve_settings` gives (a whole
+        ModelSpec, or a model's own settings dict); converting a run's overrides is not its job."""
 
     @abstractmethod
     def fit(
@@ -225,6 +231,14 @@ class ModelAdapter(ABC):
         return cls.default_spec(problem).merged(overrides)
 
     @classmethod
+    def resolve_settings(cls, overrides: "dict[str, Any] | ModelSpec | None",
+                         problem: str = "classification") -> "ModelSpec | dict[str, Any]":
+        """What :meth:`build` takes for a run's ``overrides``, converted once here (the registry's
+        ``create_model`` and the config check call it): the resolved ModelSpec (:meth:`resolve_spec`)
+        of a ModelSpec model; a model with settings of its own gets its overrides as a dict."""
+        return cls.resolve_spec(overrides, problem) if cls.uses_model_spec else dict(overrides or {})
+
+    @classmethod
     def config_problems(cls, config: dict[str, Any], problem: str = "classification") -> list[str]:
         """Every problem with ``config`` (the overrides a run gives this model), one line each,
         found before any data is loaded: [] when it is fine. A ModelSpec model's settings are
@@ -243,7 +257,7 @@ class ModelAdapter(ABC):
         try:
             spec = cls.check_task(config, problem)
             with torch.random.fork_rng(devices=[]):
-                cls.build(config, spec)
+                cls.build(cls.resolve_settings(config, problem), spec)
         except Exception as exc:  # a plugin's build may raise anything: report it, do not crash
             return [str(exc).splitlines()[0] if str(exc) else type(exc).__name__]
         return []
@@ -262,3 +276,14 @@ class ModelAdapter(ABC):
     def deployable_files(self, directory: Path) -> list[Path]:
         """The files a deployment ships (for size on disk); default: the checkpoint."""
         return sorted(p for p in Path(directory).iterdir() if p.is_file())
+
+
+def expect_spec(cls: type, settings: Any) -> ModelSpec:
+    """``settings`` when it is a :class:`ModelSpec`; a TypeError naming the fix otherwise (a dict
+    of overrides is resolved once, by whoever builds the model: ``cls.resolve_spec(overrides, problem)``)."""
+    if not isinstance(settings, ModelSpec):
+        raise TypeError(f"{getattr(cls, 'name', '') or cls.__name__} is built from a ModelSpec, not a "
+                        f"{type(settings).__name__}: resolve a run's overrides first with "
+                        f"{cls.__name__}.resolve_spec(overrides, problem) (create_model does), or read a "
+                        "recorded config with ModelSpec.from_dict(config)")
+    return settings

@@ -107,4 +107,4 @@ def variant_class(class_name: str, variant: Variant) -> type[BEExformer]:
 
 
 globals().update({cls: variant_class(cls, v) for cls, v in VARIANTS.items()})
-BEExformerA5: type[BEExformer]  # named for the packed A5 deployment (beexbench.engine.adapter), made above
+BEExformerA5: type[BEExformer]  # made above (the packed A5 deployment finds it by its name, beexformer-a5)

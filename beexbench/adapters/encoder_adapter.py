@@ -49,7 +49,7 @@ from ..training.distill import Distiller
 from ..training.loop import train
 from ..training.metrics import metric_name, score
 from ._encoder_init import BACKBONE_ARCHITECTURE, how_trained, on_backbone, start_from  # noqa: F401 (re-exported)
-from .base import ExitLayout, FitReport, ModelAdapter, Precision, TaskSpec
+from .base import ExitLayout, FitReport, ModelAdapter, Precision, TaskSpec, expect_spec
 from .checkpoint import read_checkpoint, write_checkpoint
 from .protocols import EarlyExit, NeedsTrainedInputs
 from .spec import RULES, SCRATCH, ModelSpec, make_rule  # noqa: F401  (make_rule and RULES: re-exported)
@@ -66,12 +66,13 @@ class SpecEncoderBase(ModelAdapter, EarlyExit):
     # a variant made from another trained model names it (it is then a ``protocols.Derived``:
     # ``derive`` below packs or re-calibrates that model); None: trained itself
     derived_from: ClassVar[str | None] = None
+    source: ModelAdapter | None = None  # the trained model a derived one was made from (protocols.Derived)
 
-    def _take_settings(self, config: "dict[str, Any] | ModelSpec", spec: TaskSpec) -> None:
+    def _take_settings(self, settings: ModelSpec, spec: TaskSpec) -> None:
         refusal = self.problem_refusal(spec.problem)
         if refusal:
             raise BeexError(f"{refusal} ('{spec.task}'): pick another model or task")
-        self.model_spec = config if isinstance(config, ModelSpec) else ModelSpec.from_dict(config)
+        self.model_spec = expect_spec(type(self), settings)
         self.spec = spec
         self.rule = make_rule(self.model_spec.exit, spec.problem)
         # how this network was trained, as records state it (a deployment's settings are its source's)
@@ -87,8 +88,8 @@ class SpecEncoderBase(ModelAdapter, EarlyExit):
         self.model_spec = ModelSpec.from_dict(value)
 
     @classmethod
-    def build(cls, config: "dict[str, Any] | ModelSpec", spec: TaskSpec) -> "SpecEncoderBase":
-        return cls(cls.resolve_spec(config, spec.problem), spec)
+    def build(cls, settings: ModelSpec, spec: TaskSpec) -> "SpecEncoderBase":
+        return cls(expect_spec(cls, settings), spec)
 
     @classmethod
     def check_task(cls, config: dict[str, Any], problem: str) -> TaskSpec:
@@ -126,11 +127,11 @@ class SpecEncoderBase(ModelAdapter, EarlyExit):
 class EncoderAdapter(SpecEncoderBase, NeedsTrainedInputs):
     problems = ("classification", "regression")
 
-    def __init__(self, config: "dict[str, Any] | ModelSpec", spec: TaskSpec) -> None:
-        """The network ``config`` describes. On a backbone: a spec without the weights' sha256 is
+    def __init__(self, settings: ModelSpec, spec: TaskSpec) -> None:
+        """The network ``settings`` describes. On a backbone: a spec without the weights' sha256 is
         resolved and the weights loaded here (as :meth:`build` does); one with it (a recorded
         config: a checkpoint, a derived model) is only the architecture, its weights come later."""
-        self._take_settings(config, spec)
+        self._take_settings(settings, spec)
         bb = self.model_spec.backbone
         files = None
         if bb.name != SCRATCH:
@@ -155,10 +156,10 @@ class EncoderAdapter(SpecEncoderBase, NeedsTrainedInputs):
         self.teacher: ModelAdapter | None = None  # set by take_trained for distillation; never saved
 
     @classmethod
-    def build(cls, config: dict[str, Any] | ModelSpec, spec: TaskSpec) -> EncoderAdapter:
+    def build(cls, settings: ModelSpec, spec: TaskSpec) -> EncoderAdapter:
         """A fresh model; on a backbone, its architecture and weights (see the module's doc):
         the architecture is settled before the class's own ``__init__`` sees the spec."""
-        model_spec = cls.resolve_spec(config, spec.problem)
+        model_spec = expect_spec(cls, settings)
         if model_spec.backbone.name == SCRATCH:
             return cls(model_spec, spec)
         files, resolved = on_backbone(cls, model_spec, spec)
@@ -167,6 +168,23 @@ class EncoderAdapter(SpecEncoderBase, NeedsTrainedInputs):
             return cls(resolved, spec)
         finally:
             _PRETRAINED.reset(token)
+
+    @classmethod
+    def around(cls, network: nn.Module, settings: ModelSpec, spec: TaskSpec, backbone: dict | None = None) -> "EncoderAdapter":
+        """This model with ``network`` as its module (that object, not a copy), e.g. the source a
+        deployment trained directly trains: no network of its own is made, the global RNG is untouched."""
+        if cls.__init__ is EncoderAdapter.__init__:
+            out = cls.__new__(cls)
+            out._take_settings(settings, spec)
+        else:  # a class with an __init__ of its own: run it, its network's draws undone
+            token = _PRETRAINED.set(None)
+            try:
+                with torch.random.fork_rng(devices=[]):
+                    out = cls(settings, spec)
+            finally:
+                _PRETRAINED.reset(token)
+        out.model, out.backbone, out.fit_report, out.teacher = network, backbone, None, None
+        return out
 
     @property
     def encoder_config(self) -> EncoderConfig:
@@ -233,8 +251,8 @@ class EncoderAdapter(SpecEncoderBase, NeedsTrainedInputs):
         return self.fit_report
 
     def _calibration(self, val: EncodedSplit, cost_fn=None) -> dict:
-        """Sweep the exit rule's parameter on the validation split and pick the cheapest
-        setting within ``tolerance`` of the no-exit score (accuracy, or Pearson r)."""
+        """Sweep the exit rule's parameter on the validation split and pick the setting the
+        calibration's objective names (default: the cheapest within ``tolerance`` of the no-exit score)."""
         cal = self.model_spec.calibration
         self.model.eval()
         logits = all_exit_logits(self.model, val)
@@ -243,7 +261,7 @@ class EncoderAdapter(SpecEncoderBase, NeedsTrainedInputs):
         rules = self.rule_variants(cal.param, list(cal.grid))
         rows = sweep(rules, logits, val.labels, lengths, cost_fn, self.model.exit_blocks)
         metric = metric_name(val.labels)
-        best = choose(rows, reference, cal.tolerance, metric)
+        best = choose(rows, reference, cal.tolerance, metric, cal.objective)
         return {"split": "val", "param": cal.param, "metric": metric, "reference_accuracy": reference,
                 "tolerance": cal.tolerance, "chosen": cal.grid[best], "deployed_accuracy": rows[best][metric],
                 "sweep": rows}
@@ -267,6 +285,7 @@ class EncoderAdapter(SpecEncoderBase, NeedsTrainedInputs):
         out.model.load_state_dict(source.module().state_dict())
         out.model.eval()
         out.backbone = getattr(source, "backbone", None)
+        out.source = source
         report = source.fit_report.to_dict() if source.fit_report else None
         calibration = out.calibrate(val, cost_fn) if out.model_spec.calibration.grid else None
         if report is not None:
@@ -291,7 +310,7 @@ class EncoderAdapter(SpecEncoderBase, NeedsTrainedInputs):
     def load(cls, directory: Path) -> "EncoderAdapter":
         tensors, doc = read_checkpoint(Path(directory), cls.name)
         try:
-            adapter = cls(doc["config"], TaskSpec(**doc["task"]))
+            adapter = cls(ModelSpec.from_dict(doc["config"]), TaskSpec(**doc["task"]))
             adapter.model.load_state_dict(tensors, strict=True)
         except (KeyError, TypeError, RuntimeError, BeexError) as exc:
             raise BeexError(f"checkpoint {directory} does not match model '{cls.name}' ({str(exc).splitlines()[0]}): retrain it") from None

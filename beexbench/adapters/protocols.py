@@ -7,7 +7,8 @@
 ``EarlyExit(Exits)``        also deploys an exit rule: ``exit_rule()`` and ``rule_variants()``
                             (the runner's exit measurements and the calibration sweep on test)
 ``Derived``                 made from another trained model without training: ``derived_from``
-                            (the source's registry name) and ``derive(source, val, cost_fn)``
+                            (the source's registry name) and ``derive(source, val, cost_fn)``;
+                            ``Deployment(Derived)``: the helper base of a deployment (below)
 ``NeedsTrainedInputs``      trained with the help of other trained models of the run:
                             ``trained_inputs(config, problem)`` and ``take_trained(models)``
 =========================== ================================================================
@@ -26,6 +27,7 @@ from .base import ExitLayout
 
 if TYPE_CHECKING:
     from ..models.exits import ExitRule
+    from .spec import ModelSpec
     from ..training.batches import EncodedSplit
     from ..training.calibrate import CostFn
     from .base import ModelAdapter
@@ -78,7 +80,20 @@ class EarlyExit(Exits):
 class Derived(ABC):
     """A model made from another trained model without training (post-training quantization,
     packing, an exported graph, switching exits off): the runner trains (or reuses) the model
-    named ``derived_from`` once, for the same task and seed, and calls ``derive`` on it."""
+    named ``derived_from`` once, for the same task and seed, and calls ``derive`` on it.
+
+    A *deployment* (the trained network run another way: quantized, packed, exported) holds its
+    source rather than inheriting from it. It subclasses only the generic machinery it runs with
+    (``EncoderAdapter`` or ``SpecEncoderBase``, and :class:`Deployment`), never the model it
+    deploys; it says what it deploys as data, ``derived_from`` (a registry name), and its
+    registered settings (``default_spec``) are that model's, looked up in the registry
+    (``Deployment.source_class()``); it keeps the adapter instance it was made from in
+    ``self.source``: the trained one ``derive`` was given, or the one its ``fit`` (trained directly,
+    not derived) trained before deriving from it; None when loaded from its own saved files. A
+    variant that is the same network under another exit rule (``beexformer-no-ee``,
+    ``fp32-no-ee``) may stay a subclass of its source: it is that model with other defaults,
+    saved and loaded as it is. ``tests/test_model_contract_slim.py`` checks this for every
+    registered model."""
 
     derived_from: ClassVar[str]
 
@@ -93,6 +108,28 @@ class Derived(ABC):
     @abstractmethod
     def derive(cls, source: "ModelAdapter", val: "EncodedSplit", cost_fn: "CostFn | None" = None) -> "ModelAdapter":
         """This model made from a trained ``derived_from`` model, calibrated on ``val`` only."""
+
+
+class Deployment(Derived):
+    """Helper base of a deployment (see :class:`Derived`): ``source`` (the trained adapter it was
+    made from), the class of the model it deploys (``source_class()``, from the registry by
+    ``derived_from``) and that model's registered settings as its own (``default_spec``). List it
+    before the generic base (``class Int8Dynamic(Deployment, EncoderAdapter)``), so its
+    ``default_spec`` is the one found."""
+
+    source: "ModelAdapter | None" = None
+
+    @classmethod
+    def source_class(cls) -> "type[ModelAdapter]":
+        """The registered class of the model this deploys (``derived_from``)."""
+        from .registry import get_adapter_class
+
+        return get_adapter_class(cls.derived_from)
+
+    @classmethod
+    def default_spec(cls, problem: str = "classification") -> "ModelSpec":
+        """The deployed model's registered settings: this is that network, deployed another way."""
+        return cls.source_class().default_spec(problem)  # type: ignore[attr-defined]
 
 
 class NeedsTrainedInputs(ABC):

@@ -60,12 +60,12 @@ def create_model(name: str, spec: TaskSpec, overrides: "dict[str, Any] | ModelSp
     takes it (``train.seed``) and torch's RNG is seeded before the build (same initial weights)."""
     cls = get_adapter_class(name)
     if seed is None:
-        return cls.build(overrides or {}, spec)
+        return cls.build(cls.resolve_settings(overrides, spec.problem), spec)
     import torch
 
     overrides = with_seed(cls, overrides, seed)
     torch.manual_seed(seed)
-    return cls.build(overrides, spec)
+    return cls.build(cls.resolve_settings(overrides, spec.problem), spec)  # the overrides resolved once, here
 
 
 def with_seed(cls: type[ModelAdapter], overrides: "dict[str, Any] | ModelSpec | None", seed: int) -> "dict[str, Any] | ModelSpec":

@@ -18,8 +18,8 @@ before any data is loaded or any model built.
 
 Where each default lives (one place each, most general first):
 
-1. the field defaults of the seven section dataclasses: the paper-size reference model
-   (d_model 128, 4 heads, 6 blocks, d_ff 256, 6 epochs, lr 1e-3), trained with the final exit's
+1. the field defaults of the seven section dataclasses: the 128-wide reference size, chosen here and
+   not taken from the paper (d_model 128, 4 heads, 6 blocks, d_ff 256, 6 epochs, lr 1e-3), trained with the final exit's
    loss and no early exit - ``ModelSpec()``;
 2. each registered model's class declares only what differs from its parent, as the nested dict
    ``defaults`` (and ``regression_defaults`` for regression tasks):

@@ -7,7 +7,7 @@ import sys
 import typer
 
 from .. import _signals
-from . import _exit, info_cmd, list_cmd, report_cmd, results_cmd, run_cmd, worker_cmd
+from . import _exit, compare_cmd, info_cmd, list_cmd, report_cmd, results_cmd, run_cmd, worker_cmd
 
 app = typer.Typer(
     name="beexbench",
@@ -19,6 +19,7 @@ app = typer.Typer(
 app.command("run")(run_cmd.run)
 app.command("train")(run_cmd.train)
 app.command("report")(report_cmd.report)
+app.command("compare")(compare_cmd.compare)
 app.command("list")(list_cmd.list_)
 app.command("info")(info_cmd.info)
 app.command("worker")(worker_cmd.worker)

@@ -2,7 +2,8 @@
 
 * The whole model in one C++ call (``ops.infer``): token and position embedding, every
   block, the exit heads and the exit rule, for :class:`FractionalEntropy`,
-  :class:`AbsoluteEntropy` and the no-exit :class:`ExitRule` (exactly those classes).
+  :class:`AbsoluteEntropy`, :class:`Static` (as absolute entropy below the largest float) and the
+  no-exit :class:`ExitRule` (exactly those classes).
 * One C++ call per block and its exit head (``ops.step``: the same loops, on the same blob),
   the rule in Python (or ``ops.frac_entropy``): any other rule, a token embedding the
   whole-model op does not read, or ``BEEXBENCH_ENGINE=steps``.
@@ -20,7 +21,7 @@ import torch
 from torch import nn
 
 from ..models.early_exit import run_early_exit
-from ..models.exits import AbsoluteEntropy, ExitDecision, ExitRule, ExitState, FractionalEntropy
+from ..models.exits import AbsoluteEntropy, ExitDecision, ExitRule, ExitState, FractionalEntropy, Static
 from ._native import engine_choice
 from .layers import FFN_LAYERS, PackedLinear
 
@@ -141,6 +142,8 @@ def _rule_args(rule: ExitRule):
         return 2, rule.threshold, 0.0, rule.min_exit, False
     if kind is ExitRule:
         return 0, 0.0, 0.0, 0, False
+    if kind is Static:  # absolute entropy below the largest float from block k on: every row exits at k
+        return 2, torch.finfo(torch.float32).max, 0.0, rule.min_exit, False
     return None
 
 

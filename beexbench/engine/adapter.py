@@ -4,7 +4,9 @@ A derived deployment of beexformer (``role``): the runner trains (or reuses) the
 checkpoint and calls :meth:`PackedBEExformer.derive`, which packs that network and keeps its
 calibrated exit rule (nothing is re-calibrated: the engine computes the float model's logits).
 Its settings are beexformer's registered :class:`~beexbench.adapters.spec.ModelSpec`
-(:meth:`PackedBEExformer.default_spec`), so a suite's encoder settings key its checkpoint like
+(``default_spec``, :class:`~beexbench.adapters.protocols.Deployment`: looked up by ``derived_from``;
+it holds the beexformer adapter it packed in ``source`` and does not inherit from beexformer),
+so a suite's encoder settings key its checkpoint like
 every model built on the shared encoder; its module is the inference-only
 :class:`~beexbench.engine.packed.PackedEncoder`, never a trainable network.
 
@@ -31,10 +33,11 @@ from torch import nn
 from .. import kernels, settings
 from ..adapters.base import FitReport, ModelAdapter, Precision, TaskSpec
 from ..adapters.encoder_adapter import SpecEncoderBase
+from ..adapters.protocols import Deployment
 from ..adapters.roles import deployment_of
 from ..adapters.spec import ModelSpec
 from ..errors import BeexError, ConfigError
-from ..adapters.beexformer import BEExformer, BEExformerA5
+from ..adapters.beexformer import BEExformer
 from ..progress import NULL_PROGRESS, Progress
 from ..results.implementation import Implementation, settle
 from ..training.batches import EncodedSplit
@@ -81,7 +84,7 @@ def kernel_note() -> str:
     return f"packed kernels: {name}"
 
 
-class PackedBEExformer(SpecEncoderBase):  # the engine has the float encoder's interface
+class PackedBEExformer(Deployment, SpecEncoderBase):  # the engine has the float encoder's interface
     """The trained beexformer deployed with the packed-bit engine: 1-bit weights packed 64 to a
     word, XNOR-popcount products for every W1A1 Linear and for Q.K^T, int8 token embedding rows
     with an fp16 scale per row (1-bit rows with an fp32 scale for a network trained with A5), fp32 position
@@ -93,28 +96,25 @@ class PackedBEExformer(SpecEncoderBase):  # the engine has the float encoder's i
     role = deployment_of("beexformer")
     devices = ("cpu",)
     problems = BEExformer.problems
-    # the float adapter this deploys (its registered settings; what ``fit`` trains)
-    source: ClassVar[type[BEExformer]] = BEExformer
     # the token rows' format: None = 1 bit with A5 (lossless), else 8; or 32, 8, 4 (1 needs A5)
     embedding_bits: ClassVar[int | None] = None
 
-    def __init__(self, config: "dict[str, Any] | ModelSpec", spec: TaskSpec, engine: PackedEncoder | None = None) -> None:
-        self._take_settings(config, spec)
+    def __init__(self, settings: ModelSpec, spec: TaskSpec, engine: PackedEncoder | None = None) -> None:
+        """``engine``: the packed network (``source`` is set by who made it); None: a fresh model, a
+        freshly initialised source network (held in ``source``) packed."""
+        self._take_settings(settings, spec)
         enc = self.model_spec.encoder.to_dict()
         check_config(enc)
         bits = embedding_bits_for(enc, self.embedding_bits)
+        self.source: ModelAdapter | None = None
         if engine is None:  # a fresh model: pack a freshly initialised beexformer network
-            engine = self._pack(self.source(self.model_spec, spec))
+            self.source = self.source_class()(self.model_spec, spec)
+            engine = self._pack(self.source)
         if engine.embedding_bits != bits:
             raise BeexError(f"{self.name} deploys {bits}-bit token rows; this engine has {engine.embedding_bits}-bit rows")
         self.model = engine.eval()
         self.fit_report: FitReport | None = None
         self.backbone: dict[str, Any] | None = None  # the source's backbone provenance (as EncoderAdapter)
-
-    @classmethod
-    def default_spec(cls, problem: str = "classification") -> ModelSpec:
-        """The source's registered settings: this is that network, deployed another way."""
-        return cls.source.default_spec(problem)
 
     @classmethod
     def _pack(cls, source: ModelAdapter) -> PackedEncoder:
@@ -135,6 +135,7 @@ class PackedBEExformer(SpecEncoderBase):  # the engine has the float encoder's i
             out.rule = rule  # the calibrated rule object (config["exit"] holds the same parameters)
         out.fit_report = source.fit_report
         out.backbone = getattr(source, "backbone", None)  # what the packed network was built from
+        out.source = source
         return out
 
     @classmethod
@@ -144,14 +145,13 @@ class PackedBEExformer(SpecEncoderBase):  # the engine has the float encoder's i
 
     def fit(self, train_split: EncodedSplit, val: EncodedSplit, progress: Progress = NULL_PROGRESS,
             cost_fn: CostFn | None = None) -> FitReport:
-        """beexformer-packed is derived from beexformer: this trains a beexformer (``source``) with the same
-        configuration (and calibrates its exit rule), then packs it."""
-        source = self.source(self.model_spec, self.spec)
-        source.name = self.source.name
+        """beexformer-packed is derived from beexformer: this trains a fresh beexformer (``source``) with
+        the same configuration (and calibrates its exit rule), then packs it."""
+        source = self.source_class()(self.model_spec, self.spec)
         report = source.fit(train_split, val, progress=progress, cost_fn=cost_fn)
         packed = self.from_beexformer(source)
         self.model_spec, self.rule, self.model, self.fit_report = packed.model_spec, packed.rule, packed.model, report
-        self.backbone = packed.backbone
+        self.backbone, self.source = packed.backbone, source
         return report
 
     def save(self, directory: Path) -> Path:
@@ -173,7 +173,7 @@ class PackedBEExformer(SpecEncoderBase):  # the engine has the float encoder's i
     def load(cls, directory: Path) -> "PackedBEExformer":
         model, doc = read_packed(Path(directory), cls.name)
         try:
-            adapter = cls(doc["config"], TaskSpec(**doc["task"]), engine=model)
+            adapter = cls(ModelSpec.from_dict(doc["config"]), TaskSpec(**doc["task"]), engine=model)
         except (KeyError, TypeError, BeexError) as exc:
             raise BeexError(f"checkpoint {directory} does not match model '{cls.name}' ({str(exc).splitlines()[0]}): re-derive it") from None
         if adapter.config["encoder"] != model.enc:
@@ -273,4 +273,3 @@ class PackedBEExformerA5(PackedBEExformer):
 
     derived_from = "beexformer-a5"
     role = deployment_of("beexformer-a5")
-    source = BEExformerA5

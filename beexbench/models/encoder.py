@@ -24,7 +24,7 @@ from .quantizers import ESTIMATORS, binary_sign, row_scale
 class EncoderConfig:
     """Architecture and precision (the ``encoder`` section of a ModelSpec). Options named
     A1..A6 are the spec's assumptions. The field defaults are the one place the encoder's
-    defaults live: the paper-size reference model (see ``beexbench/adapters/spec.py``); the
+    defaults live: the 128-wide reference size (see ``beexbench/adapters/spec.py``); the
     allowed names are the ``Literal`` types, checked when a ModelSpec is made - for ``estimator``
     and ``ffn`` the names of their registries (:data:`~beexbench.models.quantizers.SIGN_ESTIMATORS`,
     :data:`~beexbench.models.ffn.FFNS`: the built-ins below, and any plugin registered there)."""

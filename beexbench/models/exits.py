@@ -25,7 +25,7 @@ from ..errors import BeexError
 
 _BUILTIN_RULES = {name: f"beexbench.models.exits:{cls}" for name, cls in (
     ("final", "ExitRule"), ("fractional-entropy", "FractionalEntropy"), ("absolute-entropy", "AbsoluteEntropy"),
-    ("patience", "Patience"), ("prediction-change", "PredictionChange"))}
+    ("patience", "Patience"), ("prediction-change", "PredictionChange"), ("static", "Static"))}
 RULE_NAMES = tuple(_BUILTIN_RULES)  # the built-in names (ExitSpec.rule's Literal type)
 RULE_ENTRY_POINT_GROUP = "beexbench.exit_rules"
 EXIT_RULES: Registry[type["ExitRule"]] = Registry("exit rule", entry_point_group=RULE_ENTRY_POINT_GROUP,
@@ -222,6 +222,31 @@ class PredictionChange(ExitRule):
 
     def to_dict(self) -> dict:
         return {"rule": self.name, "delta": self.delta, "min_exit": self.min_exit}
+
+
+class Static(ExitRule):
+    """Static depth: every sample exits at the first exit at or after block ``min_exit`` (with an
+    exit after every block: exactly block ``min_exit``), whatever its logits say. The reference an
+    adaptive rule is judged against (beexbench.runner.static_depth): the same trained network and
+    heads, run to a fixed depth in the deployment's own runtime."""
+
+    name = "static"
+
+    def __init__(self, min_exit: int):
+        if int(min_exit) < 1:
+            raise ValueError("min_exit (the static depth) must be >= 1")
+        self.min_exit = int(min_exit)
+
+    @property
+    def description(self) -> str:
+        return f"always exit at block {self.min_exit} (static depth)"
+
+    def step(self, block, logits, state, last):
+        done = torch.full((logits.shape[0],), last or block >= self.min_exit, dtype=torch.bool, device=logits.device)
+        return done, logits, state
+
+    def to_dict(self) -> dict:
+        return {"rule": self.name, "min_exit": self.min_exit}
 
 
 def rule_class(name: str) -> type[ExitRule]:

@@ -18,9 +18,18 @@ Components (bits):
                      buffers), at its declared bits (32 unless declared otherwise);
 * ``embeddings``     the bits of embedding tables (with their scales); these bits are
                      also inside the components above, so they are not added to the total.
+
+Beside the model's own bits, every model's tokenizer is counted (:func:`tokenizer_files`): the
+file(s) the task's tokenizer is loaded from to turn text into ids - the task's trained WordPiece
+``tokenizer.json`` (kept content-addressed by :func:`keep_tokenizer` when the runner encodes a
+task), or a pretrained backbone's ``vocab.txt`` (and its ``tokenizer_config.json``). Two labelled
+totals: *encoder only* (``total_bits_without_embeddings``: no token table, no tokenizer) and
+*whole artifact incl. tokenizer* (``deployable_bytes`` on disk, ``total_bits_with_tokenizer``
+in bits, the tokenizer at 8 bits per stored byte).
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -28,6 +37,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from beexbench._io import atomic_write_bytes, sha256_file
 from beexbench.errors import BeexError
 from beexbench.results.costs import Size
 
@@ -38,6 +48,55 @@ SCALE_NAMES = ("weight_scale", "weight_zero_point", "scales_and_zeros", "scale",
 
 
 SizeRecord = Size  # the profiler's record is the result's own section
+TOKENIZER_DIR = "tokenizers"  # under the cache root: <sha256 of the tokenizer's JSON>.json
+
+
+def _tokenizer_store() -> Path:
+    from beexbench.data.sources import cache_root
+
+    return cache_root() / TOKENIZER_DIR
+
+
+def keep_tokenizer(tokenizer) -> Path:
+    """Keep ``tokenizer`` (a ``tokenizers.Tokenizer``) as the file a deployment loads it from,
+    named by the sha256 of its JSON (the ``TaskSpec.tokenizer_sha256`` of models encoded with it),
+    so the size profiler finds every model's tokenizer; written once, atomically."""
+    blob = tokenizer.to_str().encode("utf-8")
+    path = _tokenizer_store() / f"{hashlib.sha256(blob).hexdigest()}.json"
+    if not path.is_file() or os.path.getsize(path) != len(blob):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, blob)
+    return path
+
+
+def _backbone_name(adapter) -> str | None:
+    config = getattr(adapter, "config", None)
+    backbone = config.get("backbone") if isinstance(config, dict) else None
+    name = backbone.get("name") if isinstance(backbone, dict) else None
+    return name if isinstance(name, str) and name and name != "scratch" else None
+
+
+def tokenizer_files(adapter) -> tuple[list[Path] | None, str]:
+    """The files ``adapter``'s tokenizer is loaded from, and a note saying what they are. None
+    (with the reason) only when its task spec names no tokenizer (a model built outside the
+    runner); a named tokenizer whose file is missing is an error, never a zero."""
+    name = _backbone_name(adapter)
+    if name is not None:
+        from beexbench.backbones.sources import resolve_backbone
+
+        files = resolve_backbone(name)
+        extra = files.directory / "tokenizer_config.json"
+        paths = [Path(files.vocab)] + ([extra] if extra.is_file() else [])
+        return paths, f"tokenizer: the {name} backbone's vocabulary ({', '.join(p.name for p in paths)})"
+    spec = getattr(adapter, "spec", None)
+    sha = getattr(spec, "tokenizer_sha256", "") or ""
+    if not sha:
+        return None, "tokenizer not counted: the model's task spec names no tokenizer (built outside the runner)"
+    path = _tokenizer_store() / f"{sha}.json"
+    if not path.is_file() or sha256_file(path) != sha:
+        raise BeexError(f"the tokenizer of task '{spec.task}' (sha256 {sha[:12]}) is not in {path.parent}: "
+                        "measure the model through `beexbench run`, which keeps it there")
+    return [path], "tokenizer: the task's WordPiece tokenizer.json (its vocabulary and normalization)"
 
 
 def _tensors(adapter, names) -> tuple[nn.Module | None, dict[str, Any]]:
@@ -149,6 +208,9 @@ def measure_size(adapter, deployable_files: list[Path] | None = None) -> SizeRec
             raise BeexError(f"deployable files not found: {', '.join(missing)}")
         disk_bytes = sum(os.path.getsize(p) for p in paths)
         files = tuple(str(p) for p in paths)
+    tok_paths, tok_note = tokenizer_files(adapter)
+    notes.append(tok_note)
+    tok_bytes = sum(os.path.getsize(p) for p in tok_paths) if tok_paths is not None else None
     return SizeRecord(
         params=params,
         bits=bits,
@@ -158,6 +220,10 @@ def measure_size(adapter, deployable_files: list[Path] | None = None) -> SizeRec
         disk_bytes=disk_bytes,
         disk_files=files,
         notes=tuple(notes),
+        tokenizer_bytes=tok_bytes,
+        tokenizer_files=None if tok_paths is None else tuple(str(p) for p in tok_paths),
+        total_bits_with_tokenizer=None if tok_bytes is None else total + 8 * tok_bytes,
+        deployable_bytes=None if tok_bytes is None or disk_bytes is None else disk_bytes + tok_bytes,
     )
 
 

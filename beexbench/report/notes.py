@@ -5,7 +5,7 @@ from collections import defaultdict
 
 from ..results.schema import CellRecord
 from ._html import esc
-from .frame import _get, is_floor, quality_of, target_label
+from .frame import _get, target_label
 
 PROVENANCE_TEXT = {
     "measured:rapl": "measured with the CPU's RAPL energy counters (idle power subtracted, counter wrap handled)",
@@ -126,32 +126,6 @@ def environment_table(records: list[CellRecord]) -> str:
         rows.append("<tr>" + "".join(f'<td class="l">{esc(c)}</td>' for c in cells) + "</tr>")
     return ("<table><thead><tr>" + "".join(f'<th class="l">{esc(h)}</th>' for h in head) + "</tr></thead><tbody>"
             + "".join(rows) + "</tbody></table>")
-
-
-def floor_warnings(group, title: str) -> list[str]:
-    """The reference floors' verdicts on a (task, target) group, one line each: when the best neural
-    model scores below a floor (bow-linear, or majority), and for each neural model that scores no better
-    than the majority floor (its training failed: it learned at most the class prior)."""
-    floor = is_floor(group)
-    models = group[~floor].dropna(subset=["accuracy"])
-    floors = group[floor].dropna(subset=["accuracy"])
-    if models.empty or floors.empty:
-        return []
-    q = quality_of(group)
-    show = (lambda v: f"{v * 100:.1f}%") if q.key == "accuracy" else (lambda v: f"{v:.3f}")
-    out = []
-    best, top = models.loc[models["accuracy"].idxmax()], floors.loc[floors["accuracy"].idxmax()]
-    if best["accuracy"] < top["accuracy"]:
-        out.append(f"{title}: the best neural model, {best['label']}, scores {show(best['accuracy'])} test {q.name}, below the "
-                   f"{top['label']} reference floor's {show(top['accuracy'])}: a bag-of-words baseline beats every neural model here.")
-    majority = floors[floors["model"] == "majority"]
-    if q.key == "accuracy" and not majority.empty:
-        prior = majority["accuracy"].max()
-        for _, m in models[models["accuracy"] <= prior].sort_values("label").iterrows():
-            out.append(f"{title}: {m['label']} scores {show(m['accuracy'])} test accuracy, no better than the majority floor's "
-                       f"{show(prior)} (always the most frequent label): its training failed here; read its row as a failed run, "
-                       f"not as what the method can do.")
-    return out
 
 
 def warnings_section(records: list[CellRecord], duplicates: int, floors: list[str] | tuple = (), *,

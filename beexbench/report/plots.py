@@ -56,12 +56,21 @@ def _legend_outside(ax, **kw):
 FLOOR_COLOURS = ("#6e6e6e", "#b2182b", "#5e3c99")  # reference lines, lowest floor first
 
 
+FLOOR_MARKERS = {"bow-linear": "*", "majority": "p"}  # a floor's point on the Pareto figures (no model marker of seaborn's first 11); others: "h"
+
+
+def floor_colours(floors) -> dict:
+    """Each floor's colour, by rank of its value (the lowest first): its line and its point share it."""
+    return {name: FLOOR_COLOURS[i % len(FLOOR_COLOURS)] for i, (name, _) in enumerate(sorted(floors, key=lambda f: f[1]))}
+
+
 def floor_lines(ax, floors) -> None:
     """Dashed horizontal reference lines, one per reference floor ``(name, value ×100)``,
     each named in the legend and at the right end of its line."""
     floors = sorted(floors, key=lambda f: f[1])
-    for i, (name, y) in enumerate(floors):
-        colour = FLOOR_COLOURS[i % len(FLOOR_COLOURS)]
+    colours = floor_colours(floors)
+    for name, y in floors:
+        colour = colours[name]
         ax.axhline(y, color=colour, ls=(0, (6, 3)), lw=1.4, zorder=1.5, label=f"{text(name)} — reference floor")
         ax.annotate(f"{text(name)} {y:.1f}", xy=(1.0, y), xycoords=("axes fraction", "data"), xytext=(-4, 3),
                     textcoords="offset points", ha="right", va="bottom", fontsize=8, color=colour, zorder=6,
@@ -72,6 +81,26 @@ def floor_lines(ax, floors) -> None:
         ax.set_ylim(min(lo, floors[0][1] - 0.04 * span), max(hi, floors[-1][1] + 0.1 * span))
 
 
+def floor_points(ax, points, colours: dict, *, log_x: bool) -> None:
+    """The reference floors as points at their own cost ``(name, x, y ×100)``: a distinct marker
+    each (never a Pareto candidate), named beside the point and in the legend. On a log axis a
+    floor whose cost is 0 sits at the left edge, marked as off the axis."""
+    from matplotlib.transforms import blended_transform_factory
+
+    for name, x, y in points:
+        colour, marker = colours.get(name, FLOOR_COLOURS[0]), FLOOR_MARKERS.get(str(name), "h")
+        style = dict(marker=marker, s=200 if marker == "*" else 120, color=colour, edgecolors="black", linewidths=0.8, zorder=5)
+        if log_x and x <= 0:
+            edge = blended_transform_factory(ax.transAxes, ax.transData)
+            ax.scatter([0.0], [y], transform=edge, clip_on=False, label=f"{text(name)} — reference floor (cost {x:g}: off the log axis)", **style)
+            ax.annotate(f"{text(name)} (cost {x:g})", xy=(0.0, y), xycoords=edge, xytext=(6, -10), textcoords="offset points",
+                        fontsize=8, color=colour, zorder=6)
+            continue
+        ax.scatter([x], [y], label=f"{text(name)} — reference floor (point: its own cost)", **style)
+        ax.annotate(text(name), xy=(x, y), xytext=(6, -10), textcoords="offset points", fontsize=8, color=colour, zorder=6,
+                    bbox={"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.75})
+
+
 def pareto_axes() -> list[tuple[str, str, str, float, bool, tuple[str, str] | None]]:
     """The Pareto figures, one per declared column with a ``plot``: (cost column, its name in
     titles, x-axis label, scale to the shown unit, log x, x error-bar columns)."""
@@ -79,10 +108,11 @@ def pareto_axes() -> list[tuple[str, str, str, float, bool, tuple[str, str] | No
 
 
 def pareto_plot(df: pd.DataFrame, cost: str, cost_label: str, title: str, *, scale: float = 1.0,
-                log_x: bool = False, err: tuple[str, str] | None = None, floors=()) -> str:
+                log_x: bool = False, err: tuple[str, str] | None = None, floors=(), floor_rows=None) -> str:
     """Accuracy (%) or Pearson r ×100 against ``cost`` × ``scale``, one colour and marker per model; the non-dominated
     models are ringed and joined by the dashed front; error bars where intervals exist. ``floors``:
-    ``(name, value ×100)`` of the reference floors, drawn as dashed horizontal lines (not points)."""
+    ``(name, value ×100)`` of the reference floors, drawn as dashed horizontal lines; ``floor_rows``: their
+    rows, also drawn as points at their own cost (:func:`floor_points`), never on the front."""
     _theme()
     d = df.dropna(subset=[cost, "accuracy"]).copy()
     d["front"] = pareto_mask(d, cost)
@@ -99,9 +129,17 @@ def pareto_plot(df: pd.DataFrame, cost: str, cost_label: str, title: str, *, sca
     front = d[d["front"]].sort_values("x")
     ax.plot(front["x"], front["y"], "--", color="black", lw=1, zorder=1, label="Pareto front")
     ax.scatter(front["x"], front["y"], s=230, facecolors="none", edgecolors="black", zorder=4, label="non-dominated")
-    floor_lines(ax, floors)
-    if log_x and (d["x"] > 0).all() and d["x"].max() / max(d["x"].min(), 1e-12) > 20:
+    points = []
+    if floor_rows is not None and len(floor_rows):
+        f = floor_rows.dropna(subset=[cost, "accuracy"])
+        points = [(str(r["label"]), float(r[cost]) * scale, float(r["accuracy"]) * 100) for _, r in f.iterrows()]
+    xs = list(d["x"]) + [x for _, x, _ in points if x > 0]
+    log = log_x and (d["x"] > 0).all() and max(xs) / max(min(xs), 1e-12) > 20
+    floor_points(ax, [p for p in points if not (log and p[1] <= 0)], floor_colours(floors), log_x=False)
+    if log:
         ax.set_xscale("log")
+    floor_points(ax, [p for p in points if log and p[1] <= 0], floor_colours(floors), log_x=True)
+    floor_lines(ax, floors)
     ax.set_xlabel(cost_label)
     ax.set_ylabel("test " + quality_of(df).axis)
     ax.set_title(text(title), fontsize=10)

@@ -10,9 +10,12 @@ import pandas as pd
 from ._html import anchor, esc, figure, table_html, unavailable
 from .aggregate import aggregate
 from .frame import is_floor, quality_of
-from .notes import floor_warnings
+from .floors import FLOOR_POINTS, floor_warnings
+from .size_ladder import size_ladder
 from .plots import exit_histogram_plot, pareto_axes, pareto_plot, tradeoff_plot
 from .tables import Table, ablation_table, summary_table
+from .speed_ladder import ladder_html
+from .static_depth import static_depth_block
 
 # the columns of the aggregated rows that the across-section summary figure needs
 OVERVIEW_COLUMNS = ["task", "target_label", "label", "model", "role", "metric", "accuracy"]
@@ -72,7 +75,7 @@ def pareto_figures(g: pd.DataFrame, title: str) -> str:
     figs = []
     q = quality_of(g)
     floors, floor_caption = _floors(g)
-    g = g[~is_floor(g)]  # the floors are reference lines, not points on the fronts
+    floor_rows, g = g[is_floor(g)], g[~is_floor(g)]  # the floors: lines and marked points, never on the fronts
     for cost, name, label, scale, log_x, err in pareto_axes():  # declared in beexbench.results.columns
         have = g.dropna(subset=[cost, "accuracy"])
         missing = sorted(set(g["label"]) - set(have["label"]))
@@ -83,7 +86,7 @@ def pareto_figures(g: pd.DataFrame, title: str) -> str:
             figs.append(unavailable(f"{q.name.capitalize()} vs {name} — {title}", why))
             continue
         uri = pareto_plot(g, cost, label, f"{q.name.capitalize()} vs {name} — {title}", scale=scale, log_x=log_x, err=err,
-                          floors=floors)
+                          floors=floors, floor_rows=floor_rows)
         bars = f"Error bars: {q.name} " + _spread(g, q.interval)
         if err:
             bars += "; latency " + _spread(g, "bootstrap 95% interval of the median")
@@ -92,7 +95,7 @@ def pareto_figures(g: pd.DataFrame, title: str) -> str:
             cap += " Provenance: " + "; ".join(f"{r.label}: {r.energy_provenance}" for r in have.itertuples()) + "."
         if missing:
             cap += f" Not plotted ({name} unavailable): {', '.join(missing)}."
-        cap += floor_caption
+        cap += floor_caption + (FLOOR_POINTS if floors else "")
         figs.append(figure(uri, f"{q.name} vs {name}, {title}", cap))
     return f'<div class="figs">{"".join(figs)}</div>'
 
@@ -123,6 +126,7 @@ def build_section(job: SectionJob) -> Section:
     sid = anchor(job.index, job.task, job.target)
     summary = summary_table(g)
     ablation = ablation_table(g)
+    sizes = size_ladder(g)  # where the size reduction comes from (issue 28); None without two rungs
     warnings = floor_warnings(g, title) if is_floor(g).any() else []  # no floor, no verdict
     head = ('<p class="warn">Emulated target: latency and energy are the host\'s, with the target\'s thread count.</p>'
             if g["emulated"].any() else "")
@@ -132,11 +136,14 @@ def build_section(job: SectionJob) -> Section:
     else:
         pareto = f'<p class="note" data-no-figures>{esc(job.no_figures_note)}</p>'
         exits = '<p class="note" data-no-figures>No exit figures for this section either (see above).</p>'
+    ladder = ladder_html(g, title, figures=job.figures)  # beexbench/report/speed_ladder.py
     html = (f'<section id="{sid}"><h2>{esc(title)}</h2>{head}<h3>Summary</h3>{table_html(summary)}'
             f"<h3>Pareto fronts</h3>{pareto}"
             + (f"<h3>Ablations</h3>{table_html(ablation)}" if ablation else "")
-            + f"<h3>Early exits</h3>{exits}</section>")
-    return Section(job.index, sid, title, html, [summary] + ([ablation] if ablation else []), warnings, len(g),
+            + (f"<h3>Size ladder</h3>{table_html(sizes)}" if sizes else "")
+            + f"<h3>Early exits</h3>{exits}{static_depth_block(g, title, job.figures)}"
+            + (f"<h3>Where the speed-up comes from</h3>{ladder}" if ladder else "") + "</section>")
+    return Section(job.index, sid, title, html, [summary] + [t for t in (ablation, sizes) if t], warnings, len(g),
                    g[OVERVIEW_COLUMNS].copy(), job.figures)
 
 

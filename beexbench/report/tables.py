@@ -184,8 +184,8 @@ def summary_table(group: pd.DataFrame) -> Table:
     if floor.any():
         notes.append("reference floors: majority (the most frequent train label; regression: the train mean) and bow-linear "
                      "(TF-IDF of token uni+bigrams, logistic or ridge regression), fitted with scikit-learn on the same "
-                     "train split, settings chosen on val, fitted once (deterministic); dashed lines on the plots, "
-                     "not candidates on the Pareto fronts")
+                     "train split, settings chosen on val, fitted once (deterministic); dashed lines and marked points on the Pareto plots, "
+                     "not candidates on the Pareto fronts; each neural model below bow-linear or dominated by it is named in the warnings")
     q = quality_of(group)
     columns = [f"{q.axis} (test)" if c == SUMMARY_COLUMNS[2] else c for c in SUMMARY_COLUMNS]
     columns[-1:-1] = [c.header for c in extra]  # declared metrics' own columns, before the fronts

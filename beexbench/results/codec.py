@@ -45,7 +45,7 @@ class Context:
     """Where a record comes from (for errors) and what its header says."""
 
     source: str = "record"
-    version: int = 3  # beexbench.results.schema.SCHEMA_VERSION (a test keeps the two equal)
+    version: int = 4  # beexbench.results.schema.SCHEMA_VERSION (a test keeps the two equal)
     null_reasons: Mapping[str, str] = field(default_factory=dict)
 
     def fail(self, pointer: str, problem: str) -> RecordError:
@@ -268,7 +268,7 @@ class Section:
     key_order: tuple[str, ...] = field(default=(), repr=False, compare=False, metadata={"hidden": True})
 
     @classmethod
-    def from_dict(cls, doc: Any, *, source: str = "record", at: str = "", version: int = 3,
+    def from_dict(cls, doc: Any, *, source: str = "record", at: str = "", version: int = 4,
                   null_reasons: Mapping[str, str] | None = None):
         """Read a section from parsed JSON found at the JSON Pointer ``at`` of ``source``; a
         problem is a one-line :class:`RecordError`."""

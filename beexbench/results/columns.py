@@ -99,7 +99,9 @@ def _check(entry: Entry, obj: Any) -> MetricDeclaration:
     return obj
 
 
-BUILTIN_METRICS: dict[str, str] = {}  # key -> "module:attr" of a MetricDeclaration of the tree
+# key -> "module:attr" of a MetricDeclaration of the tree
+BUILTIN_METRICS: dict[str, str] = {"static_depth": "beexbench.results.static_depth:DECLARATION",
+                                   "samples": "beexbench.results.samples:DECLARATION"}
 DECLARED_METRICS: Registry[MetricDeclaration] = Registry("metric", "beexbench.metrics", BUILTIN_METRICS, check=_check)
 
 
@@ -145,6 +147,10 @@ BUILTIN_COLUMNS: tuple[Column, ...] = (
            plot=Plot("model size, total incl. embeddings (KiB)", "size", 1 / 8 / 1024)),
     Column("size_bits_no_emb", lambda m: m.size.total_bits_without_embeddings, unit="bit", better="lower"),
     Column("disk_bytes", lambda m: m.size.disk_bytes, unit="byte", better="lower"),
+    # issue 28, size ladder: the tokenizer, and the whole artifact incl. tokenizer (disk, bits)
+    Column("tokenizer_bytes", lambda m: m.size.tokenizer_bytes, unit="byte", better="lower"),
+    Column("deployable_bytes", lambda m: m.size.deployable_bytes, unit="byte", better="lower"),
+    Column("size_bits_with_tokenizer", lambda m: m.size.total_bits_with_tokenizer, unit="bit", better="lower"),
     Column("params", lambda m: m.size.params, unit="elements"),
     # MACs that are not binary (fp32, w1a32, int8); binary x binary MACs are BOPs
     Column("macs", lambda m: m.ops.per_sample_mean.non_binary_macs, unit="MAC", better="lower", fmt=".2f", scale=1e-6),

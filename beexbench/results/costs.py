@@ -10,11 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable, Literal, Mapping
 
-from .codec import Context, FrozenMap, Section, construct, decode, legacy, pointer, with_extra, written
+from .codec import (Context, FrozenMap, Section, absent_if_none, construct, decode, legacy, pointer, with_extra,
+                    written)
 
 # beexbench.profilers.energy.PROVENANCES (a test keeps the two equal; results never import torch)
 ENERGY_PROVENANCES = ("measured:rapl", "measured:nvml", "estimated:tdp-share", "unavailable")
-SIZE_UNITS = {"bits": "bit", "total_bits": "bit", "total_bytes": "byte", "disk_bytes": "byte"}
+SIZE_UNITS = {"bits": "bit", "total_bits": "bit", "total_bytes": "byte", "disk_bytes": "byte",
+              "tokenizer_bytes": "byte", "total_bits_with_tokenizer": "bit", "deployable_bytes": "byte"}
 WIDE_CI_PCT = 5.0  # warn when the 95% CI half-width of the median exceeds this share of the median
 TINY_CALL_MS = 0.01  # below ~10 us per call the timer's own overhead matters
 
@@ -70,7 +72,12 @@ class Ops(Section):
 @dataclass(frozen=True, kw_only=True)
 class Size(Section):
     """Bits by component, totals with and without the embedding table, and the deployable
-    artifact's size on disk (``beexbench.profilers.size.measure_size`` returns it)."""
+    artifact's size on disk (``beexbench.profilers.size.measure_size`` returns it). Labelled
+    totals: *encoder only* = ``total_bits_without_embeddings`` (no token table, no tokenizer);
+    *whole artifact incl. tokenizer* = ``deployable_bytes`` (model files + tokenizer files on disk)
+    and ``total_bits_with_tokenizer`` (declared bits + 8 per tokenizer byte). The tokenizer
+    fields are None when the model's task names no tokenizer, and in records written before
+    they existed."""
 
     params: int  # parameter (and declared buffer) elements
     bits: Mapping[str, int]
@@ -81,6 +88,12 @@ class Size(Section):
     disk_files: tuple[str, ...] = written(())
     notes: tuple[str, ...] = written(())
     units: Mapping[str, str] = written(default_factory=lambda: FrozenMap(SIZE_UNITS))
+    # the tokenizer/vocabulary file(s) the task's tokenizer is loaded from (issue 28); absent (None)
+    # where it was not counted: a model whose task names no tokenizer, a record written before
+    tokenizer_bytes: int | None = absent_if_none()
+    tokenizer_files: tuple[str, ...] | None = absent_if_none()
+    total_bits_with_tokenizer: int | None = absent_if_none()
+    deployable_bytes: int | None = absent_if_none()  # whole artifact incl. tokenizer, on disk
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -18,11 +18,14 @@ from .codec import Context, RecordError, decode_section
 from .metrics import CellMetrics
 
 SCHEMA = "beexbench-result"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # 2: strict JSON: a NaN or infinite number is written as null, and the record's top-level
 #    ``null_reasons`` maps its JSON Pointer to why (e.g. "/metrics/accuracy/value")
 # 3: latency measured per thread setting in isolated processes: ``metrics.latency_by_threads``,
 #    and ``wait_policy`` / ``isolated`` on every latency record
+# 4: per-sample outputs (``metrics.samples``: answer, label, exit block per test sample, for paired
+#    tests) and an early-exit model's static-depth reference (``metrics.static_depth``); both are
+#    declared metrics, so a version-3 record (without them) reads unchanged
 RUN_SCHEMA = "beexbench-run"
 
 

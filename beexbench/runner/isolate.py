@@ -19,7 +19,8 @@ then removes the run's temporary folder and exits. That folder is named after th
 
 The record's headline (``batch1``, ``batch_sweep``, memory, energy) is the setting with the lowest
 batch-1 median; every setting's records are kept (``latency_by_threads``), and a warning says when
-one thread beats all of them (thread wake-up, not the model, then dominates the N-thread figure).
+one thread beats all of them (the N-thread figure then measures the extra threads' cost, not the model: thread
+wake-up and synchronisation, or a loaded machine whose other work holds the cores; the record cannot tell which).
 """
 from __future__ import annotations
 
@@ -193,8 +194,10 @@ def measure_speed_by_threads(adapter: ModelAdapter, checkpoint: Path | None, tes
 
 
 def wakeup_warnings(speeds: dict[int, Speed]) -> list[str]:
-    """When 1 thread beats every multi-thread setting, the extra threads cost more (waking up per
-    op) than the work they share: the N-thread figure measures the thread pool, not the model."""
+    """When 1 thread beats every multi-thread setting, the extra threads cost more than the work they
+    share: the N-thread figure measures the threads, not the model. Two causes give the same
+    figures (waking and synchronising the threads per op, or a loaded machine whose other work
+    holds the cores), so the warning names both."""
     if 1 not in speeds or len(speeds) < 2:
         return []
     one = speeds[1].batch1.median
@@ -202,6 +205,7 @@ def wakeup_warnings(speeds: dict[int, Speed]) -> list[str]:
     fastest = min(many, key=many.get)
     if many[fastest] >= one * WAKEUP_MARGIN:
         return [f"batch 1: 1 thread ({one:.3g} ms) is {many[fastest] / one:.1f}x faster than {fastest} threads "
-                f"({many[fastest]:.3g} ms): thread wake-up, not the model, dominates the {fastest}-thread figure; "
-                "the headline uses 1 thread"]
+                f"({many[fastest]:.3g} ms): the {fastest}-thread figure measures the extra threads' cost, not the model - "
+                "thread wake-up and synchronisation, or a loaded machine (other work on the cores); these figures cannot "
+                "tell which; the headline uses 1 thread"]
     return []

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from ..adapters.base import ExitLayout, ModelAdapter
-from ..adapters.protocols import exit_layout_of, exit_rule_of
+from ..adapters.protocols import EarlyExit, exit_layout_of, exit_rule_of
 from ..config import LatencySettings
 from ..models.exits import entropy, prediction_change
 from ..profilers.energy import track_energy
@@ -30,59 +30,13 @@ from ..training.batches import EncodedSplit
 from ..results.codec import Section
 from ..results.columns import declared
 from ..results.implementation import Implementation, implementation_of
-from ..results.metrics import (Accuracy, Calibration, CellMetrics, Energy, Exits, Latency, Memory, Ops, OpsMean, Quality,
-                               RegressionQuality, Size, SweepRow)
+from ..results.metrics import Calibration, CellMetrics, Energy, Exits, Latency, Memory, Ops, OpsMean, Quality, Size, SweepRow
+from ..results.samples import Samples
+from ..results.static_depth import StaticDepth
 from ..training.calibrate import all_exit_logits, sweep
-from ..training.metrics import Problem, check_labels, metric_of, pearson, score, spearman
-
-
-def wilson_ci(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of a proportion."""
-    if n == 0:
-        return (math.nan, math.nan)
-    p = correct / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (centre - half, centre + half)
-
-
-def accuracy_record(correct: int, n: int, split: str, note: str) -> Accuracy:
-    lo, hi = wilson_ci(correct, n)
-    return Accuracy(value=correct / n if n else math.nan, metric="accuracy", correct=correct, n=n, ci95=(lo, hi),
-                    ci_method="wilson", split=split, note=note)
-
-
-def fisher_ci(r: float, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% interval of a Pearson correlation by Fisher's z transform."""
-    if n < 4 or math.isnan(r):
-        return (math.nan, math.nan)
-    centre, half = math.atanh(max(min(r, 1 - 1e-12), -1 + 1e-12)), z / math.sqrt(n - 3)
-    return (math.tanh(centre - half), math.tanh(centre + half))
-
-
-def regression_record(outputs: torch.Tensor, labels: torch.Tensor, label_std: float, split: str, note: str) -> RegressionQuality:
-    """Pearson r (the headline), Spearman rho, and errors: MSE in units of the train labels'
-    variance (what the model was trained on), RMSE and MAE back on the label scale."""
-    pred, y = outputs[:, 0].double(), labels.double()
-    r, n = pearson(pred, y), len(y)
-    err = pred - y
-    mse = float((err**2).mean()) if n else math.nan
-    values: dict[str, Any] = dict(value=r, ci95=fisher_ci(r, n), spearman=spearman(pred, y), undefined=None)
-    if math.isnan(r):  # a constant prediction (the majority floor) has no correlation: say so, never a number
-        why = "constant prediction" if n >= 2 and float(pred.std()) == 0 else "fewer than two samples or constant labels"
-        values = dict(value=None, ci95=(None, None), spearman=None, undefined=f"Pearson r is undefined ({why})")
-    return RegressionQuality(metric="pearson_r", n=n, ci_method="fisher_z", mse_label_var=mse, rmse=math.sqrt(mse) * label_std,
-                             mae=float(err.abs().mean()) * label_std if n else math.nan, split=split, note=note, **values)
-
-
-def quality_record(outputs: torch.Tensor, labels: torch.Tensor, label_std: float, split: str, note: str,
-                   problem: Problem) -> Quality:
-    """The task's headline quality: accuracy (classification) or Pearson r (regression)."""
-    check_labels(labels, problem)
-    if problem == "regression":
-        return regression_record(outputs, labels, label_std, split, note)
-    return accuracy_record(int((outputs.argmax(-1) == labels).sum()), len(labels), split, note)
+from ..training.metrics import Problem, metric_of, score
+from .quality import accuracy_record, fisher_ci, quality_record, regression_record, samples_record, wilson_ci  # noqa: F401 (re-exported)
+from .static_depth import StaticLatency, applies, budget_label, measure_static_latency, static_reference, with_latency
 
 
 @torch.no_grad()
@@ -103,6 +57,8 @@ class QualityAndExits:
     accuracy_no_exit: Quality
     ops: Ops
     exits: Exits | None  # None: no blocks and no exit rule (the reference floors)
+    static_depth: StaticDepth | None = None  # an early-exit model's static curve (latency filled by cell_metrics)
+    samples: Samples | None = None  # each test sample's answer and exit block (metrics.samples: the paired tests)
 
 
 def measure_accuracy_and_exits(adapter: ModelAdapter, test: EncodedSplit, depth: DepthCost,
@@ -122,8 +78,9 @@ def measure_accuracy_and_exits(adapter: ModelAdapter, test: EncodedSplit, depth:
     layout, rule = exit_layout_of(adapter), exit_rule_of(adapter)  # as the adapter declares them (protocols.EarlyExit)
     check_layout(adapter.name, layout, depth, n_exits)
     ops = ops_summary(depth, blocks, lengths)
-    if n_exits == 1 and layout.n_blocks == 1 and rule is None:
-        return QualityAndExits(accuracy, no_exit, ops, None)  # no blocks and no exit rule (the reference floors)
+    samples = samples_record(logits, blocks, test, problem)
+    if n_exits == 1 and layout.n_blocks == 1 and rule is None:  # no blocks and no exit rule (the reference floors)
+        return QualityAndExits(accuracy, no_exit, ops, None, samples=samples)
     hist = torch.bincount(blocks, minlength=depth.n_blocks + 1)[1:]
     regression = problem == "regression"
 
@@ -143,7 +100,7 @@ def measure_accuracy_and_exits(adapter: ModelAdapter, test: EncodedSplit, depth:
         # its sweep is scored in the task's metric (a plugin's calibration may leave the name out)
         calibration = Calibration.from_dict(cal if "metric" in cal else {**cal, "metric": metric_of(problem)},
                                             source=f"{adapter.name}'s calibration (fit_report.calibration)")
-        rules = adapter.rule_variants(calibration.param, [row.rule[calibration.param] for row in calibration.sweep])
+        rules = rule_variants_of(adapter, calibration.param, [row.rule[calibration.param] for row in calibration.sweep])
         test_sweep = tuple(SweepRow.from_dict(row, source=f"{adapter.name}'s test sweep")
                            for row in sweep(rules, all_logits, labels, lengths, depth.macs, depth.exits))
     exits = Exits(
@@ -160,7 +117,20 @@ def measure_accuracy_and_exits(adapter: ModelAdapter, test: EncodedSplit, depth:
         test_sweep=test_sweep,
         **signal,
     )
-    return QualityAndExits(accuracy, no_exit, ops, exits)
+    static = None
+    if applies(adapter, n_exits):  # the same network and heads, always exiting at block k (runner.static_depth)
+        static = static_reference(adapter, all_logits, logits, blocks, labels, lengths, depth, problem, label_std,
+                                  calibration, test_sweep)
+    return QualityAndExits(accuracy, no_exit, ops, exits, static, samples)
+
+
+def rule_variants_of(adapter: ModelAdapter, param: str, values: list):
+    """The deployed rule with ``param`` set to each of ``values``, as the model declares them
+    (:class:`~beexbench.adapters.protocols.EarlyExit`); a model with a calibration but no
+    variants fails its cell with the reason."""
+    if not isinstance(adapter, EarlyExit):
+        raise TypeError(f"{adapter.name} records an exit-rule calibration but declares no rule_variants (EarlyExit)")
+    return adapter.rule_variants(param, values)
 
 
 def check_layout(name: str, layout: ExitLayout, depth: DepthCost, n_exits: int) -> None:
@@ -221,6 +191,8 @@ class Speed(Section):
     seq_len_sweep: tuple[Latency, ...]
     implementation: Implementation | None = None  # what ran the timed code (None: not recorded)
     skipped: tuple[str, ...] = ()  # each requested batch size or length that was not measured, and why
+    static_depth: tuple[StaticLatency, ...] = ()  # batch 1 at each static depth (runner.static_depth; () : none)
+    static_budget: str = ""  # the static latencies' reduced budget, as a label
 
     @property
     def warnings(self) -> list[str]:
@@ -276,6 +248,9 @@ def measure_speed(adapter: ModelAdapter, test: EncodedSplit, target: Target, set
         batch1 = rec
         if energy:
             energy_rec = _energy_per_sample(en.record, rec.n + settings.warmup)
+        with progress.task(f"latency {adapter.name} at each static depth, bs=1", total=None):
+            static = measure_static_latency(adapter, singles, target, settings, lambda fn, inputs, **b: measure_latency(
+                fn, target=target, inputs=inputs, batch_size=1, **b))
         # memory in its own pass: the RSS sampling thread would compete with the timed code
         with target.activate(), track_memory(target) as mem:
             for sample in singles:
@@ -305,7 +280,8 @@ def measure_speed(adapter: ModelAdapter, test: EncodedSplit, target: Target, set
                 r = measure_latency(one, target=target, inputs=inputs, batch_size=1, seq_len=length, **short)
             seq_len_sweep.append(r)
     return Speed(batch1=batch1, energy=energy_rec, memory=memory, batch_sweep=tuple(batch_sweep),
-                 seq_len_sweep=tuple(seq_len_sweep), implementation=implementation, skipped=tuple(skipped))
+                 seq_len_sweep=tuple(seq_len_sweep), implementation=implementation, skipped=tuple(skipped),
+                 static_depth=static, static_budget=budget_label(settings) if static else "")
 
 
 def _energy_per_sample(rec: Energy, calls: int) -> Energy:
@@ -336,9 +312,15 @@ def cell_metrics(quality: QualityAndExits, size: Size, speed: Speed,
                  latency_by_threads: tuple[Latency, ...] = (), declared_sections: dict[str, Section] | None = None) -> CellMetrics:
     """The record's ``metrics``, composed from the three measurements (``speed``: the fastest
     thread setting's; ``latency_by_threads``: every setting's latency records) and the declared
-    metrics' sections (written as ``metrics.<key>``)."""
+    metrics' sections (written as ``metrics.<key>``), with an early-exit model's static-depth
+    reference (``metrics.static_depth``, its latencies the fastest setting's)."""
+    declared_sections = dict(declared_sections or {})
+    if quality.samples is not None:
+        declared_sections["samples"] = quality.samples
+    if quality.static_depth is not None:
+        declared_sections["static_depth"] = with_latency(quality.static_depth, speed.static_depth, speed.static_budget)
     return CellMetrics(accuracy=quality.accuracy, accuracy_no_exit=quality.accuracy_no_exit, ops=quality.ops,
                        exits=quality.exits, size=size, batch1=speed.batch1, energy=speed.energy, memory=speed.memory,
                        batch_sweep=speed.batch_sweep, seq_len_sweep=speed.seq_len_sweep, implementation=speed.implementation,
                        latency_by_threads=latency_by_threads or (speed.batch1, *speed.batch_sweep),
-                       extra=dict(declared_sections or {}))
+                       extra=declared_sections)

@@ -21,6 +21,7 @@ from ..data import load_task
 from ..data.tasks import model_recipe
 from ..errors import BeexError
 from ..profilers.environment import capture_environment
+from ..profilers.size import keep_tokenizer
 from ..progress import NULL_PROGRESS, Progress
 from ..results.schema import CellKey
 from ..results.store import RunDir, new_run_id, now_iso
@@ -61,7 +62,7 @@ def prepare_task(data, tokenizer=None) -> tuple[dict[str, EncodedSplit], TaskSpe
                   for name, sp in splits.items()}
     for name, sp in splits.items():
         check_labels(sp.labels, data.card.problem, where=f"task {data.card.name}'s {name} split")
-    tok_sha = hashlib.sha256(tokenizer.to_str().encode()).hexdigest()
+    tok_sha = keep_tokenizer(tokenizer).stem  # its sha256; kept where the size profiler counts it (issue 28)
     spec = TaskSpec(task=data.card.name, num_labels=data.card.num_labels, vocab_size=tokenizer.get_vocab_size(),
                     max_len=data.card.max_len, tokenizer_sha256=tok_sha, problem=data.card.problem,
                     label_mean=mean, label_std=std)

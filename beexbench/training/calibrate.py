@@ -9,6 +9,10 @@ from ..models.exits import ExitRule, simulate
 from .batches import EncodedSplit
 from .metrics import metric_name, score
 
+# how a calibration picks its setting from the validation sweep (CalibrationSpec.objective):
+# "cheapest-within-tolerance": the cheapest within ``tolerance`` of the no-exit score (the default);
+# "accuracy-seeking": the best validation score, ties to the cheaper (the paper's exits that raise accuracy)
+OBJECTIVES = ("cheapest-within-tolerance", "accuracy-seeking")
 CostFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (exit_block, lengths) -> MACs per sample
 
 
@@ -46,10 +50,16 @@ def sweep(
     return rows
 
 
-def choose(rows: list[dict], reference: float, tolerance: float, metric: str = "accuracy") -> int:
-    """Index of the cheapest rule whose ``metric`` is within ``tolerance`` of the reference
-    (the same model without exits); ties go to the better-scoring rule."""
+def choose(rows: list[dict], reference: float, tolerance: float, metric: str = "accuracy",
+           objective: str = OBJECTIVES[0]) -> int:
+    """Index of the rule ``objective`` picks (:data:`OBJECTIVES`): the cheapest whose ``metric`` is
+    within ``tolerance`` of the reference (the same model without exits; ties go to the
+    better-scoring rule), or with ``"accuracy-seeking"`` the best-scoring one (ties to the cheaper)."""
+    if objective not in OBJECTIVES:
+        raise ValueError(f"calibration objective {objective!r}: use one of {', '.join(OBJECTIVES)}")
     key = "mean_macs" if all("mean_macs" in r for r in rows) else "mean_exit_block"
+    if objective == "accuracy-seeking":
+        return min(range(len(rows)), key=lambda i: (-rows[i][metric], rows[i][key]))
     ok = [i for i, r in enumerate(rows) if r[metric] >= reference - tolerance]
     if not ok:
         ok = [max(range(len(rows)), key=lambda i: rows[i][metric])]

@@ -1,0 +1,122 @@
+"""One metric of one cell, base against new, as a typed delta with its interval and test.
+
+- accuracy: points (new - base). Paired (exact McNemar) when both records keep per-sample outputs
+  of the same split (``metrics.samples``, schema 4); otherwise an unpaired two-proportion z-test
+  on the two accuracies, labelled so (records written before schema 4).
+- latency (batch 1, median): a ratio new / base. Paired bootstrap over inputs when both measured
+  the same inputs (equal ``n_inputs`` and split digest): each input's mean over its repeats on
+  each side; otherwise an unpaired bootstrap of the two medians, labelled so.
+- size (deployable bytes on disk): a ratio, exact (a file size has no sampling error).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..results.schema import CellRecord
+from ..stats import mcnemar, paired_ratio
+
+METRICS = ("accuracy", "latency", "size")
+
+
+@dataclass(frozen=True)
+class Delta:
+    metric: str  # accuracy | latency | size
+    base: float
+    new: float
+    change: float  # accuracy: new - base (fraction); latency, size: new / base
+    lo: float  # interval of ``change`` (95%); equal to change when exact
+    hi: float
+    p_value: float  # before correction (1.0: no test possible, or exact and equal)
+    method: str
+    p_adjusted: float = math.nan  # after the family's correction (set by compare)
+
+    @property
+    def exact(self) -> bool:
+        return self.method.startswith("exact ratio")
+
+    def significant(self, alpha: float) -> bool:
+        if self.exact:
+            return self.change != 1.0
+        p = self.p_value if math.isnan(self.p_adjusted) else self.p_adjusted
+        return p < alpha
+
+    def shown(self) -> str:
+        if self.metric == "accuracy":
+            return f"{self.change * 100:+.2f} pp [{self.lo * 100:+.2f}, {self.hi * 100:+.2f}]"
+        if self.exact:
+            return f"x{self.change:.3f} (exact)"
+        return f"x{self.change:.3f} [{self.lo:.3f}, {self.hi:.3f}]"
+
+
+def _samples(rec: CellRecord):
+    return rec.metrics.extra.get("samples") if rec.metrics is not None else None
+
+
+def accuracy_delta(base: CellRecord, new: CellRecord) -> Delta | None:
+    qa, qb = base.metrics.accuracy, new.metrics.accuracy
+    if getattr(qa, "metric", "accuracy") != "accuracy" or getattr(qb, "metric", "accuracy") != "accuracy":
+        return None  # regression quality: compared through its own metric in a later step, not as accuracy
+    sa, sb = _samples(base), _samples(new)
+    if sa is not None and sb is not None and not isinstance(sa, dict) and not isinstance(sb, dict) \
+            and sa.split_digest == sb.split_digest and sa.kind == sb.kind == "class":
+        t = mcnemar(sa.correct(), sb.correct())
+        return Delta("accuracy", qa.value, qb.value, t.delta, t.delta_lo, t.delta_hi, t.p_value, t.method)
+    from scipy.stats import norm
+
+    na, nb = qa.n, qb.n
+    pa, pb = qa.value, qb.value
+    d = pb - pa
+    se = math.sqrt(pa * (1 - pa) / na + pb * (1 - pb) / nb) if na and nb else math.nan
+    pooled = (pa * na + pb * nb) / (na + nb) if na and nb else math.nan
+    se0 = math.sqrt(pooled * (1 - pooled) * (1 / na + 1 / nb)) if na and nb else math.nan
+    p = 1.0 if not se0 or math.isnan(se0) else float(2 * norm.sf(abs(d) / se0))
+    return Delta("accuracy", pa, pb, d, d - 1.96 * se, d + 1.96 * se, p,
+                 "unpaired two-proportion z (a record without per-sample outputs)")
+
+
+def _per_input(lat) -> np.ndarray | None:
+    vals = np.asarray(lat.values, dtype=float)
+    k = lat.n_inputs
+    if not k or vals.size < k:
+        return None
+    usable = vals[: (vals.size // k) * k] if vals.size % k else vals
+    idx = np.arange(usable.size) % k
+    return np.bincount(idx, weights=usable, minlength=k) / np.bincount(idx, minlength=k)
+
+
+def latency_delta(base: CellRecord, new: CellRecord, *, resamples: int = 2000) -> Delta:
+    la, lb = base.metrics.batch1, new.metrics.batch1
+    sa, sb = _samples(base), _samples(new)
+    same_split = sa is not None and sb is not None and getattr(sa, "split_digest", 1) == getattr(sb, "split_digest", 2)
+    xa, xb = _per_input(la), _per_input(lb)
+    if same_split and xa is not None and xb is not None and xa.size == xb.size and xa.size >= 2:
+        r = paired_ratio(xa, xb, statistic="median", resamples=resamples)
+        return Delta("latency", la.median, lb.median, r.ratio, r.lo, r.hi, r.p_value, r.method + " over inputs")
+    rng = np.random.default_rng(0)
+    a, b = np.asarray(la.values, float), np.asarray(lb.values, float)
+    boot = np.median(b[rng.integers(0, b.size, (resamples, b.size))], 1) / np.median(a[rng.integers(0, a.size, (resamples, a.size))], 1)
+    lo, hi = (float(v) for v in np.quantile(boot, [0.025, 0.975]))
+    p = min(1.0, 2 * max(min(float((boot <= 1).mean()), float((boot >= 1).mean())), 1 / resamples))
+    return Delta("latency", la.median, lb.median, lb.median / la.median, lo, hi, p,
+                 f"unpaired bootstrap of the median ratio ({resamples} resamples; inputs not known to be the same)")
+
+
+def size_delta(base: CellRecord, new: CellRecord) -> Delta | None:
+    a, b = base.metrics.size.disk_bytes, new.metrics.size.disk_bytes
+    if not a or not b:
+        a, b = base.metrics.size.total_bytes, new.metrics.size.total_bytes
+        how = "exact ratio of counted bytes (no files on disk)"
+    else:
+        how = "exact ratio of bytes on disk"
+    if not a or not b:
+        return None
+    r = b / a
+    return Delta("size", float(a), float(b), r, r, r, 1.0 if r == 1.0 else 0.0, how)
+
+
+def deltas(base: CellRecord, new: CellRecord) -> list[Delta]:
+    out = [accuracy_delta(base, new), latency_delta(base, new), size_delta(base, new)]
+    return [d for d in out if d is not None]
