@@ -7,7 +7,13 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import json
+from typing import Any
+
 from beexbench._io import atomic_write_bytes, atomic_write_text, dumps_strict
+from beexbench.adapters.base import FitReport, TaskSpec
+from beexbench.adapters.checkpoint import read_checkpoint, write_checkpoint
+from beexbench.adapters.spec import ModelSpec
 from beexbench.errors import BeexError
 
 HEADER = "ort.json"  # the deployment's header: graphs, their inputs/outputs, the exit rule
@@ -61,3 +67,30 @@ def read_graphs(directory: Path, files: dict, blocks: int, what: str, redo: str)
     except Exception as exc:  # protobuf's DecodeError (a file written with a matching checksum but not ONNX)
         raise BeexError(f"checkpoint {directory}: a graph is not a readable ONNX model ({type(exc).__name__}): {redo}") from None
     return [data[name] for name in wanted]
+
+
+def save_checkpoint(adapter: Any, directory: Path, key: str, files: dict[str, str]) -> Path:
+    """The exported deployment's checkpoint: its torch weights and the metadata (config, task, fit,
+    and under ``key`` its graph files' checksums and its verification against torch), written last."""
+    meta = {"config": adapter.config, "task": adapter.spec.to_dict(),
+            "fit": adapter.fit_report.to_dict() if adapter.fit_report else None,
+            key: {"files": files, "verification": adapter.verification}}
+    return write_checkpoint(directory, adapter.name, adapter.model.state_dict(), json.loads(json.dumps(meta)))
+
+
+def load_checkpoint(cls: Any, directory: Path, key: str) -> tuple[Any, dict, dict, str]:
+    """The deployment rebuilt from its checkpoint's weights and settings (no graph read yet): the
+    adapter, the metadata's ``key`` record, its listed files and the advice a broken folder gets."""
+    tensors, doc = read_checkpoint(directory, cls.name)
+    redo = f"delete {directory} and re-derive {cls.name} from fp32 (`beexbench train`)"
+    try:
+        adapter = cls(ModelSpec.from_dict(doc["config"]), TaskSpec(**doc["task"]))
+        adapter.model.load_state_dict(tensors, strict=True)
+    except (KeyError, TypeError, RuntimeError, BeexError) as exc:
+        raise BeexError(f"checkpoint {directory} does not match model '{cls.name}' ({str(exc).splitlines()[0]}): {redo}") from None
+    adapter.model.eval()
+    adapter.fit_report = FitReport.from_dict(doc.get("fit"))
+    rec = doc.get(key) if isinstance(doc.get(key), dict) else {}
+    files = rec.get("files") if isinstance(rec.get("files"), dict) else {}
+    adapter.verification = rec.get("verification")
+    return adapter, rec, files, redo

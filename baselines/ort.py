@@ -23,7 +23,6 @@ files and their checksums are :mod:`baselines._ort_files`; the check against tor
 """
 from __future__ import annotations
 
-import json
 import operator
 from pathlib import Path
 from typing import ClassVar
@@ -33,7 +32,7 @@ import torch
 from torch import nn
 
 from beexbench.adapters.base import FitReport, ModelAdapter, Precision, TaskSpec
-from beexbench.adapters.checkpoint import META, read_checkpoint, write_checkpoint
+from beexbench.adapters.checkpoint import META
 from beexbench.adapters.encoder_adapter import EncoderAdapter, how_trained, module_precision
 from beexbench.adapters.protocols import Deployment
 from beexbench.adapters.roles import deployment_of
@@ -48,7 +47,7 @@ from beexbench.training.calibrate import CostFn
 
 from . import _onnx_export as ox
 from . import _ort_verify
-from ._ort_files import HEADER, HEADER_FORMAT, HEADER_VERSION, graph_file, read_graphs, write_files  # noqa: F401 (re-exported)
+from ._ort_files import HEADER, graph_file, load_checkpoint, read_graphs, save_checkpoint, write_files
 
 _VERSION = operator.attrgetter("_version")
 
@@ -239,28 +238,14 @@ class OrtDeployment(Deployment, EncoderAdapter):
                   "num_labels": self.spec.num_labels, "max_len": self.spec.max_len,
                   "quantization": self.quantization_note()}
         files = write_files(directory, graphs, header)
-        meta = {"config": self.config, "task": self.spec.to_dict(),
-                "fit": self.fit_report.to_dict() if self.fit_report else None,
-                "ort": {"files": files, "verification": self.verification}}
-        return write_checkpoint(directory, self.name, self.model.state_dict(), json.loads(json.dumps(meta)))
+        return save_checkpoint(self, directory, "ort", files)
 
     @classmethod
     def load(cls, directory: Path) -> "OrtDeployment":
         directory = Path(directory)
-        tensors, doc = read_checkpoint(directory, cls.name)
-        redo = f"delete {directory} and re-derive {cls.name} from fp32 (`beexbench train`)"
-        try:
-            adapter = cls(ModelSpec.from_dict(doc["config"]), TaskSpec(**doc["task"]))
-            adapter.model.load_state_dict(tensors, strict=True)
-        except (KeyError, TypeError, RuntimeError, BeexError) as exc:
-            raise BeexError(f"checkpoint {directory} does not match model '{cls.name}' ({str(exc).splitlines()[0]}): {redo}") from None
-        adapter.model.eval()
-        adapter.fit_report = FitReport.from_dict(doc.get("fit"))
-        ort = doc.get("ort") if isinstance(doc.get("ort"), dict) else {}
-        files = ort.get("files") if isinstance(ort.get("files"), dict) else {}
+        adapter, _, files, redo = load_checkpoint(cls, directory, "ort")
         adapter._graphs = read_graphs(directory, files, len(adapter.model.blocks), cls.name, redo)
         adapter._stamp = adapter._module_stamp()
-        adapter.verification = ort.get("verification")
         return adapter
 
     def deployable_files(self, directory: Path) -> list[Path]:

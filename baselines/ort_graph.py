@@ -22,7 +22,6 @@ graph is built again before the next call. A new exit rule (``set_rule``) rebuil
 from __future__ import annotations
 
 import hashlib
-import json
 import operator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -33,7 +32,7 @@ from torch import nn
 
 from beexbench._io import atomic_write_bytes, atomic_write_text, dumps_strict
 from beexbench.adapters.base import FitReport, ModelAdapter, Precision, TaskSpec
-from beexbench.adapters.checkpoint import META, read_checkpoint, write_checkpoint
+from beexbench.adapters.checkpoint import META
 from beexbench.adapters.encoder_adapter import EncoderAdapter, how_trained, module_precision
 from beexbench.adapters.protocols import Deployment
 from beexbench.adapters.roles import deployment_of
@@ -47,6 +46,7 @@ from beexbench.training.calibrate import CostFn
 
 from . import _onnx_export as ox
 from . import _onnx_graph as og
+from ._ort_files import load_checkpoint, save_checkpoint
 
 GRAPH, HEADER = "graph.onnx", "ort_graph.json"
 EXPORTED = "the trained fp32 network exported to one ONNX graph, exit rule inside (no retraining)"
@@ -236,25 +236,12 @@ class OrtGraphDeployment(Deployment, EncoderAdapter):
         atomic_write_bytes(directory / GRAPH, graph)
         atomic_write_text(directory / HEADER, header)
         files = {GRAPH: hashlib.sha256(graph).hexdigest(), HEADER: hashlib.sha256(header.encode("utf-8")).hexdigest()}
-        meta = {"config": self.config, "task": self.spec.to_dict(),
-                "fit": self.fit_report.to_dict() if self.fit_report else None,
-                "ort_graph": {"files": files, "verification": self.verification}}
-        return write_checkpoint(directory, self.name, self.model.state_dict(), json.loads(json.dumps(meta)))
+        return save_checkpoint(self, directory, "ort_graph", files)
 
     @classmethod
     def load(cls, directory: Path) -> "OrtGraphDeployment":
         directory = Path(directory)
-        tensors, doc = read_checkpoint(directory, cls.name)
-        redo = f"delete {directory} and re-derive {cls.name} from fp32 (`beexbench train`)"
-        try:
-            adapter = cls(ModelSpec.from_dict(doc["config"]), TaskSpec(**doc["task"]))
-            adapter.model.load_state_dict(tensors, strict=True)
-        except (KeyError, TypeError, RuntimeError, BeexError) as exc:
-            raise BeexError(f"checkpoint {directory} does not match model '{cls.name}' ({str(exc).splitlines()[0]}): {redo}") from None
-        adapter.model.eval()
-        adapter.fit_report = FitReport.from_dict(doc.get("fit"))
-        rec = doc.get("ort_graph") if isinstance(doc.get("ort_graph"), dict) else {}
-        files = rec.get("files") if isinstance(rec.get("files"), dict) else {}
+        adapter, _, files, redo = load_checkpoint(cls, directory, "ort_graph")
         blobs = {}
         for name in (GRAPH, HEADER):
             path = directory / name
@@ -269,7 +256,6 @@ class OrtGraphDeployment(Deployment, EncoderAdapter):
         except Exception as exc:  # protobuf's DecodeError: not an ONNX model
             raise BeexError(f"checkpoint {directory}: {GRAPH} is not a readable ONNX model ({type(exc).__name__}): {redo}") from None
         adapter._graph, adapter._key = blobs[GRAPH], (adapter._stamp(), og.GraphRule.of(adapter.rule))
-        adapter.verification = rec.get("verification")
         return adapter
 
     def deployable_files(self, directory: Path) -> list[Path]:

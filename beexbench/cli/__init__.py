@@ -7,7 +7,7 @@ import sys
 import typer
 
 from .. import _signals
-from . import _exit, compare_cmd, info_cmd, list_cmd, report_cmd, results_cmd, run_cmd, worker_cmd
+from . import _exit, compare_cmd, info_cmd, list_cmd, report_cmd, results_cmd, roofline_cmd, run_cmd, worker_cmd
 
 app = typer.Typer(
     name="beexbench",
@@ -22,6 +22,7 @@ app.command("report")(report_cmd.report)
 app.command("compare")(compare_cmd.compare)
 app.command("list")(list_cmd.list_)
 app.command("info")(info_cmd.info)
+app.command("roofline")(roofline_cmd.roofline)
 app.command("worker")(worker_cmd.worker)
 app.add_typer(results_cmd.app, name="results")
 

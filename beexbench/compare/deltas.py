@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..results.schema import CellRecord
-from ..stats import mcnemar, paired_ratio
+from ..stats import mcnemar, paired_ratio, per_input_means, unpaired_proportions
 
 METRICS = ("accuracy", "latency", "size")
 
@@ -64,27 +64,12 @@ def accuracy_delta(base: CellRecord, new: CellRecord) -> Delta | None:
             and sa.split_digest == sb.split_digest and sa.kind == sb.kind == "class":
         t = mcnemar(sa.correct(), sb.correct())
         return Delta("accuracy", qa.value, qb.value, t.delta, t.delta_lo, t.delta_hi, t.p_value, t.method)
-    from scipy.stats import norm
-
-    na, nb = qa.n, qb.n
-    pa, pb = qa.value, qb.value
-    d = pb - pa
-    se = math.sqrt(pa * (1 - pa) / na + pb * (1 - pb) / nb) if na and nb else math.nan
-    pooled = (pa * na + pb * nb) / (na + nb) if na and nb else math.nan
-    se0 = math.sqrt(pooled * (1 - pooled) * (1 / na + 1 / nb)) if na and nb else math.nan
-    p = 1.0 if not se0 or math.isnan(se0) else float(2 * norm.sf(abs(d) / se0))
-    return Delta("accuracy", pa, pb, d, d - 1.96 * se, d + 1.96 * se, p,
-                 "unpaired two-proportion z (a record without per-sample outputs)")
+    d = unpaired_proportions(qa.value, qa.n, qb.value, qb.n)
+    return Delta("accuracy", qa.value, qb.value, d.delta, d.lo, d.hi, d.p_value, d.method)
 
 
 def _per_input(lat) -> np.ndarray | None:
-    vals = np.asarray(lat.values, dtype=float)
-    k = lat.n_inputs
-    if not k or vals.size < k:
-        return None
-    usable = vals[: (vals.size // k) * k] if vals.size % k else vals
-    idx = np.arange(usable.size) % k
-    return np.bincount(idx, weights=usable, minlength=k) / np.bincount(idx, minlength=k)
+    return per_input_means(lat.values, lat.n_inputs)
 
 
 def latency_delta(base: CellRecord, new: CellRecord, *, resamples: int = 2000) -> Delta:

@@ -1,6 +1,8 @@
 """What a result was measured on: versions, commit, CPU, GPU, OS, seed, config, time; and noise checks.
 
-Everything here reads, nothing writes. ``capture_environment()`` returns a JSON-safe dict.
+Everything here reads, nothing writes. ``capture_environment()`` returns a JSON-safe dict; its
+``roofline`` entry is this host's cached roofline summary and key (:mod:`.roofline`), read from the
+cache and never measured here (``beexbench roofline`` measures it, once per host).
 """
 from __future__ import annotations
 
@@ -20,11 +22,9 @@ import psutil
 
 from beexbench import settings
 
+from ._cpu import _cpuinfo_fields, cpu_flags, cpu_model  # noqa: F401 (re-exported)
+
 PACKAGES = ("torch", "numpy", "pandas", "fvcore", "tokenizers", "psutil", "nvidia-ml-py", "beexbench")
-# CPU flags that matter for these kernels (SIMD width, popcount, int8/bf16 dot products).
-_RELEVANT_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "popcnt", "bmi2", "avx_vnni", "amx",
-                   "neon", "asimd", "asimddp", "sve", "sve2", "i8mm", "bf16", "fphp", "asimdhp")
-_CPUINFO = Path("/proc/cpuinfo")
 _CPUFREQ = Path("/sys/devices/system/cpu")
 
 
@@ -33,46 +33,6 @@ def _version(dist: str) -> str:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
         return "not installed"
-
-
-def _cpuinfo_fields(path: Path = _CPUINFO) -> dict[str, str]:
-    """The first value of each key in /proc/cpuinfo (empty off Linux)."""
-    fields: dict[str, str] = {}
-    try:
-        text = path.read_text()
-    except OSError:
-        return fields
-    for line in text.splitlines():
-        key, sep, value = line.partition(":")
-        if sep and key.strip() not in fields:
-            fields[key.strip()] = value.strip()
-    return fields
-
-
-def cpu_model() -> str:
-    """A human CPU model string on Linux (x86 and ARM), macOS and elsewhere."""
-    info = _cpuinfo_fields()
-    for key in ("model name", "Model", "Hardware", "cpu model"):
-        if info.get(key):
-            return info[key]
-    if sys.platform == "darwin":
-        try:
-            out = subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True,
-                                 text=True, timeout=5)
-            if out.stdout.strip():
-                return out.stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            pass
-    return platform.processor() or platform.machine() or "unknown"
-
-
-def cpu_flags(info: Mapping[str, str] | None = None) -> list[str]:
-    """SIMD/ISA flags relevant to our kernels (x86 ``flags`` or ARM ``Features``)."""
-    info = _cpuinfo_fields() if info is None else info
-    raw = set((info.get("flags") or info.get("Features") or "").split())
-    if not raw and platform.machine() in ("arm64", "aarch64"):
-        raw = {"neon", "asimd"}  # mandatory on AArch64 (macOS has no /proc/cpuinfo)
-    return sorted(f for f in raw if f in _RELEVANT_FLAGS or f.startswith(("avx512", "amx")))
 
 
 def git_state(path: Path | str | None = None) -> dict[str, Any]:
@@ -188,7 +148,14 @@ def capture_environment(target=None, seed: int | None = None,
         "gpus": gpus,
         "seed": seed,
         "config": dict(config) if config is not None else None,
+        "roofline": _roofline_entry(),
     }
+
+
+def _roofline_entry() -> dict[str, Any]:
+    from .roofline import environment_entry  # reads the cache only: never runs the benchmark
+
+    return environment_entry()
 
 
 # -- noise -------------------------------------------------------------------------------------

@@ -13,11 +13,13 @@ from ..results.store import unique_runs
 from ._html import esc, figure, page
 from .aggregate import dedupe
 from .export import write_tables
-from .frame import is_floor, records_frame
+from .family import paired_frame, report_family
+from .frame import is_floor
 from .guard import check_destination
 from .notes import dataset_notes, environment_table, failed_section, method_notes, target_notes, warnings_section
 from .parallel import check_jobs, choose_workers, run_sections
 from .sections import Section, SectionJob
+from .roofline import roofline_html
 
 # Sections (task × target) that get figures unless told otherwise; the rest get tables and a place
 # in the across-section figure. Five figures cost about a second of CPU per section.
@@ -37,13 +39,14 @@ def check_figures_for(n) -> None:
                         f"(sections drawn with figures; default {DEFAULT_FIGURES_FOR})")
 
 
-def _jobs(cells: pd.DataFrame, figures_for: int) -> list[SectionJob]:
+def _jobs(cells: pd.DataFrame, figures_for: int, family: dict | None = None) -> list[SectionJob]:
     groups = list(cells.groupby(["task", "target_label"], sort=True))
     n = len(groups)
     note = (f"No figures for this section: this report draws figures for the first {figures_for} of its {n} "
             f"sections (--figures-for {figures_for}). Its models are in the summary table above and in the "
             "across-section figure at the top; rerun `beexbench report` with a larger --figures-for to draw them.")
-    return [SectionJob(i, str(task), str(target), g, i < figures_for, note)
+    family = family or {}
+    return [SectionJob(i, str(task), str(target), g, i < figures_for, note, family.get((str(task), str(target)), {}))
             for i, ((task, target), g) in enumerate(groups)]
 
 
@@ -102,8 +105,9 @@ def build_report(results: list[Path] | Path, out: Path, *, tables_dir: Path | No
     ok = [r for r in records if r.status == "ok"]
     if not ok:
         raise BeexError(f"no finished results under {', '.join(map(str, roots))}: run `beexbench run` first")
-    cells, duplicates, other_config = dedupe(records_frame(ok))
-    section_jobs = _jobs(cells, figures_for)
+    cells, duplicates, other_config = dedupe(paired_frame(ok))  # with each cell's per-sample data
+    family = report_family(cells)  # every pairwise statement, Holm-adjusted together (one family)
+    section_jobs = _jobs(cells, figures_for, family)
     sections = run_sections(section_jobs, choose_workers(section_jobs, jobs), progress)
 
     tables = [t for s in sections for t in s.tables]
@@ -128,7 +132,7 @@ def build_report(results: list[Path] | Path, out: Path, *, tables_dir: Path | No
         + "".join(s.html for s in sections)
         + f'<section id="s-notes"><h2>Method and conventions</h2>{method_notes(ok)}'
         f"<h3>Datasets</h3>{dataset_notes(ok)}<h3>Targets</h3>{target_notes(ok)}</section>"
-        f'<section id="s-environment"><h2>Environment</h2>{environment_table(ok)}</section>'
+        f'<section id="s-environment"><h2>Environment</h2>{environment_table(ok)}{roofline_html(ok)}</section>'
         f'<section id="s-warnings"><h2>Warnings</h2>{warnings_section(ok, duplicates, all_floor_warnings, other_config=other_config)}</section>'
         + failed_section(records)
     )

@@ -4,9 +4,12 @@ A neural model is named when it scores below ``bow-linear`` (the floor a model m
 worth its cost) or when ``bow-linear`` dominates it on (test quality, latency, size): at least
 as accurate, strictly faster (batch-1 median of each model's fastest thread setting) and
 strictly smaller (total bits, embeddings included). Each line gives both figures and whether
-the difference is distinguishable: judged by the overlap of the two rows' intervals (one seed:
-the record's 95% interval, Wilson for accuracy; several seeds: mean ± std), never by a paired
-test: the aggregated rows judged here carry no per-sample outputs (no exact McNemar test here).
+the difference is distinguishable. In a report each named model's difference is a statement of
+the report's family (:mod:`beexbench.report.family`): an exact McNemar test where both cells keep
+per-sample outputs of one split, a paired t over the seeds both have, else an unpaired z-test,
+with its interval, its p and its Holm-adjusted p. Judged from the rows alone (no test given), the
+line says whether the two rows' intervals overlap (one seed: the record's 95% interval, Wilson for
+accuracy; several seeds: mean ± std), and that this is not a paired test.
 A model no better than the majority floor is named once, as a failed training.
 
 Pure pandas on aggregated rows (:func:`beexbench.report.aggregate.aggregate`): testable on
@@ -19,19 +22,11 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from .frame import Quality, is_floor, quality_of
+from .frame import num as _num, Quality, is_floor, quality_of
 from .tables import fmt_kib, fmt_ms
 
 JUDGE = "bow-linear"  # the floor every neural model is judged against
 MAJORITY = "majority"
-
-
-def _num(v) -> float:
-    try:
-        v = float(v)
-    except (TypeError, ValueError):
-        return math.nan
-    return v
 
 
 def _interval(r) -> tuple[float, float] | None:
@@ -150,16 +145,23 @@ def _costs(v: FloorVerdict) -> str:
             f"{'smaller' if v.smaller else 'not smaller'} ({fmt_kib(v.floor_size_bits)} vs {fmt_kib(v.size_bits)} KiB)")
 
 
-def verdict_sentence(v: FloorVerdict, title: str, q: Quality) -> str:
-    """The warning line naming one model below or dominated by the floor."""
+def _tested(t) -> str:
+    """A family test's clause: difference, interval, method, p and Holm p, verdict."""
+    return f"{t.verdict} ({t.shown()}; {t.method}; {t.p_text()})"
+
+
+def verdict_sentence(v: FloorVerdict, title: str, q: Quality, test=None) -> str:
+    """The warning line naming one model below or dominated by the floor; ``test``: its statement's
+    test (:class:`beexbench.report.significance.Test`), else the intervals' overlap is said."""
     show = _shower(q)
     mine, theirs = f"{show(v.value)}{_bounds(v.interval, q)}", f"{show(v.floor_value)}{_bounds(v.floor_interval, q)}"
     diff = (v.floor_value - v.value) * 100  # in q.delta: points of accuracy, hundredths of Pearson r
     if v.below:
         text = (f"{title}: {v.label} scores {mine} test {q.name}, {diff:.1f} {q.delta} below the {v.floor} reference "
-                f"floor's {theirs}; {_distinguishable(v, q)}.")
+                f"floor's {theirs}; " + (_tested(test) if test is not None and test.tested else _distinguishable(v, q)) + ".")
     else:
-        text = f"{title}: {v.label} scores {mine} test {q.name}, no more than the {v.floor} reference floor's {theirs}."
+        text = f"{title}: {v.label} scores {mine} test {q.name}, no more than the {v.floor} reference floor's {theirs}"
+        text += f"; {_tested(test)}." if test is not None and test.tested else "."
     if v.dominated:
         good = "at least as accurate" if q.key == "accuracy" else f"at least as high a {q.name}"
         return text + f" {v.floor} dominates it on ({q.name}, latency, size): {good}, {_costs(v)}."
@@ -168,11 +170,12 @@ def verdict_sentence(v: FloorVerdict, title: str, q: Quality) -> str:
     return text + f" Not dominated: {v.floor} is {_costs(v)}."
 
 
-def floor_warnings(group: pd.DataFrame, title: str) -> list[str]:
+def floor_warnings(group: pd.DataFrame, title: str, tests: dict | None = None) -> list[str]:
     """The reference floors' verdicts on a (task, target) group, one line each: when the best
     neural model scores below a floor (bow-linear, or majority); each neural model below
     bow-linear or dominated by it (:func:`judge`); and each neural model no better than the
-    majority floor (its training failed: it learned at most the class prior)."""
+    majority floor (its training failed: it learned at most the class prior). ``tests``: the
+    section's statements (:mod:`beexbench.report.family`), keyed ``("floor", model, floor)``."""
     floor = is_floor(group)
     models = group[~floor].dropna(subset=["accuracy"])
     floors = group[floor].dropna(subset=["accuracy"])
@@ -185,7 +188,7 @@ def floor_warnings(group: pd.DataFrame, title: str) -> list[str]:
     if best["accuracy"] < top["accuracy"]:
         out.append(f"{title}: the best neural model, {best['label']}, scores {show(best['accuracy'])} test {q.name}, below the "
                    f"{top['label']} reference floor's {show(top['accuracy'])}: a bag-of-words baseline beats every neural model here.")
-    out += [verdict_sentence(v, title, q) for v in judge(group) if v.named]
+    out += [verdict_sentence(v, title, q, (tests or {}).get(("floor", v.label, v.floor))) for v in judge(group) if v.named]
     prior = _prior(group)
     if prior is not None:
         for _, m in models[models["accuracy"] <= prior].sort_values("label").iterrows():

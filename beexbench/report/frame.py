@@ -32,6 +32,14 @@ QUALITIES = {
 }
 
 
+def num(v) -> float:
+    """A frame cell as a float (NaN for None, text or anything else that is not a number)."""
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return math.nan
+
+
 def quality_of(df: pd.DataFrame) -> Quality:
     """The metric of a (task, ...) group: accuracy unless its records say otherwise."""
     metrics = set(df["metric"].dropna()) if "metric" in df else set()

@@ -108,14 +108,16 @@ def pareto_axes() -> list[tuple[str, str, str, float, bool, tuple[str, str] | No
 
 
 def pareto_plot(df: pd.DataFrame, cost: str, cost_label: str, title: str, *, scale: float = 1.0,
-                log_x: bool = False, err: tuple[str, str] | None = None, floors=(), floor_rows=None) -> str:
+                log_x: bool = False, err: tuple[str, str] | None = None, floors=(), floor_rows=None,
+                front: pd.Series | None = None) -> str:
     """Accuracy (%) or Pearson r ×100 against ``cost`` × ``scale``, one colour and marker per model; the non-dominated
     models are ringed and joined by the dashed front; error bars where intervals exist. ``floors``:
     ``(name, value ×100)`` of the reference floors, drawn as dashed horizontal lines; ``floor_rows``: their
-    rows, also drawn as points at their own cost (:func:`floor_points`), never on the front."""
+    rows, also drawn as points at their own cost (:func:`floor_points`), never on the front. ``front``: the
+    ringed rows when given (:func:`beexbench.report.dominance.significant_front`), else the geometric front."""
     _theme()
     d = df.dropna(subset=[cost, "accuracy"]).copy()
-    d["front"] = pareto_mask(d, cost)
+    d["front"] = pareto_mask(d, cost) if front is None else front.reindex(d.index, fill_value=False).astype(bool)
     d["x"] = d[cost] * scale
     d["y"] = d["accuracy"] * 100
     d["name"] = d["label"].map(text)

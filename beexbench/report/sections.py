@@ -10,7 +10,9 @@ import pandas as pd
 from ._html import anchor, esc, figure, table_html, unavailable
 from .aggregate import aggregate
 from .frame import is_floor, quality_of
+from .dominance import front_caption, significant_front
 from .floors import FLOOR_POINTS, floor_warnings
+from .significance import Test
 from .size_ladder import size_ladder
 from .plots import exit_histogram_plot, pareto_axes, pareto_plot, tradeoff_plot
 from .tables import Table, ablation_table, summary_table
@@ -32,6 +34,7 @@ class SectionJob:
     cells: pd.DataFrame
     figures: bool
     no_figures_note: str = ""
+    tests: dict = field(default_factory=dict)  # its pairwise statements' adjusted tests (report.family)
 
 
 @dataclass
@@ -71,7 +74,9 @@ def _floors(g: pd.DataFrame) -> tuple[list[tuple[str, float]], str]:
     return lines, cap
 
 
-def pareto_figures(g: pd.DataFrame, title: str) -> str:
+def pareto_figures(g: pd.DataFrame, title: str, cells: pd.DataFrame | None = None) -> str:
+    """One Pareto figure per declared cost; with the group's per-seed ``cells``, a point is
+    dominated only where the dominance is distinguishable (:mod:`beexbench.report.dominance`)."""
     figs = []
     q = quality_of(g)
     floors, floor_caption = _floors(g)
@@ -85,12 +90,15 @@ def pareto_figures(g: pd.DataFrame, title: str) -> str:
                 why += f" (provenance: {', '.join(sorted(set(g['energy_provenance'])))}); nothing is plotted rather than zeros."
             figs.append(unavailable(f"{q.name.capitalize()} vs {name} — {title}", why))
             continue
+        front, kept = significant_front(g, cells, cost, name)
         uri = pareto_plot(g, cost, label, f"{q.name.capitalize()} vs {name} — {title}", scale=scale, log_x=log_x, err=err,
-                          floors=floors, floor_rows=floor_rows)
+                          floors=floors, floor_rows=floor_rows, front=front)
         bars = f"Error bars: {q.name} " + _spread(g, q.interval)
         if err:
             bars += "; latency " + _spread(g, "bootstrap 95% interval of the median")
-        cap = f"Non-dominated models are ringed and joined by the dashed front. {bars}."
+        cap = (front_caption(kept) if cells is not None else
+               "Non-dominated models (geometric: no test of whether a dominance is distinguishable) are ringed and joined "
+               "by the dashed front.") + f" {bars}."
         if cost == "energy_j":
             cap += " Provenance: " + "; ".join(f"{r.label}: {r.energy_provenance}" for r in have.itertuples()) + "."
         if missing:
@@ -119,29 +127,39 @@ def exit_figures(g: pd.DataFrame, title: str) -> str:
     return f'<div class="figs">{"".join(figs)}</div>'
 
 
+def headline_html(tests: dict) -> str:
+    """Each subject model against the full-precision reference, with its tests ("" without one)."""
+    lines = [t for k, t in tests.items() if k[0] == "headline" and isinstance(t, Test)]
+    if not lines:
+        return ""
+    return ("<h3>Subject vs full-precision reference</h3>"
+            + "".join(f'<p class="verdict" data-headline>{esc(t.sentence())}.</p>' for t in lines))
+
+
 def build_section(job: SectionJob) -> Section:
     """The HTML of one (task, target) section, its tables and its floor warnings."""
     g = aggregate(job.cells)
     title = f"{job.task} on {job.target}"
     sid = anchor(job.index, job.task, job.target)
-    summary = summary_table(g)
+    cells = job.cells if "paired" in job.cells else None  # per-seed rows with their per-sample data
+    summary = summary_table(g, cells)
     ablation = ablation_table(g)
     sizes = size_ladder(g)  # where the size reduction comes from (issue 28); None without two rungs
-    warnings = floor_warnings(g, title) if is_floor(g).any() else []  # no floor, no verdict
+    warnings = floor_warnings(g, title, job.tests) if is_floor(g).any() else []  # no floor, no verdict
     head = ('<p class="warn">Emulated target: latency and energy are the host\'s, with the target\'s thread count.</p>'
             if g["emulated"].any() else "")
     head += "".join(f'<p class="warn" data-floor-warning>{esc(w)}</p>' for w in warnings)
     if job.figures:
-        pareto, exits = pareto_figures(g, title), exit_figures(g, title)
+        pareto, exits = pareto_figures(g, title, cells), exit_figures(g, title)
     else:
         pareto = f'<p class="note" data-no-figures>{esc(job.no_figures_note)}</p>'
         exits = '<p class="note" data-no-figures>No exit figures for this section either (see above).</p>'
-    ladder = ladder_html(g, title, figures=job.figures)  # beexbench/report/speed_ladder.py
+    ladder = ladder_html(g, title, figures=job.figures, tests=job.tests)  # beexbench/report/speed_ladder.py
     html = (f'<section id="{sid}"><h2>{esc(title)}</h2>{head}<h3>Summary</h3>{table_html(summary)}'
-            f"<h3>Pareto fronts</h3>{pareto}"
+            + headline_html(job.tests) + f"<h3>Pareto fronts</h3>{pareto}"
             + (f"<h3>Ablations</h3>{table_html(ablation)}" if ablation else "")
             + (f"<h3>Size ladder</h3>{table_html(sizes)}" if sizes else "")
-            + f"<h3>Early exits</h3>{exits}{static_depth_block(g, title, job.figures)}"
+            + f"<h3>Early exits</h3>{exits}{static_depth_block(g, title, job.figures, job.tests)}"
             + (f"<h3>Where the speed-up comes from</h3>{ladder}" if ladder else "") + "</section>")
     return Section(job.index, sid, title, html, [summary] + [t for t in (ablation, sizes) if t], warnings, len(g),
                    g[OVERVIEW_COLUMNS].copy(), job.figures)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from .frame import quality_of
+from .frame import num as _num, quality_of
 from .tables import Table, fmt, fmt_accuracy
 
 # (model, the factor that differs from the rung below it)
@@ -43,14 +43,6 @@ class LadderTable(Table):
     @property
     def title(self) -> str:
         return f"Size ladder (where the size reduction comes from) — {self.task} on {self.target}"
-
-
-def _num(v) -> float:
-    try:
-        v = float(v)
-    except (TypeError, ValueError):
-        return math.nan
-    return v
 
 
 def ratio(a, b) -> float:

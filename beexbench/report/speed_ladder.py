@@ -191,23 +191,38 @@ def ladder_plot(steps: list[Step], title: str) -> str:
     return to_data_uri(fig)
 
 
-def ladder_html(g: pd.DataFrame, title: str, figures: bool = True) -> str:
-    """The section's "where the speed-up comes from" table and bar figure ("" when no step applies)."""
+def _test_cells(t) -> tuple[str, str]:
+    """A step's test (report.family): "×1.80 [1.62, 2.01] (method)" and "p; Holm p: verdict"."""
+    if t is None:
+        return "—", "no test in this report"
+    return f"{t.shown()} ({t.method})", f"{t.p_text()}: {t.verdict}"
+
+
+def ladder_html(g: pd.DataFrame, title: str, figures: bool = True, tests: dict | None = None) -> str:
+    """The section's "where the speed-up comes from" table and bar figure ("" when no step applies);
+    ``tests``: the section's statements (:mod:`beexbench.report.family`), keyed ``("ladder", step)``."""
     steps, k, overhead = ladder(g)
     if not steps and overhead is None:
         return ""
-    head = ["step", "speed-up (× faster)", "95% interval", "before: ms, accuracy, depth", "after: ms, accuracy, depth", "note"]
+    tests = tests or {}
+    head = ["step", "speed-up (× faster)", "95% interval", "before: ms, accuracy, depth", "after: ms, accuracy, depth", "note",
+            "test: speed-up [95% interval]", "p, Holm-adjusted p: verdict"]
     body = "".join(
         "<tr>" + "".join(f'<td class="{"l" if i == 0 else ""}">{esc(c)}</td>' for i, c in enumerate((
             s.name, f"{s.ratio:.2f}", f"{s.lo:.2f}–{s.hi:.2f}",
             f"{s.before.latency:.3f}, {_acc(s.before)}, {s.before.depth}",
-            f"{s.after.latency:.3f}, {_acc(s.after)}, {s.after.depth}", s.label))) + "</tr>" for s in steps)
+            f"{s.after.latency:.3f}, {_acc(s.after)}, {s.after.depth}", s.label,
+            *_test_cells(tests.get(("ladder", s.name)))))) + "</tr>" for s in steps)
     table = ('<table data-speed-ladder><thead><tr>' + "".join(f"<th>{esc(h)}</th>" for h in head)
              + f"</tr></thead><tbody>{body}</tbody></table>")
     notes = [f"Batch-1 median latency; equal depth = static depth k={k} (the modal exit block of {PACKED}'s deployed rule)"
              if k is not None else f"No common depth: {PACKED} has no exit record; each side's deployed rule is used",
              "intervals: the two sides' bootstrap 95% intervals of the median combined in log space; a static-depth "
              "latency carries its model's batch-1 interval width"]
+    if any(k[0] == "ladder" for k in tests):
+        notes.append("test: each step is a statement of the report's family (Holm over every comparison the report makes, "
+             "α = 0.05): a paired bootstrap over the same inputs where both sides are timed on them (one seed), a paired "
+             "t of log latency over the seeds both have, else the intervals above, said “unpaired”")
     if overhead is not None:
         notes.append(f"per-block overhead of {PER_BLOCK} (one session per block, exit rule in Python): "
                      f"1 − ({ONE_CALL} / {PER_BLOCK}) latency at the same deployed rule = {overhead:.0%}")

@@ -83,8 +83,15 @@ def _curve_figure(models: list[tuple[str, dict, list]], metric: str, title: str)
     return to_data_uri(fig)
 
 
-def static_depth_block(g: pd.DataFrame, title: str, figures: bool) -> str:
-    """The HTML of a section's static-depth block ("" when no model records one)."""
+def _with_tests(text: str, label: str, seed, tests: dict) -> str:
+    """A verdict with its statements' tests (the report's family: interval, p, Holm p, verdict)."""
+    found = [tests[k] for k in (("static", label, seed, "compared"), ("static", label, seed, "cheaper")) if k in tests]
+    return text + "".join(f" [{t.what.split(', ', 1)[-1]}: {t.shown()}; {t.method}; {t.p_text()}: {t.verdict}]" for t in found)
+
+
+def static_depth_block(g: pd.DataFrame, title: str, figures: bool, tests: dict | None = None) -> str:
+    """The HTML of a section's static-depth block ("" when no model records one); ``tests``: the
+    section's statements (:mod:`beexbench.report.family`), shown after each verdict."""
     if "static_depth" not in g:
         return ""
     rows = g[~is_floor(g)]
@@ -95,7 +102,8 @@ def static_depth_block(g: pd.DataFrame, title: str, figures: bool) -> str:
             continue
         seed, s = per_seed[0]
         tables.append(table_html(static_table(str(r.label), seed, s)))
-        verdicts += [f"{r.label} (seed {sd}): {x['verdict_text']}" for sd, x in per_seed]
+        verdicts += [_with_tests(f"{r.label} (seed {sd}): {x['verdict_text']}", str(r.label), sd, tests or {})
+                     for sd, x in per_seed]
         sweep = next((sw for sd, sw in (r.test_sweep or []) if sd == seed), [])
         models.append((str(r.label), s, sweep))
     if not models:

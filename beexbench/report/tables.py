@@ -113,9 +113,15 @@ def fmt_kib(bits) -> str:
     return fmt(bits, ",.1f", 1 / 8 / 1024)
 
 
-def front_flags(group: pd.DataFrame) -> pd.DataFrame:
-    """Boolean column per axis: on the non-dominated front of accuracy against that cost."""
-    return pd.DataFrame({name: pareto_mask(group, col) for col, name in fronts()}, index=group.index)
+def front_flags(group: pd.DataFrame, cells: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Boolean column per axis: on the non-dominated front of accuracy against that cost; with the
+    group's per-seed ``cells``, dominated only where the dominance is distinguishable
+    (:func:`beexbench.report.dominance.significant_front`)."""
+    if cells is None:
+        return pd.DataFrame({name: pareto_mask(group, col) for col, name in fronts()}, index=group.index)
+    from .dominance import significant_front
+
+    return pd.DataFrame({name: significant_front(group, cells, col, name)[0] for col, name in fronts()}, index=group.index)
 
 
 SUMMARY_COLUMNS = [
@@ -125,12 +131,13 @@ SUMMARY_COLUMNS = [
 ]
 
 
-def summary_table(group: pd.DataFrame) -> Table:
-    """One row per model of one (task, target) group, most accurate first."""
+def summary_table(group: pd.DataFrame, cells: pd.DataFrame | None = None) -> Table:
+    """One row per model of one (task, target) group, most accurate first; ``cells`` (the group's
+    per-seed rows): fronts count only distinguishable dominance."""
     g = group.sort_values(["accuracy", "label"], ascending=[False, True], na_position="last")
     floor = is_floor(g)
     # the reference floors are reference lines, not candidates: the fronts are over the other models
-    flags = front_flags(g[~floor]).reindex(g.index, fill_value=False).astype(bool)
+    flags = front_flags(g[~floor], cells).reindex(g.index, fill_value=False).astype(bool)
     reference = g[has_role(g, FULL_PRECISION_REFERENCE.kind)]
     refs = {row["setting"]: row for _, row in reference.iterrows()}
 
@@ -179,7 +186,10 @@ def summary_table(group: pd.DataFrame) -> Table:
         f"{q.name} (×100): " + ("mean ± std over seeds where seeds > 1, else " if multi else "")
         + f"the test value [{q.interval}]",
         "MACs: fp32/int8/w1a32 multiply-accumulates per sample; BOPs: 1-bit × 1-bit MACs; OPs = FLOPs + BOPs/64",
-        f"Pareto front: the axes on which the model is not dominated (higher {q.name}, lower cost)",
+        f"Pareto front: the axes on which the model is not dominated (higher {q.name}, lower cost)"
+        + ("; dominated only where another model is distinguishably better on each axis on which they differ "
+           "(α = 0.05 per pair; see the Pareto figures' captions)" if cells is not None else
+           "; geometric: no test of whether a dominance is distinguishable"),
     ]
     if floor.any():
         notes.append("reference floors: majority (the most frequent train label; regression: the train mean) and bow-linear "

@@ -19,7 +19,8 @@ from .codec import Section
 
 PYTORCH = "pytorch"  # the model's own PyTorch modules (no fast path declared)
 ONNXRUNTIME = "onnxruntime"  # ONNX Runtime sessions (the fp32 model's ORT deployments)
-ENGINES = (PYTORCH, "native", "steps", "python", ONNXRUNTIME)
+OPENVINO = "openvino"  # OpenVINO compiled models (ov-fp32 / ov-bf16 / ov-int8)
+ENGINES = (PYTORCH, "native", "steps", "python", ONNXRUNTIME, OPENVINO)
 
 
 class FastPathUnavailable(BeexError):

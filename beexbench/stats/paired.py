@@ -128,3 +128,43 @@ def seed_difference(a: Sequence[float], b: Sequence[float]) -> SeedDifference:
     half = float(stats.t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
     p = float(stats.ttest_rel(y, x).pvalue)
     return SeedDifference(mean=mean, lo=mean - half, hi=mean + half, p_value=p, n=n)
+
+
+@dataclass(frozen=True)
+class Difference:
+    """b - a of two independent proportions (records without per-sample outputs)."""
+
+    delta: float
+    lo: float  # Wald 95% interval
+    hi: float
+    p_value: float  # pooled two-sided z test
+    method: str = "unpaired two-proportion z (no per-sample outputs to pair)"
+
+    def distinguishable(self, alpha: float = ALPHA) -> bool:
+        return self.p_value < alpha
+
+
+def unpaired_proportions(pa: float, na: int, pb: float, nb: int) -> Difference:
+    """Two accuracies measured on samples that cannot be paired: their difference with a Wald
+    interval and the pooled two-proportion z test (labelled so in ``method``)."""
+    from scipy.stats import norm
+
+    if not na or not nb:
+        raise ValueError("both proportions need their sample counts")
+    d = pb - pa
+    se = math.sqrt(pa * (1 - pa) / na + pb * (1 - pb) / nb)
+    pooled = (pa * na + pb * nb) / (na + nb)
+    se0 = math.sqrt(pooled * (1 - pooled) * (1 / na + 1 / nb))
+    p = 1.0 if se0 == 0 else float(2 * norm.sf(abs(d) / se0))
+    return Difference(delta=d, lo=d - 1.96 * se, hi=d + 1.96 * se, p_value=p)
+
+
+def per_input_means(values: Sequence[float], n_inputs: int | None) -> np.ndarray | None:
+    """Each input's mean over its repeats, where ``values[i]`` belongs to input ``i % n_inputs``
+    (a latency record's convention); None without inputs or with fewer values than inputs."""
+    vals = np.asarray(values or (), dtype=float)
+    if not n_inputs or vals.size < n_inputs:
+        return None
+    vals = vals[: (vals.size // n_inputs) * n_inputs]
+    idx = np.arange(vals.size) % n_inputs
+    return np.bincount(idx, weights=vals, minlength=n_inputs) / np.bincount(idx, minlength=n_inputs)
