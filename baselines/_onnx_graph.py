@@ -30,7 +30,7 @@ CONTROL_FLOW = ("If", "Loop")
 
 @dataclass(frozen=True)
 class GraphRule:
-    """An exit rule the graph can hold: ``kind`` is fractional-entropy, prediction-change or final."""
+    """An exit rule the graph can hold: ``kind`` is fractional-entropy, prediction-change, static or final."""
 
     kind: str
     delta: float = 0.0
@@ -48,8 +48,10 @@ class GraphRule:
             return cls(kind, float(d["delta"]), int(d["min_exit"]), d["answer"] == "lower_entropy", float(rule.eps))
         if kind == "prediction-change":
             return cls(kind, float(d["delta"]), int(d["min_exit"]))
+        if kind == "static":  # static depth k: every row leaves at block min_exit = k
+            return cls("static", 0.0, int(d["min_exit"]))
         raise BeexError(f"exit rule '{kind}' cannot be put inside one ONNX graph (fractional-entropy, "
-                        "prediction-change and final can): use fp32-ort for it")
+                        "prediction-change, static and final can): use fp32-ort for it")
 
 
 def _rename(graph, index: int, h_prev: str | None):
@@ -107,6 +109,8 @@ class _Builder:
                       oh.make_node("ReduceMax", [p + "ady", "c/axis-1"], [p + "change"], keepdims=0),
                       oh.make_node("Less", [p + "change", "delta"], [p + "cond"])]
             cond = p + "cond"
+        elif r.kind == "static" and i >= r.min_exit:
+            cond = "c/true"
         if last:
             cond = "c/true"
         if cond is None:  # nobody can exit here: the state carries over
@@ -173,7 +177,7 @@ def stitch(block_graphs: list[bytes], exit_blocks: list[int], rule: GraphRule) -
 
     models = [onnx.load_from_string(g) for g in block_graphs]
     n = len(models)
-    if rule.kind != "final" and not 2 <= rule.min_exit:
+    if rule.kind not in ("final", "static") and not 2 <= rule.min_exit:
         raise BeexError(f"min_exit {rule.min_exit}: the graph's rules need a previous exit")
     builder = _Builder(rule, n, exit_blocks)
     nodes, inits, outs = builder.scope(1, [m.graph for m in models], {}, None)

@@ -138,3 +138,16 @@ def test_refusals_are_one_line_errors():
     from beexbench.models.exits import Patience
     with pytest.raises(BeexError, match="cannot be put inside one ONNX graph"):
         FP32OrtGraph.derive(src, None).set_rule(Patience(2))
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_the_static_rule_runs_inside_the_graph_at_depth_k(k):
+    """The static-depth reference (exit rule 'static', runner.static_depth) is timed in the one-call
+    graph itself: every row leaves at block k, with torch's logits of exit k."""
+    from beexbench.models.exits import Static
+
+    src = fp32()
+    dep = FP32OrtGraph.derive(src, split(32, 3))
+    dep.set_rule(Static(k))
+    blocks = compare(dep, src, split(24, 5))
+    assert blocks.tolist() == [k] * 24

@@ -186,8 +186,14 @@ def floor_warnings(group: pd.DataFrame, title: str, tests: dict | None = None) -
     out = []
     best, top = models.loc[models["accuracy"].idxmax()], floors.loc[floors["accuracy"].idxmax()]
     if best["accuracy"] < top["accuracy"]:
+        test = (tests or {}).get(("floor", best["label"], top["label"]))
+        if test is not None and test.tested:  # "beats" only when the best model's gap is distinguishable
+            said = ("a bag-of-words baseline beats every neural model here" if test.distinguishable()
+                    else "no neural model is distinguishably better or worse than it here (see the line on that model)")
+        else:
+            said = "no paired test was possible, so whether it beats them is not established (see the line on that model)"
         out.append(f"{title}: the best neural model, {best['label']}, scores {show(best['accuracy'])} test {q.name}, below the "
-                   f"{top['label']} reference floor's {show(top['accuracy'])}: a bag-of-words baseline beats every neural model here.")
+                   f"{top['label']} reference floor's {show(top['accuracy'])}: {said}.")
     out += [verdict_sentence(v, title, q, (tests or {}).get(("floor", v.label, v.floor))) for v in judge(group) if v.named]
     prior = _prior(group)
     if prior is not None:

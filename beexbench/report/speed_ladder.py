@@ -90,7 +90,7 @@ def modal_block(row: pd.Series | None) -> int | None:
     """The modal exit block of a model's deployed rule: its static-depth record's, else its exit histogram's."""
     if row is None:
         return None
-    m = _get(row.get("static_depth"), "modal_block")
+    m = _get(_static_records(row)[0] if _static_records(row) else None, "modal_block")
     if _num(m) is not None:
         return int(m)
     hist = row.get("exit_histogram")
@@ -99,11 +99,24 @@ def modal_block(row: pd.Series | None) -> int | None:
     return None
 
 
+def _static_records(row: pd.Series) -> list:
+    """The row's static-depth records: the aggregated column is ``[(seed, record), ...]`` (one per
+    seed, ``per_seed``); a single record (a dict or section) is read as one seed's."""
+    value = row.get("static_depth")
+    if isinstance(value, (list, tuple)):
+        return [v[1] if isinstance(v, (list, tuple)) and len(v) == 2 else v for v in value if v]
+    return [value] if value else []
+
+
 def _static_point(row: pd.Series, k: int):
-    for p in _get(row.get("static_depth"), "points", None) or ():
-        if int(_get(p, "k", -1)) == k and _num(_get(p, "latency_ms")) is not None:
-            return p
-    return None
+    """The point at depth ``k``, latency and accuracy the mean over the seeds that measured it."""
+    found = [p for rec in _static_records(row) for p in (_get(rec, "points", None) or ())
+             if int(_get(p, "k", -1)) == k and _num(_get(p, "latency_ms")) is not None]
+    if not found:
+        return None
+    accs = [a for a in (_num(_get(p, "accuracy")) for p in found) if a is not None]
+    return {"k": k, "latency_ms": sum(float(_get(p, "latency_ms")) for p in found) / len(found),
+            "accuracy": sum(accs) / len(accs) if accs else None}
 
 
 def side(row: pd.Series, k: int | None) -> Side | None:
