@@ -108,3 +108,46 @@ def test_cli_exit_status(tmp_path):
     assert same.returncode == 0, same.stdout + same.stderr
     bad = subprocess.run([*cmd, "--fail-on", "latency:ten"], capture_output=True, text=True)
     assert bad.returncode == 2 and "cannot read" in bad.stderr
+
+
+def test_a_real_run_against_a_deliberately_slowed_model_fails_the_gate(tmp_path, monkeypatch):
+    """End to end: the same tiny suite run twice (the second reuses the trained model from the
+    model store) with a model whose predict sleeps 3 ms in the second run only: `beexbench compare`
+    finds the latency regression (exit 1) and no accuracy change; the base against itself exits 0."""
+    import time
+
+    from baselines.fp32 import FP32
+    from beexbench.adapters.registry import ADAPTERS, register_model
+    from beexbench.config import load_config
+    from beexbench.runner import run_suite
+    from conftest import write_tiny_suite
+
+    class Sleepy(FP32):
+        """fp32 with an optional sleep in predict (the regression this test plants)."""
+
+        name = "sleepy-fp32"
+        sleep_s = 0.0
+
+        def predict(self, input_ids, attention_mask):
+            if type(self).sleep_s:
+                time.sleep(type(self).sleep_s)
+            return super().predict(input_ids, attention_mask)
+
+    monkeypatch.setenv("BEEXBENCH_CACHE", str(tmp_path / "cache"))
+    ADAPTERS.unregister(Sleepy.name)
+    register_model(Sleepy.name)(Sleepy)
+    try:
+        suite = write_tiny_suite(tmp_path, models=(Sleepy.name,))
+        base = run_suite(load_config(config_file=suite, run_id="base")).run_dir
+        Sleepy.sleep_s = 0.003
+        slow = run_suite(load_config(config_file=suite, run_id="slow")).run_dir
+    finally:
+        ADAPTERS.unregister(Sleepy.name)
+    c = compare(base, slow, fail_on="accuracy:-1pp,latency:+10%")
+    acc, lat = c.cells[0].deltas[:2]
+    assert acc.change == 0 and acc.method.startswith("exact McNemar")
+    assert lat.change > 1.5 and lat.method.startswith("paired bootstrap") and not c.ok
+    assert [r.split(": ")[1].split()[0] for r in c.regressions] == ["latency"]
+    cmd = [sys.executable, "-c", "from beexbench.cli import main; main()", "compare"]
+    assert subprocess.run([*cmd, str(base), str(slow), "--fail-on", "latency:+10%"], capture_output=True).returncode == 1
+    assert subprocess.run([*cmd, str(base), str(base), "--fail-on", "latency:+10%"], capture_output=True).returncode == 0

@@ -69,14 +69,25 @@ def test_a_model_without_its_static_depth_is_labelled_depths_differ():
 def test_modal_block_falls_back_to_the_exit_histogram_and_threads_must_match():
     g = frame()
     g.loc[g.model == "beexformer-packed", "static_depth"] = None
+    # static-depth latencies are all at 1 thread (runner.isolate); a side without one falls back to its
+    # headline latency, whose thread setting may differ: then the step says so
+    g.loc[g.model == "fp32", "static_depth"] = None
     g.loc[g.model == "fp32", "latency_threads"] = "2"
     steps, k, _ = ladder(g)
     assert k == 2  # the histogram's mode
     first = steps[0]
-    assert "threads differ" in first.label
+    assert "threads differ" in first.label and "depths differ" in first.label
     assert len(steps) == 3  # no static depth-L latency for packed: no early-exit step
 
 
 def test_no_ladder_models_no_section():
     g = pd.DataFrame([row("bow-linear", 0.01, 0.01, 0.01, 0.78)])
     assert ladder_html(g, "t") == ""
+
+
+def test_the_deployed_rule_side_is_read_at_the_common_thread_setting():
+    g = frame()
+    g["latency_by_threads"] = [{1: 0.5, 2: 0.3}] * len(g)
+    steps, _, _ = ladder(g)
+    last = steps[-1]  # packed static depth L -> deployed rule: the deployed side at 1 thread (0.5 ms), not 2
+    assert last.after.latency == 0.5 and last.after.threads == "1" and "threads differ" not in last.label

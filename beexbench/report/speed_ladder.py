@@ -31,6 +31,7 @@ RUNGS = (("fp32", "fp32 eager (torch)"), ("fp32-ort-graph", "fp32, ONNX Runtime,
          ("int8-ort-graph", "int8, ONNX Runtime, one call"), ("beexformer-packed", "1-bit packed engine"))
 PACKED, PER_BLOCK, ONE_CALL = "beexformer-packed", "fp32-ort", "fp32-ort-graph"
 DEPTHS_DIFFER = "depths differ"
+LADDER_THREADS = 1  # every rung at one thread setting: the static-depth latencies' (runner.isolate)
 
 
 @dataclass(frozen=True)
@@ -130,10 +131,15 @@ def side(row: pd.Series, k: int | None) -> Side | None:
     point = _static_point(row, k) if k is not None else None
     if point is not None:
         lat = float(_get(point, "latency_ms"))
-        acc = _num(_get(point, "accuracy"))
-        return Side(model, acc, lat, lat * lo / med, lat * hi / med, f"k={k}", threads, True)
+        acc = _num(_get(point, "accuracy"))  # static latencies are measured at the fewest threads (runner.isolate)
+        return Side(model, acc, lat, lat * lo / med, lat * hi / med, f"k={k}", str(LADDER_THREADS), True)
     mean_exit = _num(row.get("mean_exit"))
     depth = "deployed rule" + (f", mean exit {mean_exit:.2f}" if mean_exit is not None else "")
+    by_threads = row.get("latency_by_threads")
+    common = _num(by_threads.get(LADDER_THREADS, by_threads.get(str(LADDER_THREADS)))) if isinstance(by_threads, dict) else None
+    if common is not None:  # the deployed rule at the ladder's common thread setting (its interval's width kept)
+        return Side(model, _num(row.get("accuracy")), common, common * lo / med, common * hi / med, depth,
+                    str(LADDER_THREADS), False)
     return Side(model, _num(row.get("accuracy")), med, lo, hi, depth, threads, False)
 
 
@@ -231,7 +237,10 @@ def ladder_html(g: pd.DataFrame, title: str, figures: bool = True, tests: dict |
     notes = [f"Batch-1 median latency; equal depth = static depth k={k} (the modal exit block of {PACKED}'s deployed rule)"
              if k is not None else f"No common depth: {PACKED} has no exit record; each side's deployed rule is used",
              "intervals: the two sides' bootstrap 95% intervals of the median combined in log space; a static-depth "
-             "latency carries its model's batch-1 interval width"]
+             "latency carries its model's batch-1 interval width. Each side is timed in its own measuring process, and "
+             "these intervals cover the noise within a process only, not between processes (a loaded or shared host "
+             "moves whole processes): with one seed, read a step as a measurement of this run; repeated runs (--seeds) "
+             "give the spread, which the test below then uses"]
     if any(k[0] == "ladder" for k in tests):
         notes.append("test: each step is a statement of the report's family (Holm over every comparison the report makes, "
              "α = 0.05): a paired bootstrap over the same inputs where both sides are timed on them (one seed), a paired "

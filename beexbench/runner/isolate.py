@@ -24,6 +24,8 @@ wake-up and synchronisation, or a loaded machine whose other work holds the core
 """
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import os
 import re
@@ -190,7 +192,12 @@ def measure_speed_by_threads(adapter: ModelAdapter, checkpoint: Path | None, tes
     best = min(speeds, key=lambda t: speeds[t].batch1.median)
     records = tuple(r for t in sorted(speeds) for r in (speeds[t].batch1, *speeds[t].batch_sweep))
     warnings += wakeup_warnings(speeds)
-    return speeds[best], records, warnings
+    # the static-depth latencies of every model at one common setting, the fewest threads (1 on a
+    # CPU), so that a speed ladder compares its rungs at equal threads as well as equal depth
+    fewest = min(speeds)
+    chosen = dataclasses.replace(speeds[best], static_depth=speeds[fewest].static_depth,
+                                 static_budget=speeds[fewest].static_budget)
+    return chosen, records, warnings
 
 
 def wakeup_warnings(speeds: dict[int, Speed]) -> list[str]:
