@@ -37,7 +37,6 @@ from beexbench.adapters.encoder_adapter import EncoderAdapter, how_trained, modu
 from beexbench.adapters.protocols import Deployment
 from beexbench.adapters.roles import deployment_of
 from beexbench.adapters.spec import ModelSpec
-from beexbench.errors import BeexError, ConfigError
 from beexbench.models.early_exit import run_early_exit
 from beexbench.models.exits import ExitDecision
 from beexbench.progress import NULL_PROGRESS, Progress
@@ -46,6 +45,7 @@ from beexbench.training.batches import EncodedSplit
 from beexbench.training.calibrate import CostFn
 
 from . import _onnx_export as ox
+from ._fp32_copy import copy_of_fp32
 from . import _ort_verify
 from ._ort_files import HEADER, graph_file, load_checkpoint, read_graphs, save_checkpoint, write_files
 
@@ -187,19 +187,7 @@ class OrtDeployment(Deployment, EncoderAdapter):
     def derive(cls, source: ModelAdapter, val: EncodedSplit | None, cost_fn: CostFn | None = None) -> "OrtDeployment":
         """Export the trained fp32 network (its calibrated exit rule kept, nothing re-calibrated)
         and check the deployment against it on ``val``."""
-        try:
-            settings = ModelSpec.from_dict(source.config)
-        except (ConfigError, AttributeError):
-            raise BeexError(f"'{getattr(source, 'name', source)}' is not an fp32 encoder model: {cls.name} exports fp32") from None
-        if settings.encoder.weight_bits != 32:
-            raise BeexError(f"'{source.name}' is not a full-precision model: {cls.name} exports fp32 models only")
-        out = cls(settings, source.spec)
-        out.model.load_state_dict(source.module().state_dict())
-        out.model.eval()
-        rule = source.exit_rule()
-        if rule is not None:
-            out.rule = rule  # the calibrated rule object (config["exit"] holds the same parameters)
-        out.source, out.fit_report = source, source.fit_report
+        out = copy_of_fp32(cls, source)
         out.verification = out.verify(source.predict, source.forward, val, reference=f"torch {source.name} (eager)")
         return out
 

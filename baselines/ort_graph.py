@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import operator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -37,7 +37,7 @@ from beexbench.adapters.encoder_adapter import EncoderAdapter, how_trained, modu
 from beexbench.adapters.protocols import Deployment
 from beexbench.adapters.roles import deployment_of
 from beexbench.adapters.spec import ModelSpec
-from beexbench.errors import BeexError, ConfigError
+from beexbench.errors import BeexError
 from beexbench.models.exits import ExitDecision, ExitRule
 from beexbench.progress import NULL_PROGRESS, Progress
 from beexbench.results.implementation import ONNXRUNTIME, Implementation
@@ -45,6 +45,7 @@ from beexbench.training.batches import EncodedSplit
 from beexbench.training.calibrate import CostFn
 
 from . import _onnx_export as ox
+from ._fp32_copy import copy_of_fp32
 from . import _onnx_graph as og
 from ._ort_files import load_checkpoint, save_checkpoint
 
@@ -64,7 +65,7 @@ class OrtGraphDeployment(Deployment, EncoderAdapter):
     tolerance: ClassVar[float | None] = None  # max |logit - torch logit| derive accepts (None: recorded only)
     verify_batch_size: ClassVar[int] = 64
 
-    def __init__(self, config: "dict[str, Any] | ModelSpec", spec: TaskSpec) -> None:
+    def __init__(self, config: ModelSpec, spec: TaskSpec) -> None:
         super().__init__(config, spec)
         how = how_trained(self.model_spec)
         if how:
@@ -157,19 +158,7 @@ class OrtGraphDeployment(Deployment, EncoderAdapter):
     @classmethod
     def derive(cls, source: ModelAdapter, val: EncodedSplit | None, cost_fn: CostFn | None = None) -> "OrtGraphDeployment":
         """The trained fp32 network and its calibrated rule in one graph, checked against torch on ``val``."""
-        try:
-            settings = ModelSpec.from_dict(source.config)
-        except (ConfigError, AttributeError):
-            raise BeexError(f"'{getattr(source, 'name', source)}' is not an fp32 encoder model: {cls.name} exports fp32") from None
-        if settings.encoder.weight_bits != 32:
-            raise BeexError(f"'{source.name}' is not a full-precision model: {cls.name} exports fp32 models only")
-        out = cls(settings, source.spec)
-        out.model.load_state_dict(source.module().state_dict())
-        out.model.eval()
-        rule = source.exit_rule()
-        if rule is not None:
-            out.set_rule(rule)
-        out.source, out.fit_report = source, source.fit_report
+        out = copy_of_fp32(cls, source)
         out.verification = out.verify(source.predict, val, reference=f"torch {source.name} (eager)")
         return out
 

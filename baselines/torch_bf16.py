@@ -20,7 +20,6 @@ from beexbench.adapters.encoder_adapter import EncoderAdapter, module_precision
 from beexbench.adapters.protocols import Deployment
 from beexbench.adapters.roles import deployment_of
 from beexbench.adapters.spec import ModelSpec
-from beexbench.errors import BeexError, ConfigError
 from beexbench.models.exits import ExitDecision
 from beexbench.progress import NULL_PROGRESS, Progress
 from beexbench.results.implementation import PYTORCH, Implementation, settle
@@ -28,6 +27,7 @@ from beexbench.training.batches import EncodedSplit
 from beexbench.training.calibrate import CostFn
 
 NATIVE_FLAGS = ("amx_bf16", "avx512_bf16")
+from ._fp32_copy import copy_of_fp32
 
 
 def native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
@@ -73,18 +73,7 @@ class TorchBF16(Deployment, EncoderAdapter):
     # -- derivation ---------------------------------------------------------------------------
     @classmethod
     def derive(cls, source: ModelAdapter, val: EncodedSplit | None, cost_fn: CostFn | None = None) -> "TorchBF16":
-        try:
-            settings = ModelSpec.from_dict(source.config)
-        except (ConfigError, AttributeError):
-            raise BeexError(f"'{getattr(source, 'name', source)}' is not an fp32 encoder model: {cls.name} runs fp32 ones") from None
-        if settings.encoder.weight_bits != 32:
-            raise BeexError(f"'{source.name}' is not a full-precision model: {cls.name} runs fp32 models only")
-        out = cls(settings, source.spec)
-        out.model.load_state_dict(source.module().state_dict())
-        out.model.eval()
-        if source.exit_rule() is not None:
-            out.rule = source.exit_rule()
-        out.source, out.fit_report = source, source.fit_report
+        out = copy_of_fp32(cls, source, verb="runs")
         out.verification = out.verify(source.predict, val)
         return out
 

@@ -1,0 +1,31 @@
+"""The start every runtime deployment of the trained fp32 model shares (ONNX Runtime per block or in
+one graph, torch bf16, OpenVINO): the same network and settings, its calibrated exit rule kept, the
+trained source held (``Deployment.source``); each deployment then exports or verifies its own way."""
+from __future__ import annotations
+
+from typing import Any
+
+from beexbench.adapters.spec import ModelSpec
+from beexbench.errors import BeexError, ConfigError
+
+
+def copy_of_fp32(cls: Any, source: Any, verb: str = "exports") -> Any:
+    """A ``cls`` holding a copy of ``source``'s trained fp32 network and its calibrated rule
+    (``set_rule`` where the deployment has one, so that what it builds follows the rule)."""
+    try:
+        settings = ModelSpec.from_dict(source.config)
+    except (ConfigError, AttributeError):
+        raise BeexError(f"'{getattr(source, 'name', source)}' is not an fp32 encoder model: {cls.name} {verb} fp32") from None
+    if settings.encoder.weight_bits != 32:
+        raise BeexError(f"'{source.name}' is not a full-precision model: {cls.name} {verb} fp32 models only")
+    out = cls(settings, source.spec)
+    out.model.load_state_dict(source.module().state_dict())
+    out.model.eval()
+    rule = source.exit_rule()
+    if rule is not None:
+        if callable(getattr(out, "set_rule", None)):
+            out.set_rule(rule)
+        else:
+            out.rule = rule  # the calibrated rule object (config["exit"] holds the same parameters)
+    out.source, out.fit_report = source, source.fit_report
+    return out
