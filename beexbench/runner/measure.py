@@ -248,9 +248,11 @@ def measure_speed(adapter: ModelAdapter, test: EncodedSplit, target: Target, set
         batch1 = rec
         if energy:
             energy_rec = _energy_per_sample(en.record, rec.n + settings.warmup)
-        with progress.task(f"latency {adapter.name} at each static depth, bs=1", total=None):
-            static = measure_static_latency(adapter, singles, target, settings, lambda fn, inputs, **b: measure_latency(
-                fn, target=target, inputs=inputs, batch_size=1, **b))
+        static = ()
+        if target.threads == min(target.thread_settings()):  # kept at the fewest threads only (runner.isolate)
+            with progress.task(f"latency {adapter.name} at each static depth, bs=1", total=None):
+                static = measure_static_latency(adapter, singles, target, settings, lambda fn, inputs, **b: measure_latency(
+                    fn, target=target, inputs=inputs, batch_size=1, **b))
         # memory in its own pass: the RSS sampling thread would compete with the timed code
         with target.activate(), track_memory(target) as mem:
             for sample in singles:
