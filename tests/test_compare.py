@@ -31,7 +31,7 @@ def _with(rec, *, correct: np.ndarray, latency_scale: float = 1.0, seed: int = 0
                            regression=False)
     acc = float(correct.mean())
     m = rec.metrics
-    m = dataclasses.replace(m, batch1=lat, accuracy=dataclasses.replace(m.accuracy, value=acc, correct=int(correct.sum()), n=N),
+    m = dataclasses.replace(m, batch1=lat, latency_by_threads=(lat,), accuracy=dataclasses.replace(m.accuracy, value=acc, correct=int(correct.sum()), n=N),
                             extra={**m.extra, "samples": samples})
     out = dataclasses.replace(rec, metrics=m)
     if cpu:
@@ -151,3 +151,19 @@ def test_a_real_run_against_a_deliberately_slowed_model_fails_the_gate(tmp_path,
     cmd = [sys.executable, "-c", "from beexbench.cli import main; main()", "compare"]
     assert subprocess.run([*cmd, str(base), str(slow), "--fail-on", "latency:+10%"], capture_output=True).returncode == 1
     assert subprocess.run([*cmd, str(base), str(base), "--fail-on", "latency:+10%"], capture_output=True).returncode == 0
+
+
+def test_latency_is_compared_at_a_thread_setting_both_measured(tmp_path):
+    """Each run's headline is its fastest setting; when they differ (1 vs 2 threads), compare reads both
+    cells at the base's setting from latency_by_threads instead of refusing or mixing settings."""
+    def two_settings(rec, one_ms, two_ms, headline):
+        lat = {t: Latency.from_values([ms] * 8, timer="perf_counter_ns", threads=t, batch_size=1, n_inputs=4)
+               for t, ms in ((1, one_ms), (2, two_ms))}
+        m = dataclasses.replace(rec.metrics, batch1=lat[headline], latency_by_threads=(lat[1], lat[2]))
+        return dataclasses.replace(rec, metrics=m)
+
+    a = write_run(tmp_path / "a", "base", [two_settings(make_record("fp32", n=N), 1.0, 1.2, headline=1)])
+    b = write_run(tmp_path / "b", "new", [two_settings(make_record("fp32", n=N), 1.5, 0.9, headline=2)])
+    cell = compare(a, b).cells[0]
+    lat = next(d for d in cell.deltas if d.metric == "latency")
+    assert (lat.base, lat.new) == (1.0, 1.5) and not cell.notes  # 1 thread on both sides, not 1.0 vs 0.9

@@ -18,7 +18,7 @@ from ..results.export import unique_cells
 from ..results.schema import CellKey, CellRecord
 from ..results.store import load_records
 from ..stats import ALPHA, adjust
-from .deltas import Delta, deltas
+from .deltas import Delta, batch1_pair, deltas
 from .thresholds import Threshold, parse_fail_on
 
 
@@ -45,14 +45,15 @@ class Comparison:
         return not self.regressions
 
 
-def _machine(rec: CellRecord) -> tuple:
+def _machine(rec: CellRecord, lat) -> tuple:
     env = EnvironmentInfo.of(rec.environment)
-    lat = rec.metrics.batch1
     return (env.cpu_model, env.gpu_names), (lat.threads, lat.batch_size, lat.target)
 
 
 def _latency_note(a: CellRecord, b: CellRecord) -> str | None:
-    (ma, sa), (mb, sb) = _machine(a), _machine(b)
+    """Why the two cells' latencies are not like with like (machines, or no thread setting in common)."""
+    la, lb = batch1_pair(a, b)
+    (ma, sa), (mb, sb) = _machine(a, la), _machine(b, lb)
     why = []
     if ma != mb:
         why.append(f"machines differ ({ma[0] or '?'} vs {mb[0] or '?'})")

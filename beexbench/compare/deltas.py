@@ -72,8 +72,23 @@ def _per_input(lat) -> np.ndarray | None:
     return per_input_means(lat.values, lat.n_inputs)
 
 
+def batch1_pair(base: CellRecord, new: CellRecord):
+    """The two batch-1 latency records to compare: at one thread setting both measured (the base's
+    headline setting when the new run has it too, else the fewest threads both have); each side's
+    headline when they share none (the caller then says the settings differ)."""
+    def by_threads(rec: CellRecord) -> dict:
+        return {r.threads: r for r in rec.metrics.latency_by_threads if r.batch_size == 1 and r.threads}
+
+    a, b = by_threads(base), by_threads(new)
+    common = sorted(a.keys() & b.keys())
+    if not common:
+        return base.metrics.batch1, new.metrics.batch1
+    t = base.metrics.batch1.threads if base.metrics.batch1.threads in common else common[0]
+    return a[t], b[t]
+
+
 def latency_delta(base: CellRecord, new: CellRecord, *, resamples: int = 2000) -> Delta:
-    la, lb = base.metrics.batch1, new.metrics.batch1
+    la, lb = batch1_pair(base, new)
     sa, sb = _samples(base), _samples(new)
     same_split = sa is not None and sb is not None and getattr(sa, "split_digest", 1) == getattr(sb, "split_digest", 2)
     xa, xb = _per_input(la), _per_input(lb)
@@ -86,7 +101,8 @@ def latency_delta(base: CellRecord, new: CellRecord, *, resamples: int = 2000) -
     lo, hi = (float(v) for v in np.quantile(boot, [0.025, 0.975]))
     p = min(1.0, 2 * max(min(float((boot <= 1).mean()), float((boot >= 1).mean())), 1 / resamples))
     return Delta("latency", la.median, lb.median, lb.median / la.median, lo, hi, p,
-                 f"unpaired bootstrap of the median ratio ({resamples} resamples; inputs not known to be the same)")
+                 f"unpaired bootstrap of the median ratio ({resamples} resamples; inputs not known to be the same), "
+                 f"{la.threads} vs {lb.threads} thread(s)")
 
 
 def size_delta(base: CellRecord, new: CellRecord) -> Delta | None:

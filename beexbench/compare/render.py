@@ -24,7 +24,7 @@ def rows(c: Comparison) -> list[list[str]]:
     return out
 
 
-HEADER = ["cell", "metric", "base", "new", "change [95% CI]", f"p (corrected)", "verdict", "test"]
+HEADER = ["cell", "metric", "base", "new", "change [95% CI]", "p (corrected)", "verdict", "test"]
 
 
 def summary_lines(c: Comparison) -> list[str]:
