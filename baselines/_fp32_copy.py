@@ -9,6 +9,26 @@ from beexbench.adapters.spec import ModelSpec
 from beexbench.errors import BeexError, ConfigError
 
 
+def take_rule(out: Any, rule: Any) -> None:
+    """``out`` deploys ``rule`` (``set_rule`` where the deployment has one, so what it builds follows)."""
+    if rule is None:
+        return
+    if callable(getattr(out, "set_rule", None)):
+        out.set_rule(rule)
+    else:
+        out.rule = rule  # the calibrated rule object (config["exit"] holds the same parameters)
+
+
+def fit_source(self: Any, train_split: Any, val: Any, progress: Any, cost_fn: Any) -> Any:
+    """A deployment trained directly: an fp32 around its own network trains (as ``fp32`` does, rule
+    calibrated on val) and becomes its ``source``; the deployment takes its settings, report and rule."""
+    source = self.source_class().around(self.model, self.model_spec, self.spec, self.backbone)
+    report = source.fit(train_split, val, progress=progress, cost_fn=cost_fn)
+    self.source, self.model_spec, self.fit_report = source, source.model_spec, report
+    take_rule(self, source.exit_rule())
+    return report
+
+
 def copy_of_fp32(cls: Any, source: Any, verb: str = "exports") -> Any:
     """A ``cls`` holding a copy of ``source``'s trained fp32 network and its calibrated rule
     (``set_rule`` where the deployment has one, so that what it builds follows the rule)."""
@@ -21,11 +41,6 @@ def copy_of_fp32(cls: Any, source: Any, verb: str = "exports") -> Any:
     out = cls(settings, source.spec)
     out.model.load_state_dict(source.module().state_dict())
     out.model.eval()
-    rule = source.exit_rule()
-    if rule is not None:
-        if callable(getattr(out, "set_rule", None)):
-            out.set_rule(rule)
-        else:
-            out.rule = rule  # the calibrated rule object (config["exit"] holds the same parameters)
+    take_rule(out, source.exit_rule())
     out.source, out.fit_report = source, source.fit_report
     return out

@@ -45,7 +45,7 @@ from beexbench.training.batches import EncodedSplit
 from beexbench.training.calibrate import CostFn
 
 from . import _onnx_export as ox
-from ._fp32_copy import copy_of_fp32
+from ._fp32_copy import copy_of_fp32, fit_source
 from . import _ort_verify
 from ._ort_files import HEADER, graph_file, load_checkpoint, read_graphs, save_checkpoint, write_files
 
@@ -195,10 +195,8 @@ class OrtDeployment(Deployment, EncoderAdapter):
             cost_fn: CostFn | None = None) -> FitReport:
         """Train an fp32 adapter on this network (``source``: as ``fp32`` trains, exit rule calibrated
         on val), deploy its calibrated rule, export and verify against it."""
-        source = self.source_class().around(self.model, self.model_spec, self.spec, self.backbone)
-        report = source.fit(train_split, val, progress=progress, cost_fn=cost_fn)
-        self.source, self.model_spec, self.rule, self.fit_report = source, source.model_spec, source.rule, report
-        self.verification = self.verify(source.predict, source.forward, val, reference=f"torch {source.name} (eager)")
+        report = fit_source(self, train_split, val, progress, cost_fn)
+        self.verification = self.verify(self.source.predict, self.source.forward, val, reference=f"torch {self.source.name} (eager)")
         return report
 
     def verify(self, torch_predict, torch_forward, val: EncodedSplit | None, reference: str = "torch fp32") -> dict:

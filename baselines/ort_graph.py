@@ -45,7 +45,7 @@ from beexbench.training.batches import EncodedSplit
 from beexbench.training.calibrate import CostFn
 
 from . import _onnx_export as ox
-from ._fp32_copy import copy_of_fp32
+from ._fp32_copy import copy_of_fp32, fit_source
 from . import _onnx_graph as og
 from ._ort_files import load_checkpoint, save_checkpoint
 
@@ -165,13 +165,9 @@ class OrtGraphDeployment(Deployment, EncoderAdapter):
     def fit(self, train_split: EncodedSplit, val: EncodedSplit, progress: Progress = NULL_PROGRESS,
             cost_fn: CostFn | None = None) -> FitReport:
         """Train the fp32 network (as ``fp32`` does, rule calibrated on val), build the graph and verify."""
-        source = self.source_class().around(self.model, self.model_spec, self.spec, self.backbone)
-        report = source.fit(train_split, val, progress=progress, cost_fn=cost_fn)
-        self.source, self.model_spec, self.fit_report = source, source.model_spec, report
-        if source.exit_rule() is not None:
-            self.set_rule(source.exit_rule())
+        report = fit_source(self, train_split, val, progress, cost_fn)
         with torch.no_grad():
-            self.verification = self.verify(source.predict, val, f"torch {source.name} (eager)")
+            self.verification = self.verify(self.source.predict, val, f"torch {self.source.name} (eager)")
         return report
 
     def verify(self, torch_predict, val: EncodedSplit | None, reference: str) -> dict:

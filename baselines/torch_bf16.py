@@ -27,7 +27,7 @@ from beexbench.training.batches import EncodedSplit
 from beexbench.training.calibrate import CostFn
 
 NATIVE_FLAGS = ("amx_bf16", "avx512_bf16")
-from ._fp32_copy import copy_of_fp32
+from ._fp32_copy import copy_of_fp32, fit_source
 
 
 def native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
@@ -80,12 +80,8 @@ class TorchBF16(Deployment, EncoderAdapter):
     def fit(self, train_split: EncodedSplit, val: EncodedSplit, progress: Progress = NULL_PROGRESS,
             cost_fn: CostFn | None = None) -> FitReport:
         """Train the fp32 network (as ``fp32`` does), then run it under autocast."""
-        source = self.source_class().around(self.model, self.model_spec, self.spec, self.backbone)
-        report = source.fit(train_split, val, progress=progress, cost_fn=cost_fn)
-        self.source, self.model_spec, self.fit_report = source, source.model_spec, report
-        if source.exit_rule() is not None:
-            self.rule = source.exit_rule()
-        self.verification = self.verify(source.predict, val)
+        report = fit_source(self, train_split, val, progress, cost_fn)
+        self.verification = self.verify(self.source.predict, val)
         return report
 
     def verify(self, torch_predict, val: EncodedSplit | None) -> dict:
