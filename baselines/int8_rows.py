@@ -19,6 +19,7 @@ import torch
 from beexbench.adapters.base import FitReport, ModelAdapter, Precision, TaskSpec
 from beexbench.adapters.checkpoint import read_checkpoint, write_checkpoint
 from beexbench.adapters.encoder_adapter import EncoderAdapter, module_precision
+from beexbench.adapters.protocols import Deployment
 from beexbench.adapters.roles import deployment_of
 from beexbench.adapters.spec import ModelSpec
 from beexbench.engine.embedding import EMBEDDING_NAMES, PackedEmbedding
@@ -30,7 +31,7 @@ from beexbench.training.calibrate import CostFn
 ROW_BITS = 8
 
 
-class FP32Int8Rows(EncoderAdapter):
+class FP32Int8Rows(Deployment, EncoderAdapter):
     """fp32 network with its token embedding stored as int8 rows (fp16 scale per row), dequantized on lookup."""
 
     name = "fp32-int8-rows"
@@ -46,13 +47,6 @@ class FP32Int8Rows(EncoderAdapter):
                             "(weight_bits = act_bits = 32, binary_embedding = false)")
         self.model.tok = PackedEmbedding.from_table(self.model.tok.weight, ROW_BITS)
         self.source: ModelAdapter | None = None  # the trained fp32 model it was derived from (None: loaded)
-
-    @classmethod
-    def default_spec(cls, problem: str = "classification") -> ModelSpec:
-        """The settings of the model it is derived from (fp32), as registered."""
-        from beexbench.adapters.registry import get_adapter_class
-
-        return get_adapter_class(cls.derived_from).default_spec(problem)
 
     # -- derived from a trained fp32 model ------------------------------------------------
     def _take_float(self, state: dict[str, torch.Tensor]) -> None:
