@@ -44,3 +44,21 @@ def copy_of_fp32(cls: Any, source: Any, verb: str = "exports") -> Any:
     take_rule(out, source.exit_rule())
     out.source, out.fit_report = source, source.fit_report
     return out
+
+
+def agreement(torch_predict: Any, predict: Any, val: Any, batch_size: int) -> tuple[int, int, int, float]:
+    """``predict`` against the torch reference on ``val``: (samples, same predictions, same exit
+    blocks, max |logit difference| of the answers of rows that exit at the same block)."""
+    import torch
+
+    n = same_pred = same_block = 0
+    diff = 0.0
+    with torch.no_grad():
+        for b in val.batches(batch_size):
+            ref, got = torch_predict(b.input_ids, b.attention_mask), predict(b.input_ids, b.attention_mask)
+            same = ref.exit_block == got.exit_block
+            n, same_block = n + len(same), same_block + int(same.sum())
+            same_pred += int((ref.logits.argmax(-1) == got.logits.argmax(-1)).sum())
+            if same.any():
+                diff = max(diff, float((ref.logits[same] - got.logits[same]).abs().max()))
+    return n, same_pred, same_block, diff

@@ -255,3 +255,17 @@ def make_session(graph: bytes, threads: int, spinning: bool):
     so.add_session_config_entry("session.intra_op.allow_spinning", flag)
     so.add_session_config_entry("session.inter_op.allow_spinning", flag)
     return ort.InferenceSession(graph, sess_options=so, providers=["CPUExecutionProvider"])
+
+
+def int8_params_and_products(model: nn.Module, quantized: list) -> tuple[dict, dict]:
+    """An int8 ONNX deployment's precision by the torch network's names: every module whose weight
+    is 8-bit in the graph(s) at 8 bits, a Linear's product (8, 8), the rest as ``module_precision``."""
+    from beexbench.adapters.encoder_adapter import module_precision
+
+    base = module_precision(model)
+    params, products = dict(base.params), dict(base.products)
+    for w in quantized:
+        params[f"{w.module}.weight"] = 8
+        if isinstance(model.get_submodule(w.module), nn.Linear):
+            products[w.module] = (8, 8)
+    return params, products

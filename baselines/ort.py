@@ -29,7 +29,6 @@ from typing import ClassVar
 
 import numpy as np
 import torch
-from torch import nn
 
 from beexbench.adapters.base import FitReport, ModelAdapter, Precision, TaskSpec
 from beexbench.adapters.checkpoint import META
@@ -285,13 +284,8 @@ class Int8Ort(OrtDeployment):
         weight is 8-bit in the graphs at 8 bits, a Linear's product (8, 8), an embedding table
         looked up (no product); the rest 32. A quantized weight has one fp32 scale and one 8-bit
         zero point per group in the graph; the size profiler counts 32 bits for that zero point."""
-        base = module_precision(self.model)
-        params, products = dict(base.params), dict(base.products)
         quantized = self.quantized_weights()
-        for w in quantized:
-            params[f"{w.module}.weight"] = 8
-            if isinstance(self.model.get_submodule(w.module), nn.Linear):
-                products[w.module] = (8, 8)
+        params, products = ox.int8_params_and_products(self.model, quantized)
         fp32 = sorted(n for n, b in products.items() if b == (32, 32))
         notes = (*self.precision_notes(),
                  f"8-bit weights ({len(quantized)}): {', '.join(sorted(f'{w.module} ({w.dtype})' for w in quantized))}; "

@@ -28,7 +28,6 @@ from typing import ClassVar
 
 import numpy as np
 import torch
-from torch import nn
 
 from beexbench._io import atomic_write_bytes, atomic_write_text, dumps_strict
 from beexbench.adapters.base import FitReport, ModelAdapter, Precision, TaskSpec
@@ -45,7 +44,7 @@ from beexbench.training.batches import EncodedSplit
 from beexbench.training.calibrate import CostFn
 
 from . import _onnx_export as ox
-from ._fp32_copy import copy_of_fp32, fit_source
+from ._fp32_copy import agreement, copy_of_fp32, fit_source
 from . import _onnx_graph as og
 from ._ort_files import load_checkpoint, save_checkpoint
 
@@ -176,17 +175,8 @@ class OrtGraphDeployment(Deployment, EncoderAdapter):
         ``tolerance``, a disagreement or a larger difference is a BeexError."""
         if val is None or len(val) == 0:
             return {"split": None, "note": "not verified: no validation split was given"}
-        n = same_pred = same_block = 0
-        diff = 0.0
         self.model.eval()
-        with torch.no_grad():
-            for b in val.batches(self.verify_batch_size):
-                ref, got = torch_predict(b.input_ids, b.attention_mask), self.predict(b.input_ids, b.attention_mask)
-                same = ref.exit_block == got.exit_block
-                n, same_block = n + len(same), same_block + int(same.sum())
-                same_pred += int((ref.logits.argmax(-1) == got.logits.argmax(-1)).sum())
-                if same.any():
-                    diff = max(diff, float((ref.logits[same] - got.logits[same]).abs().max()))
+        n, same_pred, same_block, diff = agreement(torch_predict, self.predict, val, self.verify_batch_size)
         record = {"split": "val", "samples": n, "batch_size": self.verify_batch_size, "reference": reference,
                   "rule": self.rule.to_dict(), "prediction_agreement": same_pred / n, "exit_block_agreement": same_block / n,
                   "max_abs_logit_diff": diff, "tolerance": self.tolerance, "session": self.session_settings()}
@@ -288,13 +278,8 @@ class Int8OrtGraph(OrtGraphDeployment):
 
     def precision(self) -> Precision:
         """As Int8Ort: every module whose weight is 8-bit in the graph at 8 bits, a Linear's product (8, 8)."""
-        base = module_precision(self.model)
-        params, products = dict(base.params), dict(base.products)
         quantized = self.quantized_weights()
-        for w in quantized:
-            params[f"{w.module}.weight"] = 8
-            if isinstance(self.model.get_submodule(w.module), nn.Linear):
-                products[w.module] = (8, 8)
+        params, products = ox.int8_params_and_products(self.model, quantized)
         notes = (*self.precision_notes(),
                  f"8-bit weights ({len(quantized)}): {', '.join(sorted(f'{w.module} ({w.dtype})' for w in quantized))}",
                  "size: each 8-bit weight has one fp32 scale and one 8-bit zero point in the graph; the size profiler "

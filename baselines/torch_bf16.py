@@ -27,7 +27,7 @@ from beexbench.training.batches import EncodedSplit
 from beexbench.training.calibrate import CostFn
 
 NATIVE_FLAGS = ("amx_bf16", "avx512_bf16")
-from ._fp32_copy import copy_of_fp32, fit_source
+from ._fp32_copy import agreement, copy_of_fp32, fit_source
 
 
 def native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> str | None:
@@ -88,16 +88,7 @@ class TorchBF16(Deployment, EncoderAdapter):
         """Prediction and exit-block agreement with fp32 eager on ``val``; max |logit diff| at equal exits."""
         if val is None or len(val) == 0:
             return {"split": None}
-        n = same_pred = same_block = 0
-        diff = 0.0
-        with torch.no_grad():
-            for b in val.batches(64):
-                ref, got = torch_predict(b.input_ids, b.attention_mask), self.predict(b.input_ids, b.attention_mask)
-                same = ref.exit_block == got.exit_block
-                n, same_block = n + len(same), same_block + int(same.sum())
-                same_pred += int((ref.logits.argmax(-1) == got.logits.argmax(-1)).sum())
-                if same.any():
-                    diff = max(diff, float((ref.logits[same] - got.logits[same]).abs().max()))
+        n, same_pred, same_block, diff = agreement(torch_predict, self.predict, val, 64)
         return {"split": "val", "samples": n, "prediction_agreement": same_pred / n,
                 "exit_block_agreement": same_block / n, "max_abs_logit_diff": diff, "tolerance": None}
 
