@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..results.schema import CellRecord
-from ..stats import mcnemar, paired_ratio, per_input_means, unpaired_proportions
+from ..stats import mcnemar, paired_ratio, per_input_means, unpaired_proportions, unpaired_ratio
 
 METRICS = ("accuracy", "latency", "size")
 
@@ -95,13 +95,9 @@ def latency_delta(base: CellRecord, new: CellRecord, *, resamples: int = 2000) -
     if same_split and xa is not None and xb is not None and xa.size == xb.size and xa.size >= 2:
         r = paired_ratio(xa, xb, statistic="median", resamples=resamples)
         return Delta("latency", la.median, lb.median, r.ratio, r.lo, r.hi, r.p_value, r.method + " over inputs")
-    rng = np.random.default_rng(0)
-    a, b = np.asarray(la.values, float), np.asarray(lb.values, float)
-    boot = np.median(b[rng.integers(0, b.size, (resamples, b.size))], 1) / np.median(a[rng.integers(0, a.size, (resamples, a.size))], 1)
-    lo, hi = (float(v) for v in np.quantile(boot, [0.025, 0.975]))
-    p = min(1.0, 2 * max(min(float((boot <= 1).mean()), float((boot >= 1).mean())), 1 / resamples))
-    return Delta("latency", la.median, lb.median, lb.median / la.median, lo, hi, p,
-                 f"unpaired bootstrap of the median ratio ({resamples} resamples; inputs not known to be the same), "
+    r = unpaired_ratio(la.values, lb.values, resamples=resamples)
+    return Delta("latency", la.median, lb.median, lb.median / la.median, r.lo, r.hi, r.p_value,
+                 f"{r.method}; inputs not known to be the same, "
                  f"{la.threads} vs {lb.threads} thread(s)")
 
 

@@ -84,13 +84,28 @@ def paired_ratio(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarra
         raise ValueError("paired ratio needs finite positive values")
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, x.size, size=(resamples, x.size))
-    boot = stat(y[idx], axis=1) / stat(x[idx], axis=1)
-    point = float(stat(y) / stat(x))
+    return _ratio(stat(y[idx], axis=1) / stat(x[idx], axis=1), float(stat(y) / stat(x)), int(x.size), resamples,
+                  f"paired bootstrap of the {statistic} ratio ({resamples} resamples, percentile interval)")
+
+
+def unpaired_ratio(a: Sequence[float], b: Sequence[float], *, resamples: int = 2000, seed: int = 0) -> Ratio:
+    """Ratio of the medians of ``b`` and ``a`` measured on inputs not known to be the same: each side
+    resampled on its own (labelled unpaired in ``method``)."""
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if x.size < 1 or y.size < 1:
+        raise ValueError("each side needs at least one value")
+    rng = np.random.default_rng(seed)
+    boot = (np.median(y[rng.integers(0, y.size, (resamples, y.size))], 1)
+            / np.median(x[rng.integers(0, x.size, (resamples, x.size))], 1))
+    return _ratio(boot, float(np.median(y) / np.median(x)), int(min(x.size, y.size)), resamples,
+                  f"unpaired bootstrap of the median ratio ({resamples} resamples)")
+
+
+def _ratio(boot: np.ndarray, point: float, n: int, resamples: int, method: str) -> Ratio:
     lo, hi = (float(v) for v in np.quantile(boot, [0.025, 0.975]))
     side = min(float((boot <= 1.0).mean()), float((boot >= 1.0).mean()))
     p = min(1.0, 2 * max(side, 1.0 / resamples))  # never 0: the resampling resolves no finer than 1/resamples
-    return Ratio(ratio=point, lo=lo, hi=hi, p_value=p, n=int(x.size),
-                 method=f"paired bootstrap of the {statistic} ratio ({resamples} resamples, percentile interval)")
+    return Ratio(ratio=point, lo=lo, hi=hi, p_value=p, n=n, method=method)
 
 
 @dataclass(frozen=True)
