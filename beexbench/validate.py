@@ -142,7 +142,30 @@ def latency_problems(lat: LatencySettings) -> list[str]:
     out = bounded(w + "warmup", lat.warmup, 0, integer=True) + bounded(w + "min_iters", lat.min_iters, 1, integer=True)
     out += seconds + bounded(w + "samples", lat.samples, 1, integer=True)
     out += [p for bs in lat.batch_sizes for p in bounded(w + "batch_sizes (--batch-sizes)", bs, 1, integer=True)]
-    return out + [p for n in lat.seq_lens for p in bounded(w + "seq_lens", n, 1, integer=True)]
+    out += [p for n in lat.seq_lens for p in bounded(w + "seq_lens", n, 1, integer=True)]
+    return out + scenario_problems(lat)
+
+
+def scenario_problems(lat: LatencySettings) -> list[str]:
+    """The deployment scenarios' settings (issue 31, beexbench.runner.scenarios)."""
+    from .results.scenarios import SCENARIOS
+
+    w = "latency."
+    out = [f"unknown scenario '{s}' in '{w}scenarios' (--scenarios): known are {', '.join(SCENARIOS)}"
+           for s in lat.scenarios if s not in SCENARIOS]
+    out += [f"'{w}scenarios' names '{s}' twice" for s in sorted(set(lat.scenarios)) if lat.scenarios.count(s) > 1]
+    out += bounded(w + "scenario_min_seconds", lat.scenario_min_seconds, 0, 3600)
+    out += bounded(w + "scenario_max_seconds", lat.scenario_max_seconds, 0, 7200, above=True)
+    out += bounded(w + "scenario_min_queries", lat.scenario_min_queries, 1, 10_000_000, integer=True)
+    out += bounded(w + "server_min_queries", lat.server_min_queries, 1, 10_000_000, integer=True)
+    out += [p for b in lat.offline_batch_sizes for p in bounded(w + "offline_batch_sizes", b, 1, 4096, integer=True)]
+    if not lat.offline_batch_sizes:
+        out.append(f"'{w}offline_batch_sizes' is empty: give at least one batch size")
+    out += bounded(w + "server_bound_ms", lat.server_bound_ms, 0, 3_600_000, above=True, optional=True)
+    out += bounded(w + "server_bound_p90_multiple", lat.server_bound_p90_multiple, 1, 1000)
+    out += bounded(w + "server_max_batch", lat.server_max_batch, 1, 4096, integer=True)
+    out += bounded(w + "server_wait_ms", lat.server_wait_ms, 0, 60_000)
+    return out + bounded(w + "server_probes", lat.server_probes, 0, 30, integer=True)
 
 
 def _target_problems(cfg: RunConfig) -> list[str]:
@@ -211,7 +234,9 @@ def _model_problems(cfg: RunConfig, kinds: set[str]) -> list[str]:
         except BeexError as exc:
             found.setdefault(str(exc), [])
             continue
-        if name in planned:
+        if name in planned and cls.unavailable():
+            found.setdefault(cls.unavailable(), []).append(name)
+        elif name in planned:
             overrides = overrides_for(name, cfg, cfg.seeds[0] if cfg.seeds else 0)
             for kind in sorted(k for k in kinds if not cls.problem_refusal(k)):
                 for problem in cls.config_problems(overrides, kind):

@@ -116,3 +116,12 @@ def cli_status(capsys, argv: list[str]) -> tuple[int, str]:
     except SystemExit as exc:
         code = exc.code
     return code, capsys.readouterr().err.strip()
+
+
+def runnable(names) -> list:
+    """Model names as pytest parameters, each skipped with its own one-line reason where it cannot
+    run on this machine (``unavailable()``: a missing optional extra such as ``[openvino]``)."""
+    from beexbench.adapters.registry import get_adapter_class
+
+    return [pytest.param(n, marks=pytest.mark.skipif(bool(why := get_adapter_class(n).unavailable()), reason=why or ""))
+            for n in names]

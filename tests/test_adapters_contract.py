@@ -14,9 +14,9 @@ from beexbench.errors import BeexError
 from beexbench.models.encoder import BinaryEmbedding
 from beexbench.profilers.ops import count_ops
 from beexbench.training.batches import EncodedSplit
-from conftest import create_with_inputs
+from conftest import create_with_inputs, runnable
 
-MODELS = list_models()
+MODELS = runnable(list_models())
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -24,15 +24,7 @@ SPEC = TaskSpec(task="contract", num_labels=3, vocab_size=50, max_len=16)
 TINY = {"encoder": {"d_model": 16, "n_heads": 2, "n_blocks": 3, "d_ff": 32}, "train": {"epochs": 1, "batch_size": 16}}
 
 
-def unavailable(name: str) -> str | None:
-    """Why a model cannot run here (a missing optional dependency: its ``unavailable()``), or None."""
-    check = getattr(get_adapter_class(name), "unavailable", None)
-    return check() if callable(check) else None
-
-
 def build(name: str) -> ModelAdapter:
-    if unavailable(name):
-        pytest.skip(unavailable(name))
     torch.manual_seed(0)
     overrides = TINY if get_adapter_class(name).uses_model_spec else {}  # declared: its settings are a ModelSpec
     return create_with_inputs(name, SPEC, overrides)
@@ -198,7 +190,7 @@ def test_operation_counter_sees_every_op(name):
 
 @pytest.mark.parametrize("name", MODELS)
 def test_foreign_checkpoint_is_refused(name, tmp_path):
-    other = next(n for n in MODELS if n != name)
+    other = next(n for n in list_models() if n != name)
     build(other).save(tmp_path)
     with pytest.raises(BeexError) as err:
         get_adapter_class(name).load(tmp_path)
@@ -217,7 +209,7 @@ def test_tampered_weights_are_refused(name, tmp_path):
 
 
 # -- post-training quantized baselines ----------------------------------------------------
-QUANTIZED = [n for n in MODELS if not unavailable(n) and is_post_training_quantized(build(n))]
+QUANTIZED = [n for n in list_models() if not get_adapter_class(n).unavailable() and is_post_training_quantized(build(n))]
 
 
 @pytest.mark.parametrize("name", QUANTIZED)

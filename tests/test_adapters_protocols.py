@@ -13,6 +13,7 @@ from beexbench.adapters.base import ModelAdapter, TaskSpec
 from beexbench.adapters.protocols import (Derived, EarlyExit, Exits, NeedsTrainedInputs, derived_source, exit_layout_of,
                                           exit_rule_of, has_early_exit)
 from beexbench.adapters.registry import create_model, get_adapter_class, list_models
+from conftest import runnable
 
 CORE = {"build", "fit", "forward", "predict", "save", "load", "precision", "module"}
 OPTIONAL = ("exit_layout", "exit_rule", "rule_variants", "supports_early_exit", "derive", "derived_from",
@@ -26,7 +27,7 @@ def test_the_core_is_eight_abstract_methods_and_no_optional_hook():
     assert [name for name in OPTIONAL if hasattr(ModelAdapter, name)] == []
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", runnable(list_models()))
 def test_every_registered_model_declares_its_protocols_consistently(name):
     cls = get_adapter_class(name)
     source = derived_source(cls)

@@ -15,6 +15,7 @@ from beexbench.adapters.protocols import Derived, derived_source
 from beexbench.adapters.registry import create_model, get_adapter_class, list_models, load_model
 from beexbench.adapters.spec import ModelSpec
 from beexbench.training.batches import EncodedSplit
+from conftest import runnable
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -94,7 +95,7 @@ def trained_source(name: str):
     return source
 
 
-@pytest.mark.parametrize("name", DERIVED)
+@pytest.mark.parametrize("name", runnable(DERIVED))
 def test_a_derived_model_holds_the_trained_instance_it_came_from(name, tmp_path):
     cls = get_adapter_class(name)
     source = trained_source(cls.derived_from)

@@ -171,3 +171,15 @@ def test_missing_openvino_is_a_one_line_error_naming_the_extra(trained, monkeypa
     built = create_model("ov-fp32", SPEC, TINY)  # still listed and built; only running it needs openvino
     with pytest.raises(BeexError, match="beexbench\\[openvino\\]"):
         built.predict(torch.ones(1, 4, dtype=torch.long), torch.ones(1, 4, dtype=torch.bool))
+
+
+def test_a_run_naming_a_model_whose_extra_is_missing_is_refused_before_work(monkeypatch):
+    from beexbench.config import load_config
+    from beexbench.validate import validate
+
+    with monkeypatch.context() as m:
+        m.setitem(sys.modules, "openvino", None)  # import openvino raises ImportError
+        problems = validate(load_config("smoke", models=["fp32", "ov-fp32", "ov-int8"]))
+    assert problems == [f"openvino is not installed (openvino): {rt.INSTALL} (models ov-fp32, ov-int8)"]
+    if rt.missing() is None:  # installed here: the same run is valid
+        assert validate(load_config("smoke", models=["fp32", "ov-fp32"])) == []

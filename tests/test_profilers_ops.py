@@ -19,6 +19,7 @@ from beexbench.adapters.encoder_adapter import module_precision
 from beexbench.adapters.registry import create_model, get_adapter_class, list_models
 from beexbench.errors import BeexError
 from beexbench.profilers.ops import CONVENTION, DepthCost, OpsRecord, count_ops, register_op_handle
+from conftest import runnable
 
 D, H, DFF, C, V, MAXLEN = 16, 2, 24, 3, 100, 16
 SPEC = TaskSpec("t", C, V, MAXLEN)
@@ -101,7 +102,7 @@ def test_embedding_is_recorded_at_zero_cost():
 TORCH_UNCOUNTED = ("quantized::linear_dynamic", "aten::_weight_int8pack_mm", "aten::_weight_int4pack_mm_for_cpu")
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", runnable(list_models()))
 def test_product_flops_equal_torch_flop_counter(name):
     """FlopCounterMode counts 2 per MAC of mm/bmm/addmm/sdpa (it ignores bias adds,
     elementwise ops and precision), so it must equal 2 x our MACs summed over every
@@ -155,7 +156,7 @@ def test_parameter_only_work_is_folded_not_counted():
 
 
 # -- (4) nothing uncounted ----------------------------------------------------------------
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", runnable(list_models()))
 def test_nothing_uncounted_for_builtin_models(name):
     rec = ops(name, 8)
     assert rec.uncounted == {}, rec.uncounted

@@ -13,6 +13,7 @@ from beexbench.adapters.base import Precision, TaskSpec
 from beexbench.adapters.registry import create_model, get_adapter_class, list_models
 from beexbench.errors import BeexError
 from beexbench.profilers.size import SizeRecord, measure_size, size_ratio
+from conftest import runnable
 
 D, FF, V, L, C = 8, 16, 50, 10, 2
 SPEC = TaskSpec("t", C, V, L)
@@ -125,7 +126,7 @@ def test_int8_weights_count_bits_and_scales():
     assert rec.bits["embeddings"] == 32 * V * D
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", runnable(list_models()))
 def test_every_model_sizes_consistently(name):
     cls = get_adapter_class(name)
     adapter = tiny(name) if cls.uses_model_spec else create_model(name, SPEC)  # every ModelSpec model tiny

@@ -202,6 +202,12 @@ class ModelAdapter(ABC):
         """The nn.Module that the operation counter and the profilers run."""
 
     @classmethod
+    def unavailable(cls) -> str | None:
+        """Why this model cannot run on this machine (a missing optional dependency, one line
+        naming the extra that installs it), or None when it can."""
+        return None
+
+    @classmethod
     def problem_refusal(cls, problem: str) -> str | None:
         """Why this model cannot be built for a ``problem`` task, or None when it can."""
         if problem in cls.problems:
