@@ -31,6 +31,29 @@ class LatencySettings:
     # each thread setting measured in a fresh process whose threads and OpenMP wait policy are set
     # before torch loads (beexbench.runner.isolate); false: in the run's own process (faster, for tests)
     isolate: bool = True
+    # deployment scenarios (issue 31, beexbench.runner.scenarios): "single-stream", "offline", "server";
+    # short by default, far below MLPerf's official minimums (the record says so)
+    scenarios: list[str] = field(default_factory=list)
+    scenario_min_seconds: float = 1.0  # each LoadGen test (each Server probe)
+    scenario_max_seconds: float = 10.0  # LoadGen stops here; a run cut short of its minimums is INVALID
+    scenario_min_queries: int = 64  # SingleStream queries / Offline samples (LoadGen's p90 early stopping: 64)
+    server_min_queries: int = 500  # each Server probe (LoadGen's p99 early stopping needs 459 on time)
+    offline_batch_sizes: list[int] = field(default_factory=lambda: [1, 8, 32])  # the Offline search
+    server_bound_ms: float | None = None  # the Server p99 bound; None: server_bound_p90_multiple x SingleStream p90
+    server_bound_p90_multiple: float = 5.0
+    server_max_batch: int = 8  # dynamic batching: the largest batch
+    server_wait_ms: float = 1.0  # dynamic batching: the wait after a batch's first query
+    server_probes: int = 6  # bisection steps after the first probe
+
+
+SCENARIO_KEYS = ("scenarios", "scenario_min_seconds", "scenario_max_seconds", "scenario_min_queries", "server_min_queries",
+                 "offline_batch_sizes", "server_bound_ms", "server_bound_p90_multiple", "server_max_batch", "server_wait_ms",
+                 "server_probes")
+
+
+def asdict_defaults(cls: type, keys: tuple[str, ...]) -> dict[str, Any]:
+    default = dataclasses.asdict(cls())
+    return {k: default[k] for k in keys}
 
 
 # Reference floors added to every task of a run unless ``floors = false`` (``--no-floors``).
@@ -65,6 +88,9 @@ class RunConfig:
         doc = dataclasses.asdict(self)
         if not doc["force_threads"]:
             doc.pop("force_threads")
+        for key, value in asdict_defaults(LatencySettings, SCENARIO_KEYS).items():  # runs before issue 31 keep theirs
+            if doc["latency"].get(key) == value:
+                doc["latency"].pop(key)
         return doc
 
     def planned_models(self) -> list[tuple[str, list[int]]]:
@@ -185,4 +211,7 @@ def apply_flags(cfg: RunConfig, **flags: Any) -> RunConfig:
     given = {k: v for k, v in flags.items() if v is not None}
     if "latency_batch_sizes" in given:
         given["latency"] = {**dataclasses.asdict(cfg.latency), "batch_sizes": given.pop("latency_batch_sizes")}
+    if "latency_scenarios" in given:  # --scenarios single-stream,offline
+        given["latency"] = {**given.get("latency", dataclasses.asdict(cfg.latency)),
+                            "scenarios": [s.strip() for s in given.pop("latency_scenarios").split(",") if s.strip()]}
     return _build(RunConfig, given, "", cfg)

@@ -13,13 +13,13 @@ from ._options import (BatchSizes, ConfigFile, ExecutorOpt, Floors, ForceThreads
 
 
 def _flags(models=None, tasks=None, target=None, threads=None, force_threads=False, batch_sizes=None, seeds=None, limit=None,
-           models_dir=None, models_from=None, results=None, run_id=None, floors=None) -> dict[str, Any]:
+           models_dir=None, models_from=None, results=None, run_id=None, floors=None, scenarios=None) -> dict[str, Any]:
     """The run configuration's keys as the CLI flags give them (None = not given)."""
     return dict(
         models=split_csv(models, flag="--models"), tasks=split_csv(tasks, flag="--tasks"), target=target, threads=threads,
         force_threads=force_threads or None, latency_batch_sizes=split_csv(batch_sizes, int, "--batch-sizes"),
         seeds=split_csv(seeds, int, "--seeds"), limit=limit, models_dir=_text(models_dir), models_from=_text(models_from),
-        results_dir=_text(results), run_id=run_id, floors=floors,
+        results_dir=_text(results), run_id=run_id, floors=floors, latency_scenarios=scenarios,
     )
 
 
@@ -36,6 +36,8 @@ def run(
     threads: Threads = None,
     force_threads: ForceThreads = False,
     batch_sizes: BatchSizes = None,
+    scenarios: Annotated[Optional[str], typer.Option("--scenarios", help=(
+        "Comma-separated deployment scenarios: single-stream, offline, server (latency.scenarios)."))] = None,
     seeds: Seeds = None,
     limit: Limit = None,
     models_dir: ModelsDir = None,
@@ -62,7 +64,7 @@ def run(
 
     targets = split_csv(target, flag="--target")
     flags = _flags(models, tasks, targets[0] if targets else None, threads, force_threads, batch_sizes, seeds, limit, models_dir,
-                   models_from, results, run_id, floors)
+                   models_from, results, run_id, floors, scenarios)
     cfg = load_config(suite, config, **flags) if resume is None else _resume_config(resume, suite, config, flags, fresh)
     if resume is not None:
         targets = _resume_targets(resume, cfg.target, targets)

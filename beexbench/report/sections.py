@@ -18,6 +18,7 @@ from .plots import exit_histogram_plot, pareto_axes, pareto_plot, tradeoff_plot
 from .tables import Table, ablation_table, summary_table
 from .speed_ladder import ladder_html
 from .static_depth import static_depth_block
+from .scenarios import scenarios_block
 
 # the columns of the aggregated rows that the across-section summary figure needs
 OVERVIEW_COLUMNS = ["task", "target_label", "label", "model", "role", "metric", "accuracy"]
@@ -160,7 +161,8 @@ def build_section(job: SectionJob) -> Section:
             + (f"<h3>Ablations</h3>{table_html(ablation)}" if ablation else "")
             + (f"<h3>Size ladder</h3>{table_html(sizes)}" if sizes else "")
             + f"<h3>Early exits</h3>{exits}{static_depth_block(g, title, job.figures, job.tests)}"
-            + (f"<h3>Where the speed-up comes from</h3>{ladder}" if ladder else "") + "</section>")
+            + (f"<h3>Where the speed-up comes from</h3>{ladder}" if ladder else "")
+            + scenarios_block(g, title, job.figures) + "</section>")
     return Section(job.index, sid, title, html, [summary] + [t for t in (ablation, sizes) if t], warnings, len(g),
                    g[OVERVIEW_COLUMNS].copy(), job.figures)
 

@@ -101,7 +101,8 @@ def _check(entry: Entry, obj: Any) -> MetricDeclaration:
 
 # key -> "module:attr" of a MetricDeclaration of the tree
 BUILTIN_METRICS: dict[str, str] = {"static_depth": "beexbench.results.static_depth:DECLARATION",
-                                   "samples": "beexbench.results.samples:DECLARATION"}
+                                   "samples": "beexbench.results.samples:DECLARATION",
+                                   "scenarios": "beexbench.results.scenarios:DECLARATION"}
 DECLARED_METRICS: Registry[MetricDeclaration] = Registry("metric", "beexbench.metrics", BUILTIN_METRICS, check=_check)
 
 

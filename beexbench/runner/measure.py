@@ -31,11 +31,14 @@ from ..results.codec import Section
 from ..results.columns import declared
 from ..results.implementation import Implementation, implementation_of
 from ..results.metrics import Calibration, CellMetrics, Energy, Exits, Latency, Memory, Ops, OpsMean, Quality, Size, SweepRow
+from ..results.codec import absent_if_none
 from ..results.samples import Samples
+from ..results.scenarios import Scenarios
 from ..results.static_depth import StaticDepth
 from ..training.calibrate import all_exit_logits, sweep
 from ..training.metrics import Problem, metric_of, score
 from .quality import accuracy_record, fisher_ci, quality_record, regression_record, samples_record, wilson_ci  # noqa: F401 (re-exported)
+from .scenarios import measure_scenarios
 from .static_depth import StaticLatency, applies, budget_label, measure_static_latency, static_reference, with_latency
 
 
@@ -193,6 +196,7 @@ class Speed(Section):
     skipped: tuple[str, ...] = ()  # each requested batch size or length that was not measured, and why
     static_depth: tuple[StaticLatency, ...] = ()  # batch 1 at each static depth (runner.static_depth; () : none)
     static_budget: str = ""  # the static latencies' reduced budget, as a label
+    scenarios: Scenarios | None = absent_if_none()  # latency.scenarios (runner.scenarios; None: none asked)
 
     @property
     def warnings(self) -> list[str]:
@@ -281,7 +285,8 @@ def measure_speed(adapter: ModelAdapter, test: EncodedSplit, target: Target, set
             with progress.task(f"latency {adapter.name} L={length}", total=None):
                 r = measure_latency(one, target=target, inputs=inputs, batch_size=1, seq_len=length, **short)
             seq_len_sweep.append(r)
-    return Speed(batch1=batch1, energy=energy_rec, memory=memory, batch_sweep=tuple(batch_sweep),
+    scenarios = measure_scenarios(adapter, test, target, settings, batch1)  # issue 31: after every timed loop
+    return Speed(scenarios=scenarios, batch1=batch1, energy=energy_rec, memory=memory, batch_sweep=tuple(batch_sweep),
                  seq_len_sweep=tuple(seq_len_sweep), implementation=implementation, skipped=tuple(skipped),
                  static_depth=static, static_budget=budget_label(settings) if static else "")
 
@@ -319,6 +324,8 @@ def cell_metrics(quality: QualityAndExits, size: Size, speed: Speed,
     declared_sections = dict(declared_sections or {})
     if quality.samples is not None:
         declared_sections["samples"] = quality.samples
+    if speed.scenarios is not None:
+        declared_sections["scenarios"] = speed.scenarios
     if quality.static_depth is not None:
         declared_sections["static_depth"] = with_latency(quality.static_depth, speed.static_depth, speed.static_budget)
     return CellMetrics(accuracy=quality.accuracy, accuracy_no_exit=quality.accuracy_no_exit, ops=quality.ops,
