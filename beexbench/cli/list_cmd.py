@@ -59,7 +59,7 @@ def _collect(what: str) -> list[dict]:
         for n in list_targets():
             t = get_target(n)
             ok, reason = t.available()
-            out.append({"name": n, "origin": "emulated" if t.emulated else "native",
+            out.append({"name": n, "origin": "emulated" if t.emulated else "board" if hasattr(t, "on_board") else "native",
                         "description": t.description + ("" if ok else f" [unavailable: {reason}]")})
         return out
     if what in ("executors", "backbones"):

@@ -73,8 +73,10 @@ def hardware(record: CellRecord) -> str:
 
 def target_label(record: CellRecord) -> str:
     hw = hardware(record)
-    emulated = TargetInfo.of(record.target).emulated
-    return f"{record.key.target} · {'emulated on ' if emulated else ''}{hw}"
+    info = TargetInfo.of(record.target)
+    if info.board and not info.emulated:  # measured on a real edge board (targets/boards.py)
+        return f"{record.key.target} · on a {info.board} board ({hw})"
+    return f"{record.key.target} · {'emulated on ' if info.emulated else ''}{hw}"
 
 
 FLOOR_ROLE = str(REFERENCE_FLOOR)

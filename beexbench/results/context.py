@@ -44,10 +44,12 @@ class TargetInfo:
 
     device: str
     emulated: bool
+    board: str | None = None  # a real edge board's model, when measured on it (targets/boards.py)
 
     @classmethod
     def of(cls, target: Mapping[str, Any] | None) -> "TargetInfo":
-        return cls(device=str(_at(target, "device") or ""), emulated=bool(_at(target, "emulated") or False))
+        board = _at(target, "board", "model", kind=str) if _at(target, "board", "detected") is True else None
+        return cls(device=str(_at(target, "device") or ""), emulated=bool(_at(target, "emulated") or False), board=board)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,12 @@ BUILTIN_TARGETS = {
     "edge-1t": "beexbench.targets.edge:edge_1t",
     "edge-2t": "beexbench.targets.edge:edge_2t",
     "rpi4-like": "beexbench.targets.edge:rpi4_like",
+    # real boards (boards.py): available only when this machine is that board
+    "board": "beexbench.targets.boards:board",
+    "rpi4": "beexbench.targets.boards:rpi4",
+    "rpi5": "beexbench.targets.boards:rpi5",
+    "jetson-nano": "beexbench.targets.boards:jetson_nano",
+    "jetson-orin-nano": "beexbench.targets.boards:jetson_orin_nano",
 }
 TARGETS: Registry[Callable[..., "Target"]] = Registry("target", entry_point_group="beexbench.targets",
                                                       builtins=BUILTIN_TARGETS)

@@ -2,7 +2,8 @@
 
 These bound the compute an edge board would give (thread count, no spill onto other cores); they do
 not reproduce its clock, cache or memory bandwidth, and their energy is the host's. For a real
-board, install beexbench on it and use the ``cpu`` target there.
+board, install beexbench on it and use its board target there (:mod:`.boards`: ``rpi4``, ``rpi5``,
+``jetson-nano``, ``jetson-orin-nano``, or ``board`` for whichever it is; docs/EDGE.md).
 
 A new profile is one registration::
 
