@@ -13,7 +13,8 @@ setting named, one line each. An unset or empty variable means the setting's def
 ``BEEXBENCH_BUILD_TIMEOUT``  seconds to wait for another process's native build (a finite
                              number >= 0; default 600)
 ``BEEXBENCH_KERNELS``        packed-bit kernel backend: auto (default), fallback (also
-                             torch-fallback, torch), portable, avx2, avx512-vpopcnt
+                             torch-fallback, torch), portable, avx2, avx512-vpopcnt,
+                             avx512-vnni
 ``BEEXBENCH_KERNELS_VERBOSE`` show the native compiler's output (a boolean, default off)
 ``BEEXBENCH_ENGINE``         the packed engine's path: auto (default: native when it can run),
                              steps (per-block C++ steps for every rule), python (module path)
@@ -50,7 +51,7 @@ ISOLATED = "BEEXBENCH_ISOLATED"
 
 DEFAULT_BUILD_TIMEOUT = 600.0
 KERNEL_FALLBACK_NAMES = ("fallback", "torch-fallback", "torch")
-KERNEL_NATIVE_NAMES = ("avx512-vpopcnt", "avx2", "portable")  # kernels._backend.NATIVE_BACKENDS
+KERNEL_NATIVE_NAMES = ("avx512-vpopcnt", "avx2", "avx512-vnni", "portable")  # kernels._backend.NATIVE_BACKENDS
 ENGINE_CHOICES = ("auto", "steps", "python")
 MAX_TDP_W = 10_000.0
 MAX_NODE_NAME = 100

@@ -96,6 +96,12 @@ std::tuple<Tensor, Tensor, Tensor> frac_entropy(const Tensor& logits, const Tens
 #else
 #define BEEX_X86 0
 #endif
+#if defined(__aarch64__) && defined(__GNUC__) && !defined(BEEX_FORCE_PORTABLE)
+#define BEEX_NEON 1
+#include "../kernels/bits_core.h"  // the "neon" set's loops (ATen-free; tests/arm64 checks them under qemu)
+#else
+#define BEEX_NEON 0
+#endif
 
 #if defined(__GNUC__) || defined(__clang__)
 #define BEEX_INLINE inline __attribute__((always_inline))
@@ -195,6 +201,15 @@ namespace isa_avx2 {
 #undef BEEX_ISA
 #pragma GCC pop_options
 #endif
+#if BEEX_NEON  // AArch64: the portable loops with NEON token rows, bit packing and products
+#define BEEX_ISA 3
+namespace beex_whole {
+namespace isa_neon {
+#include "_engine.cpp"
+}  // namespace isa_neon
+}  // namespace beex_whole
+#undef BEEX_ISA
+#endif
 #define BEEX_ISA 0
 namespace beex_whole {
 namespace isa_portable {
@@ -231,9 +246,9 @@ bool has_avx2() {
 
 std::atomic<int> g_isa{-1};  // -1: not chosen yet
 
-int auto_isa() { return has_avx512() ? 2 : has_avx2() ? 1 : 0; }
+int auto_isa() { return has_avx512() ? 2 : has_avx2() ? 1 : BEEX_NEON ? 3 : 0; }
 
-const char* isa_name(int isa) { return isa == 2 ? "avx512" : isa == 1 ? "avx2" : "portable"; }
+const char* isa_name(int isa) { return isa == 3 ? "neon" : isa == 2 ? "avx512" : isa == 1 ? "avx2" : "portable"; }
 
 RowFn row_fn() {
   int isa = g_isa.load(std::memory_order_relaxed);
@@ -245,6 +260,9 @@ RowFn row_fn() {
   if (isa == 2) return &isa_avx512::run_row;
   if (isa == 1) return &isa_avx2::run_row;
 #endif
+#if BEEX_NEON
+  if (isa == 3) return &isa_neon::run_row;
+#endif
   return &isa_portable::run_row;
 }
 
@@ -254,6 +272,9 @@ StepFn step_fn() {
   const int isa = g_isa.load(std::memory_order_relaxed);
   if (isa == 2) return &isa_avx512::step_row;
   if (isa == 1) return &isa_avx2::step_row;
+#endif
+#if BEEX_NEON
+  if (g_isa.load(std::memory_order_relaxed) == 3) return &isa_neon::step_row;
 #endif
   return &isa_portable::step_row;
 }
@@ -267,6 +288,9 @@ std::string engine_isa(const std::string& want) {
   } else if (want == "avx2") {
     TORCH_CHECK(has_avx2(), "engine_isa: this CPU lacks AVX2");
     g_isa.store(1);
+  } else if (want == "neon") {
+    TORCH_CHECK(BEEX_NEON, "engine_isa: NEON is an AArch64 instruction set");
+    g_isa.store(3);
   } else if (want == "portable") {
     g_isa.store(0);
   } else {
@@ -664,6 +688,10 @@ BEEX_HOT void layer_norm(const float* x, int64_t d, const float* g, const float*
 
 // bits of (x + shift) >= 0 (NaN -> 0), element t in word t / 64, bit t % 64; shift may be null
 BEEX_HOT void pack_bits(const float* x, const float* shift, int64_t K, u64* out) {
+#if BEEX_ISA == 3
+  beex_bits::neon::pack_row(x, shift, K, out);
+  return;
+#endif
   const int64_t W = (K + 63) / 64;
   for (int64_t w = 0; w < W; ++w) {
     const int64_t base = w * 64;
@@ -841,6 +869,12 @@ BEEX_HOT void plinear(const float* x, int64_t n, const Lin& L, float* y, u64* xb
     }
   }
   (void)pc;
+  return;
+#elif BEEX_ISA == 3
+  for (int64_t i = 0; i < n; ++i) {  // int32 counts in pc, as below
+    beex_bits::neon::counts_word_major(xb + i * W, L.wt, W, N, reinterpret_cast<int32_t*>(pc));
+    beex_bits::neon::epilogue(reinterpret_cast<int32_t*>(pc), N, K, alpha, bias, y + i * N);
+  }
   return;
 #endif
   // int32 counts: the int -> float conversion of the epilogue then vectorises
@@ -1341,6 +1375,9 @@ void run_row(const Model& M, const Rule& R, const int64_t* ids, const bool* mask
     float* row = h + t * d;
     const int64_t r = tok[t];
     const float* pr = M.pos + pos[t] * d;
+#if BEEX_ISA == 3
+    beex_bits::neon::token_row(M.tok_bits, M.tok_codes, M.tok_scale, r, d, pr, row);
+#else
     if (M.tok_bits == 32) {
       const float* e = static_cast<const float*>(M.tok_codes) + r * d;
       for (int64_t c = 0; c < d; ++c) row[c] = e[c] + pr[c];
@@ -1363,6 +1400,7 @@ void run_row(const Model& M, const Rule& R, const int64_t* ids, const bool* mask
         row[c] = sign * s + pr[c];
       }
     }
+#endif
     layer_norm(row, d, M.enw, M.enb, row, M.eps);
   }
   float* logits = grow(w.logits, C);

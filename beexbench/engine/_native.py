@@ -25,6 +25,8 @@ from .. import _native_build, kernels, settings
 from ..settings import SettingError
 
 SOURCE = Path(__file__).with_name("_engine.cpp")
+# the header its AArch64 ("neon") loops include: part of the build key everywhere
+HEADERS = (Path(__file__).parent.parent / "kernels" / "bits_core.h",)
 # -ffp-contract=off: no FMA contraction, so the whole-model loops round like the kernels' epilogue;
 # -fno-trapping-math: lets the float selects in those loops vectorise (no effect on results);
 # -Wno-(maybe-)uninitialized: GCC 12 flags its own avx512fintrin.h (_mm512_undefined_*, GCC PR105593)
@@ -47,7 +49,8 @@ class _State:
 
 
 def _extension() -> _native_build.Extension:
-    parts = (torch.__version__, sys.version, " ".join(CFLAGS), os.environ.get("CXX", "c++"))
+    parts = (torch.__version__, sys.version, " ".join(CFLAGS), os.environ.get("CXX", "c++"),
+             *(h.read_text() for h in HEADERS))
     key = _native_build.cache_key(SOURCE, parts)
     return _native_build.Extension(
         name=f"beexbench_engine_{key}", source=SOURCE, build_dir=_native_build.cache_root() / f"engine-{key}",

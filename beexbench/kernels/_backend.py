@@ -117,7 +117,7 @@ def _init() -> None:
 
 
 def backend() -> str:
-    """The implementation that runs: avx512-vpopcnt | avx2 | portable | torch-fallback."""
+    """The implementation that runs: avx512-vpopcnt | avx2 | avx512-vnni | portable | torch-fallback."""
     _init()
     if _State.use_fallback:
         return FALLBACK

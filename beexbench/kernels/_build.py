@@ -30,6 +30,8 @@ from ..settings import SettingError
 from .._native_build import cache_root  # noqa: F401  (re-exported)
 
 SOURCE = Path(__file__).with_name("binary_gemm.cpp")
+# headers the source includes on AArch64 (its "neon" backend): part of the build key everywhere
+HEADERS = (Path(__file__).with_name("bits_core.h"), Path(__file__).with_name("neon_backend.h"))
 # -ffp-contract=off: the epilogue (alpha * count + bias) rounds as the float reference does on any
 # compiler; an FMA-contracted build would round it once instead of twice
 CFLAGS = ["-O3", "-fno-math-errno", "-ffp-contract=off", "-fopenmp", "-Wall", "-Wno-unused-function"]
@@ -72,7 +74,7 @@ def cpu_signature() -> str:
 
 def cache_key() -> str:
     parts = (torch.__version__, sys.version, " ".join(CFLAGS + LDFLAGS), os.environ.get("CXX", "c++"),
-             cpu_signature())
+             cpu_signature(), *(h.read_text() for h in HEADERS))
     return _native_build.cache_key(SOURCE, parts)
 
 

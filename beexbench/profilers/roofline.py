@@ -60,7 +60,8 @@ PATHS: dict[str, tuple[str, str]] = {
     "mem-read": ("streaming read, SSE2 loads", BYTES),
 }
 # the packed-bit kernels' backend (beexbench.kernels.backend()) -> the bound it runs against
-KERNEL_BACKEND_PATH = {"avx512-vpopcnt": "popcount-avx512", "avx2": "popcount-avx2", "portable": "popcount-scalar"}
+KERNEL_BACKEND_PATH = {"avx512-vpopcnt": "popcount-avx512", "avx512-vnni": "int8-avx512-vnni",
+                       "avx2": "popcount-avx2", "portable": "popcount-scalar"}
 # operands of the timed loops (roofline.cpp's header says what each path does with them)
 _OPERANDS = {"popcount": (0x5555_3333_0F0F_00FF, 0x0123_4567_89AB_CDEF)}
 NOT_MEASURED = "not measured on this host yet: run `beexbench roofline` (never measured during a cell)"
