@@ -6,7 +6,7 @@ Also the share of the per-block ``fp32-ort`` predict spent outside its ORT sessi
 per-block overhead: 1 - (one-call graph latency / per-block latency) at the same (fp32) rule.
 
     python benchmarks/speed_ladder.py --task rotten_tomatoes [--store ~/.cache/beexbench/models-v3]
-        [--samples 256] [--threads 1]
+        [--samples 256] [--threads 1] [--backbone minilm-l6  (models of the pretrained suite)]
 """
 from __future__ import annotations
 
@@ -46,6 +46,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--k", type=int, default=None, help="static depth (default: packed's modal exit block)")
+    ap.add_argument("--backbone", default=None,
+                    help="the models' pretrained backbone (e.g. minilm-l6, the pretrained suite's): inputs encoded with its tokenizer")
     args = ap.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     import torch
@@ -61,7 +63,13 @@ def main() -> None:
     from beexbench.settings import cache_root
 
     store = args.store or (cache_root() / "models-v3")
-    splits, _ = prepare_task(load_task(args.task))
+    data = load_task(args.task)
+    tokenizer = None
+    if args.backbone:
+        from beexbench.backbones.sources import backbone_tokenizer, resolve_backbone
+
+        tokenizer = backbone_tokenizer(resolve_backbone(args.backbone), data.card.max_len)
+    splits, _ = prepare_task(data, tokenizer)
     test = splits["test"]
     inputs = []
     for i in range(min(args.samples, len(test))):

@@ -67,13 +67,13 @@ def accuracies(run_dir: Path) -> dict[tuple[str, str], float]:
 @pytest.mark.timeout(150)
 def test_the_smoke_suite_on_a_cluster_matches_the_local_executor(tmp_path, cluster):
     c, node_of = cluster
-    local = run_suite(smoke(tmp_path, "local"), targets=TARGETS)
+    local = run_suite(smoke(tmp_path, "local", floors=False), targets=TARGETS)  # floors: more of the same cells
     assert not local.failed
-    summary = run_suite(smoke(tmp_path, "ray"), targets=TARGETS, executor=RayExecutor(address=c.address))
+    summary = run_suite(smoke(tmp_path, "ray", floors=False), targets=TARGETS, executor=RayExecutor(address=c.address))
     assert not summary.failed and summary.written
     records = list(RunDir(summary.run_dir).cells())
     models = {r.key.model for r in records}
-    assert models == {"beexformer", "fp32", "majority", "bow-linear"}
+    assert models == {"beexformer", "fp32"}
     assert len(records) == len(models) * len(TARGETS) and all(r.status == "ok" for r in records)
     for r in records:  # measured on the node advertising the cell's target, and says so
         node = r.environment["node"]
@@ -93,10 +93,10 @@ def test_the_smoke_suite_on_a_cluster_matches_the_local_executor(tmp_path, clust
     # the run remembers its targets and executor, so --resume finishes it on the same ones
     doc = RunDir(summary.run_dir).read_run()
     assert doc["targets"] == TARGETS and doc["executor"] == "ray"
-    again = run_suite(smoke(tmp_path, "ray"), resume_dir=summary.run_dir, executor=RayExecutor(address=c.address))
+    again = run_suite(smoke(tmp_path, "ray", floors=False), resume_dir=summary.run_dir, executor=RayExecutor(address=c.address))
     assert not again.written and len(again.skipped) == len(records)
     # a store copied from elsewhere (--models-from): the nodes measure it, nothing trains
-    copied = run_suite(smoke(tmp_path, "from", models_from=str(tmp_path / "ray" / "models")), targets=["cpu"],
+    copied = run_suite(smoke(tmp_path, "from", floors=False, models_from=str(tmp_path / "ray" / "models")), targets=["cpu"],
                        executor=RayExecutor(address=c.address))
     measured = list(RunDir(copied.run_dir).cells())
     assert not copied.failed and len(measured) == len(models)

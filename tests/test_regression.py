@@ -216,6 +216,7 @@ def test_run_and_report_a_regression_task(tmp_path, monkeypatch):
     cfg = load_config("smoke", models=["beexformer", "fp32", "deebert-style"],
                       tasks=[f"csv:{csv}?text=text&label=score&name=tinyreg&problem=regression"],
                       results_dir=str(tmp_path / "results"), models_dir=str(tmp_path / "models"), energy=False)
+    cfg.latency.isolate = False  # measured in this process: isolation is tested in test_runner_isolate
     summary = run_suite(cfg)
     assert not summary.failed
     assert [k.model for k, _ in summary.unsupported] == ["deebert-style"]
