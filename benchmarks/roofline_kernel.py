@@ -11,7 +11,9 @@ prints each in binary MAC/s (M*K*N per call) as a share of the bound of the inst
 kernels' backend runs (``beexbench.profilers.roofline.KERNEL_BACKEND_PATH``: popcount, or int8 VNNI
 where one +-1 product is one int8 MAC). Two timings per op: "py" is a call from Python (what a
 layer pays, torch dispatch included), "C++" is the same op called back to back from C++
-(``time_product``: the kernel with its allocation and checks, no interpreter). Median of --reps
+(``time_product``: the kernel with its allocation and checks, no interpreter). "linear, laid": binary_linear
+with the weights' layout built once (``kernels.products.binary_layout``, as ``PackedBinaryLinear`` keeps
+it), where the backend has one (avx512-vpopcnt's column panel). Median of --reps
 timings of --min-s seconds each; run it on a quiet machine (the load average is printed).
 """
 from __future__ import annotations
@@ -57,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from beexbench import kernels
+    from beexbench.kernels.products import binary_layout
     from beexbench.profilers.roofline import KERNEL_BACKEND_PATH, host_roofline, share_of_bound
 
     if kernels.backend() not in KERNEL_BACKEND_PATH:
@@ -96,12 +99,16 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(f"{backend}: bound {path} = {bound.ops_per_s_1t / 1e9:.1f} G MAC/s on 1 thread")
         for m, k, n, x, xp, w, alpha, bias in data:
-            for name, fn, native_args in (
-                    ("binary_linear", lambda: kernels.binary_linear(x, w, alpha, bias, k), (x, w, alpha, bias)),
-                    ("binary_matmul", lambda: kernels.binary_matmul(xp, w, k), (xp, w, alpha, None))):
+            laid = binary_layout(w, k)  # the weights as this backend reads them, built once (or None)
+            runs = [("binary_linear", lambda: kernels.binary_linear(x, w, alpha, bias, k), (x, w, alpha, bias), None),
+                    ("binary_matmul", lambda: kernels.binary_matmul(xp, w, k), (xp, w, alpha, None), None)]
+            if laid is not None:
+                runs.insert(1, ("linear, laid", lambda: kernels.binary_linear(x, w, alpha, bias, k, layout=laid),
+                                (x, w, alpha, bias), laid))
+            for name, fn, native_args, layout in runs:
                 secs = _time(fn, args.min_s, args.reps)
                 reps = max(1, int(args.min_s / max(secs, 1e-7)))
-                cpp = statistics.median(ops.time_product(*native_args, k, reps) for _ in range(args.reps))
+                cpp = statistics.median(ops.time_product(*native_args, k, reps, layout) for _ in range(args.reps))
                 rate, rate_cpp = m * k * n / secs, m * k * n / cpp
                 print(f"{backend:>15} {f'{m}x{k}x{n}':>13} {name:>14} {secs * 1e6:8.1f} {cpp * 1e6:8.1f} "
                       f"{rate_cpp / 1e9:12.1f} {100 * share_of_bound(rate, path, roofline=roofline):8.0f}% "

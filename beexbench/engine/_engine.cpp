@@ -776,45 +776,80 @@ BEEX_INLINE __m512 ftanh512(__m512 x) {
   return _mm512_mask_mov_ps(big, sm, small);
 }
 
-// The packed linear on packed input rows xb [n][W], 16 outputs at a time (popcounts
-// summed over the words in registers, then float(K - 2 pc) * alpha + bias, as the kernels'
-// epilogue).  ACT 0: the floats into y [n][N]; ACT 1 / 2: only the bits of
-// sigmoid / tanh(y) + next_shift >= 0 into yb [n][ceil(N/64)], the next linear's input.
+// The packed linear on packed input rows xb [n][W]: a register tile of 4 rows x 32 outputs
+// (16 int64 popcount sums in registers over the words; each weight vector loaded once for the
+// four rows), then per row and 16 outputs float(K - 2 pc) * alpha + bias, as the kernels'
+// epilogue (integer sums: the tile's order cannot change a result). ACT 0: the floats into
+// y [n][N]; ACT 1 / 2: only the bits of sigmoid / tanh(y) + next_shift >= 0 into
+// yb [n][ceil(N/64)], the next linear's input.
+template <int ACT>
+BEEX_INLINE void plinear512_out(const Lin& L, int64_t j0, __m512i p0, __m512i p1, float* yi, const float* next_shift,
+                                u64* ybi) {
+  const int64_t N = L.out;
+  const __mmask16 m = tail16(N - j0);
+  const __m512i kv = _mm512_set1_epi64(L.in);
+  const __m512i s0 = _mm512_sub_epi64(kv, _mm512_add_epi64(p0, p0));
+  const __m512i s1 = _mm512_sub_epi64(kv, _mm512_add_epi64(p1, p1));
+  const __m512 s = _mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtepi64_ps(s0)), _mm512_cvtepi64_ps(s1), 1);
+  __m512 out = _mm512_mul_ps(s, load16(L.alpha + j0, m));
+  if (L.bias) out = _mm512_add_ps(out, load16(L.bias + j0, m));
+  if (ACT == 0) {
+    store16(yi + j0, m, out);
+  } else {
+    __m512 act = ACT == 1 ? fsigmoid512(out) : ftanh512(out);
+    if (next_shift) act = _mm512_add_ps(act, load16(next_shift + j0, m));
+    ybi[j0 >> 6] |= static_cast<u64>(_mm512_mask_cmp_ps_mask(m, act, _mm512_setzero_ps(), _CMP_GE_OQ)) << (j0 & 63);
+  }
+}
+
 template <int ACT>
 BEEX_HOT void plinear512(const u64* xb, int64_t n, const Lin& L, float* y, const float* next_shift, u64* yb) {
-  const int64_t K = L.in, W = L.W, N = L.out, WN = (N + 63) / 64;
-  const float* alpha = L.alpha;
-  const float* bias = L.bias;
-  const __m512i kv = _mm512_set1_epi64(K);
-  const __m512 zero = _mm512_setzero_ps();
-  for (int64_t i = 0; i < n; ++i) {
-    const u64* a = xb + i * W;
-    float* yi = y ? y + i * N : nullptr;
-    u64* ybi = yb ? yb + i * WN : nullptr;
-    if (ACT != 0)
-      for (int64_t t = 0; t < WN; ++t) ybi[t] = 0;
-    for (int64_t j0 = 0; j0 < N; j0 += 16) {
-      const __mmask16 m = tail16(N - j0);
-      const __mmask8 m0 = static_cast<__mmask8>(m & 0xFF), m1 = static_cast<__mmask8>(m >> 8);
-      __m512i p0 = _mm512_setzero_si512(), p1 = _mm512_setzero_si512();
-      for (int64_t w = 0; w < W; ++w) {
-        const __m512i av = _mm512_set1_epi64(static_cast<long long>(a[w]));
-        const u64* wr = L.wt + w * N + j0;
-        p0 = _mm512_add_epi64(p0, _mm512_popcnt_epi64(_mm512_xor_si512(av, _mm512_maskz_loadu_epi64(m0, wr))));
-        p1 = _mm512_add_epi64(p1, _mm512_popcnt_epi64(_mm512_xor_si512(av, _mm512_maskz_loadu_epi64(m1, wr + 8))));
+  const int64_t W = L.W, N = L.out, WN = (N + 63) / 64;
+  if (ACT != 0)
+    for (int64_t t = 0; t < n * WN; ++t) yb[t] = 0;
+  for (int64_t i0 = 0; i0 < n; i0 += 4) {
+    const int64_t rows = std::min<int64_t>(4, n - i0);
+    // rows past n repeat the last row (their sums are computed and dropped)
+    const u64* a0 = xb + i0 * W;
+    const u64* a1 = xb + (i0 + std::min<int64_t>(1, rows - 1)) * W;
+    const u64* a2 = xb + (i0 + std::min<int64_t>(2, rows - 1)) * W;
+    const u64* a3 = xb + (i0 + std::min<int64_t>(3, rows - 1)) * W;
+    for (int64_t j0 = 0; j0 < N; j0 += 32) {
+      const __mmask16 mlo = tail16(N - j0), mhi = tail16(N - j0 - 16);
+      const __mmask8 m0 = static_cast<__mmask8>(mlo & 0xFF), m1 = static_cast<__mmask8>(mlo >> 8);
+      const __mmask8 m2 = static_cast<__mmask8>(mhi & 0xFF), m3 = static_cast<__mmask8>(mhi >> 8);
+      // 16 named accumulators (an array indexed at run time in the epilogue would live on the stack)
+      __m512i c00 = _mm512_setzero_si512(), c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00, c12 = c00,
+              c13 = c00, c20 = c00, c21 = c00, c22 = c00, c23 = c00, c30 = c00, c31 = c00, c32 = c00, c33 = c00;
+      const u64* wr = L.wt + j0;
+      for (int64_t w = 0; w < W; ++w, wr += N) {
+        const __m512i w0 = _mm512_maskz_loadu_epi64(m0, wr), w1 = _mm512_maskz_loadu_epi64(m1, wr + 8);
+        const __m512i w2 = _mm512_maskz_loadu_epi64(m2, wr + 16), w3 = _mm512_maskz_loadu_epi64(m3, wr + 24);
+#define BEEX_ROW4(A, C0, C1, C2, C3)                                                  \
+  {                                                                                   \
+    const __m512i av = _mm512_set1_epi64(static_cast<long long>(A[w]));               \
+    C0 = _mm512_add_epi64(C0, _mm512_popcnt_epi64(_mm512_xor_si512(av, w0)));        \
+    C1 = _mm512_add_epi64(C1, _mm512_popcnt_epi64(_mm512_xor_si512(av, w1)));        \
+    C2 = _mm512_add_epi64(C2, _mm512_popcnt_epi64(_mm512_xor_si512(av, w2)));        \
+    C3 = _mm512_add_epi64(C3, _mm512_popcnt_epi64(_mm512_xor_si512(av, w3)));        \
+  }
+        BEEX_ROW4(a0, c00, c01, c02, c03)
+        BEEX_ROW4(a1, c10, c11, c12, c13)
+        BEEX_ROW4(a2, c20, c21, c22, c23)
+        BEEX_ROW4(a3, c30, c31, c32, c33)
+#undef BEEX_ROW4
       }
-      const __m512i s0 = _mm512_sub_epi64(kv, _mm512_add_epi64(p0, p0));
-      const __m512i s1 = _mm512_sub_epi64(kv, _mm512_add_epi64(p1, p1));
-      const __m512 s = _mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtepi64_ps(s0)), _mm512_cvtepi64_ps(s1), 1);
-      __m512 out = _mm512_mul_ps(s, load16(alpha + j0, m));
-      if (bias) out = _mm512_add_ps(out, load16(bias + j0, m));
-      if (ACT == 0) {
-        store16(yi + j0, m, out);
-      } else {
-        __m512 act = ACT == 1 ? fsigmoid512(out) : ftanh512(out);
-        if (next_shift) act = _mm512_add_ps(act, load16(next_shift + j0, m));
-        ybi[j0 >> 6] |= static_cast<u64>(_mm512_mask_cmp_ps_mask(m, act, zero, _CMP_GE_OQ)) << (j0 & 63);
-      }
+      const bool two = j0 + 16 < N;
+      auto out = [&](int64_t r, __m512i p0, __m512i p1, __m512i p2, __m512i p3) {
+        float* yi = y ? y + (i0 + r) * N : nullptr;
+        u64* ybi = yb ? yb + (i0 + r) * WN : nullptr;
+        plinear512_out<ACT>(L, j0, p0, p1, yi, next_shift, ybi);
+        if (two) plinear512_out<ACT>(L, j0 + 16, p2, p3, yi, next_shift, ybi);
+      };
+      out(0, c00, c01, c02, c03);
+      if (rows > 1) out(1, c10, c11, c12, c13);
+      if (rows > 2) out(2, c20, c21, c22, c23);
+      if (rows > 3) out(3, c30, c31, c32, c33);
     }
   }
 }
@@ -1262,6 +1297,75 @@ BEEX_HOT void gelu_ffn(float* a, int64_t n, int64_t dff, const float* shift, Wor
   for (int64_t k = 0; k < nd; ++k) a[gi[k]] = yout[k];
 }
 
+#if BEEX_ISA == 2
+// fgelu's arithmetic on 16 lanes (fexp512 is fexp lane for lane)
+BEEX_INLINE __m512 fgelu512(__m512 x) {
+  const __m512 z = _mm512_mul_ps(x, _mm512_set1_ps(0.70710678118654752440f));
+  const __m512 az = _mm512_abs_ps(z);
+  const __m512 one = _mm512_set1_ps(1.0f);
+  const __m512 t = _mm512_div_ps(one, _mm512_add_ps(one, _mm512_mul_ps(_mm512_set1_ps(0.3275911f), az)));
+  __m512 r = _mm512_set1_ps(1.061405429f);
+  r = _mm512_sub_ps(_mm512_mul_ps(r, t), _mm512_set1_ps(1.453152027f));
+  r = _mm512_add_ps(_mm512_mul_ps(r, t), _mm512_set1_ps(1.421413741f));
+  r = _mm512_sub_ps(_mm512_mul_ps(r, t), _mm512_set1_ps(0.284496736f));
+  r = _mm512_add_ps(_mm512_mul_ps(r, t), _mm512_set1_ps(0.254829592f));
+  const __m512 ez = fexp512(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_mul_ps(z, z)));
+  const __m512 e = _mm512_sub_ps(one, _mm512_mul_ps(_mm512_mul_ps(r, t), ez));
+  const __mmask16 neg = _mm512_cmp_ps_mask(z, _mm512_setzero_ps(), _CMP_LT_OQ);
+  const __m512 se = _mm512_mask_sub_ps(e, neg, _mm512_setzero_ps(), e);
+  return _mm512_mul_ps(_mm512_mul_ps(x, _mm512_set1_ps(0.5f)), _mm512_add_ps(one, se));
+}
+
+// gelu_ffn and the next linear's pack_bits in one pass: the bits of gelu(a) + shift >= 0 of
+// a [n, dff] straight into xb [n][ceil(dff/64)] (a is left as it is), the elements in doubt
+// (gelu_ffn's test, element for element) set from ATen's kernel as gelu_ffn sets them.
+BEEX_HOT void gelu_bits(const float* a, int64_t n, int64_t dff, const float* shift, u64* xb, Work& w) {
+  const int64_t Wd = (dff + 63) / 64;
+  int64_t* gi = grow(w.gi, n * dff);
+  int64_t nd = 0;
+  const __m512 tiny = _mm512_set1_ps(1e-30f), rel = _mm512_set1_ps(1e-5f), zero = _mm512_setzero_ps();
+  for (int64_t r = 0; r < n; ++r) {
+    const float* row = a + r * dff;
+    u64* br = xb + r * Wd;
+    for (int64_t t = 0; t < Wd; ++t) br[t] = 0;
+    __mmask16 any = 0;
+    for (int64_t c0 = 0; c0 < dff; c0 += 16) {
+      const __mmask16 m = tail16(dff - c0);
+      const __m512 x = load16(row + c0, m);
+      const __m512 g = fgelu512(x);
+      const __m512 v = shift ? _mm512_add_ps(g, load16(shift + c0, m)) : g;
+      const __m512 lim = _mm512_add_ps(_mm512_mul_ps(rel, _mm512_add_ps(_mm512_abs_ps(x), _mm512_abs_ps(g))), tiny);
+      any |= _mm512_mask_cmp_ps_mask(m, _mm512_abs_ps(v), lim, _CMP_LE_OQ);
+      br[c0 >> 6] |= static_cast<u64>(_mm512_mask_cmp_ps_mask(m, v, zero, _CMP_GE_OQ)) << (c0 & 63);
+    }
+    if (!any) continue;
+    float* keep = grow(w.gy, n * dff);  // the inputs of the doubtful elements, in gi's order
+    for (int64_t c = 0; c < dff; ++c) {
+      const float x = row[c], g = fgelu(x), v = shift ? g + shift[c] : g;
+      if (std::fabs(v) <= 1e-5f * (std::fabs(x) + std::fabs(g)) + 1e-30f) {
+        keep[nd] = x;
+        gi[nd++] = r * dff + c;
+      }
+    }
+  }
+  if (nd == 0) return;
+  const int64_t padded = (nd + 63) / 64 * 64;  // as gelu_ffn: every element in the kernel's vectorised body
+  float* xin = grow(w.gx, padded);
+  float* keep = w.gy.data();
+  for (int64_t k = 0; k < nd; ++k) xin[k] = keep[k];
+  for (int64_t k = nd; k < padded; ++k) xin[k] = 0.0f;
+  float* yout = grow(w.gy, padded);
+  aten_gelu(xin, padded, yout);
+  for (int64_t k = 0; k < nd; ++k) {
+    const int64_t r = gi[k] / dff, c = gi[k] % dff;
+    const float v = shift ? yout[k] + shift[c] : yout[k];
+    u64& word = xb[r * Wd + (c >> 6)];
+    const u64 bit = u64(1) << (c & 63);
+    word = v >= 0.0f ? (word | bit) : (word & ~bit);
+  }
+}
+#endif
+
 // one encoder block on w.h [n, d], result back in w.h
 BEEX_HOT void block(const Model& M, const Blk& B, Work& w, int64_t n) {
   const int64_t d = M.d, H = M.H, dh = M.dh, Wh = (dh + 63) / 64, dff = M.dff;
@@ -1320,8 +1424,13 @@ BEEX_HOT void block(const Model& M, const Blk& B, Work& w, int64_t n) {
     for (int64_t i = 0; i < n * d; ++i) h[i] = h1[i] + f1[i] * f2[i];
   } else {
     plinear(h1, n, B.lin[4], a, xb, pc);
+#if BEEX_ISA == 2
+    gelu_bits(a, n, dff, B.lin[5].shift, xb, w);  // GELU and the packing of its bits in one pass
+    plinear512<0>(xb, n, B.lin[5], f1, nullptr, nullptr);
+#else
     gelu_ffn(a, n, dff, B.lin[5].shift, w);
     plinear(a, n, B.lin[5], f1, xb, pc);
+#endif
     for (int64_t i = 0; i < n * d; ++i) h[i] = h1[i] + f1[i];
   }
   for (int64_t i = 0; i < n; ++i) layer_norm(h + i * d, d, B.ln2w, B.ln2b, h + i * d, M.eps);

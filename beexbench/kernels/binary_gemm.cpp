@@ -13,12 +13,15 @@
 //   pack_rows(Tensor x[N,K] float32)                  -> Tensor uint64 [N, ceil(K/64)]
 //   binary_matmul(Tensor a[M,W], Tensor b[N,W], int K) -> Tensor int32 [M, N]
 //   binary_linear(Tensor x[M,K] f32, Tensor w[N,W], Tensor alpha[N] f32,
-//                 Tensor? bias[N] f32, int K)           -> Tensor float32 [M, N]
+//                 Tensor? bias[N] f32, int K, Tensor? layout) -> Tensor float32 [M, N]
+//   binary_layout(Tensor w[N,W], int K)               -> Tensor int32: w as the backend reads it
+//                 (avx512-vpopcnt's column panel; empty for the others), built once per layer
+//                 and passed to binary_linear as `layout` so a call skips its re-layout
 //   binary_qk_batched(Tensor q[G,M,K] f32, Tensor k[G,N,K] f32)
 //                                                     -> Tensor float32 [G, M, N] (exact +-1 dots)
 //   backend() -> str ; available_backends() -> str (comma separated)
 //   set_backend(str) -> str  ("auto" | "avx512-vpopcnt" | "avx512-vnni" | "avx2" | "portable")
-//   time_product(x, w, alpha, bias?, K, reps) -> float (seconds per call, timed in C++)
+//   time_product(x, w, alpha, bias?, K, reps, layout?) -> float (seconds per call, timed in C++)
 //
 // Backends, best first ("auto" takes the first this CPU runs; all are exact):
 //   avx512-vpopcnt  register-blocked XOR + VPOPCNTD tile, lanes = output columns
@@ -274,6 +277,16 @@ struct Backend {
   LinearFn linear;
 };
 
+// Rows [i0, i0 + m) of A as bits: A's own (x == nullptr), or the floats x [.., K] packed
+// by `pack` into buf (W words a row).
+inline const u64* a_rows(PackFn pack, const float* x, int64_t K, const u64* A, int64_t i0, int64_t m, int64_t W,
+                         std::unique_ptr<u64[]>& buf) {
+  if (!x) return A + i0 * W;
+  buf = scratch<u64>(m * W);
+  pack(x + i0 * K, K, 0, m, K, buf.get(), W);
+  return buf.get();
+}
+
 // Generic driver for backends that work on the bit-packed words directly.
 // A rows come as bits (x == nullptr) or are packed here from floats x.
 template <class TileFn, class Epi>
@@ -282,12 +295,7 @@ void run_bits(PackFn pack, TileFn tile, const float* x, int64_t K, const u64* A,
   for_chunks(M, N, W, [&](int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
     const int64_t m = i1 - i0, n = j1 - j0;
     std::unique_ptr<u64[]> Abuf;
-    const u64* Ap = A ? A + i0 * W : nullptr;
-    if (x) {
-      Abuf = scratch<u64>(m * W);
-      pack(x + i0 * K, K, 0, m, K, Abuf.get(), W);
-      Ap = Abuf.get();
-    }
+    const u64* Ap = a_rows(pack, x, K, A, i0, m, W, Abuf);
     const Epi e = epi.shifted(i0, j0);
     const int64_t bm = block_rows(W * 8);
     for (int64_t b0 = 0; b0 < m; b0 += bm)
@@ -695,23 +703,25 @@ BEEX_AVX512 void tile_cols_float_avx512(const u64* A, int64_t W, const uint32_t*
 }
 
 // A rows come as bits (x == nullptr) or are packed here from floats; each chunk
-// builds the column panel of its own B rows.  (Little-endian x86: half-word h of a
-// row's u64 words is bits 32h..32h+31 of K, in both operands alike.)
+// builds the column panel of its own B rows, or reads its slice of `laid`, the panel of
+// all N rows built once (binary_layout; chunks start at multiples of 64 columns).
+// (Little-endian x86: half-word h of a row's u64 words is bits 32h..32h+31 of K, in
+// both operands alike.)
 template <class Epi, class TileFn>
 void run_cols_avx512(TileFn tile, const float* x, int64_t K, const u64* A, const u64* B, int64_t M,
-                     int64_t N, int64_t W, const Epi& epi) {
+                     int64_t N, int64_t W, const Epi& epi, const uint32_t* laid = nullptr) {
   for_chunks(M, N, W, [&](int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
     const int64_t m = i1 - i0, n = j1 - j0;
     std::unique_ptr<u64[]> Abuf;
-    const u64* Ap = A ? A + i0 * W : nullptr;
-    if (x) {
-      Abuf = scratch<u64>(m * W);
-      pack_avx512(x + i0 * K, K, 0, m, K, Abuf.get(), W);
-      Ap = Abuf.get();
+    const u64* Ap = a_rows(pack_avx512, x, K, A, i0, m, W, Abuf);
+    std::unique_ptr<uint32_t[]> P;
+    const uint32_t* Pp = laid ? laid + (j0 / 16) * 2 * W * 16 : nullptr;
+    if (!laid) {
+      P = scratch<uint32_t>((n + 15) / 16 * 16 * 2 * W);
+      panel_avx512(B + j0 * W, n, W, P.get());
+      Pp = P.get();
     }
-    auto P = scratch<uint32_t>((n + 15) / 16 * 16 * 2 * W);
-    panel_avx512(B + j0 * W, n, W, P.get());
-    tile(Ap, W, P.get(), m, n, epi.shifted(i0, j0));
+    tile(Ap, W, Pp, m, n, epi.shifted(i0, j0));
   }, 16 * kNR512, kMR512);
 }
 void matmul_avx512(const u64* A, const u64* B, int64_t M, int64_t N, int64_t W,
@@ -721,6 +731,11 @@ void matmul_avx512(const u64* A, const u64* B, int64_t M, int64_t N, int64_t W,
 void linear_avx512(const float* x, int64_t M, int64_t K, const u64* B, int64_t N, int64_t W,
                    const FloatEpilogue& e) {
   run_cols_avx512(tile_cols_float_avx512, x, K, nullptr, B, M, N, W, e);
+}
+// the linear on a panel of all N rows of B built once (binary_layout)
+void linear_avx512_laid(const float* x, int64_t M, int64_t K, const u64* B, int64_t N, int64_t W,
+                        const uint32_t* laid, const FloatEpilogue& e) {
+  run_cols_avx512(tile_cols_float_avx512, x, K, nullptr, B, M, N, W, e, laid);
 }
 
 // ---- AVX512-VNNI on unpacked +-1 tiles --------------------------------------------
@@ -844,12 +859,7 @@ void run_vnni(TileFn tile, const float* x, int64_t K, const u64* A, const u64* B
   for_chunks(M, N, W, [&](int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
     const int64_t m = i1 - i0, n = j1 - j0, nb = (n + 15) / 16;
     std::unique_ptr<u64[]> Abuf;
-    const u64* Ap = A ? A + i0 * W : nullptr;
-    if (x) {
-      Abuf = scratch<u64>(m * W);
-      pack_avx512(x + i0 * K, K, 0, m, K, Abuf.get(), W);
-      Ap = Abuf.get();
-    }
+    const u64* Ap = a_rows(pack_avx512, x, K, A, i0, m, W, Abuf);
     auto Au = scratch<uint8_t>(m * W * 64);
     unpack_bits_vnni(Ap, m, W, Au.get());
     auto P = scratch<int8_t>(nb * 16 * W * 64);
@@ -972,8 +982,34 @@ at::Tensor binary_matmul(const at::Tensor& a_in, const at::Tensor& b_in, int64_t
   return out;
 }
 
+// The layout a backend reads its weights in, built once per layer (binary_layout) and passed
+// back to binary_linear: avx512-vpopcnt's column panel of all N rows ([ceil(N/16), 2W, 16]
+// int32: uint32 half-words), an empty tensor for the other backends (none to cache).
+bool uses_panel() {
+#if BEEX_X86
+  return current_backend() == &kAvx512;
+#else
+  return false;
+#endif
+}
+
+at::Tensor binary_layout(const at::Tensor& w_in, int64_t K) {
+  check_packed(w_in, "w_packed");
+  TORCH_CHECK(K >= 1, "K must be >= 1, got ", K);
+  const int64_t W = words_for(K), N = w_in.size(0);
+  TORCH_CHECK(w_in.size(1) == W, "w_packed needs ceil(K/64)=", W, " words per row, got ", w_in.size(1));
+  if (!uses_panel() || N == 0) return at::empty({0}, w_in.options().dtype(at::kInt));
+  at::Tensor w = w_in.contiguous();
+  at::Tensor out = at::empty({(N + 15) / 16, 2 * W, 16}, w.options().dtype(at::kInt));
+#if BEEX_X86
+  panel_avx512(packed_ptr(w), N, W, reinterpret_cast<uint32_t*>(out.data_ptr<int32_t>()));
+#endif
+  return out;
+}
+
 at::Tensor binary_linear(const at::Tensor& x_in, const at::Tensor& w_in, const at::Tensor& alpha_in,
-                         const c10::optional<at::Tensor>& bias_in, int64_t K) {
+                         const c10::optional<at::Tensor>& bias_in, int64_t K,
+                         const c10::optional<at::Tensor>& layout_in) {
   TORCH_CHECK(x_in.dim() == 2, "x must be 2-D [M, K], got ", x_in.dim(), "-D");
   TORCH_CHECK(at::isFloatingType(x_in.scalar_type()), "x must be floating point");
   TORCH_CHECK(K >= 1, "K must be >= 1, got ", K);
@@ -1002,7 +1038,21 @@ at::Tensor binary_linear(const at::Tensor& x_in, const at::Tensor& w_in, const a
   at::Tensor out = at::empty({M, N}, x.options().dtype(at::kFloat));
   FloatEpilogue epi{out.data_ptr<float>(), N, K, alpha.data_ptr<float>(),
                     bias.defined() ? bias.data_ptr<float>() : nullptr};
-  current_backend()->linear(x.data_ptr<float>(), M, K, packed_ptr(w), N, W, epi);
+  // a layout from binary_layout: used where the backend reads one (else ignored: same results)
+  const bool laid = layout_in.has_value() && layout_in->defined() && layout_in->numel() > 0;
+  if (laid)
+    TORCH_CHECK(layout_in->dim() == 3 && layout_in->size(0) == (N + 15) / 16 && layout_in->size(1) == 2 * W &&
+                    layout_in->size(2) == 16 && layout_in->scalar_type() == at::kInt &&
+                    layout_in->is_contiguous() && layout_in->device().is_cpu(),
+                "layout must be binary_layout(w_packed, K) of these weights: int32 [", (N + 15) / 16, ", ", 2 * W,
+                ", 16], got ", layout_in->sizes());
+#if BEEX_X86
+  if (laid && uses_panel())
+    linear_avx512_laid(x.data_ptr<float>(), M, K, packed_ptr(w), N, W,
+                       reinterpret_cast<const uint32_t*>(layout_in->data_ptr<int32_t>()), epi);
+  else
+#endif
+    current_backend()->linear(x.data_ptr<float>(), M, K, packed_ptr(w), N, W, epi);
   if (x_in.scalar_type() != at::kFloat) out = out.to(x_in.scalar_type());
   return out;
 }
@@ -1046,10 +1096,11 @@ at::Tensor binary_qk_batched(const at::Tensor& q_in, const at::Tensor& k_in) {
 // Seconds per call of `reps` back-to-back calls made from C++ (no Python or dispatcher in
 // the loop): binary_matmul when x is packed (uint64/int64), binary_linear otherwise.
 double time_product(const at::Tensor& x, const at::Tensor& w, const at::Tensor& alpha,
-                    const c10::optional<at::Tensor>& bias, int64_t K, int64_t reps) {
+                    const c10::optional<at::Tensor>& bias, int64_t K, int64_t reps,
+                    const c10::optional<at::Tensor>& layout) {
   TORCH_CHECK(reps >= 1 && reps <= 100000000, "reps must be in [1, 1e8], got ", reps);
   const bool packed = x.scalar_type() == at::kUInt64 || x.scalar_type() == at::kLong;
-  auto one = [&] { return packed ? binary_matmul(x, w, K) : binary_linear(x, w, alpha, bias, K); };
+  auto one = [&] { return packed ? binary_matmul(x, w, K) : binary_linear(x, w, alpha, bias, K, layout); };
   one();
   const auto t0 = std::chrono::steady_clock::now();
   for (int64_t r = 0; r < reps; ++r) one();
@@ -1088,10 +1139,11 @@ std::string set_backend(const std::string& name) {
 TORCH_LIBRARY(beexbench_kernels, m) {
   m.def("pack_rows(Tensor x) -> Tensor", &pack_rows);
   m.def("binary_matmul(Tensor a, Tensor b, int K) -> Tensor", &binary_matmul);
-  m.def("binary_linear(Tensor x, Tensor w, Tensor alpha, Tensor? bias, int K) -> Tensor",
+  m.def("binary_layout(Tensor w, int K) -> Tensor", &binary_layout);
+  m.def("binary_linear(Tensor x, Tensor w, Tensor alpha, Tensor? bias, int K, Tensor? layout=None) -> Tensor",
         &binary_linear);
   m.def("binary_qk_batched(Tensor q, Tensor k) -> Tensor", &binary_qk_batched);
-  m.def("time_product(Tensor x, Tensor w, Tensor alpha, Tensor? bias, int K, int reps) -> float",
+  m.def("time_product(Tensor x, Tensor w, Tensor alpha, Tensor? bias, int K, int reps, Tensor? layout=None) -> float",
         &time_product);
   m.def("backend() -> str", &backend_name);
   m.def("available_backends() -> str", &available_backends);

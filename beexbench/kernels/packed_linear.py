@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from ._checks import KernelInputError, _check_float, words_for
-from .products import binary_linear, pack_rows
+from .products import binary_layout, binary_linear, pack_rows
 
 
 class PackedBinaryLinear(nn.Module):
@@ -64,8 +64,20 @@ class PackedBinaryLinear(nn.Module):
             mod.bias.copy_(bias.float())
         return mod
 
+    def _layout(self) -> torch.Tensor | None:
+        """The weights as the kernels' backend reads them (:func:`binary_layout`), built on the
+        first call and again whenever ``weight_packed`` changes (in place: its version counter;
+        or replaced: its storage); never saved (the state_dict keeps the 1-bit rows only)."""
+        w = self.weight_packed
+        key = (w.data_ptr(), w._version, tuple(w.shape))
+        cached = self.__dict__.get("_laid")
+        if cached is None or cached[0] != key:
+            cached = (key, binary_layout(w, self.in_features))
+            self.__dict__["_laid"] = cached
+        return cached[1]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return binary_linear(x, self.weight_packed, self.alpha, self.bias, self.in_features)
+        return binary_linear(x, self.weight_packed, self.alpha, self.bias, self.in_features, layout=self._layout())
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "

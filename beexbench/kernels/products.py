@@ -39,19 +39,35 @@ def binary_matmul(a_packed: torch.Tensor, b_packed: torch.Tensor, K: int) -> tor
     return _fallback.binary_matmul(a, b, K)
 
 
+def binary_layout(w_packed: torch.Tensor, K: int) -> torch.Tensor | None:
+    """``w_packed`` as the kernels' backend reads it (avx512-vpopcnt: its column panel of all
+    the rows), built once and passed to :func:`binary_linear` as ``layout`` so that a call skips
+    re-laying the weights out; None where the backend reads the packed rows as they are (or the
+    kernels run the PyTorch fallback). Derived data only: the weights stay 1-bit, and a layout
+    must be rebuilt when they change (:class:`~.packed_linear.PackedBinaryLinear` does)."""
+    K = _check_k(K)
+    w = _check_packed(w_packed, "w_packed", K)
+    if not _use_native():
+        return None
+    laid = _State.ops.binary_layout(w, K)
+    return laid if laid.numel() else None
+
+
 def binary_linear(
     x: torch.Tensor,
     w_packed: torch.Tensor,
     alpha: torch.Tensor,
     bias: torch.Tensor | None = None,
     K: int | None = None,
+    layout: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``(sign(x) @ sign(W).T) * alpha + bias`` with W given packed.
 
     ``x`` is [..., K] float (any float dtype; computed in fp32, returned in
     ``x.dtype``), ``w_packed`` uint64 [N, ceil(K/64)] from ``pack_rows``,
     ``alpha`` [N], ``bias`` [N] or None.  Activations are packed inside the
-    kernel call.
+    kernel call. ``layout``: :func:`binary_layout` of these same weights (same results,
+    no per-call re-layout), or None.
     """
     if _State.native_ready:
         # Fast path: the C++ op checks everything itself; on any complaint we
@@ -59,13 +75,13 @@ def binary_linear(
         try:
             if x.dim() == 2:
                 return _State.ops.binary_linear(x, w_packed, alpha, bias,
-                                                x.shape[1] if K is None else K)
+                                                x.shape[1] if K is None else K, layout)
         except (RuntimeError, TypeError, AttributeError, IndexError):
             pass
-    return _binary_linear_checked(x, w_packed, alpha, bias, K)
+    return _binary_linear_checked(x, w_packed, alpha, bias, K, layout)
 
 
-def _binary_linear_checked(x, w_packed, alpha, bias, K) -> torch.Tensor:
+def _binary_linear_checked(x, w_packed, alpha, bias, K, layout=None) -> torch.Tensor:
     x = _check_float(x, "x")
     if x.dim() < 1:
         raise KernelInputError("x must have at least one dimension [..., K]")
@@ -88,8 +104,14 @@ def _binary_linear_checked(x, w_packed, alpha, bias, K) -> torch.Tensor:
             raise KernelInputError(f"bias must have shape ({n},), got {tuple(bias.shape)}")
     lead = x.shape[:-1]
     x2 = x.reshape(-1, K)
+    if layout is not None:
+        words = w.shape[1]
+        want = ((n + 15) // 16, 2 * words, 16)
+        if not isinstance(layout, torch.Tensor) or layout.dtype != torch.int32 or tuple(layout.shape) != want:
+            got = tuple(layout.shape) if isinstance(layout, torch.Tensor) else type(layout).__name__
+            raise KernelInputError(f"layout must be binary_layout(w_packed, K) of these weights: int32 {want}, got {got}")
     if _use_native():
-        y = _State.ops.binary_linear(x2, w, alpha, bias, K)
+        y = _State.ops.binary_linear(x2, w, alpha, bias, K, layout)
     else:
         y = _fallback.binary_linear(x2, w, alpha, bias, K)
     if x.dtype != torch.float32:
