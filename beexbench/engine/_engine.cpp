@@ -815,7 +815,7 @@ BEEX_HOT void plinear512(const u64* xb, int64_t n, const Lin& L, float* y, const
     const u64* a2 = xb + (i0 + std::min<int64_t>(2, rows - 1)) * W;
     const u64* a3 = xb + (i0 + std::min<int64_t>(3, rows - 1)) * W;
     for (int64_t j0 = 0; j0 < N; j0 += 32) {
-      const __mmask16 mlo = tail16(N - j0), mhi = tail16(N - j0 - 16);
+      const __mmask16 mlo = tail16(N - j0), mhi = N - j0 > 16 ? tail16(N - j0 - 16) : 0;  // (tail16 wants r > 0)
       const __mmask8 m0 = static_cast<__mmask8>(mlo & 0xFF), m1 = static_cast<__mmask8>(mlo >> 8);
       const __mmask8 m2 = static_cast<__mmask8>(mhi & 0xFF), m3 = static_cast<__mmask8>(mhi >> 8);
       // 16 named accumulators (an array indexed at run time in the epilogue would live on the stack)
@@ -968,46 +968,60 @@ BEEX_HOT void attend(const Model& M, Work& w, int64_t n, const float* q, const f
     const float* akh = ak + hd * n;
     const u64* kbh = kb + hd * n * Wh;
     const float* vh = v + hd * dh;
-    for (int64_t i = 0; i < n; ++i) {
-      float* pi = sc + i * ldp;  // this row's probabilities
-      const u64* qi = qb + (hd * n + i) * Wh;
-      const __m512 aqv = _mm512_set1_ps(aq[hd * n + i]);
-      const __m512i q0 = _mm512_set1_epi64(static_cast<long long>(qi[0]));
-      __m512 maxv = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
-      for (int64_t j0 = 0; j0 < n; j0 += 16) {
-        const __mmask16 m = tail16(n - j0);
-        __m512 s;
-        if (Wh == 1) {
-          const __m512i k0 = _mm512_maskz_loadu_epi64(static_cast<__mmask8>(m & 0xFF), kbh + j0);
-          const __m512i k1 = _mm512_maskz_loadu_epi64(static_cast<__mmask8>(m >> 8), kbh + j0 + 8);
-          const __m512i s0 = _mm512_sub_epi64(dhv, _mm512_slli_epi64(_mm512_popcnt_epi64(_mm512_xor_si512(k0, q0)), 1));
-          const __m512i s1 = _mm512_sub_epi64(dhv, _mm512_slli_epi64(_mm512_popcnt_epi64(_mm512_xor_si512(k1, q0)), 1));
-          s = _mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtepi64_ps(s0)), _mm512_cvtepi64_ps(s1), 1);
-        } else {
-          alignas(64) float tmp[16] = {0};
-          const int64_t r = std::min<int64_t>(16, n - j0);
-          for (int64_t t = 0; t < r; ++t) {
-            int64_t p = 0;
-            for (int64_t x = 0; x < Wh; ++x) p += popcnt(qi[x] ^ kbh[(j0 + t) * Wh + x]);
-            tmp[t] = static_cast<float>(dh - 2 * p);
+    // softmax rows in groups of four, each step for the whole group before the next (scores and
+    // max, exp and sum, scale): four independent chains in flight (each row's arithmetic as one alone)
+    for (int64_t g0 = 0; g0 < n; g0 += 4) {
+      const int64_t g1 = std::min<int64_t>(n, g0 + 4);
+      float mx[4], inv[4];
+      for (int64_t i = g0; i < g1; ++i) {
+        float* pi = sc + i * ldp;  // this row's probabilities
+        const u64* qi = qb + (hd * n + i) * Wh;
+        const __m512 aqv = _mm512_set1_ps(aq[hd * n + i]);
+        const __m512i q0 = _mm512_set1_epi64(static_cast<long long>(qi[0]));
+        __m512 maxv = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+        for (int64_t j0 = 0; j0 < n; j0 += 16) {
+          const __mmask16 m = tail16(n - j0);
+          __m512 s;
+          if (Wh == 1) {
+            const __m512i k0 = _mm512_maskz_loadu_epi64(static_cast<__mmask8>(m & 0xFF), kbh + j0);
+            const __m512i k1 = _mm512_maskz_loadu_epi64(static_cast<__mmask8>(m >> 8), kbh + j0 + 8);
+            const __m512i s0 = _mm512_sub_epi64(dhv, _mm512_slli_epi64(_mm512_popcnt_epi64(_mm512_xor_si512(k0, q0)), 1));
+            const __m512i s1 = _mm512_sub_epi64(dhv, _mm512_slli_epi64(_mm512_popcnt_epi64(_mm512_xor_si512(k1, q0)), 1));
+            s = _mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtepi64_ps(s0)), _mm512_cvtepi64_ps(s1), 1);
+          } else {
+            alignas(64) float tmp[16] = {0};
+            const int64_t r = std::min<int64_t>(16, n - j0);
+            for (int64_t t = 0; t < r; ++t) {
+              int64_t p = 0;
+              for (int64_t x = 0; x < Wh; ++x) p += popcnt(qi[x] ^ kbh[(j0 + t) * Wh + x]);
+              tmp[t] = static_cast<float>(dh - 2 * p);
+            }
+            s = _mm512_load_ps(tmp);
           }
-          s = _mm512_load_ps(tmp);
+          __m512 x = _mm512_mul_ps(s, _mm512_mul_ps(aqv, _mm512_maskz_loadu_ps(m, akh + j0)));
+          x = pow2 ? _mm512_mul_ps(x, sqv) : _mm512_div_ps(x, sqv);
+          _mm512_storeu_ps(pi + j0, x);  // whole rows of ldp: full stores, so the loads below forward
+          maxv = _mm512_mask_max_ps(maxv, m, maxv, x);
         }
-        __m512 x = _mm512_mul_ps(s, _mm512_mul_ps(aqv, _mm512_maskz_loadu_ps(m, akh + j0)));
-        x = pow2 ? _mm512_mul_ps(x, sqv) : _mm512_div_ps(x, sqv);
-        _mm512_storeu_ps(pi + j0, x);  // whole rows of ldp: full stores, so the loads below forward
-        maxv = _mm512_mask_max_ps(maxv, m, maxv, x);
+        mx[i - g0] = hmax512(maxv);
       }
-      const __m512 mxv = _mm512_set1_ps(hmax512(maxv));
-      __m512 sumv = zero;
-      for (int64_t j0 = 0; j0 < n; j0 += 16) {
-        const __mmask16 m = tail16(n - j0);
-        const __m512 e = _mm512_maskz_mov_ps(m, fexp512(_mm512_sub_ps(_mm512_loadu_ps(pi + j0), mxv)));
-        _mm512_storeu_ps(pi + j0, e);
-        sumv = _mm512_add_ps(sumv, e);
+      for (int64_t i = g0; i < g1; ++i) {
+        float* pi = sc + i * ldp;
+        const __m512 mxv = _mm512_set1_ps(mx[i - g0]);
+        __m512 sumv = zero;
+        for (int64_t j0 = 0; j0 < n; j0 += 16) {
+          const __mmask16 m = tail16(n - j0);
+          const __m512 e = _mm512_maskz_mov_ps(m, fexp512(_mm512_sub_ps(_mm512_loadu_ps(pi + j0), mxv)));
+          _mm512_storeu_ps(pi + j0, e);
+          sumv = _mm512_add_ps(sumv, e);
+        }
+        inv[i - g0] = 1.0f / hsum512(sumv);
       }
-      const __m512 invv = _mm512_set1_ps(1.0f / hsum512(sumv));
-      for (int64_t j0 = 0; j0 < n; j0 += 16) _mm512_storeu_ps(pi + j0, _mm512_mul_ps(_mm512_loadu_ps(pi + j0), invv));
+      for (int64_t i = g0; i < g1; ++i) {
+        float* pi = sc + i * ldp;
+        const __m512 invv = _mm512_set1_ps(inv[i - g0]);
+        for (int64_t j0 = 0; j0 < n; j0 += 16) _mm512_storeu_ps(pi + j0, _mm512_mul_ps(_mm512_loadu_ps(pi + j0), invv));
+      }
     }
     // ctx = P v, four query rows at a time (each v row loaded once for the four)
     for (int64_t i0 = 0; i0 < n; i0 += 4) {
@@ -1387,8 +1401,8 @@ BEEX_HOT void block(const Model& M, const Blk& B, Work& w, int64_t n) {
   plinear(h, n, B.lin[0], q, xb, pc);
   plinear(h, n, B.lin[1], k, xb, pc);
   plinear(h, n, B.lin[2], v, xb, pc);
-  for (int64_t hd = 0; hd < H; ++hd) {
-    for (int64_t i = 0; i < n; ++i) {
+  for (int64_t i = 0; i < n; ++i) {  // row by row: q and k read in memory order
+    for (int64_t hd = 0; hd < H; ++hd) {
       absmean_bits(q + i * d + hd * dh, dh, aq + hd * n + i, qb + (hd * n + i) * Wh);
       absmean_bits(k + i * d + hd * dh, dh, ak + hd * n + i, kb + (hd * n + i) * Wh);
     }
