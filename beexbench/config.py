@@ -39,7 +39,7 @@ class LatencySettings:
     scenario_min_queries: int = 64  # SingleStream queries / Offline samples (LoadGen's p90 early stopping: 64)
     server_min_queries: int = 500  # each Server probe (LoadGen's p99 early stopping needs 459 on time)
     offline_batch_sizes: list[int] = field(default_factory=lambda: [1, 8, 32])  # the Offline search
-    server_bound_ms: float | None = None  # the Server p99 bound; None: server_bound_p90_multiple x SingleStream p90
+    server_bound_ms: float | None = None  # the Server p99 bound; None: server_bound_p90_multiple x SingleStream p90, at least 10 ms
     server_bound_p90_multiple: float = 5.0
     server_max_batch: int = 8  # dynamic batching: the largest batch
     server_wait_ms: float = 1.0  # dynamic batching: the wait after a batch's first query

@@ -193,10 +193,11 @@ def measure_speed_by_threads(adapter: ModelAdapter, checkpoint: Path | None, tes
     records = tuple(r for t in sorted(speeds) for r in (speeds[t].batch1, *speeds[t].batch_sweep))
     warnings += wakeup_warnings(speeds)
     # the static-depth latencies of every model at one common setting, the fewest threads (1 on a
-    # CPU), so that a speed ladder compares its rungs at equal threads as well as equal depth
+    # CPU), so that a speed ladder compares its rungs at equal threads as well as equal depth; the
+    # deployment scenarios there too (LoadGen's threads then keep a core of their own)
     fewest = min(speeds)
     chosen = dataclasses.replace(speeds[best], static_depth=speeds[fewest].static_depth,
-                                 static_budget=speeds[fewest].static_budget)
+                                 static_budget=speeds[fewest].static_budget, scenarios=speeds[fewest].scenarios)
     return chosen, records, warnings
 
 

@@ -253,7 +253,8 @@ def measure_speed(adapter: ModelAdapter, test: EncodedSplit, target: Target, set
         if energy:
             energy_rec = _energy_per_sample(en.record, rec.n + settings.warmup)
         static = ()
-        if target.threads == min(target.thread_settings()):  # kept at the fewest threads only (runner.isolate)
+        fewest = target.threads == min(target.thread_settings())  # kept at the fewest threads only (runner.isolate)
+        if fewest:
             with progress.task(f"latency {adapter.name} at each static depth, bs=1", total=None):
                 static = measure_static_latency(adapter, singles, target, settings, lambda fn, inputs, **b: measure_latency(
                     fn, target=target, inputs=inputs, batch_size=1, **b))
@@ -285,7 +286,8 @@ def measure_speed(adapter: ModelAdapter, test: EncodedSplit, target: Target, set
             with progress.task(f"latency {adapter.name} L={length}", total=None):
                 r = measure_latency(one, target=target, inputs=inputs, batch_size=1, seq_len=length, **short)
             seq_len_sweep.append(r)
-    scenarios = measure_scenarios(adapter, test, target, settings, batch1)  # issue 31: after every timed loop
+    # issue 31, after every timed loop; at the fewest threads only: the traffic generator's own threads keep a core
+    scenarios = measure_scenarios(adapter, test, target, settings, batch1) if fewest else None
     return Speed(scenarios=scenarios, batch1=batch1, energy=energy_rec, memory=memory, batch_sweep=tuple(batch_sweep),
                  seq_len_sweep=tuple(seq_len_sweep), implementation=implementation, skipped=tuple(skipped),
                  static_depth=static, static_budget=budget_label(settings) if static else "")

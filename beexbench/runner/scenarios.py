@@ -1,12 +1,18 @@
 """The producer of ``metrics.scenarios`` (issue 31): a model's deployment scenarios, measured in the
 isolated worker right after its batch-1 loop (:func:`beexbench.runner.measure.measure_speed`), at
-every thread setting; the record keeps the headline setting's (``runner.isolate`` keeps that
-setting's whole ``Speed``). The workload serves test samples: a batch is the rows of the test split
+the target's fewest-threads setting only (1 thread on a CPU), as the static-depth latencies are,
+with the process's affinity widened to every core for the block (:func:`generator_cores`): LoadGen
+issues and times queries from threads of its own, which must not share the model's cores (on a
+2-core host, an ORT session on both cores beside LoadGen measured a SingleStream p90 of 4.1 ms for
+a 0.22 ms model; on one pinned core a 0.05 ms model's Server p99 was 54 ms). The workload serves test samples: a batch is the rows of the test split
 cut to its longest row, run through the model's own ``predict`` (its exit rule applied, each row
 removed at its exit block: the row removal of ``models.early_exit``)."""
 from __future__ import annotations
 
-from typing import Sequence
+import dataclasses
+import os
+from contextlib import contextmanager
+from typing import Iterator, Sequence
 
 import torch
 
@@ -56,6 +62,24 @@ def measure_scenarios(adapter, test, target, settings: LatencySettings, batch1: 
     if not settings.scenarios:
         return None
     w = model_workload(adapter, test, target.device, min(settings.samples, len(test)))
-    with target.activate():
-        return run_scenarios(w, plan_of(settings), batch1_p90_ms=batch1.p90, single_stream_reasons=ci_reasons(batch1),
-                             threads=target.threads)
+    with target.activate(), generator_cores() as where:
+        out = run_scenarios(w, plan_of(settings), batch1_p90_ms=batch1.p90, single_stream_reasons=ci_reasons(batch1),
+                            threads=target.threads)
+    return dataclasses.replace(out, note=f"{out.note}; the model on {target.threads} intra-op thread(s), {where}")
+
+
+@contextmanager
+def generator_cores() -> Iterator[str]:
+    """Every core of the machine for the block (the model keeps its intra-op thread count): the
+    measuring process is pinned to the setting's cores, and LoadGen's issuing and timing threads,
+    started inside the block, would otherwise share the model's core (a 0.05 ms model's Server p99
+    was 54 ms on one pinned core). Yields where the generator ran, as the record says it."""
+    from ..targets import _host
+
+    cores = set(range(os.cpu_count() or 1))
+    restore, note = _host.pin_process(cores)
+    try:
+        yield note or f"the traffic generator's threads free to run on all {len(cores)} cores"
+    finally:
+        if restore is not None:
+            restore()
