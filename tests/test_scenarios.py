@@ -59,17 +59,21 @@ def test_a_toy_of_known_service_time_through_all_three_scenarios_with_loadgen():
     s = run_scenarios(sleeper(), plan, load=lambda: 0.0)
     assert s.generator.startswith("loadgen ") and not s.official and "not an MLPerf result" in s.note
     ss, off, srv = (s.get(k) for k in ("single-stream", "offline", "server"))
-    assert ss.validity == "VALID" and D * 1e3 <= ss.value < D * 1e3 * 1.5
+    # p90 of a 2 ms sleep: 2.1-2.2 ms on a quiet host; the margin absorbs a busy CI runner's wake-up delays
+    assert ss.validity == "VALID" and D * 1e3 <= ss.value < D * 1e3 * 2.5
     # Offline: one row costs D whatever the batch, so samples/s is 1/D (sleep overshoot only lowers it)
-    assert 0.85 / D <= off.value <= 1.02 / D and off.batch_size in (1, 8) and [p.batch_size for p in off.search] == [1, 8]
+    assert 0.7 / D <= off.value <= 1.02 / D and off.batch_size in (1, 8) and [p.batch_size for p in off.search] == [1, 8]
     # Server, one row at a time: an M/D/1 queue; the highest QPS whose p99 met the bound (LoadGen's check),
     # against the analytic value at the service time the batch-1 search point measured (sleep + call overhead)
     service = 1 / off.search[0].achieved
-    assert D <= service < 1.3 * D
+    assert D <= service < 1.5 * D
     analytic = md1_qps_at_p99(10 * D, service)
     # 20%, not 10%: a probe of ~1 s starts from an empty queue, so it sees fewer of the long busy periods that set
     # the steady-state p99, and finds a QPS above the analytic one (+7 to +16% on a loaded 2-core host)
-    assert srv.bound_qps == pytest.approx(analytic, rel=0.20)
+    # (a stall on a loaded runner can only lower the QPS found: the lower side has the wider margin)
+    # the figure reported (the highest probe LoadGen judged VALID: its early stopping discounts the lucky short
+    # probes that met the bound by a few queries); a stall on a loaded runner can only lower it
+    assert srv.validity == "VALID" and 0.75 * analytic <= srv.value <= 1.3 * analytic
     assert len(srv.search) >= 2 and all(p.validity in ("VALID", "INVALID") for p in srv.search)
     assert any(p.meets_bound for p in srv.search) and srv.bound_ms == pytest.approx(10 * D * 1e3)
 
