@@ -1333,6 +1333,8 @@ BEEX_INLINE __m512 fgelu512(__m512 x) {
 // gelu_ffn and the next linear's pack_bits in one pass: the bits of gelu(a) + shift >= 0 of
 // a [n, dff] straight into xb [n][ceil(dff/64)] (a is left as it is), the elements in doubt
 // (gelu_ffn's test, element for element) set from ATen's kernel as gelu_ffn sets them.
+constexpr int64_t kDoubtChunks = 512;  // gelu_bits keeps per-16 doubt masks for d_ff up to 8192
+
 BEEX_HOT void gelu_bits(const float* a, int64_t n, int64_t dff, const float* shift, u64* xb, Work& w) {
   const int64_t Wd = (dff + 63) / 64;
   int64_t* gi = grow(w.gi, n * dff);
@@ -1343,17 +1345,31 @@ BEEX_HOT void gelu_bits(const float* a, int64_t n, int64_t dff, const float* shi
     u64* br = xb + r * Wd;
     for (int64_t t = 0; t < Wd; ++t) br[t] = 0;
     __mmask16 any = 0;
+    __mmask16 dm[kDoubtChunks];  // each 16 elements' doubt mask, kept for the gather below
+    const bool masks = dff <= 16 * kDoubtChunks;
     for (int64_t c0 = 0; c0 < dff; c0 += 16) {
       const __mmask16 m = tail16(dff - c0);
       const __m512 x = load16(row + c0, m);
       const __m512 g = fgelu512(x);
       const __m512 v = shift ? _mm512_add_ps(g, load16(shift + c0, m)) : g;
       const __m512 lim = _mm512_add_ps(_mm512_mul_ps(rel, _mm512_add_ps(_mm512_abs_ps(x), _mm512_abs_ps(g))), tiny);
-      any |= _mm512_mask_cmp_ps_mask(m, _mm512_abs_ps(v), lim, _CMP_LE_OQ);
+      const __mmask16 doubt = _mm512_mask_cmp_ps_mask(m, _mm512_abs_ps(v), lim, _CMP_LE_OQ);
+      any |= doubt;
+      if (masks) dm[c0 >> 4] = doubt;
       br[c0 >> 6] |= static_cast<u64>(_mm512_mask_cmp_ps_mask(m, v, zero, _CMP_GE_OQ)) << (c0 & 63);
     }
     if (!any) continue;
     float* keep = grow(w.gy, n * dff);  // the inputs of the doubtful elements, in gi's order
+    if (masks) {  // only the elements the vector pass found in doubt (a scalar GELU over the whole row cost
+                  // a trained MiniLM block as much as the rest of it)
+      for (int64_t j = 0; j < (dff + 15) / 16; ++j)
+        for (unsigned bits = dm[j]; bits; bits &= bits - 1) {
+          const int64_t c = j * 16 + __builtin_ctz(bits);
+          keep[nd] = row[c];
+          gi[nd++] = r * dff + c;
+        }
+      continue;
+    }
     for (int64_t c = 0; c < dff; ++c) {
       const float x = row[c], g = fgelu(x), v = shift ? g + shift[c] : g;
       if (std::fabs(v) <= 1e-5f * (std::fabs(x) + std::fabs(g)) + 1e-30f) {
