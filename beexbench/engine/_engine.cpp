@@ -1265,6 +1265,20 @@ BEEX_HOT void attend(const Model& M, Work& w, int64_t n, const float* q, const f
 // gelu(x) + shift is that close to 0, the bit depends on those last bits. So fgelu gives every
 // element, and those whose bit two erfs good to 1e-6 could disagree on are recomputed by ATen's
 // kernel: the float model's bits, with no ATen call at all for a typical trained model.
+// ATen's kernel on the ``nd`` doubtful inputs gathered in w.gy, padded with zeros to a multiple of
+// 64 elements so that every element takes the kernel's vectorised body (as in the float model's
+// [B, L, d_ff] tensor); returns the outputs, in the inputs' order (in w.gy).
+const float* gelu_doubtful(int64_t nd, Work& w) {
+  const int64_t padded = (nd + 63) / 64 * 64;
+  float* xin = grow(w.gx, padded);
+  const float* keep = w.gy.data();
+  for (int64_t k = 0; k < nd; ++k) xin[k] = keep[k];
+  for (int64_t k = nd; k < padded; ++k) xin[k] = 0.0f;
+  float* yout = grow(w.gy, padded);
+  aten_gelu(xin, padded, yout);
+  return yout;
+}
+
 BEEX_HOT void gelu_ffn(float* a, int64_t n, int64_t dff, const float* shift, Work& w) {
   const int64_t N = n * dff;
   int64_t* gi = grow(w.gi, N);
@@ -1299,15 +1313,7 @@ BEEX_HOT void gelu_ffn(float* a, int64_t n, int64_t dff, const float* shift, Wor
     }
   }
   if (nd == 0) return;
-  // ATen's kernel on the doubtful inputs, padded with zeros to a multiple of 64 elements so that
-  // every element takes the kernel's vectorised body (as in the float model's [B, L, d_ff] tensor)
-  const int64_t padded = (nd + 63) / 64 * 64;
-  float* xin = grow(w.gx, padded);
-  float* keep = w.gy.data();
-  for (int64_t k = 0; k < nd; ++k) xin[k] = keep[k];
-  for (int64_t k = nd; k < padded; ++k) xin[k] = 0.0f;
-  float* yout = grow(w.gy, padded);
-  aten_gelu(xin, padded, yout);
+  const float* yout = gelu_doubtful(nd, w);
   for (int64_t k = 0; k < nd; ++k) a[gi[k]] = yout[k];
 }
 
@@ -1379,13 +1385,7 @@ BEEX_HOT void gelu_bits(const float* a, int64_t n, int64_t dff, const float* shi
     }
   }
   if (nd == 0) return;
-  const int64_t padded = (nd + 63) / 64 * 64;  // as gelu_ffn: every element in the kernel's vectorised body
-  float* xin = grow(w.gx, padded);
-  float* keep = w.gy.data();
-  for (int64_t k = 0; k < nd; ++k) xin[k] = keep[k];
-  for (int64_t k = nd; k < padded; ++k) xin[k] = 0.0f;
-  float* yout = grow(w.gy, padded);
-  aten_gelu(xin, padded, yout);
+  const float* yout = gelu_doubtful(nd, w);
   for (int64_t k = 0; k < nd; ++k) {
     const int64_t r = gi[k] / dff, c = gi[k] % dff;
     const float v = shift ? yout[k] + shift[c] : yout[k];
