@@ -234,8 +234,9 @@ def _model_problems(cfg: RunConfig, kinds: set[str]) -> list[str]:
         except BeexError as exc:
             found.setdefault(str(exc), [])
             continue
-        if name in planned and cls.unavailable():
-            found.setdefault(cls.unavailable(), []).append(name)
+        missing = cls.unavailable() if name in planned else None
+        if missing:
+            found.setdefault(missing, []).append(name)
         elif name in planned:
             overrides = overrides_for(name, cfg, cfg.seeds[0] if cfg.seeds else 0)
             for kind in sorted(k for k in kinds if not cls.problem_refusal(k)):

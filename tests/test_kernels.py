@@ -159,14 +159,7 @@ def test_auto_picks_the_fastest_exact_path_and_records_it():
 def test_env_selects_the_vnni_backend_in_fresh_process():
     if "avx512-vnni" not in K.available_backends():
         pytest.skip("this CPU has no AVX512-VNNI (with VL/BW/DQ)")
-    code = ("import beexbench.kernels as k, torch;"
-            "print(k.backend());"
-            "x=torch.randn(9,385); w=torch.randn(70,385);"
-            "print(torch.equal(k.binary_matmul(k.pack_rows(x),k.pack_rows(w),385),"
-            "(torch.where(x>=0,1.,-1.)@torch.where(w>=0,1.,-1.).T).int()))")
-    env = dict(os.environ, BEEXBENCH_KERNELS="avx512-vnni")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         timeout=300, check=True).stdout.split("\n")
+    out = product_in_fresh_process("avx512-vnni", 9, 70, 385, timeout=300)
     assert out[:2] == ["avx512-vnni", "True"]
 
 
@@ -319,14 +312,7 @@ def test_packed_binary_linear_module_and_state_dict(tmp_path):
 
 
 def test_env_forces_fallback_in_fresh_process():
-    code = ("import beexbench.kernels as k, torch;"
-            "print(k.backend()); print(k.fallback_reason());"
-            "x=torch.randn(3,70); w=torch.randn(5,70);"
-            "print(torch.equal(k.binary_matmul(k.pack_rows(x),k.pack_rows(w),70),"
-            "(torch.where(x>=0,1.,-1.)@torch.where(w>=0,1.,-1.).T).int()))")
-    env = dict(os.environ, BEEXBENCH_KERNELS="fallback")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         timeout=120, check=True).stdout.split("\n")
+    out = product_in_fresh_process("fallback", 3, 5, 70, timeout=120, reason=True)
     assert out[0] == "torch-fallback"
     assert "BEEXBENCH_KERNELS" in out[1]
     assert out[2] == "True"
@@ -347,3 +333,16 @@ def test_build_failure_falls_back_with_reason(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          timeout=120, check=True).stdout.split("\n")
     assert out[:4] == ["torch-fallback", "True", "(2, 3)", "1"]
+
+
+def product_in_fresh_process(kernels: str, m: int, n: int, k: int, timeout: float, reason: bool = False) -> list[str]:
+    """A fresh interpreter with BEEXBENCH_KERNELS=``kernels``: its backend (and fallback reason), then
+    whether its binary_matmul of random [m, k] x [n, k] equals the ±1 float product (printed lines)."""
+    code = ("import beexbench.kernels as k, torch;"
+            "print(k.backend());" + ("print(k.fallback_reason());" if reason else "") +
+            f"x=torch.randn({m},{k}); w=torch.randn({n},{k});"
+            f"print(torch.equal(k.binary_matmul(k.pack_rows(x),k.pack_rows(w),{k}),"
+            "(torch.where(x>=0,1.,-1.)@torch.where(w>=0,1.,-1.).T).int()))")
+    env = dict(os.environ, BEEXBENCH_KERNELS=kernels)
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=timeout, check=True).stdout.split("\n")
